@@ -1,0 +1,155 @@
+"""Options shared by the commands that run models (analyze, live, the window, evaluate,
+bench), and the one place that turns them into encoders and a fusion config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from emoapp.core.errors import EmoappError
+from emoapp.core.fusion import RULES, FusionConfig
+from emoapp.core.messages import Modality
+from emoapp.encoders.base import Encoder
+from emoapp.encoders.factory import RuntimeOptions, build_encoder, is_available_locally
+from emoapp.registry import ModelSpec, resolve_profile
+
+AUTO_PROFILE = "auto"
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("models")
+    group.add_argument(
+        "--profile",
+        default=AUTO_PROFILE,
+        help="model profile: default, cpu, baseline, or one from your profile file "
+        "(default: auto = the default profile's models that are available locally, the "
+        "baseline for the rest)",
+    )
+    group.add_argument("--profiles-file", type=Path, help="an extra profile TOML file")
+    for modality in Modality:
+        group.add_argument(
+            f"--{modality.value}-model",
+            metavar="MODEL",
+            help=f"{modality.value} model: registry id, hub id[@revision], local directory, "
+            "or 'none' to switch the modality off",
+        )
+    group.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda[:N], mps")
+    group.add_argument("--dtype", default="auto", help="auto (float16 on CUDA), float32, float16, bfloat16")
+    group.add_argument("--models-dir", help="where pulled models live (default: EMOAPP_MODELS_DIR "
+                       "or the Hugging Face cache)")
+    group.add_argument(
+        "--download",
+        action="store_true",
+        help="allow downloading missing models from the Hugging Face hub (off by default: "
+        "emoapp makes no network connection unless asked)",
+    )
+
+
+def add_fusion_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("fusion")
+    group.add_argument("--fusion-rule", choices=RULES, default="weighted",
+                       help="weighted mean (default) or product of experts")
+    group.add_argument("--weights", metavar="M=W,...",
+                       help="reliability prior per modality, e.g. face=1,voice=0.5,text=0.8")
+    group.add_argument("--smoothing", type=float, default=None, metavar="SECONDS",
+                       help="exponential smoothing time constant of the fused estimate (0: off)")
+
+
+def fusion_config(args: argparse.Namespace, default_smoothing: float = 0.0) -> FusionConfig:
+    config = FusionConfig(
+        rule=args.fusion_rule,
+        smoothing_s=default_smoothing if args.smoothing is None else args.smoothing,
+    )
+    if args.weights:
+        for part in args.weights.split(","):
+            name, _, value = part.partition("=")
+            try:
+                config.reliability[Modality(name.strip())] = float(value)
+            except ValueError as exc:
+                raise EmoappError(
+                    f"--weights: {part!r} is not MODALITY=NUMBER (modality: face, voice, text)"
+                ) from exc
+    return config
+
+
+@dataclass
+class ModelChoice:
+    """What each modality will run, and notes for the person (fallbacks, missing models)."""
+
+    specs: dict[Modality, ModelSpec | None]
+    notes: list[str] = field(default_factory=list)
+
+
+def choose_models(args: argparse.Namespace) -> ModelChoice:
+    """Resolve --profile and the per-modality options into model specs."""
+    overrides = {m: getattr(args, f"{m.value}_model", None) for m in Modality}
+    options = runtime_options(args)
+    if args.profile != AUTO_PROFILE:
+        return ModelChoice(resolve_profile(args.profile, overrides, args.profiles_file))
+    wanted = resolve_profile("default", overrides, args.profiles_file)
+    fallback = resolve_profile("baseline", {}, args.profiles_file)
+    choice = ModelChoice({})
+    for modality, spec in wanted.items():
+        if spec is None or overrides[modality] is not None or options.allow_download:
+            choice.specs[modality] = spec
+        elif is_available_locally(spec, RuntimeOptions(models_dir=options.models_dir)):
+            choice.specs[modality] = spec
+        else:
+            choice.specs[modality] = fallback[modality]
+            choice.notes.append(
+                f"{modality.value}: {spec.model} is not downloaded; using the baseline "
+                f"({fallback[modality].model if fallback[modality] else 'off'}). "
+                "Get the full models with `emoapp models pull`."
+            )
+    return choice
+
+
+def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
+
+    return RuntimeOptions(
+        device=args.device,
+        dtype=args.dtype,
+        allow_download=args.download,
+        models_dir=args.models_dir,
+    )
+
+
+@dataclass
+class LoadedEncoders:
+    encoders: dict[Modality, Encoder]
+    failures: dict[Modality, str]
+    choice: ModelChoice
+
+
+def load_encoders(
+    args: argparse.Namespace,
+    modalities: set[Modality] | None = None,
+    modality_configs: dict[Modality, object] | None = None,
+    strict: bool = False,
+) -> LoadedEncoders:
+    """Build and load an encoder per wanted modality. A modality whose model fails to load
+    is reported in ``failures`` (and on stderr) while the others go on; with ``strict`` the
+    first failure raises instead."""
+    choice = choose_models(args)
+    for note in choice.notes:
+        print(f"emoapp: {note}", file=sys.stderr)
+    options = runtime_options(args)
+    encoders: dict[Modality, Encoder] = {}
+    failures: dict[Modality, str] = {}
+    for modality, spec in choice.specs.items():
+        if spec is None or (modalities is not None and modality not in modalities):
+            continue
+        try:
+            encoder = build_encoder(spec, options, (modality_configs or {}).get(modality))
+            encoder.load()
+        except EmoappError as exc:
+            if strict:
+                raise
+            failures[modality] = str(exc)
+            print(f"emoapp: {modality.value} disabled: {exc}", file=sys.stderr)
+            continue
+        encoders[modality] = encoder
+    return LoadedEncoders(encoders, failures, choice)
+

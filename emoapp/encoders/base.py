@@ -1,0 +1,326 @@
+"""The one shape every encoder has, and the base that runs transformers models.
+
+An encoder turns a batch of inputs (video frames, audio windows, text entries) into one
+:class:`~emoapp.core.messages.ModalityPrediction` or
+:class:`~emoapp.core.messages.NoPrediction` per input. Transformers-backed encoders
+subclass :class:`TransformersEncoder` and write three steps:
+
+- ``preprocess(items)``: inputs -> model-level rows (face crops, waveforms, strings), the
+  index of the item each row belongs to, and a reason for each item that yields no row;
+- ``collate(rows)``: rows -> the model's input tensors (the HF processor's job);
+- ``postprocess(items, prepared, probs, latency_s)``: canonical probabilities per row ->
+  one output per item.
+
+Everything else lives here once: device choice (CUDA, then MPS, then CPU, overridable),
+dtype (half precision on CUDA), ``torch.inference_mode()``, splitting rows into batches,
+moving results back to the CPU, softmax, the label map, and falling back to the CPU when
+the GPU runs out of memory. torch and transformers are imported only when a model loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
+
+import numpy as np
+
+from emoapp.core.errors import MissingDependencyError, ModelLoadError
+from emoapp.core.labelmap import LabelMap, build_label_map
+from emoapp.core.messages import EncoderOutput, Modality
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class Encoder(Protocol):
+    """What the runtime needs of any encoder, transformers-backed or baseline."""
+
+    modality: Modality
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def baseline(self) -> bool: ...
+
+    def load(self) -> None:
+        """Load weights (idempotent). Raises ModelLoadError."""
+
+    def encode(self, items: Sequence[Any]) -> list[EncoderOutput]:
+        """One output per item, in order."""
+
+    def info(self) -> EncoderInfo:
+        """What is loaded, where it runs, and how labels map."""
+
+
+@dataclass(frozen=True)
+class EncoderInfo:
+    """A description of a loaded encoder, for status lines, model cards and benchmarks."""
+
+    modality: Modality
+    model_id: str
+    device: str
+    dtype: str
+    baseline: bool
+    label_mapping: list[tuple[str, str]] = field(default_factory=list)
+    revision: str | None = None
+    source: str = ""
+
+
+@dataclass
+class EncoderConfig:
+    """How to load and run one transformers encoder."""
+
+    model: str
+    """A Hugging Face hub id (``org/name``) or a local directory."""
+    revision: str | None = None
+    """Git revision (commit sha) to load from the hub; ignored for a local directory."""
+    device: str = "auto"
+    """``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    dtype: str = "auto"
+    """``auto`` (float16 on CUDA, else float32), ``float32``, ``float16`` or ``bfloat16``."""
+    local_files_only: bool = True
+    """Never touch the network unless told to (``emoapp models pull`` sets this False)."""
+    cache_dir: str | None = None
+    batch_size: int = 16
+    label_overrides: dict[str, str] = field(default_factory=dict)
+    model_name: str | None = None
+    """How to name the model in outputs (defaults to ``model``)."""
+
+
+@dataclass
+class Prepared:
+    """Result of ``preprocess``: model-level rows and which item each belongs to."""
+
+    rows: list[Any] = field(default_factory=list)
+    owners: list[int] = field(default_factory=list)
+    skipped: dict[int, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, owner: int, row: Any) -> None:
+        self.rows.append(row)
+        self.owners.append(owner)
+
+
+def _import_torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("torch", "running transformers models") from exc
+    return torch
+
+
+def select_device(requested: str = "auto") -> torch.device:
+    """CUDA if present, then Apple MPS, then CPU; or exactly what was requested."""
+    torch = _import_torch()
+    if requested != "auto":
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ModelLoadError(f"device {requested!r} requested but CUDA is not available")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ModelLoadError(f"device {requested!r} requested but MPS is not available")
+        return device
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = ("float32", "float16", "bfloat16")
+
+
+def select_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """float16 on CUDA and float32 elsewhere, unless a dtype is requested."""
+    torch = _import_torch()
+    if requested == "auto":
+        return torch.float16 if device.type == "cuda" else torch.float32
+    if requested not in _DTYPES:
+        raise ModelLoadError(f"unknown dtype {requested!r}; choose auto or one of {_DTYPES}")
+    return getattr(torch, requested)
+
+
+def is_local_model(model: str) -> bool:
+    return Path(model).expanduser().is_dir()
+
+
+class TransformersEncoder(ABC):
+    """Base of the encoders that run a Hugging Face classification model."""
+
+    modality: ClassVar[Modality]
+    task: ClassVar[str]  # e.g. "image-classification", for messages
+    auto_model: ClassVar[str]  # e.g. "AutoModelForImageClassification"
+    baseline: ClassVar[bool] = False
+
+    def __init__(self, config: EncoderConfig) -> None:
+        self.config = config
+        self.model: Any = None
+        self.processor: Any = None
+        self.label_map: LabelMap | None = None
+        self.device: torch.device | None = None
+        self.dtype: torch.dtype | None = None
+        self.fell_back_to_cpu: str | None = None
+
+    @property
+    def model_id(self) -> str:
+        return self.config.model_name or self.config.model
+
+    # -- loading -----------------------------------------------------------------------
+
+    def load(self) -> None:
+        if self.model is not None:
+            return
+        try:
+            import transformers
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise MissingDependencyError("transformers", "running models") from exc
+        source = str(Path(self.config.model).expanduser()) if is_local_model(
+            self.config.model
+        ) else self.config.model
+        kwargs = self._pretrained_kwargs()
+        model_cls = getattr(transformers, self.auto_model)
+        try:
+            model = model_cls.from_pretrained(source, **kwargs)
+            processor = self.load_processor(transformers, source, kwargs)
+        except ValueError as exc:
+            if "Unrecognized configuration class" in str(exc) or "Unrecognized model" in str(
+                exc
+            ):
+                raise ModelLoadError(
+                    f"model {self.model_id!r} is not a {self.task} model, so it cannot be the "
+                    f"{self.modality.value} model ({_first_line(exc)})"
+                ) from exc
+            raise ModelLoadError(f"model {self.model_id!r}: {_first_line(exc)}") from exc
+        except OSError as exc:
+            raise ModelLoadError(self._not_found_message(exc)) from exc
+        self.label_map = build_label_map(
+            self.model_id, model.config.id2label, self.config.label_overrides
+        )
+        self.device = select_device(self.config.device)
+        self.dtype = select_dtype(self.config.dtype, self.device)
+        model.eval()
+        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.processor = processor
+        self.after_load()
+
+    def _pretrained_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"local_files_only": self.config.local_files_only}
+        if self.config.cache_dir:
+            kwargs["cache_dir"] = self.config.cache_dir
+        if self.config.revision and not is_local_model(self.config.model):
+            kwargs["revision"] = self.config.revision
+        return kwargs
+
+    def _not_found_message(self, exc: OSError) -> str:
+        if is_local_model(self.config.model):
+            return f"model directory {self.config.model!r} cannot be loaded: {_first_line(exc)}"
+        if "/" not in self.config.model and not self.config.model.startswith("."):
+            return (
+                f"model {self.config.model!r} is neither a local directory nor a hub id "
+                "(org/name)"
+            )
+        if self.config.local_files_only:
+            return (
+                f"model {self.config.model!r} is not available locally; download it once with "
+                f"`emoapp models pull {self.config.model}` (or pass a local directory)"
+            )
+        return f"model {self.config.model!r} could not be downloaded: {_first_line(exc)}"
+
+    @abstractmethod
+    def load_processor(self, transformers: Any, source: str, kwargs: dict[str, Any]) -> Any:
+        """Load the model's preprocessor (image processor, feature extractor, tokenizer)."""
+
+    def after_load(self) -> None:  # noqa: B027 - optional hook
+        """Hook for subclasses that need more than the model and processor."""
+
+    # -- the three steps -----------------------------------------------------------------
+
+    @abstractmethod
+    def preprocess(self, items: Sequence[Any]) -> Prepared: ...
+
+    @abstractmethod
+    def collate(self, rows: list[Any]) -> dict[str, Any]: ...
+
+    @abstractmethod
+    def postprocess(
+        self, items: Sequence[Any], prepared: Prepared, probs: np.ndarray, latency_s: float
+    ) -> list[EncoderOutput]: ...
+
+    # -- running -------------------------------------------------------------------------
+
+    def encode(self, items: Sequence[Any]) -> list[EncoderOutput]:
+        """Run the whole encoder over a batch of items: one output per item."""
+        self.load()
+        started = time.perf_counter()
+        prepared = self.preprocess(items)
+        probs = self.classify_rows(prepared.rows)
+        latency = time.perf_counter() - started
+        return self.postprocess(items, prepared, probs, latency)
+
+    def classify_rows(self, rows: list[Any]) -> np.ndarray:
+        """Canonical probabilities (n_rows x 7) for model-level rows, in batches."""
+        assert self.label_map is not None
+        if not rows:
+            return np.zeros((0, len(self.label_map.mask)))
+        size = max(1, self.config.batch_size)
+        raw = [self.forward_probs(self.collate(rows[i : i + size])) for i in range(0, len(rows), size)]
+        return self.label_map.apply(np.concatenate(raw, axis=0))
+
+    def forward_probs(self, inputs: dict[str, Any]) -> np.ndarray:
+        """Raw-label probabilities for one collated batch; on GPU out-of-memory, moves the
+        model to the CPU for good, says so on stderr, and retries."""
+        torch = _import_torch()
+        try:
+            return self._forward(inputs)
+        except torch.OutOfMemoryError:
+            if self.device is None or self.device.type == "cpu":
+                raise
+            reason = f"{self.device.type} ran out of memory; {self.modality.value} runs on the CPU"
+            print(f"emoapp: {reason}", file=sys.stderr)
+            self.fell_back_to_cpu = reason
+            self.device = torch.device("cpu")
+            self.dtype = torch.float32
+            self.model = self.model.to(device=self.device, dtype=self.dtype)
+            if hasattr(torch, "cuda"):
+                torch.cuda.empty_cache()
+            return self._forward(inputs)
+
+    def _forward(self, inputs: dict[str, Any]) -> np.ndarray:
+        torch = _import_torch()
+        moved = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            moved[key] = value
+        with torch.inference_mode():
+            logits = self.model(**moved).logits
+            probs = torch.softmax(logits.float(), dim=-1)
+        return probs.cpu().numpy().astype(np.float64)
+
+    def info(self) -> EncoderInfo:
+        return EncoderInfo(
+            modality=self.modality,
+            model_id=self.model_id,
+            device=str(self.device) if self.device is not None else "not loaded",
+            dtype=str(self.dtype).removeprefix("torch.") if self.dtype is not None else "",
+            baseline=self.baseline,
+            label_mapping=self.label_map.describe() if self.label_map else [],
+            revision=self.config.revision,
+            source=self.config.model,
+        )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

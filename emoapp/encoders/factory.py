@@ -1,0 +1,102 @@
+"""Build the encoder a :class:`~emoapp.registry.ModelSpec` asks for.
+
+Transformers models load from local files only unless downloads are allowed; baseline
+encoders need nothing to download. Heavy modules are imported here, on demand.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from emoapp.core.errors import ModelLoadError
+from emoapp.core.messages import Modality
+from emoapp.encoders.base import Encoder, EncoderConfig
+from emoapp.registry import ModelSpec
+
+
+@dataclass
+class RuntimeOptions:
+    """Where and how models run, shared by every encoder of a session."""
+
+    device: str = "auto"
+    dtype: str = "auto"
+    allow_download: bool = False
+    models_dir: str | None = None
+    """Hugging Face cache folder for pulled models (default: ``EMOAPP_MODELS_DIR``, else
+    the usual ``HF_HUB_CACHE`` / ``HF_HOME`` location)."""
+    batch_size: int = 16
+
+    def cache_dir(self) -> str | None:
+        return self.models_dir or os.environ.get("EMOAPP_MODELS_DIR") or None
+
+
+def is_available_locally(spec: ModelSpec, options: RuntimeOptions | None = None) -> bool:
+    """True when the model can load with no network: a baseline, a local directory, or a
+    hub model whose files are already in the cache at the wanted revision."""
+    if spec.baseline or spec.is_local_dir:
+        return True
+    from huggingface_hub import try_to_load_from_cache
+
+    options = options or RuntimeOptions()
+    try:
+        found = try_to_load_from_cache(
+            spec.model, "config.json", cache_dir=options.cache_dir(), revision=spec.revision
+        )
+    except ValueError:  # not a valid repo id
+        return False
+    return isinstance(found, str)
+
+
+def encoder_config(spec: ModelSpec, options: RuntimeOptions) -> EncoderConfig:
+    return EncoderConfig(
+        model=spec.model,
+        revision=spec.revision,
+        device=options.device,
+        dtype=options.dtype,
+        local_files_only=not options.allow_download,
+        cache_dir=options.cache_dir(),
+        batch_size=options.batch_size,
+        label_overrides=dict(spec.label_overrides),
+    )
+
+
+def build_encoder(
+    spec: ModelSpec,
+    options: RuntimeOptions | None = None,
+    modality_config: Any = None,
+) -> Encoder:
+    """An (unloaded) encoder for ``spec``. ``modality_config`` is a ``FaceConfig`` or
+    ``VoiceConfig`` where the modality takes one."""
+    options = options or RuntimeOptions()
+    if spec.baseline:
+        return _build_baseline(spec, modality_config)
+    config = encoder_config(spec, options)
+    if spec.modality is Modality.FACE:
+        from emoapp.encoders.face import FaceEncoder
+
+        return FaceEncoder(config, modality_config)
+    if spec.modality is Modality.VOICE:
+        from emoapp.encoders.voice import VoiceEncoder
+
+        return VoiceEncoder(config, modality_config)
+    from emoapp.encoders.text import TextEncoder
+
+    return TextEncoder(config)
+
+
+def _build_baseline(spec: ModelSpec, modality_config: Any) -> Encoder:
+    if spec.model == "baseline/face-smile":
+        from emoapp.encoders.baseline import SmileFaceEncoder
+
+        return SmileFaceEncoder(modality_config)
+    if spec.model == "baseline/voice-prosody":
+        from emoapp.encoders.baseline import ProsodyVoiceEncoder
+
+        return ProsodyVoiceEncoder(modality_config)
+    if spec.model == "baseline/text-lexicon":
+        from emoapp.encoders.baseline import LexiconTextEncoder
+
+        return LexiconTextEncoder()
+    raise ModelLoadError(f"unknown baseline model {spec.model!r}")

@@ -1,0 +1,214 @@
+"""The curated model registry and profiles (``models/registry.toml``,
+``models/profiles.toml``), and how a model reference resolves to something loadable.
+
+A model reference, wherever the user gives one (``--face-model``, a profile, a user
+profile file), is one of:
+
+- a registry id (``trpakov/vit-face-expression``, ``baseline/text-lexicon``): loads at the
+  pinned revision with the registry's label overrides and reliability prior;
+- any other hub id (``org/name``, optionally ``org/name@revision``): loads as given;
+- a local directory saved with ``save_pretrained``;
+- ``none`` or ``off``: the modality is switched off.
+
+The registry files sit at the top of a checkout (``models/``) and inside the package of
+an installed wheel (``emoapp/_data/models``); :func:`data_dir` finds either.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emoapp.core.errors import EmoappError
+from emoapp.core.messages import Modality
+
+OFF_WORDS = frozenset({"none", "off", "no", ""})
+
+
+class RegistryError(EmoappError):
+    """An unknown profile or model reference, or a malformed registry or profile file."""
+
+
+def data_dir(name: str) -> Path:
+    """The folder ``models`` or ``resources``, in an installed wheel or in a checkout."""
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "_data" / name, package.parent / name):
+        if candidate.is_dir():
+            return candidate
+    raise RegistryError(f"emoapp's {name}/ folder is missing from the installation ({package})")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model of the curated registry."""
+
+    id: str
+    modality: Modality
+    task: str
+    backend: str = "transformers"
+    revision: str | None = None
+    architecture: str = ""
+    size_mb: float = 0.0
+    license: str = ""
+    training_data: str = ""
+    reported: str = ""
+    reliability: float = 0.5
+    limits: str = ""
+    label_overrides: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def baseline(self) -> bool:
+        return self.backend == "baseline"
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A resolved model reference for one modality: what to load and how."""
+
+    modality: Modality
+    model: str
+    revision: str | None = None
+    backend: str = "transformers"
+    label_overrides: dict[str, str] = field(default_factory=dict)
+    reliability: float | None = None
+    entry: ModelEntry | None = None
+
+    @property
+    def baseline(self) -> bool:
+        return self.backend == "baseline"
+
+    @property
+    def is_local_dir(self) -> bool:
+        return self.backend == "transformers" and Path(self.model).expanduser().is_dir()
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One model reference per modality (None: the modality is off)."""
+
+    name: str
+    description: str
+    models: dict[Modality, str | None]
+    fusion: dict[str, Any] = field(default_factory=dict)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise RegistryError(f"{path} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise RegistryError(f"{path} is not valid TOML: {exc}") from exc
+
+
+@functools.cache
+def registry() -> dict[str, ModelEntry]:
+    """Every model of the curated registry, by id."""
+    raw = _read_toml(data_dir("models") / "registry.toml").get("models", {})
+    entries = {}
+    for model_id, fields in raw.items():
+        fields = dict(fields)
+        fields["modality"] = Modality(fields["modality"])
+        entries[model_id] = ModelEntry(id=model_id, **fields)
+    return entries
+
+
+def _parse_profiles(raw: dict[str, Any], origin: str) -> dict[str, Profile]:
+    profiles = {}
+    for name, fields in raw.get("profiles", {}).items():
+        models = {m: fields.get(m.value) for m in Modality}
+        unknown = set(fields) - {"description", "fusion"} - {m.value for m in Modality}
+        if unknown:
+            raise RegistryError(f"profile {name!r} in {origin}: unknown keys {sorted(unknown)}")
+        profiles[name] = Profile(
+            name=name,
+            description=fields.get("description", ""),
+            models=models,
+            fusion=dict(fields.get("fusion", {})),
+        )
+    return profiles
+
+
+@functools.cache
+def builtin_profiles() -> dict[str, Profile]:
+    path = data_dir("models") / "profiles.toml"
+    return _parse_profiles(_read_toml(path), str(path))
+
+
+def user_profiles_path() -> Path:
+    """Where a user's own profiles live (``EMOAPP_PROFILES`` overrides)."""
+    if env := os.environ.get("EMOAPP_PROFILES"):
+        return Path(env).expanduser()
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "emoapp" / "profiles.toml"
+
+
+def profiles(extra_file: Path | None = None) -> dict[str, Profile]:
+    """Built-in profiles, then the user's profile file, then ``extra_file``; later files
+    override earlier profiles of the same name."""
+    merged = dict(builtin_profiles())
+    for path in (user_profiles_path(), extra_file):
+        if path is not None and path.is_file():
+            merged.update(_parse_profiles(_read_toml(path), str(path)))
+    if extra_file is not None and not extra_file.is_file():
+        raise RegistryError(f"profile file {extra_file} does not exist")
+    return merged
+
+
+def resolve_model(modality: Modality, ref: str) -> ModelSpec | None:
+    """Resolve a model reference for ``modality`` (None when it says the modality is off)."""
+    ref = ref.strip()
+    if ref.lower() in OFF_WORDS:
+        return None
+    entries = registry()
+    model, _, revision = ref.partition("@")
+    entry = entries.get(model)
+    if entry is not None:
+        if entry.modality != modality:
+            raise RegistryError(
+                f"{model!r} is a {entry.modality.value} model, not a {modality.value} model"
+            )
+        return ModelSpec(
+            modality=modality,
+            model=entry.id,
+            revision=revision or entry.revision,
+            backend=entry.backend,
+            label_overrides=dict(entry.label_overrides),
+            reliability=entry.reliability,
+            entry=entry,
+        )
+    if model.startswith("baseline/"):
+        known = ", ".join(k for k, e in entries.items() if e.baseline)
+        raise RegistryError(f"unknown baseline model {model!r}; known baselines: {known}")
+    path = Path(model).expanduser()
+    if path.exists() and not path.is_dir():
+        raise RegistryError(f"model {model!r} is a file; give a model directory or a hub id")
+    return ModelSpec(modality=modality, model=str(path) if path.is_dir() else model,
+                     revision=revision or None)
+
+
+def resolve_profile(
+    name: str,
+    overrides: dict[Modality, str | None] | None = None,
+    extra_file: Path | None = None,
+) -> dict[Modality, ModelSpec | None]:
+    """The model spec of each modality under profile ``name``, with per-modality
+    overrides (a reference string, or None to keep the profile's)."""
+    available = profiles(extra_file)
+    if name not in available:
+        raise RegistryError(
+            f"unknown profile {name!r}; choose one of {', '.join(sorted(available))}"
+        )
+    profile = available[name]
+    specs: dict[Modality, ModelSpec | None] = {}
+    for modality in Modality:
+        ref = (overrides or {}).get(modality)
+        if ref is None:
+            ref = profile.models.get(modality) or "none"
+        specs[modality] = resolve_model(modality, ref)
+    return specs

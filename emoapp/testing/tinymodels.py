@@ -1,0 +1,147 @@
+"""Tiny, randomly initialised models in the real layouts, made on the spot.
+
+Tests (and anyone trying emoapp without downloads) build a ViT face classifier, a
+Wav2Vec2 voice classifier and a RoBERTa text classifier from configs, save them with
+``save_pretrained`` and load them back through the same code users run. The RoBERTa
+tokenizer is a byte-level BPE trained offline with ``tokenizers``. ``size="full"`` builds
+the full-size architectures of the default models instead (random weights: same compute,
+for benchmarks).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+FACE_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
+VOICE_LABELS = ("neu", "hap", "ang", "sad")
+TEXT_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+
+Size = Literal["tiny", "full"]
+
+_CORPUS = [
+    "I am so happy to see you today.",
+    "This is wonderful news, thank you!",
+    "I am worried about tomorrow and I feel afraid.",
+    "That is disgusting, I hate it.",
+    "Why would you do that? I am furious.",
+    "I feel sad and lonely tonight.",
+    "Wow, I did not expect that at all!",
+    "The meeting is at three o'clock in room four.",
+]
+
+
+def _labels(labels: Sequence[str]) -> tuple[dict[int, str], dict[str, int]]:
+    id2label = dict(enumerate(labels))
+    return id2label, {v: k for k, v in id2label.items()}
+
+
+def make_face_model(
+    path: Path, labels: Sequence[str] = FACE_LABELS, size: Size = "tiny", seed: int = 0
+) -> Path:
+    """A ViT image classifier (ViT-base/16 at 224 px when full) with its image processor."""
+    import torch
+    from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+    torch.manual_seed(seed)
+    id2label, label2id = _labels(labels)
+    if size == "full":
+        config = ViTConfig(image_size=224, patch_size=16, id2label=id2label, label2id=label2id)
+        image_size = 224
+    else:
+        image_size = 32
+        config = ViTConfig(
+            image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2,
+            num_attention_heads=2, intermediate_size=64, id2label=id2label, label2id=label2id,
+        )
+    ViTForImageClassification(config).save_pretrained(path)
+    ViTImageProcessor(
+        size={"height": image_size, "width": image_size},
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    ).save_pretrained(path)
+    return path
+
+
+def make_voice_model(
+    path: Path, labels: Sequence[str] = VOICE_LABELS, size: Size = "tiny", seed: int = 0
+) -> Path:
+    """A Wav2Vec2 audio classifier (wav2vec2-base when full) with its feature extractor."""
+    import torch
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForSequenceClassification,
+    )
+
+    torch.manual_seed(seed)
+    id2label, label2id = _labels(labels)
+    if size == "full":
+        config = Wav2Vec2Config(id2label=id2label, label2id=label2id, use_weighted_layer_sum=True)
+    else:
+        config = Wav2Vec2Config(
+            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+            conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
+            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+            classifier_proj_size=16, id2label=id2label, label2id=label2id,
+        )
+    Wav2Vec2ForSequenceClassification(config).save_pretrained(path)
+    Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True,
+        return_attention_mask=True,
+    ).save_pretrained(path)
+    return path
+
+
+def make_text_model(
+    path: Path, labels: Sequence[str] = TEXT_LABELS, size: Size = "tiny", seed: int = 0
+) -> Path:
+    """A RoBERTa sequence classifier (distilroberta-base shape when full) with a byte-level
+    BPE tokenizer trained offline on a few sentences."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from tokenizers.processors import RobertaProcessing
+    from transformers import RobertaConfig, RobertaForSequenceClassification, RobertaTokenizerFast
+
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    vocab_size = 50265 if size == "full" else 400
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        _CORPUS * 4, vocab_size=vocab_size, min_frequency=1,
+        special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
+    )
+    bpe.post_processor = RobertaProcessing(
+        ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>"))
+    )
+    max_len = 512 if size == "full" else 64
+    tokenizer = RobertaTokenizerFast(
+        tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
+        cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+        model_max_length=max_len,
+    )
+    tokenizer.save_pretrained(path)
+    id2label, label2id = _labels(labels)
+    if size == "full":
+        config = RobertaConfig(
+            vocab_size=len(tokenizer), num_hidden_layers=6, max_position_embeddings=514,
+            id2label=id2label, label2id=label2id,
+        )
+    else:
+        config = RobertaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            intermediate_size=64, max_position_embeddings=max_len + 2, id2label=id2label,
+            label2id=label2id,
+        )
+    RobertaForSequenceClassification(config).save_pretrained(path)
+    return path
+
+
+def make_all(root: Path, size: Size = "tiny") -> dict[str, Path]:
+    """All three models under ``root``: {"face": ..., "voice": ..., "text": ...}."""
+    root = Path(root)
+    return {
+        "face": make_face_model(root / f"{size}-face", size=size),
+        "voice": make_voice_model(root / f"{size}-voice", size=size),
+        "text": make_text_model(root / f"{size}-text", size=size),
+    }

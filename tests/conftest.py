@@ -1,0 +1,53 @@
+"""Shared fixtures: tiny models built once per session, sample media, and a guard that
+fails any test leaving threads running."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# No test may reach the Hugging Face hub.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "resources" / "samples"
+# Threads owned by libraries, not by emoapp.
+_IGNORED_THREADS = ("ThreadPoolExecutor", "pydevd", "QDBus", "Dummy-")
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Tiny ViT / Wav2Vec2 / RoBERTa classifiers saved with save_pretrained."""
+    from emoapp.testing.tinymodels import make_all
+
+    return make_all(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def samples() -> Path:
+    """The committed sample media (resources/samples)."""
+    return SAMPLES
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves a thread of its own running."""
+    before = set(threading.enumerate())
+    yield
+    end = time.monotonic() + 5.0
+    while True:
+        leaked = [
+            t
+            for t in threading.enumerate()
+            if t not in before and t.is_alive() and not t.name.startswith(_IGNORED_THREADS)
+        ]
+        if not leaked or time.monotonic() > end:
+            break
+        time.sleep(0.05)
+    assert not leaked, f"test left threads running: {[t.name for t in leaked]}"
