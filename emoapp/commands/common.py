@@ -36,9 +36,13 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
             "or 'none' to switch the modality off",
         )
     group.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda[:N], mps")
-    group.add_argument("--dtype", default="auto", help="auto (float16 on CUDA), float32, float16, bfloat16")
-    group.add_argument("--models-dir", help="where pulled models live (default: EMOAPP_MODELS_DIR "
-                       "or the Hugging Face cache)")
+    group.add_argument(
+        "--dtype", default="auto", help="auto (float16 on CUDA), float32, float16, bfloat16"
+    )
+    group.add_argument(
+        "--models-dir",
+        help="where pulled models live (default: EMOAPP_MODELS_DIR or the Hugging Face cache)",
+    )
     group.add_argument(
         "--download",
         action="store_true",
@@ -49,12 +53,24 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
 
 def add_fusion_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fusion")
-    group.add_argument("--fusion-rule", choices=RULES, default="weighted",
-                       help="weighted mean (default) or product of experts")
-    group.add_argument("--weights", metavar="M=W,...",
-                       help="reliability prior per modality, e.g. face=1,voice=0.5,text=0.8")
-    group.add_argument("--smoothing", type=float, default=None, metavar="SECONDS",
-                       help="exponential smoothing time constant of the fused estimate (0: off)")
+    group.add_argument(
+        "--fusion-rule",
+        choices=RULES,
+        default="weighted",
+        help="weighted mean (default) or product of experts",
+    )
+    group.add_argument(
+        "--weights",
+        metavar="M=W,...",
+        help="reliability prior per modality, e.g. face=1,voice=0.5,text=0.8",
+    )
+    group.add_argument(
+        "--smoothing",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="exponential smoothing time constant of the fused estimate (0: off)",
+    )
 
 
 def fusion_config(args: argparse.Namespace, default_smoothing: float = 0.0) -> FusionConfig:
@@ -92,9 +108,12 @@ def choose_models(args: argparse.Namespace) -> ModelChoice:
     fallback = resolve_profile("baseline", {}, args.profiles_file)
     choice = ModelChoice({})
     for modality, spec in wanted.items():
-        if spec is None or overrides[modality] is not None or options.allow_download:
-            choice.specs[modality] = spec
-        elif is_available_locally(spec, RuntimeOptions(models_dir=options.models_dir)):
+        if (
+            spec is None
+            or overrides[modality] is not None
+            or options.allow_download
+            or is_available_locally(spec, RuntimeOptions(models_dir=options.models_dir))
+        ):
             choice.specs[modality] = spec
         else:
             choice.specs[modality] = fallback[modality]
@@ -152,4 +171,3 @@ def load_encoders(
             continue
         encoders[modality] = encoder
     return LoadedEncoders(encoders, failures, choice)
-

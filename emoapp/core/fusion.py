@@ -224,9 +224,19 @@ class Fuser:
             self._smoothed = None
             self._smoothed_t = None
             return FusedEstimate(
-                t=now, probs=None, label=None, confidence=0.0, valence=None, arousal=None,
-                contributions={}, weights={}, disagreement=0.0, inputs={}, rule=cfg.rule,
-                abstained=True, reason=self._abstain_reason(now),
+                t=now,
+                probs=None,
+                label=None,
+                confidence=0.0,
+                valence=None,
+                arousal=None,
+                contributions={},
+                weights={},
+                disagreement=0.0,
+                inputs={},
+                rule=cfg.rule,
+                abstained=True,
+                reason=self._abstain_reason(now),
             )
         probs = self._smooth(probs, now)
         total_w = sum(weights.values())

@@ -30,8 +30,18 @@ GOEMOTIONS_EKMAN: Final[dict[str, list[str]]] = {
     "disgust": ["disgust"],
     "fear": ["fear", "nervousness"],
     "joy": [
-        "joy", "amusement", "approval", "excitement", "gratitude", "love", "optimism",
-        "relief", "pride", "admiration", "desire", "caring",
+        "joy",
+        "amusement",
+        "approval",
+        "excitement",
+        "gratitude",
+        "love",
+        "optimism",
+        "relief",
+        "pride",
+        "admiration",
+        "desire",
+        "caring",
     ],
     "sadness": ["sadness", "disappointment", "embarrassment", "grief", "remorse"],
     "surprise": ["surprise", "realization", "confusion", "curiosity"],
@@ -50,24 +60,51 @@ _BASE_ALIASES: Final[dict[str, str]] = {
     # the canonical labels themselves
     **{label: label for label in CANONICAL_LABELS},
     # neutral
-    "neu": "neutral", "calm": "neutral", "neutrality": "neutral", "none": "neutral",
-    "no_emotion": "neutral", "noemotion": "neutral",
+    "neu": "neutral",
+    "calm": "neutral",
+    "neutrality": "neutral",
+    "none": "neutral",
+    "no_emotion": "neutral",
+    "noemotion": "neutral",
     # happy
-    "hap": "happy", "joy": "happy", "happiness": "happy", "joyful": "happy",
-    "love": "happy", "excited": "happy", "exc": "happy", "pleasant_surprise": "surprised",
+    "hap": "happy",
+    "joy": "happy",
+    "happiness": "happy",
+    "joyful": "happy",
+    "love": "happy",
+    "excited": "happy",
+    "exc": "happy",
+    "pleasant_surprise": "surprised",
     "ps": "surprised",
     # sad
-    "sadness": "sad", "sa": "sad", "sorrow": "sad",
+    "sadness": "sad",
+    "sa": "sad",
+    "sorrow": "sad",
     # angry
-    "ang": "angry", "anger": "angry", "an": "angry", "frustrated": "angry", "fru": "angry",
+    "ang": "angry",
+    "anger": "angry",
+    "an": "angry",
+    "frustrated": "angry",
+    "fru": "angry",
     # fearful
-    "fear": "fearful", "fea": "fearful", "afraid": "fearful", "scared": "fearful",
+    "fear": "fearful",
+    "fea": "fearful",
+    "afraid": "fearful",
+    "scared": "fearful",
     # disgusted
-    "disgust": "disgusted", "dis": "disgusted", "contempt": "disgusted",
+    "disgust": "disgusted",
+    "dis": "disgusted",
+    "contempt": "disgusted",
     # surprised
-    "surprise": "surprised", "sur": "surprised", "surprized": "surprised",
+    "surprise": "surprised",
+    "sur": "surprised",
+    "surprized": "surprised",
     # classes that carry no emotion of ours: their mass is dropped
-    "other": IGNORE, "oth": IGNORE, "unknown": IGNORE, "unk": IGNORE, "xxx": IGNORE,
+    "other": IGNORE,
+    "oth": IGNORE,
+    "unknown": IGNORE,
+    "unk": IGNORE,
+    "xxx": IGNORE,
 }
 
 ALIASES: Final[dict[str, str]] = {
@@ -148,7 +185,7 @@ def build_label_map(
     unmapped: list[str] = []
     for label in raw:
         key = normalise(label)
-        target = norm_overrides.get(key, ALIASES.get(key))
+        target: str | None = norm_overrides.get(key, ALIASES.get(key))
         if target is None:
             unmapped.append(label)
         else:

@@ -17,7 +17,7 @@ import numpy as np
 from emoapp.core.taxonomy import CANONICAL_LABELS, NUM_LABELS
 
 
-class Modality(str, enum.Enum):
+class Modality(enum.StrEnum):
     """The three input modalities."""
 
     FACE = "face"

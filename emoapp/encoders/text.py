@@ -12,7 +12,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from emoapp.core.messages import EncoderOutput, Modality, ModalityPrediction, NoPrediction, TextEntry
+from emoapp.core.messages import (
+    EncoderOutput,
+    Modality,
+    ModalityPrediction,
+    NoPrediction,
+    TextEntry,
+)
 from emoapp.encoders.base import Prepared, TransformersEncoder
 
 _FALLBACK_MAX_LENGTH = 512
@@ -59,8 +65,12 @@ class TextEncoder(TransformersEncoder):
                 continue
             # Overlapping windows of at most max_length tokens, special tokens included.
             encoded = self.processor(
-                text, truncation=True, max_length=self.max_length, stride=self.stride,
-                return_overflowing_tokens=True, padding=False,
+                text,
+                truncation=True,
+                max_length=self.max_length,
+                stride=self.stride,
+                return_overflowing_tokens=True,
+                padding=False,
             )
             chunks = [ids for ids in encoded["input_ids"] if ids]
             if not chunks:
@@ -77,7 +87,11 @@ class TextEncoder(TransformersEncoder):
         )
 
     def postprocess(
-        self, items: Sequence[TextEntry | str], prepared: Prepared, probs: np.ndarray, latency_s: float
+        self,
+        items: Sequence[TextEntry | str],
+        prepared: Prepared,
+        probs: np.ndarray,
+        latency_s: float,
     ) -> list[EncoderOutput]:
         assert self.label_map is not None
         outputs: list[EncoderOutput] = []

@@ -11,8 +11,7 @@ HEAVY = ("torch", "transformers", "PySide6", "cv2", "librosa")
 
 def _imported_after(code: str) -> set[str]:
     probe = (
-        f"{code}\nimport sys\n"
-        f"print('MODS:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
+        f"{code}\nimport sys\nprint('MODS:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     )
     out = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, cwd=REPO, check=True
@@ -23,7 +22,8 @@ def _imported_after(code: str) -> set[str]:
 
 def test_core_imports_without_heavy_packages():
     code = "\n".join(
-        f"import emoapp.core.{m}" for m in ("messages", "taxonomy", "labelmap", "fusion", "clock", "errors")
+        f"import emoapp.core.{m}"
+        for m in ("messages", "taxonomy", "labelmap", "fusion", "clock", "errors")
     )
     assert _imported_after(code) == set()
 
@@ -44,7 +44,8 @@ def test_no_qt_import_outside_ui():
             continue
         for line in path.read_text().splitlines():
             stripped = line.strip()
-            if stripped.startswith(("import PySide6", "from PySide6", "import pyqtgraph",
-                                    "from pyqtgraph")):
+            if stripped.startswith(
+                ("import PySide6", "from PySide6", "import pyqtgraph", "from pyqtgraph")
+            ):
                 offenders.append(f"{path.relative_to(REPO)}: {stripped}")
     assert offenders == []

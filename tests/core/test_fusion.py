@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emoapp.core.fusion import FusionConfig, Fuser, combine, disagreement
+from emoapp.core.fusion import Fuser, FusionConfig, combine, disagreement
 from emoapp.core.messages import Modality, ModalityPrediction
 from emoapp.core.taxonomy import LABEL_INDEX, NUM_LABELS
 
@@ -31,8 +31,10 @@ def onehotish(label, strength=0.7, mask=None):
 distributions = st.lists(
     st.floats(min_value=0.01, max_value=1.0), min_size=NUM_LABELS, max_size=NUM_LABELS
 ).map(lambda xs: np.array(xs) / sum(xs))
-masks = st.lists(st.booleans(), min_size=NUM_LABELS, max_size=NUM_LABELS).filter(any).map(
-    lambda xs: np.array(xs, dtype=bool)
+masks = (
+    st.lists(st.booleans(), min_size=NUM_LABELS, max_size=NUM_LABELS)
+    .filter(any)
+    .map(lambda xs: np.array(xs, dtype=bool))
 )
 modalities = st.sampled_from(list(Modality))
 rules = st.sampled_from(["weighted", "product"])
@@ -52,8 +54,11 @@ def test_one_modality_alone_gives_its_own_mapped_distribution(p, mask, modality,
 
 
 @settings(max_examples=200, deadline=None)
-@given(ps=st.lists(st.tuples(distributions, masks), min_size=1, max_size=3), rule=rules,
-       ages=st.lists(st.floats(0, 1.5), min_size=3, max_size=3))
+@given(
+    ps=st.lists(st.tuples(distributions, masks), min_size=1, max_size=3),
+    rule=rules,
+    ages=st.lists(st.floats(0, 1.5), min_size=3, max_size=3),
+)
 def test_output_is_a_distribution_and_contributions_sum_to_one(ps, rule, ages):
     fuser = Fuser(FusionConfig(rule=rule))
     for (p, mask), modality, age in zip(ps, Modality, ages, strict=False):
@@ -73,7 +78,9 @@ def test_a_model_casts_no_vote_on_labels_it_cannot_express():
     vm[voice_mask] = True
     face = pred(Modality.FACE, onehotish("disgusted", 0.6))
     voice = pred(Modality.VOICE, onehotish("neutral", 0.4, vm), mask=vm)
-    fused = combine({Modality.FACE: face, Modality.VOICE: voice}, {Modality.FACE: 1, Modality.VOICE: 1})
+    fused = combine(
+        {Modality.FACE: face, Modality.VOICE: voice}, {Modality.FACE: 1, Modality.VOICE: 1}
+    )
     # Disgust's score comes from the face alone (no zero vote from the voice), so it wins.
     assert np.argmax(fused) == LABEL_INDEX["disgusted"]
     # Versus a voice model that *can* express disgust and gives it ~0: disgust drops.

@@ -6,23 +6,37 @@ import pytest
 from emoapp.core.errors import UnmappedLabelsError
 from emoapp.core.labelmap import GOEMOTIONS_EKMAN, build_label_map, normalise
 from emoapp.core.taxonomy import CANONICAL_LABELS, LABEL_INDEX
-
 from tests.conftest import REPO
 
 
 def test_canonical_labels_are_exactly_the_seven():
     assert CANONICAL_LABELS == (
-        "neutral", "happy", "sad", "angry", "fearful", "disgusted", "surprised"
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
+        "fearful",
+        "disgusted",
+        "surprised",
     )
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        ("joy", "happy"), ("hap", "happy"), ("ang", "angry"), ("fear", "fearful"),
-        ("calm", "neutral"), ("contempt", "disgusted"), ("Surprise", "surprised"),
-        ("neu", "neutral"), ("sadness", "sad"), ("admiration", "happy"),
-        ("nervousness", "fearful"), ("confusion", "surprised"), ("annoyance", "angry"),
+        ("joy", "happy"),
+        ("hap", "happy"),
+        ("ang", "angry"),
+        ("fear", "fearful"),
+        ("calm", "neutral"),
+        ("contempt", "disgusted"),
+        ("Surprise", "surprised"),
+        ("neu", "neutral"),
+        ("sadness", "sad"),
+        ("admiration", "happy"),
+        ("nervousness", "fearful"),
+        ("confusion", "surprised"),
+        ("annoyance", "angry"),
     ],
 )
 def test_aliases(raw, expected):
@@ -33,7 +47,10 @@ def test_aliases(raw, expected):
 def test_iemocap_four_classes_mask_and_mapping():
     lm = build_label_map("superb", {0: "neu", 1: "hap", 2: "ang", 3: "sad"})
     assert [CANONICAL_LABELS[i] for i in np.flatnonzero(lm.mask)] == [
-        "neutral", "happy", "sad", "angry"
+        "neutral",
+        "happy",
+        "sad",
+        "angry",
     ]
     p = lm.apply(np.array([0.1, 0.2, 0.3, 0.4]))
     assert p[LABEL_INDEX["angry"]] == pytest.approx(0.3)

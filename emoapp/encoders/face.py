@@ -1,0 +1,368 @@
+"""Face encoder: find the faces in a video frame and classify each one's expression.
+
+Per frame: make it RGB uint8 (grayscale and RGBA are converted; what cannot be converted
+gives a :class:`~emoapp.core.messages.NoPrediction` that says why), find faces with a
+:class:`FaceLocator` (by default :class:`FaceDetector`, OpenCV's Haar frontal-face cascade
+run on a downscaled grayscale copy), crop each face with a margin, and classify every face
+of every frame in the batch together. Each face is reported as a
+:class:`~emoapp.core.messages.FaceDetection`; the *primary* face (the largest, or the one
+nearest the centre) gives the prediction's probabilities.
+
+What is estimated is the displayed facial expression, not what the person feels.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from emoapp.core.errors import MissingDependencyError
+from emoapp.core.messages import (
+    EncoderOutput,
+    FaceDetection,
+    Modality,
+    ModalityPrediction,
+    NoPrediction,
+    VideoFrame,
+)
+from emoapp.encoders.base import EncoderConfig, Prepared, TransformersEncoder
+
+Box = tuple[int, int, int, int]
+"""A face box in pixels: (x, y, width, height)."""
+
+Primary = Literal["largest", "center"]
+
+NO_FACE = "no face found"
+
+
+@dataclass
+class FaceConfig:
+    """How the face encoder finds, crops and chooses faces."""
+
+    margin: float = 0.2
+    """Added on every side of a face box before cropping, as a share of the box's size
+    (clipped to the frame)."""
+    min_face: int = 40
+    """Smallest face to find, in pixels of the original frame."""
+    primary: Primary = "largest"
+    """Which face gives the prediction: the ``largest``, or the one nearest the ``center``."""
+    max_faces: int = 8
+    """At most this many faces per frame are classified (the largest ones)."""
+    detector: str = "haar"
+    """Which face detector to use (only ``haar`` for now)."""
+    detector_max_side: int = 640
+    """The detector sees a copy whose longest side is at most this (0: full resolution)."""
+    scale_factor: float = 1.1
+    """Haar cascade: scale step between detection passes."""
+    min_neighbors: int = 5
+    """Haar cascade: overlapping hits needed to accept a face (higher: fewer false faces)."""
+
+    def __post_init__(self) -> None:
+        if self.margin < 0:
+            raise ValueError("margin must not be negative")
+        if self.min_face < 1 or self.max_faces < 1:
+            raise ValueError("min_face and max_faces must be at least 1")
+        if self.primary not in ("largest", "center"):
+            raise ValueError(f"primary must be 'largest' or 'center', not {self.primary!r}")
+        if self.detector_max_side < 0:
+            raise ValueError("detector_max_side must not be negative")
+        if self.scale_factor <= 1.0:
+            raise ValueError("scale_factor must be greater than 1")
+
+
+# --- detection ------------------------------------------------------------------------
+
+
+@runtime_checkable
+class FaceLocator(Protocol):
+    """Anything that finds faces: boxes in pixels of an RGB uint8 (H x W x 3) image."""
+
+    name: str
+
+    def detect(self, image: np.ndarray) -> list[Box]: ...
+
+
+def _import_cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError("opencv-python-headless", "face detection") from exc
+    return cv2
+
+
+class FaceDetector:
+    """OpenCV's Haar frontal-face cascade, on a downscaled, histogram-equalised gray copy.
+
+    Fast and dependency-free, but it misses profiles and tilted heads. Thread-safe (calls
+    are serialised; OpenCV's cascade is not documented as re-entrant).
+    """
+
+    name = "haar"
+    CASCADE = "haarcascade_frontalface_default.xml"
+
+    def __init__(
+        self,
+        min_face: int = 40,
+        max_side: int = 640,
+        scale_factor: float = 1.1,
+        min_neighbors: int = 5,
+        cascade: str | Path | None = None,
+    ) -> None:
+        cv2 = _import_cv2()
+        path = Path(cascade) if cascade else Path(cv2.data.haarcascades) / self.CASCADE
+        classifier = cv2.CascadeClassifier(str(path))
+        if classifier.empty():
+            raise MissingDependencyError(
+                "opencv-python-headless", f"face detection (cascade {path} not found)"
+            )
+        self._cv2 = cv2
+        self._classifier = classifier
+        self._lock = threading.Lock()
+        self.min_face = int(min_face)
+        self.max_side = int(max_side)
+        self.scale_factor = float(scale_factor)
+        self.min_neighbors = int(min_neighbors)
+
+    @classmethod
+    def from_config(cls, config: FaceConfig) -> FaceDetector:
+        return cls(
+            config.min_face, config.detector_max_side, config.scale_factor, config.min_neighbors
+        )
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        cv2 = self._cv2
+        height, width = image.shape[:2]
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        scale = 1.0
+        longest = max(height, width)
+        if self.max_side and longest > self.max_side:
+            scale = self.max_side / longest
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+        gray = cv2.equalizeHist(gray)
+        min_size = max(1, round(self.min_face * scale))
+        with self._lock:
+            found = self._classifier.detectMultiScale(
+                gray,
+                scaleFactor=self.scale_factor,
+                minNeighbors=self.min_neighbors,
+                minSize=(min_size, min_size),
+            )
+        boxes: list[Box] = []
+        for x, y, w, h in np.asarray(found, dtype=np.float64).reshape(-1, 4) / scale:
+            box = _clip_box(round(x), round(y), round(w), round(h), width, height)
+            if box is not None:
+                boxes.append(box)
+        return boxes
+
+
+def make_detector(config: FaceConfig) -> FaceLocator:
+    """The face detector ``config.detector`` names."""
+    if config.detector == "haar":
+        return FaceDetector.from_config(config)
+    raise ValueError(f"unknown face detector {config.detector!r}; available: haar")
+
+
+# --- frames and crops -----------------------------------------------------------------
+
+
+def to_rgb_uint8(image: Any) -> np.ndarray:
+    """An H x W x 3 uint8 RGB copy of ``image`` (or the image itself when it already is).
+
+    Converts grayscale (H x W or H x W x 1), RGBA (alpha dropped), bool, float (in [0, 1]
+    or [0, 255]) and 16-bit images. Raises ValueError, with a reason for a person, for
+    anything else.
+    """
+    if isinstance(image, VideoFrame):
+        image = image.image
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"frame is not an image array ({type(image).__name__})")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3):
+        raise ValueError(f"frame has shape {image.shape}; expected H x W x 3")
+    if image.ndim == 3 and image.shape[2] not in (3, 4):
+        raise ValueError(f"frame has {image.shape[2]} channels; expected 1, 3 or 4")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"empty frame ({image.shape[1]} x {image.shape[0]} pixels)")
+
+    if image.dtype != np.uint8:
+        image = _to_uint8(image)
+    if image.ndim == 2:
+        image = np.repeat(image[:, :, None], 3, axis=2)
+    elif image.shape[2] == 4:
+        image = image[:, :, :3]
+    return np.ascontiguousarray(image)
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    kind = image.dtype.kind
+    if kind == "b":
+        return image.astype(np.uint8) * 255
+    if kind == "f":
+        x = np.nan_to_num(image.astype(np.float32), nan=0.0, posinf=255.0, neginf=0.0)
+        if x.size and float(x.max()) <= 1.0:
+            x = x * 255.0
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    if kind == "u" and image.dtype.itemsize == 2:
+        return (image >> 8).astype(np.uint8)
+    if kind in "iu":
+        return np.clip(image, 0, 255).astype(np.uint8)
+    raise ValueError(f"frame pixels of type {image.dtype} cannot be used")
+
+
+def _clip_box(x: int, y: int, w: int, h: int, width: int, height: int) -> Box | None:
+    x0, y0 = max(0, x), max(0, y)
+    x1, y1 = min(width, x + w), min(height, y + h)
+    if x1 <= x0 or y1 <= y0:
+        return None
+    return (x0, y0, x1 - x0, y1 - y0)
+
+
+def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
+    """``box`` grown by ``margin`` of its size on every side, clipped to the frame."""
+    x, y, w, h = box
+    dx, dy = round(w * margin), round(h * margin)
+    return _clip_box(x - dx, y - dy, w + 2 * dx, h + 2 * dy, width, height) or box
+
+
+def crop(image: np.ndarray, box: Box) -> np.ndarray:
+    x, y, w, h = box
+    return np.ascontiguousarray(image[y : y + h, x : x + w])
+
+
+def choose_primary(boxes: Sequence[Box], width: int, height: int, how: Primary) -> int:
+    """Index of the primary face: the largest, or the one whose centre is nearest the
+    frame's centre (ties go to the larger / earlier box)."""
+    if not boxes:
+        raise ValueError("no faces to choose from")
+    if how == "center":
+        cx, cy = width / 2.0, height / 2.0
+        dist = [((x + w / 2.0 - cx) ** 2 + (y + h / 2.0 - cy) ** 2) for x, y, w, h in boxes]
+        return int(np.argmin(dist))
+    return int(np.argmax([w * h for _, _, w, h in boxes]))
+
+
+# --- the encoder ----------------------------------------------------------------------
+
+
+@dataclass
+class _FrameFaces:
+    boxes: list[Box]
+    primary: int
+    found: int
+    detect_s: float
+    size: tuple[int, int]
+
+
+class FaceEncoder(TransformersEncoder):
+    """Facial-expression classification of video frames (``VideoFrame`` or an RGB array).
+
+    ``detector`` overrides the detector ``face.detector`` names.
+    """
+
+    modality: ClassVar[Modality] = Modality.FACE
+    task: ClassVar[str] = "image-classification"
+    auto_model: ClassVar[str] = "AutoModelForImageClassification"
+
+    def __init__(
+        self,
+        config: EncoderConfig,
+        face: FaceConfig | None = None,
+        detector: FaceLocator | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.face = face or FaceConfig()
+        self.detector: FaceLocator | None = detector
+
+    def load_processor(self, transformers: Any, source: str, kwargs: dict[str, Any]) -> Any:
+        return transformers.AutoImageProcessor.from_pretrained(source, **kwargs)
+
+    def after_load(self) -> None:
+        if self.detector is None:
+            self.detector = make_detector(self.face)
+
+    def preprocess(self, items: Sequence[VideoFrame | np.ndarray]) -> Prepared:
+        assert self.detector is not None
+        prepared = Prepared()
+        frames: dict[int, _FrameFaces] = {}
+        for index, item in enumerate(items):
+            try:
+                image = to_rgb_uint8(item)
+            except ValueError as exc:
+                prepared.skipped[index] = str(exc)
+                continue
+            height, width = image.shape[:2]
+            started = time.perf_counter()
+            found = self.detector.detect(image)
+            detect_s = time.perf_counter() - started
+            if not found:
+                prepared.skipped[index] = NO_FACE
+                continue
+            boxes = sorted(found, key=lambda b: b[2] * b[3], reverse=True)[: self.face.max_faces]
+            primary = choose_primary(boxes, width, height, self.face.primary)
+            frames[index] = _FrameFaces(boxes, primary, len(found), detect_s, (width, height))
+            for box in boxes:
+                prepared.add(index, crop(image, expand_box(box, self.face.margin, width, height)))
+        prepared.extra["frames"] = frames
+        return prepared
+
+    def collate(self, rows: list[np.ndarray]) -> dict[str, Any]:
+        return dict(self.processor(images=rows, return_tensors="pt"))
+
+    def postprocess(
+        self,
+        items: Sequence[VideoFrame | np.ndarray],
+        prepared: Prepared,
+        probs: np.ndarray,
+        latency_s: float,
+    ) -> list[EncoderOutput]:
+        assert self.label_map is not None
+        per_item = latency_s / max(1, len(items))
+        frames: dict[int, _FrameFaces] = prepared.extra.get("frames", {})
+        classify_s = float(prepared.extra.get("classify_s", 0.0))
+        n_rows = max(1, len(prepared.rows))
+        owners = np.asarray(prepared.owners, dtype=int)
+        outputs: list[EncoderOutput] = []
+        for index, item in enumerate(items):
+            t = item.t if isinstance(item, VideoFrame) else 0.0
+            info = frames.get(index)
+            if info is None:
+                reason = prepared.skipped.get(index, NO_FACE)
+                outputs.append(NoPrediction(Modality.FACE, t, reason, self.model_id, per_item))
+                continue
+            rows = np.flatnonzero(owners == index)
+            faces = tuple(
+                FaceDetection(box, probs[row]) for box, row in zip(info.boxes, rows, strict=True)
+            )
+            p = faces[info.primary].probs
+            outputs.append(
+                ModalityPrediction(
+                    modality=Modality.FACE,
+                    t=t,
+                    probs=p,
+                    mask=self.label_map.mask.copy(),
+                    confidence=float(p.max()),
+                    model_id=self.model_id,
+                    latency_s=per_item,
+                    faces=faces,
+                    detail={
+                        "faces": len(faces),
+                        "faces_found": info.found,
+                        "primary_index": info.primary,
+                        "detect_s": info.detect_s,
+                        # The batch's classification time, shared by face count.
+                        "classify_s": classify_s * len(faces) / n_rows,
+                        "batch_classify_s": classify_s,
+                        "frame_size": info.size,
+                        "detector": getattr(self.detector, "name", "custom"),
+                    },
+                )
+            )
+        return outputs
