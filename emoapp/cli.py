@@ -21,6 +21,9 @@ SUBCOMMANDS = ("analyze", "live", "models", "evaluate", "bench")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="emoapp",
+        # No prefix matching at the top: the window's options (--text-file, ...) would make
+        # a subcommand's own option (analyze --text) "ambiguous" before the subcommand sees it.
+        allow_abbrev=False,
         description=(
             "Live multimodal emotion recognition: webcam, microphone and typed text, fused "
             "late into one estimate of displayed expression. With no subcommand, opens "

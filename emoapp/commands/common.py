@@ -13,7 +13,7 @@ from emoapp.core.fusion import RULES, FusionConfig
 from emoapp.core.messages import Modality
 from emoapp.encoders.base import Encoder
 from emoapp.encoders.factory import RuntimeOptions, build_encoder, is_available_locally
-from emoapp.registry import ModelSpec, resolve_profile
+from emoapp.registry import ModelSpec, profiles, resolve_profile
 
 AUTO_PROFILE = "auto"
 
@@ -74,20 +74,40 @@ def add_fusion_options(parser: argparse.ArgumentParser) -> None:
 
 
 def fusion_config(args: argparse.Namespace, default_smoothing: float = 0.0) -> FusionConfig:
+    """The fusion settings for a run. Reliability per modality comes, in order of
+    precedence, from --weights, the profile's fitted ``[fusion]`` table, the registry's
+    prior for the chosen model, and the built-in defaults; temperatures from the profile."""
     config = FusionConfig(
         rule=args.fusion_rule,
         smoothing_s=default_smoothing if args.smoothing is None else args.smoothing,
     )
+    fitted = _profile_fusion(args)
+    set_by_hand: set[Modality] = set()
+    for name, value in dict(fitted.get("reliability", {})).items():
+        config.reliability[Modality(name)] = float(value)
+        set_by_hand.add(Modality(name))
+    config.temperature = {str(k): float(v) for k, v in dict(fitted.get("temperature", {})).items()}
     if args.weights:
         for part in args.weights.split(","):
             name, _, value = part.partition("=")
             try:
-                config.reliability[Modality(name.strip())] = float(value)
+                modality = Modality(name.strip())
+                config.reliability[modality] = float(value)
             except ValueError as exc:
                 raise EmoappError(
                     f"--weights: {part!r} is not MODALITY=NUMBER (modality: face, voice, text)"
                 ) from exc
+            set_by_hand.add(modality)
+    for modality, spec in choose_models(args).specs.items():
+        if spec is not None and spec.reliability is not None and modality not in set_by_hand:
+            config.model_reliability[spec.model] = spec.reliability
     return config
+
+
+def _profile_fusion(args: argparse.Namespace) -> dict:
+    name = "default" if args.profile == AUTO_PROFILE else args.profile
+    available = profiles(getattr(args, "profiles_file", None))
+    return dict(available[name].fusion) if name in available else {}
 
 
 @dataclass
@@ -95,7 +115,11 @@ class ModelChoice:
     """What each modality will run, and notes for the person (fallbacks, missing models)."""
 
     specs: dict[Modality, ModelSpec | None]
-    notes: list[str] = field(default_factory=list)
+    notes_by_modality: dict[Modality, str] = field(default_factory=dict)
+
+    @property
+    def notes(self) -> list[str]:
+        return list(self.notes_by_modality.values())
 
 
 def choose_models(args: argparse.Namespace) -> ModelChoice:
@@ -117,7 +141,7 @@ def choose_models(args: argparse.Namespace) -> ModelChoice:
             choice.specs[modality] = spec
         else:
             choice.specs[modality] = fallback[modality]
-            choice.notes.append(
+            choice.notes_by_modality[modality] = (
                 f"{modality.value}: {spec.model} is not downloaded; using the baseline "
                 f"({fallback[modality].model if fallback[modality] else 'off'}). "
                 "Get the full models with `emoapp models pull`."
@@ -152,8 +176,9 @@ def load_encoders(
     is reported in ``failures`` (and on stderr) while the others go on; with ``strict`` the
     first failure raises instead."""
     choice = choose_models(args)
-    for note in choice.notes:
-        print(f"emoapp: {note}", file=sys.stderr)
+    for modality, note in choice.notes_by_modality.items():
+        if modalities is None or modality in modalities:
+            print(f"emoapp: {note}", file=sys.stderr)
     options = runtime_options(args)
     encoders: dict[Modality, Encoder] = {}
     failures: dict[Modality, str] = {}

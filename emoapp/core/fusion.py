@@ -1,7 +1,8 @@
 """Late fusion: the latest prediction of each modality -> one estimate.
 
 For each modality present, the fuser keeps the latest :class:`ModalityPrediction` and
-gives it a weight::
+gives it a weight (age is measured from the newest input behind the prediction: the end
+of an audio window, the time of a frame or a typed entry)::
 
     weight = reliability prior (per modality / per model)
            x the prediction's own confidence
@@ -31,6 +32,7 @@ With nothing present the fuser abstains and says why.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -76,6 +78,12 @@ class FusionConfig:
     confidence_power: float = 1.0
     # Disagreement at or above this is flagged to the person.
     disagreement_threshold: float = 0.35
+    # Per-model temperature (model id -> T), fitted by `emoapp evaluate --fit`: each
+    # prediction of that model is recalibrated (see apply_temperature) before fusion.
+    temperature: dict[str, float] = field(default_factory=dict)
+    # Per-model reliability priors (model id -> factor, from the registry); they replace
+    # the per-modality prior for that model's predictions.
+    model_reliability: dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.rule not in RULES:
@@ -88,6 +96,31 @@ class FusionConfig:
             setattr(self, name, coerced)
         if self.smoothing_s < 0:
             raise ValueError("smoothing_s must be non-negative")
+        if any(t <= 0 for t in self.temperature.values()):
+            raise ValueError("temperatures must be positive")
+
+
+def apply_temperature(probs: np.ndarray, mask: np.ndarray | None, temperature: float) -> np.ndarray:
+    """``probs`` (``(..., 7)``) at ``temperature`` (p ** (1/T)), renormalised over ``mask``.
+    T > 1 softens an over-confident model, T < 1 sharpens; the top label never changes."""
+    p = np.asarray(probs, dtype=np.float64)
+    if temperature == 1.0:
+        return p
+    if temperature <= 0:
+        raise ValueError("temperature must be positive")
+    m = np.ones(p.shape[-1], dtype=bool) if mask is None else np.asarray(mask, dtype=bool)
+    logp = np.where(m, np.log(np.maximum(p, 1e-12)), -np.inf) / temperature
+    logp = logp - logp.max(axis=-1, keepdims=True)
+    scaled = np.where(m, np.exp(logp), 0.0)
+    return scaled / scaled.sum(axis=-1, keepdims=True)
+
+
+def calibrated(prediction: ModalityPrediction, temperature: float) -> ModalityPrediction:
+    """The prediction at ``temperature``; its confidence becomes the new top probability."""
+    if temperature == 1.0:
+        return prediction
+    probs = apply_temperature(prediction.probs, prediction.mask, temperature)
+    return dataclasses.replace(prediction, probs=probs, confidence=float(probs.max()))
 
 
 def _rescaled(pred: ModalityPrediction) -> np.ndarray:
@@ -171,9 +204,6 @@ class Fuser:
         self._latest: dict[Modality, ModalityPrediction] = {}
         self._smoothed: np.ndarray | None = None
         self._smoothed_t: float | None = None
-        self.model_reliability: dict[str, float] = {}
-        """Per-model reliability priors (model id -> factor), e.g. from a fitted profile;
-        they replace the per-modality prior for predictions of that model."""
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -181,8 +211,9 @@ class Fuser:
         """Take a new prediction; an older one of the same modality is replaced.
         A prediction older than the one held is ignored (out-of-order delivery)."""
         held = self._latest.get(prediction.modality)
-        if held is None or prediction.t >= held.t:
-            self._latest[prediction.modality] = prediction
+        if held is None or prediction.evidence_t >= held.evidence_t:
+            temperature = self.config.temperature.get(prediction.model_id, 1.0)
+            self._latest[prediction.modality] = calibrated(prediction, temperature)
 
     def remove(self, modality: Modality) -> None:
         """Forget a modality at once (stopped, revoked, or failed)."""
@@ -204,10 +235,10 @@ class Fuser:
         """The fusion weight of a prediction at time ``now`` (0 once it is too old)."""
         cfg = self.config
         m = prediction.modality
-        age = max(0.0, now - prediction.t)
+        age = max(0.0, now - prediction.evidence_t)
         if age > cfg.max_age[m]:
             return 0.0
-        prior = self.model_reliability.get(prediction.model_id, cfg.reliability[m])
+        prior = cfg.model_reliability.get(prediction.model_id, cfg.reliability[m])
         half_life = cfg.half_life[m]
         decay = 0.5 ** (age / half_life) if half_life > 0 else (1.0 if age == 0 else 0.0)
         confidence = max(prediction.confidence, _EPS) ** cfg.confidence_power
@@ -272,6 +303,6 @@ class Fuser:
         if not self._latest:
             return "no modality has a prediction"
         stale = ", ".join(
-            f"{m.value} ({now - p.t:.1f} s old)" for m, p in sorted(self._latest.items())
+            f"{m.value} ({now - p.evidence_t:.1f} s old)" for m, p in sorted(self._latest.items())
         )
         return f"every prediction is too old: {stale}"

@@ -108,6 +108,9 @@ class ModalityPrediction:
     faces: tuple[FaceDetection, ...] = ()
     baseline: bool = False
     detail: dict[str, Any] = field(default_factory=dict)
+    t_end: float | None = None
+    """When the input ends, for inputs that span time (an audio window starts at ``t``
+    and ends here). Fusion measures a prediction's age from ``t_end`` when set."""
 
     def __post_init__(self) -> None:
         if self.probs.shape != (NUM_LABELS,) or self.mask.shape != (NUM_LABELS,):
@@ -116,6 +119,11 @@ class ModalityPrediction:
     @property
     def label(self) -> str:
         return CANONICAL_LABELS[int(np.argmax(self.probs))]
+
+    @property
+    def evidence_t(self) -> float:
+        """The time of the newest input behind this prediction."""
+        return self.t if self.t_end is None else self.t_end
 
 
 @dataclass(frozen=True, slots=True)

@@ -194,6 +194,8 @@ class TransformersEncoder(ABC):
             else self.config.model
         )
         kwargs = self._pretrained_kwargs()
+        # Keep stderr for messages meant for people: no per-shard progress bars.
+        transformers.utils.logging.disable_progress_bar()
         model_cls = getattr(transformers, self.auto_model)
         try:
             model = model_cls.from_pretrained(source, **kwargs)

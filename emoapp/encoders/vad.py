@@ -170,7 +170,9 @@ class SileroVAD:
         torch = self._torch
         x = torch.from_numpy(padded)
         out = np.empty((n_windows, n_frames))
-        with self._lock, torch.inference_mode():
+        # optimized_execution(False): skips TorchScript's profiling warm-up, which costs
+        # 3-8 s on the first calls of each instance and gains nothing for this small model.
+        with self._lock, torch.inference_mode(), torch.jit.optimized_execution(False):
             self._model.reset_states()
             for f in range(n_frames):
                 chunk = x[:, f * SILERO_FRAME : (f + 1) * SILERO_FRAME]

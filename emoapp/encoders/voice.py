@@ -404,6 +404,7 @@ class VoiceEncoder(TransformersEncoder):
                 ModalityPrediction(
                     modality=Modality.VOICE,
                     t=t,
+                    t_end=details.get(index, {}).get("window_end"),
                     probs=p,
                     mask=self.label_map.mask.copy(),
                     confidence=float(p.max()),

@@ -198,3 +198,23 @@ def test_config_rejects_bad_values():
         FusionConfig(rule="max")
     with pytest.raises(ValueError):
         FusionConfig(reliability={"face": -1, "voice": 1, "text": 1})
+
+
+def test_temperature_recalibrates_a_models_predictions_before_fusion():
+    p = pred(Modality.TEXT, onehotish("happy", 0.9), model="over-confident")
+    fuser = Fuser(FusionConfig(temperature={"over-confident": 2.0}))
+    fuser.update(p)
+    est = fuser.estimate(0.0)
+    assert est.label == "happy"  # temperature never changes the top label
+    assert est.confidence < 0.9
+    expected = np.sqrt(p.probs) / np.sqrt(p.probs).sum()
+    np.testing.assert_allclose(est.probs, expected, atol=1e-9)
+
+
+def test_a_models_own_reliability_replaces_the_modality_prior():
+    cfg = FusionConfig(model_reliability={"baseline/text-lexicon": 0.25})
+    fuser = Fuser(cfg)
+    p = pred(Modality.TEXT, onehotish("sad"), confidence=1.0, model="baseline/text-lexicon")
+    q = pred(Modality.TEXT, onehotish("sad"), confidence=1.0, model="other")
+    assert fuser.weight_of(p, 0.0) == pytest.approx(0.25)
+    assert fuser.weight_of(q, 0.0) == pytest.approx(cfg.reliability[Modality.TEXT])

@@ -1,0 +1,1 @@
+"""Sources of timestamped input: recorded media and transcripts, camera, microphone, text."""

@@ -1,0 +1,334 @@
+"""``emoapp evaluate``: how well each modality, and their fusion, do on a labelled dataset.
+
+    emoapp evaluate DATASET [--format auto|ravdess|cremad|meld|goemotions|csv]
+                    [--modalities face,voice,text] [--report DIR] [--limit N]
+                    [--group-by COL] [--fit] [model and fusion options]
+
+Reads the dataset (:mod:`emoapp.evaluation.datasets`), loads the models the dataset can
+use, runs them over every item (cached in ``DIR/predictions.jsonl``, so an interrupted
+run resumes), scores every modality alone, every combination and the full fusion, and
+writes a Markdown report with figures to ``--report``. A short table goes to stdout; the
+progress bar and notes to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emoapp.commands.common import (
+    add_fusion_options,
+    add_model_options,
+    fusion_config,
+    load_encoders,
+)
+from emoapp.core.errors import EmoappError
+from emoapp.core.messages import Modality
+from emoapp.evaluation.datasets import FORMATS
+
+PROFILE_FILE = "profile.toml"
+
+
+def _positive(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from error
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} must be a positive number")
+    return number
+
+
+def _count(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from error
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must not be negative")
+    return number
+
+
+def _fraction(value: str) -> float:
+    number = _positive(value)
+    if number >= 1:
+        raise argparse.ArgumentTypeError(f"{value!r} must be between 0 and 1")
+    return number
+
+
+def _modalities(value: str) -> list[Modality]:
+    out = []
+    for part in value.split(","):
+        name = part.strip().lower()
+        if not name:
+            continue
+        try:
+            out.append(Modality(name))
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(
+                f"{part!r} is not a modality (face, voice, text)"
+            ) from error
+    if not out:
+        raise argparse.ArgumentTypeError("name at least one modality: face, voice, text")
+    return out
+
+
+def register(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="measure each modality and their fusion on a labelled dataset",
+        description=(
+            "Evaluate the face, voice and text models, every combination of them and their "
+            "fusion on a labelled dataset (RAVDESS, CREMA-D, MELD, GoEmotions, or a CSV "
+            "manifest): accuracy, macro-F1, per-class recall, confusion matrices, "
+            "calibration, per-group gaps, bootstrap intervals. --fit learns calibration "
+            "and fusion weights and writes a profile. What is measured is recognition of "
+            "labelled, displayed expression, not of feelings."
+        ),
+    )
+    parser.add_argument("dataset", type=Path, metavar="DATASET", help="dataset folder or file")
+    parser.add_argument(
+        "--format", choices=("auto", *FORMATS), default="auto", help="dataset layout (auto)"
+    )
+    parser.add_argument(
+        "--modalities",
+        type=_modalities,
+        metavar="M,M",
+        help="which of face, voice, text to evaluate (default: all the dataset has)",
+    )
+    parser.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="write README.md, metrics.json, figures and the prediction cache here",
+    )
+    parser.add_argument(
+        "--limit", type=_count, metavar="N", help="evaluate a random (seeded) sample of N items"
+    )
+    parser.add_argument(
+        "--group-by",
+        metavar="COL",
+        help="group column for per-group scores (RAVDESS: sex, actor, ...; CREMA-D: Sex, "
+        "Age, Race, Ethnicity; MELD: Speaker, ...; CSV: group or any column; 'none': off)",
+    )
+    parser.add_argument(
+        "--clips", type=Path, metavar="DIR", help="MELD: the folder of the dia*_utt*.mp4 clips"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of --limit, the bootstrap and --fit (0)"
+    )
+    parser.add_argument(
+        "--bootstrap",
+        type=_count,
+        default=1000,
+        metavar="N",
+        help="bootstrap resamples for the intervals (1000; 0: none)",
+    )
+    media = parser.add_argument_group("media")
+    media.add_argument(
+        "--face-fps",
+        type=_positive,
+        default=2.0,
+        metavar="F",
+        help="frames per second classified per clip (2)",
+    )
+    media.add_argument(
+        "--max-frames", type=int, default=120, metavar="N", help="frames per clip at most (120)"
+    )
+    media.add_argument(
+        "--window", type=_positive, metavar="S", help="voice window in seconds (default 2)"
+    )
+    media.add_argument(
+        "--hop", type=_positive, metavar="S", help="seconds between voice windows (default 0.5)"
+    )
+    media.add_argument(
+        "--vad",
+        choices=("silero", "energy", "off"),
+        help="voice-activity gate before the voice model (default: the app's, silero; "
+        "energy is much faster on a CPU)",
+    )
+    fit = parser.add_argument_group("fitting")
+    fit.add_argument(
+        "--fit",
+        action="store_true",
+        help="learn per-model temperature and fusion reliability on part of the data, "
+        "compare before/after on the rest, and write a profile",
+    )
+    fit.add_argument(
+        "--fit-fraction",
+        type=_fraction,
+        default=0.5,
+        metavar="F",
+        help="share of the items used for fitting (0.5)",
+    )
+    fit.add_argument(
+        "--fit-name", metavar="NAME", help="name of the written profile (default: PROFILE-fitted)"
+    )
+    fit.add_argument(
+        "--fit-profile",
+        type=Path,
+        metavar="FILE",
+        help=f"where the profile goes (default: DIR/{PROFILE_FILE} of --report)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar or notes")
+    add_model_options(parser)
+    add_fusion_options(parser)
+    parser.set_defaults(func=run)
+
+
+def _model_ref(spec: Any) -> str | None:
+    """A profile reference for a resolved model spec (local folders made absolute)."""
+    if spec is None:
+        return None
+    if spec.is_local_dir:
+        return str(Path(spec.model).expanduser().resolve())
+    pinned = spec.entry.revision if spec.entry is not None else None
+    if spec.revision and spec.revision != pinned:
+        return f"{spec.model}@{spec.revision}"
+    return spec.model
+
+
+@dataclass
+class ProfileFusion:
+    """The ``[profiles.NAME.fusion]`` table of the chosen profile, checked."""
+
+    reliability: dict[Modality, float] = field(default_factory=dict)
+    temperatures: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise EmoappError(f"{what} must be a non-negative number, not {value!r}")
+    return float(value)
+
+
+def profile_fusion(args: argparse.Namespace) -> ProfileFusion:
+    """Reliabilities and temperatures from the chosen profile's fusion table (a profile
+    written by ``--fit``), so that a fitted profile is evaluated as fitted."""
+    from emoapp.registry import profiles
+
+    if args.profile == "auto":
+        return ProfileFusion()
+    profile = profiles(args.profiles_file).get(args.profile)
+    if profile is None or not profile.fusion:
+        return ProfileFusion()
+    where = f"profile {profile.name!r} ({profile.origin})"
+    table = profile.fusion
+    out = ProfileFusion(source=where)
+    reliability = table.get("reliability", {})
+    temperature = table.get("temperature", {})
+    if not isinstance(reliability, dict) or not isinstance(temperature, dict):
+        raise EmoappError(f"{where}: fusion reliability and temperature must be tables")
+    for name, value in reliability.items():
+        try:
+            modality = Modality(name)
+        except ValueError as error:
+            raise EmoappError(f"{where}: {name!r} is not a modality") from error
+        out.reliability[modality] = _number(value, f"{where}: reliability of {name}")
+    for model_id, value in temperature.items():
+        t = _number(value, f"{where}: temperature of {model_id}")
+        if t <= 0:
+            raise EmoappError(f"{where}: temperature of {model_id} must be positive")
+        out.temperatures[str(model_id)] = t
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from emoapp.encoders.voice import VoiceConfig
+    from emoapp.evaluation.datasets import read_dataset
+    from emoapp.evaluation.predict import PredictionSettings
+    from emoapp.evaluation.report import summary_table, write_report
+    from emoapp.evaluation.runner import (
+        CACHE_NAME,
+        EvaluationOptions,
+        FitOptions,
+        dataset_modalities,
+        evaluate,
+    )
+
+    def note(message: str) -> None:
+        if not args.quiet:
+            print(f"emoapp: {message}", file=sys.stderr)
+
+    if args.fit and args.report is None and args.fit_profile is None:
+        raise EmoappError("--fit writes a profile: give --report DIR (or --fit-profile FILE)")
+    # Everything about the dataset is checked before a model loads.
+    dataset = read_dataset(
+        args.dataset, args.format, args.group_by, args.limit, args.seed, args.clips
+    )
+    has = dataset_modalities(dataset)
+    wanted = args.modalities or has
+    skipped = {m: f"the dataset has no {m.value} input" for m in wanted if m not in has}
+    for m, why in skipped.items():
+        note(f"{m.value} not evaluated: {why}")
+    usable = {m for m in wanted if m in has}
+    if not usable:
+        raise EmoappError(
+            f"nothing to evaluate: {dataset.name} has {', '.join(m.value for m in has)} input"
+        )
+    defaults = VoiceConfig()
+    voice = VoiceConfig(
+        window_s=args.window or defaults.window_s,
+        hop_s=args.hop or defaults.hop_s,
+        vad=args.vad or defaults.vad,
+    )
+    loaded = load_encoders(args, usable, {Modality.VOICE: voice})
+    for m, why in loaded.failures.items():
+        skipped[m] = f"model failed to load: {why}"
+    for m in usable:
+        if m not in loaded.encoders and m not in skipped:
+            skipped[m] = "switched off by the profile or model options"
+    if not loaded.encoders:
+        raise EmoappError(
+            "no model to evaluate: " + "; ".join(f"{m.value}: {why}" for m, why in skipped.items())
+        )
+    fit_options = None
+    if args.fit:
+        default_name = "fitted" if args.profile == "auto" else f"{args.profile}-fitted"
+        fit_options = FitOptions(
+            fraction=args.fit_fraction,
+            profile_path=args.fit_profile or args.report / PROFILE_FILE,
+            profile_name=args.fit_name or default_name,
+            model_refs={m: _model_ref(spec) for m, spec in loaded.choice.specs.items()},
+        )
+    fusion = fusion_config(args)
+    from_profile = profile_fusion(args)
+    if not args.weights:  # --weights wins over the profile's reliabilities
+        fusion.reliability.update(from_profile.reliability)
+    options = EvaluationOptions(
+        settings=PredictionSettings(
+            face_fps=args.face_fps,
+            max_frames=max(1, args.max_frames),
+            voice_window_s=voice.window_s,
+            voice_hop_s=voice.hop_s,
+        ),
+        fusion=fusion,
+        temperatures=from_profile.temperatures,
+        fusion_source=from_profile.source,
+        bootstrap=args.bootstrap,
+        seed=args.seed,
+        cache_path=None if args.report is None else args.report / CACHE_NAME,
+        progress=not args.quiet and sys.stderr.isatty(),
+        fit=fit_options,
+    )
+    note(
+        f"{dataset.name}: {len(dataset.items)} items; evaluating "
+        + ", ".join(f"{m.value} ({e.model_id})" for m, e in loaded.encoders.items())
+    )
+    result = evaluate(dataset, loaded.encoders, options, skipped)
+    print(summary_table(result))
+    if args.report is not None:
+        readme = write_report(result, args.report)
+        note(f"report: {readme}")
+    elif not args.quiet:
+        note("no --report DIR: nothing written (and nothing cached for a resume)")
+    if result.fit is not None and result.fit.profile_path is not None and fit_options:
+        note(
+            f"profile written to {result.fit.profile_path}; use it with --profiles-file "
+            f"{result.fit.profile_path} --profile {fit_options.profile_name}"
+        )
+    return 0

@@ -1,0 +1,1 @@
+"""Wiring that runs the pipeline: the headless analysis of recorded media, timeline rows."""
