@@ -124,6 +124,8 @@ class FaceDetector:
         self._cv2 = cv2
         self._classifier = classifier
         self._lock = threading.Lock()
+        self._scored_lock = threading.Lock()
+        self.last_scores: list[float] = []
         self.min_face = int(min_face)
         self.max_side = int(max_side)
         self.scale_factor = float(scale_factor)
@@ -148,18 +150,30 @@ class FaceDetector:
         gray = cv2.equalizeHist(gray)
         min_size = max(1, round(self.min_face * scale))
         with self._lock:
-            found = self._classifier.detectMultiScale(
+            found, votes = self._classifier.detectMultiScale2(
                 gray,
                 scaleFactor=self.scale_factor,
                 minNeighbors=self.min_neighbors,
                 minSize=(min_size, min_size),
             )
+        candidates = np.asarray(found, dtype=np.float64).reshape(-1, 4)
+        votes = np.asarray(votes, dtype=np.float64).ravel()
         boxes: list[Box] = []
-        for x, y, w, h in np.asarray(found, dtype=np.float64).reshape(-1, 4) / scale:
+        scores: list[float] = []
+        for (x, y, w, h), vote in zip(candidates / scale, votes, strict=True):
             box = _clip_box(round(x), round(y), round(w), round(h), width, height)
             if box is not None:
                 boxes.append(box)
+                scores.append(float(vote))
+        self.last_scores = scores
         return boxes
+
+    def detect_scored(self, image: np.ndarray) -> list[tuple[Box, float]]:
+        """Faces with their detection strength (the cascade's count of overlapping hits:
+        a real face gathers many, a false one on textured background few)."""
+        with self._scored_lock:
+            boxes = self.detect(image)
+            return list(zip(boxes, self.last_scores, strict=True))
 
 
 def make_detector(config: FaceConfig) -> FaceLocator:
@@ -237,11 +251,28 @@ def crop(image: np.ndarray, box: Box) -> np.ndarray:
     return np.ascontiguousarray(image[y : y + h, x : x + w])
 
 
-def choose_primary(boxes: Sequence[Box], width: int, height: int, how: Primary) -> int:
-    """Index of the primary face: the largest, or the one whose centre is nearest the
-    frame's centre (ties go to the larger / earlier box)."""
+PRIMARY_MIN_STRENGTH = 0.5
+"""A face is a candidate for primary only if its detection strength is at least this
+share of the strongest face's: the cascade sometimes finds a large false face in textured
+background (it does in the bundled sample video), and largest-first would pick it."""
+
+
+def choose_primary(
+    boxes: Sequence[Box],
+    width: int,
+    height: int,
+    how: Primary,
+    strengths: Sequence[float] | None = None,
+) -> int:
+    """Index of the primary face among the confidently detected ones: the largest, or the
+    one whose centre is nearest the frame's centre (ties go to the larger / earlier box)."""
     if not boxes:
         raise ValueError("no faces to choose from")
+    if strengths is not None and len(strengths) == len(boxes) and max(strengths) > 0:
+        floor = PRIMARY_MIN_STRENGTH * max(strengths)
+        keep = [i for i, s in enumerate(strengths) if s >= floor]
+        chosen = choose_primary([boxes[i] for i in keep], width, height, how)
+        return keep[chosen]
     if how == "center":
         cx, cy = width / 2.0, height / 2.0
         dist = [((x + w / 2.0 - cx) ** 2 + (y + h / 2.0 - cy) ** 2) for x, y, w, h in boxes]
@@ -300,13 +331,21 @@ class FaceEncoder(TransformersEncoder):
                 continue
             height, width = image.shape[:2]
             started = time.perf_counter()
-            found = self.detector.detect(image)
+            detect_scored = getattr(self.detector, "detect_scored", None)
+            if detect_scored is not None:
+                scored = detect_scored(image)
+            else:
+                scored = [(box, 1.0) for box in self.detector.detect(image)]
             detect_s = time.perf_counter() - started
-            if not found:
+            if not scored:
                 prepared.skipped[index] = NO_FACE
                 continue
-            boxes = sorted(found, key=lambda b: b[2] * b[3], reverse=True)[: self.face.max_faces]
-            primary = choose_primary(boxes, width, height, self.face.primary)
+            found = [box for box, _ in scored]
+            scored.sort(key=lambda bs: bs[0][2] * bs[0][3], reverse=True)
+            scored = scored[: self.face.max_faces]
+            boxes = [box for box, _ in scored]
+            strengths = [strength for _, strength in scored]
+            primary = choose_primary(boxes, width, height, self.face.primary, strengths)
             frames[index] = _FrameFaces(boxes, primary, len(found), detect_s, (width, height))
             for box in boxes:
                 prepared.add(index, crop(image, expand_box(box, self.face.margin, width, height)))

@@ -296,3 +296,23 @@ def test_to_rgb_uint8_passes_rgb_through(astronaut):
 def test_face_config_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
         FaceConfig(**kwargs)
+
+
+def test_a_weakly_detected_larger_false_face_is_not_primary(samples):
+    """The bundled sample has frames where the cascade also fires, more weakly, on a
+    larger patch of background: the primary face must stay the real one."""
+    from emoapp.capture.media import iter_video_frames
+    from emoapp.encoders.face import FaceDetector, choose_primary
+
+    detector = FaceDetector()
+    two_found = 0
+    for frame in iter_video_frames(samples / "face_speech.mp4"):
+        scored = detector.detect_scored(frame.image)
+        boxes = [b for b, _ in scored]
+        if len(boxes) < 2:
+            continue
+        two_found += 1
+        primary = choose_primary(boxes, 480, 360, "largest", [s for _, s in scored])
+        assert boxes[primary][0] < 250, f"frame {frame.index}: background chosen as primary"
+        assert max(b[2] * b[3] for b in boxes) > boxes[primary][2] * boxes[primary][3]
+    assert two_found > 0
