@@ -10,12 +10,16 @@ profile file), is one of:
 - a local directory saved with ``save_pretrained``;
 - ``none`` or ``off``: the modality is switched off.
 
+In a user profile file, a relative directory (``./my-face-model``) is taken relative to
+that file's folder, so a profile can travel with the models it names.
+
 The registry files sit at the top of a checkout (``models/``) and inside the package of
 an installed wheel (``emoapp/_data/models``); :func:`data_dir` finds either.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import tomllib
@@ -27,6 +31,13 @@ from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 
 OFF_WORDS = frozenset({"none", "off", "no", ""})
+
+TASK_OF_MODALITY: dict[Modality, str] = {
+    Modality.FACE: "image-classification",
+    Modality.VOICE: "audio-classification",
+    Modality.TEXT: "text-classification",
+}
+"""The Hugging Face task a model must do to serve each modality."""
 
 
 class RegistryError(EmoappError):
@@ -94,6 +105,8 @@ class Profile:
     description: str
     models: dict[Modality, str | None]
     fusion: dict[str, Any] = field(default_factory=dict)
+    origin: str = "built-in"
+    """Where the profile was defined: ``built-in`` or the path of a user profile file."""
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -106,30 +119,67 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise RegistryError(f"{path} is not valid TOML: {exc}") from exc
 
 
+_ENTRY_FIELDS = frozenset(ModelEntry.__dataclass_fields__) - {"id"}
+
+
 @functools.cache
 def registry() -> dict[str, ModelEntry]:
     """Every model of the curated registry, by id."""
-    raw = _read_toml(data_dir("models") / "registry.toml").get("models", {})
+    path = data_dir("models") / "registry.toml"
+    raw = _read_toml(path).get("models", {})
     entries = {}
     for model_id, fields in raw.items():
         fields = dict(fields)
-        fields["modality"] = Modality(fields["modality"])
+        unknown = set(fields) - _ENTRY_FIELDS
+        if unknown:
+            raise RegistryError(f"model {model_id!r} in {path}: unknown keys {sorted(unknown)}")
+        try:
+            fields["modality"] = Modality(fields["modality"])
+        except (KeyError, ValueError) as exc:
+            raise RegistryError(
+                f"model {model_id!r} in {path}: modality must be face, voice or text"
+            ) from exc
         entries[model_id] = ModelEntry(id=model_id, **fields)
     return entries
 
 
-def _parse_profiles(raw: dict[str, Any], origin: str) -> dict[str, Profile]:
+def find_entry(ref: str) -> ModelEntry | None:
+    """The registry entry a reference (``id`` or ``id@revision``) names, if any."""
+    return registry().get(ref.strip().partition("@")[0])
+
+
+def _profile_ref(value: Any, base: Path | None, where: str) -> str | None:
+    """A profile's model reference, with a relative directory made relative to ``base``
+    (the folder of the user profile file that names it)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise RegistryError(f"{where}: a model reference must be a string, not {value!r}")
+    if base is not None and value.startswith(("./", "../", ".\\", "..\\")):
+        return str((base / value).resolve())
+    return value
+
+
+def _parse_profiles(
+    raw: dict[str, Any], origin: str, base: Path | None = None
+) -> dict[str, Profile]:
     profiles = {}
     for name, fields in raw.get("profiles", {}).items():
-        models = {m: fields.get(m.value) for m in Modality}
+        if not isinstance(fields, dict):
+            raise RegistryError(f"profile {name!r} in {origin} must be a table")
         unknown = set(fields) - {"description", "fusion"} - {m.value for m in Modality}
         if unknown:
             raise RegistryError(f"profile {name!r} in {origin}: unknown keys {sorted(unknown)}")
+        models = {
+            m: _profile_ref(fields.get(m.value), base, f"profile {name!r} in {origin}")
+            for m in Modality
+        }
         profiles[name] = Profile(
             name=name,
             description=fields.get("description", ""),
             models=models,
             fusion=dict(fields.get("fusion", {})),
+            origin=origin,
         )
     return profiles
 
@@ -137,7 +187,10 @@ def _parse_profiles(raw: dict[str, Any], origin: str) -> dict[str, Profile]:
 @functools.cache
 def builtin_profiles() -> dict[str, Profile]:
     path = data_dir("models") / "profiles.toml"
-    return _parse_profiles(_read_toml(path), str(path))
+    return {
+        name: dataclasses.replace(profile, origin="built-in")
+        for name, profile in _parse_profiles(_read_toml(path), str(path)).items()
+    }
 
 
 def user_profiles_path() -> Path:
@@ -154,7 +207,7 @@ def profiles(extra_file: Path | None = None) -> dict[str, Profile]:
     merged = dict(builtin_profiles())
     for path in (user_profiles_path(), extra_file):
         if path is not None and path.is_file():
-            merged.update(_parse_profiles(_read_toml(path), str(path)))
+            merged.update(_parse_profiles(_read_toml(path), str(path), path.resolve().parent))
     if extra_file is not None and not extra_file.is_file():
         raise RegistryError(f"profile file {extra_file} does not exist")
     return merged
@@ -188,8 +241,9 @@ def resolve_model(modality: Modality, ref: str) -> ModelSpec | None:
     path = Path(model).expanduser()
     if path.exists() and not path.is_dir():
         raise RegistryError(f"model {model!r} is a file; give a model directory or a hub id")
-    return ModelSpec(modality=modality, model=str(path) if path.is_dir() else model,
-                     revision=revision or None)
+    return ModelSpec(
+        modality=modality, model=str(path) if path.is_dir() else model, revision=revision or None
+    )
 
 
 def resolve_profile(

@@ -4,6 +4,7 @@ bench), and the one place that turns them into encoders and a fusion config."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -186,7 +187,16 @@ def load_encoders(
         if spec is None or (modalities is not None and modality not in modalities):
             continue
         try:
-            encoder = build_encoder(spec, options, (modality_configs or {}).get(modality))
+            if options.allow_download and not spec.baseline and not spec.is_local_dir:
+                # Downloads go through the model store: task check, checksums, manifest.
+                from emoapp.modelstore import pull
+
+                pull(spec, options.models_dir, progress=sys.stderr.isatty())
+            encoder = build_encoder(
+                spec,
+                dataclasses.replace(options, allow_download=False),
+                (modality_configs or {}).get(modality),
+            )
             encoder.load()
         except EmoappError as exc:
             if strict:

@@ -37,16 +37,26 @@ def is_available_locally(spec: ModelSpec, options: RuntimeOptions | None = None)
     hub model whose files are already in the cache at the wanted revision."""
     if spec.baseline or spec.is_local_dir:
         return True
-    from huggingface_hub import try_to_load_from_cache
+    from emoapp.modelstore import local_state
 
     options = options or RuntimeOptions()
-    try:
-        found = try_to_load_from_cache(
-            spec.model, "config.json", cache_dir=options.cache_dir(), revision=spec.revision
-        )
-    except ValueError:  # not a valid repo id
+    state = local_state(spec.model, spec.revision, options.cache_dir())
+    if state.snapshot is None:
         return False
-    return isinstance(found, str)
+    # A pull by emoapp leaves a manifest; a download by transformers itself fetches
+    # config.json first, so a config alone could be an interrupted download: then ask for
+    # the weights too.
+    return state.manifest is not None or any(
+        (state.snapshot / name).exists() for name in _WEIGHT_FILES
+    )
+
+
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
 
 
 def encoder_config(spec: ModelSpec, options: RuntimeOptions) -> EncoderConfig:

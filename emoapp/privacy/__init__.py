@@ -1,0 +1,14 @@
+"""Privacy: consent before capture, a local audit log, a guarded export, and the tools
+that prove a run keeps and sends nothing.
+
+- :mod:`emoapp.privacy.consent`: the versioned consent text, the stored grants, the gate
+  every camera and microphone opens through, and the ``--allow-camera`` /
+  ``--allow-mic`` options;
+- :mod:`emoapp.privacy.audit`: the append-only audit log (consent changes, exports);
+- :mod:`emoapp.privacy.export`: timeline export, scores only unless asked, atomic;
+- :mod:`emoapp.privacy.paths`: every place emoapp may write;
+- :mod:`emoapp.privacy.netguard` and :mod:`emoapp.privacy.filewatch`: test tools that
+  fail a run on any network use or on a file written outside those places.
+
+Nothing here imports Qt, torch or transformers.
+"""

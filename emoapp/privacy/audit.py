@@ -1,0 +1,237 @@
+"""The local audit log: what emoapp was allowed to do and what it wrote, never content.
+
+``audit.jsonl`` in the config folder (:func:`emoapp.privacy.paths.audit_path`) gets one
+JSON line per event::
+
+    {"time": "2025-06-01T12:00:00+00:00", "event": "consent-granted",
+     "modality": "face", "version": "1", "via": "window"}
+    {"time": "...", "event": "consent-revoked", "modality": "voice", "version": "1",
+     "via": "window"}
+    {"time": "...", "event": "consent-for-run", "modality": "face", "version": "1",
+     "via": "--allow-camera"}
+    {"time": "...", "event": "export", "kind": "timeline", "path": "/home/me/run.csv",
+     "format": "csv", "scores": true, "text": false, "media": false, "rows": 120}
+
+Only the typed methods below write, and none of them takes content: there is no way to
+put a frame, a sound or a text into the log. The log is append-only; when it grows past
+``max_bytes`` (1 MB) the oldest lines are dropped so that about three quarters of that
+remain (the file is rewritten atomically). A log that cannot be written (read-only
+folder, full disk) never stops the action it records: the failure is logged as a
+warning and kept in :attr:`AuditLog.last_error`, for the window to show.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emoapp.core.errors import EmoappError
+from emoapp.core.messages import Modality
+from emoapp.privacy import paths
+from emoapp.privacy.atomic import atomic_writer
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 1_000_000
+KEEP_FRACTION = 0.75
+FILE_MODE = 0o600
+
+CONSENT_GRANTED = "consent-granted"
+CONSENT_REVOKED = "consent-revoked"
+CONSENT_FOR_RUN = "consent-for-run"
+EXPORT = "export"
+EVENTS = (CONSENT_GRANTED, CONSENT_REVOKED, CONSENT_FOR_RUN, EXPORT)
+
+
+class AuditError(EmoappError):
+    """The audit log cannot be read."""
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def iso_utc(moment: dt.datetime) -> str:
+    """``moment`` as ISO 8601 in UTC, to the second."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class ExportFields:
+    """Which kinds of field an export holds."""
+
+    scores: bool = True
+    text: bool = False
+    media: bool = False
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log."""
+
+    time: str
+    event: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """One line for a person."""
+        d = self.details
+        if self.event == EXPORT:
+            kinds = [k for k in ("scores", "text", "media") if d.get(k)]
+            return (
+                f"{self.time}  exported {d.get('kind', '?')} ({d.get('rows', '?')} rows, "
+                f"{'+'.join(kinds) or 'nothing'}) to {d.get('path', '?')}"
+            )
+        what = {
+            CONSENT_GRANTED: "granted",
+            CONSENT_REVOKED: "revoked",
+            CONSENT_FOR_RUN: "allowed for one run",
+        }.get(self.event, self.event)
+        return (
+            f"{self.time}  {d.get('modality', '?')} consent {what} "
+            f"(text version {d.get('version', '?')}, via {d.get('via', '?')})"
+        )
+
+
+class AuditLog:
+    """Append-only JSON lines of consent changes and exports (see the module docstring)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        max_bytes: int = MAX_BYTES,
+        now: Callable[[], dt.datetime] = utc_now,
+    ) -> None:
+        if max_bytes < 1024:
+            raise ValueError("max_bytes must be at least 1024")
+        self.path = Path(path) if path is not None else paths.audit_path()
+        self.max_bytes = int(max_bytes)
+        self._now = now
+        self._lock = threading.Lock()
+        self.last_error: str | None = None
+        """Why the latest write failed (None after a successful one)."""
+
+    # -- what is recorded ---------------------------------------------------------------
+
+    def consent_granted(self, modality: Modality, version: str, via: str = "window") -> bool:
+        return self._record(
+            CONSENT_GRANTED, modality=Modality(modality).value, version=str(version), via=via
+        )
+
+    def consent_revoked(self, modality: Modality, version: str, via: str = "window") -> bool:
+        return self._record(
+            CONSENT_REVOKED, modality=Modality(modality).value, version=str(version), via=via
+        )
+
+    def consent_for_run(self, modality: Modality, version: str, flag: str) -> bool:
+        """A command-line flag (``--allow-camera``) let a device open for one run."""
+        return self._record(
+            CONSENT_FOR_RUN, modality=Modality(modality).value, version=str(version), via=flag
+        )
+
+    def exported(
+        self,
+        kind: str,
+        path: str | os.PathLike[str],
+        fmt: str,
+        fields: ExportFields,
+        rows: int,
+    ) -> bool:
+        """An export was written: what kind, where, which fields, how many rows."""
+        return self._record(
+            EXPORT,
+            kind=str(kind),
+            path=str(Path(path).resolve()),
+            format=str(fmt),
+            scores=bool(fields.scores),
+            text=bool(fields.text),
+            media=bool(fields.media),
+            rows=int(rows),
+        )
+
+    # -- reading ------------------------------------------------------------------------
+
+    def entries(self) -> list[AuditEntry]:
+        """Every readable entry, oldest first (a damaged line is skipped)."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace")
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as error:
+            raise AuditError(
+                f"audit log {self.path} cannot be read: {error.strerror or error}"
+            ) from error
+        found = []
+        for line in text.splitlines():
+            try:
+                raw = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(raw, dict) or "event" not in raw or "time" not in raw:
+                continue
+            details = {k: v for k, v in raw.items() if k not in ("time", "event")}
+            found.append(
+                AuditEntry(time=str(raw["time"]), event=str(raw["event"]), details=details)
+            )
+        return found
+
+    def format(self, last: int | None = None) -> str:
+        """The log as lines for a person (the newest ``last`` entries)."""
+        entries = self.entries()
+        if last is not None:
+            entries = entries[-last:] if last > 0 else []
+        if not entries:
+            return f"the audit log ({self.path}) is empty"
+        return "\n".join(entry.describe() for entry in entries)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def _record(self, event: str, **details: str | int | bool) -> bool:
+        if event not in EVENTS:
+            raise ValueError(f"unknown audit event {event!r}")
+        entry = {"time": iso_utc(self._now()), "event": event, **details}
+        line = (json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+        with self._lock:
+            try:
+                self._append(line)
+            except OSError as error:
+                self.last_error = f"audit log {self.path} not written: {error.strerror or error}"
+                log.warning("%s", self.last_error)
+                return False
+        self.last_error = None
+        return True
+
+    def _append(self, line: bytes) -> None:
+        created = not self.path.parent.exists()
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if created:
+            log.debug("created %s", self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, FILE_MODE)
+        try:
+            os.write(fd, line)  # one write per line: lines of concurrent writers never mix
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        if size > self.max_bytes:
+            self._trim()
+
+    def _trim(self) -> None:
+        """Keep the newest lines that fit in KEEP_FRACTION of max_bytes."""
+        data = self.path.read_bytes()
+        budget = int(self.max_bytes * KEEP_FRACTION)
+        kept: list[bytes] = []
+        total = 0
+        for line in reversed(data.splitlines(keepends=True)):
+            if total + len(line) > budget:
+                break
+            kept.append(line)
+            total += len(line)
+        with atomic_writer(self.path, mode=FILE_MODE) as stream:
+            stream.write(b"".join(reversed(kept)).decode("utf-8", errors="replace"))

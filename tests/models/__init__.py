@@ -1,0 +1,1 @@
+"""Tests of the model registry, profiles, the model store and ``emoapp models``."""
