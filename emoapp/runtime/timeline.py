@@ -6,7 +6,7 @@ encoder outputs; it depends only on the core, so the live runner writes the very
 format. A row is a JSON-ready dict::
 
     {
-      "t": 1.5,                                  # seconds (media time, or the live clock)
+      "t": 1.5,                                  # seconds (media time, or since a live run started)
       "fused": {                                 # null when the fuser abstained
         "label": "happy", "confidence": 0.62,
         "probs": {"neutral": ..., ..., "surprised": ...},   # all 7 labels, summing to 1
@@ -111,11 +111,14 @@ def probs_by_label(probs: np.ndarray, mask: np.ndarray | None = None) -> dict[st
 
 
 def prediction_entry(
-    prediction: ModalityPrediction, weight: float | None, contribution: float | None
+    prediction: ModalityPrediction,
+    weight: float | None,
+    contribution: float | None,
+    origin: float = 0.0,
 ) -> dict[str, Any]:
-    """The row entry of one modality's prediction."""
+    """The row entry of one modality's prediction (times relative to ``origin``)."""
     entry: dict[str, Any] = {
-        "t": _num(prediction.t),
+        "t": _num(prediction.t - origin),
         "label": prediction.label,
         "confidence": _num(prediction.confidence),
         "probs": probs_by_label(prediction.probs, prediction.mask),
@@ -125,7 +128,7 @@ def prediction_entry(
         "baseline": bool(prediction.baseline),
     }
     if prediction.t_end is not None:
-        entry["t_end"] = _num(prediction.t_end)
+        entry["t_end"] = _num(prediction.t_end - origin)
     if prediction.modality is Modality.FACE:
         entry["faces"] = [
             {
@@ -158,14 +161,17 @@ def row_from_estimate(
     estimate: FusedEstimate,
     outputs_at_step: Mapping[Modality, EncoderOutput | None] | None = None,
     notes: Mapping[Modality, str] | Mapping[str, str] | None = None,
+    origin: float = 0.0,
 ) -> dict[str, Any]:
-    """One timeline row.
+    """One timeline row. Times are written relative to ``origin`` (the live runner passes
+    the moment the run started, so live rows count seconds from there, as analysis rows
+    count seconds of media).
 
     ``outputs_at_step`` maps each modality to its latest encoder output up to this step
     (a prediction or a NoPrediction), from which the notes are derived; ``notes`` adds or
     overrides notes per modality (keys are modalities or their names).
     """
-    row: dict[str, Any] = {"t": _num(estimate.t)}
+    row: dict[str, Any] = {"t": _num(estimate.t - origin)}
     if estimate.abstained or estimate.probs is None:
         row["fused"] = None
         row["abstained"] = estimate.reason or "no estimate"
@@ -192,6 +198,7 @@ def row_from_estimate(
                 prediction,
                 estimate.weights.get(modality),
                 estimate.contributions.get(modality),
+                origin,
             )
         derived = _derived_note(modality, outputs.get(modality), estimate)
         if derived:
