@@ -1,0 +1,184 @@
+"""Building and running the window from ``emoapp``'s command-line options.
+
+:func:`build_window` is what ``emoapp`` runs and what the UI tests build: the bridge,
+the controller (with the sources and model options of ``emoapp live``), the persisted
+settings, and the main window. :func:`run_app` adds the QApplication and its event loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from dataclasses import dataclass
+
+from PySide6.QtCore import QSettings, QTimer
+from PySide6.QtWidgets import QApplication
+
+from emoapp.commands.common import AUTO_PROFILE
+from emoapp.core.errors import EmoappError
+from emoapp.core.messages import Modality
+from emoapp.ui.bridge import SessionBridge
+from emoapp.ui.controller import EncoderHook, EncoderPlan, SessionController, SessionOptions
+from emoapp.ui.main_window import MainWindow
+from emoapp.ui.settings import (
+    APPLICATION,
+    ORGANIZATION,
+    UiSettings,
+    load_settings,
+    open_settings,
+)
+from emoapp.ui.source_keys import (
+    ReplayOptions,
+    camera_key,
+    key_for_source,
+    key_title,
+    microphone_key,
+)
+
+_PROFILE_AUTO_NOTE = (
+    "the default profile's models where downloaded, the no-download baseline for the rest"
+)
+
+
+@dataclass
+class BuiltWindow:
+    """The window and what it starts with."""
+
+    window: MainWindow
+    wanted: set[Modality]
+
+
+def _parse_weights(text: str) -> dict[Modality, float]:
+    """``--weights face=1,voice=0.5`` -> {face: 1.0, voice: 0.5}."""
+    weights: dict[Modality, float] = {}
+    for part in text.split(","):
+        name, _, value = part.partition("=")
+        try:
+            weight = float(value)
+            weights[Modality(name.strip())] = weight
+        except ValueError as exc:
+            raise EmoappError(
+                f"--weights: {part!r} is not MODALITY=NUMBER (modality: face, voice, text)"
+            ) from exc
+        if weight < 0:
+            raise EmoappError(f"--weights: {part!r}: a weight cannot be negative")
+    return weights
+
+
+def _apply_command_line(args: argparse.Namespace, s: UiSettings) -> None:
+    """Options given on the command line win over remembered settings (and are then
+    remembered like choices made in the window)."""
+    if getattr(args, "profile", None):
+        s.profile = args.profile
+    if getattr(args, "fusion_rule", None):
+        s.fusion.rule = args.fusion_rule
+    smoothing = getattr(args, "smoothing", None)
+    if smoothing is not None:
+        if smoothing < 0:
+            raise EmoappError("--smoothing must not be negative")
+        s.fusion.smoothing_s = smoothing
+    if getattr(args, "weights", None):
+        s.fusion.weights.update(_parse_weights(args.weights))
+
+
+def _profiles(args: argparse.Namespace) -> list[tuple[str, str]]:
+    from emoapp.registry import profiles
+
+    found = [(AUTO_PROFILE, _PROFILE_AUTO_NOTE)]
+    found += [
+        (p.name, p.description) for p in profiles(getattr(args, "profiles_file", None)).values()
+    ]
+    return found
+
+
+def _choices(current: str | None, default: str) -> list[tuple[str, str]]:
+    keys = [k for k in (current, default) if k]
+    return [(key_title(k), k) for k in dict.fromkeys(keys)]
+
+
+def build_window(
+    args: argparse.Namespace,
+    store: QSettings | None = None,
+    encoder_hook: EncoderHook | None = None,
+    session_options: SessionOptions | None = None,
+    plan: EncoderPlan | None = None,
+) -> BuiltWindow:
+    """The main window for ``args`` (not shown, session not started). Raises
+    EmoappError for bad options (a missing file, an unknown profile...)."""
+    from emoapp.commands.sources import build_sources
+
+    if store is None:
+        store = open_settings(getattr(args, "settings_file", None))
+    settings = load_settings(store)
+    _apply_command_line(args, settings)
+    sources = build_sources(args)
+    for m, source in sources.items():
+        if m is Modality.FACE:
+            settings.camera = key_for_source(source)
+        elif m is Modality.VOICE:
+            settings.microphone = key_for_source(source)
+    bridge = SessionBridge()
+    controller = SessionController(
+        bridge,
+        plan or EncoderPlan(args),
+        sources=sources,
+        fusion=settings.fusion,
+        replay=ReplayOptions(
+            speed=getattr(args, "replay_speed", 1.0) or 1.0, loop=bool(getattr(args, "loop", False))
+        ),
+        options=session_options,
+        encoder_hook=encoder_hook,
+    )
+    camera = settings.camera or camera_key(0)
+    microphone = settings.microphone or microphone_key(None)
+    # Devices chosen in an earlier run are remembered, but opened only when switched on.
+    if Modality.FACE not in sources:
+        controller.choose_source(Modality.FACE, camera)
+    if Modality.VOICE not in sources:
+        controller.choose_source(Modality.VOICE, microphone)
+    window = MainWindow(
+        controller,
+        bridge,
+        store,
+        settings,
+        _profiles(args),
+        _choices(camera, camera_key(0)),
+        _choices(microphone, microphone_key(None)),
+    )
+    bridge.setParent(window)
+    controller.setParent(window)
+    wanted = set(sources) | ({Modality.TEXT} & settings.enabled)
+    return BuiltWindow(window, wanted)
+
+
+def create_application() -> QApplication:
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    app = QApplication(sys.argv[:1])
+    app.setOrganizationName(ORGANIZATION)
+    app.setApplicationName(APPLICATION)
+    app.setApplicationDisplayName("emoapp")
+    return app
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Open the window and run until it is closed."""
+    app = create_application()
+    built = build_window(args)
+    window = built.window
+    if not window.restored_geometry:
+        window.resize(1360, 860)
+    window.show()
+    window.start(built.wanted)
+    # Ctrl-C in the terminal closes the window cleanly; the timer lets Python run its
+    # signal handler while Qt's event loop waits.
+    previous = signal.signal(signal.SIGINT, lambda *_: window.close())
+    heartbeat = QTimer()
+    heartbeat.start(200)
+    heartbeat.timeout.connect(lambda: None)
+    try:
+        return int(app.exec())
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -1,0 +1,187 @@
+"""The one door between the live session's worker threads and the Qt UI thread.
+
+:class:`SessionBridge` implements the session's listener protocol. Its ``on_*`` methods
+are called from worker threads: they only put the message in a bounded mailbox and, if
+the UI has not already been told, post one queued wake-up to the UI thread. The UI
+thread then drains the mailboxes and re-emits each message as a Qt signal that widgets
+connect to. So:
+
+- a worker never blocks on the UI and never touches a widget;
+- the Qt event queue holds at most one pending wake-up, however fast workers produce;
+- preview frames and audio levels are latest-wins (the UI draws only the newest, stale
+  ones are dropped and counted); estimates, outputs and statuses keep their order in
+  bounded queues (the oldest are dropped, and counted, if the UI falls behind).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from PySide6.QtCore import QObject, Qt, Signal, Slot
+
+from emoapp.core.messages import EncoderOutput, FusedEstimate, Modality, VideoFrame
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class AudioLevel:
+    """The microphone level the session reported at ``t``."""
+
+    t: float
+    rms_dbfs: float
+    speech: bool | None
+
+
+class LatestSlot(Generic[T]):
+    """Holds only the newest item; putting over an untaken item drops (and counts) it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._item: T | None = None
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        with self._lock:
+            if self._item is not None:
+                self.dropped += 1
+            self._item = item
+
+    def take(self) -> T | None:
+        with self._lock:
+            item, self._item = self._item, None
+            return item
+
+
+class BoundedMailbox(Generic[T]):
+    """A first-in first-out queue that drops (and counts) its oldest item when full."""
+
+    def __init__(self, capacity: int) -> None:
+        self._lock = threading.Lock()
+        self._items: deque[T] = deque()
+        self.capacity = capacity
+        self.dropped = 0
+
+    def put(self, item: T) -> None:
+        with self._lock:
+            if len(self._items) >= self.capacity:
+                self._items.popleft()
+                self.dropped += 1
+            self._items.append(item)
+
+    def take_all(self) -> list[T]:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeStats:
+    """How many messages the UI never saw because newer ones replaced them."""
+
+    frames_dropped: int
+    estimates_dropped: int
+    outputs_dropped: int
+    wakeups: int
+
+
+class SessionBridge(QObject):
+    """Session listener (any thread) -> Qt signals (UI thread)."""
+
+    estimate_received = Signal(object)  # FusedEstimate
+    output_received = Signal(object)  # ModalityPrediction | NoPrediction
+    frame_received = Signal(object)  # VideoFrame
+    audio_level_received = Signal(object)  # AudioLevel
+    status_received = Signal(object)  # ModalityStatus
+
+    _wake = Signal()
+
+    def __init__(self, parent: QObject | None = None, capacity: int = 256) -> None:
+        super().__init__(parent)
+        self._estimates: BoundedMailbox[FusedEstimate] = BoundedMailbox(capacity)
+        self._outputs: BoundedMailbox[EncoderOutput] = BoundedMailbox(capacity)
+        self._frame: LatestSlot[VideoFrame] = LatestSlot()
+        self._level: LatestSlot[AudioLevel] = LatestSlot()
+        self._status_lock = threading.Lock()
+        self._statuses: dict[Modality, Any] = {}
+        self._wake_lock = threading.Lock()
+        self._wake_pending = False
+        self._wakeups = 0
+        self._closed = False
+        # Queued even when emitted from the UI thread itself: draining is always a
+        # separate, later event, so a listener call never runs widget code re-entrantly.
+        self._wake.connect(self._drain, Qt.ConnectionType.QueuedConnection)
+
+    # -- SessionListener: called from worker threads; must return quickly -------------
+
+    def on_estimate(self, estimate: FusedEstimate) -> None:
+        self._estimates.put(estimate)
+        self._notify()
+
+    def on_output(self, output: EncoderOutput) -> None:
+        self._outputs.put(output)
+        self._notify()
+
+    def on_frame(self, frame: VideoFrame) -> None:
+        self._frame.put(frame)
+        self._notify()
+
+    def on_audio_level(self, t: float, rms_dbfs: float, speech: bool | None) -> None:
+        self._level.put(AudioLevel(t, rms_dbfs, speech))
+        self._notify()
+
+    def on_status(self, status: Any) -> None:
+        with self._status_lock:
+            self._statuses[status.modality] = status
+        self._notify()
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop delivering: later listener calls are dropped without waking the UI."""
+        with self._wake_lock:
+            self._closed = True
+
+    def stats(self) -> BridgeStats:
+        return BridgeStats(
+            frames_dropped=self._frame.dropped,
+            estimates_dropped=self._estimates.dropped,
+            outputs_dropped=self._outputs.dropped,
+            wakeups=self._wakeups,
+        )
+
+    def _notify(self) -> None:
+        with self._wake_lock:
+            if self._wake_pending or self._closed:
+                return
+            self._wake_pending = True
+        self._wake.emit()
+
+    @Slot()
+    def _drain(self) -> None:
+        with self._wake_lock:
+            self._wake_pending = False
+            if self._closed:
+                return
+            self._wakeups += 1
+        # Statuses first, so a widget sees "failed" before any output that follows it;
+        # then outputs before estimates (an estimate is built from outputs).
+        with self._status_lock:
+            statuses = list(self._statuses.values())
+            self._statuses.clear()
+        for status in statuses:
+            self.status_received.emit(status)
+        for output in self._outputs.take_all():
+            self.output_received.emit(output)
+        for estimate in self._estimates.take_all():
+            self.estimate_received.emit(estimate)
+        level = self._level.take()
+        if level is not None:
+            self.audio_level_received.emit(level)
+        frame = self._frame.take()
+        if frame is not None:
+            self.frame_received.emit(frame)

@@ -1,0 +1,284 @@
+"""The camera panel: the live preview with a box and top label on each detected face,
+and the privacy modes that blur faces or hide the picture and show scores only.
+
+The preview draws only the newest frame it was handed (the bridge drops stale ones). In
+"scores only" mode a frame is dropped the moment it arrives: no picture is converted,
+kept or drawn. In "blur faces" mode each face box of the latest face prediction is
+pixelated before the picture is drawn; when no recent face position is known the whole
+picture is blurred rather than risk showing a face.
+"""
+
+from __future__ import annotations
+
+import enum
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
+from PySide6.QtWidgets import (
+    QComboBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QVBoxLayout,
+    QWidget,
+)
+
+from emoapp.core.messages import (
+    EncoderOutput,
+    FaceDetection,
+    Modality,
+    ModalityPrediction,
+    NoPrediction,
+    VideoFrame,
+)
+from emoapp.core.taxonomy import LABEL_INDEX
+from emoapp.ui.style import LABEL_COLORS
+from emoapp.ui.widgets import ProbabilityBars
+
+
+class PreviewMode(enum.StrEnum):
+    """What the camera preview shows."""
+
+    PICTURE = "picture"
+    BLUR_FACES = "blur"
+    SCORES_ONLY = "scores"
+
+    @property
+    def caption(self) -> str:
+        return {
+            PreviewMode.PICTURE: "Show picture",
+            PreviewMode.BLUR_FACES: "Blur faces",
+            PreviewMode.SCORES_ONLY: "Scores only (no picture)",
+        }[self]
+
+
+# Face boxes older than this (seconds, frame clock) are not trusted to cover a face.
+FACE_BOX_MAX_AGE_S = 1.0
+_BLUR_MARGIN = 0.25
+_BLUR_BLOCKS = 8
+
+
+def frame_to_image(image: np.ndarray) -> QImage:
+    """An RGB uint8 (H x W x 3) array -> a QImage that owns a copy of the pixels."""
+    rgb = np.ascontiguousarray(image[..., :3], dtype=np.uint8)
+    h, w = rgb.shape[:2]
+    return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
+
+
+def pixelate(image: QImage, rect: QRect) -> None:
+    """Replace ``rect`` of ``image`` by a coarse, smoothed version of itself (in place)."""
+    rect = rect.intersected(image.rect())
+    if rect.width() < 2 or rect.height() < 2:
+        return
+    region = image.copy(rect)
+    small = region.scaled(
+        _BLUR_BLOCKS,
+        _BLUR_BLOCKS,
+        Qt.AspectRatioMode.IgnoreAspectRatio,
+        Qt.TransformationMode.SmoothTransformation,
+    )
+    coarse = small.scaled(
+        rect.size(),
+        Qt.AspectRatioMode.IgnoreAspectRatio,
+        Qt.TransformationMode.SmoothTransformation,
+    )
+    painter = QPainter(image)
+    painter.drawImage(rect.topLeft(), coarse)
+    painter.end()
+
+
+def _expanded(box: tuple[int, int, int, int], margin: float) -> QRect:
+    x, y, w, h = box
+    dx, dy = int(w * margin), int(h * margin)
+    return QRect(x - dx, y - dy, w + 2 * dx, h + 2 * dy)
+
+
+class PreviewView(QWidget):
+    """Draws one picture scaled to fit, with face boxes and labels on top."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._image: QImage | None = None
+        self._faces: tuple[FaceDetection, ...] = ()
+        self._message = "No camera picture"
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMinimumSize(160, 120)
+
+    def sizeHint(self) -> QSize:
+        return QSize(480, 360)
+
+    def set_picture(self, image: QImage | None, faces: tuple[FaceDetection, ...]) -> None:
+        self._image = image
+        self._faces = faces
+        self.update()
+
+    def set_message(self, message: str) -> None:
+        self._message = message
+        self.update()
+
+    def has_picture(self) -> bool:
+        return self._image is not None
+
+    def picture(self) -> QImage | None:
+        return self._image
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor("#202020"))
+        if self._image is None:
+            painter.setPen(QColor("#c8c8c8"))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._message)
+            painter.end()
+            return
+        iw, ih = self._image.width(), self._image.height()
+        scale = min(self.width() / iw, self.height() / ih)
+        target = QRectF(
+            (self.width() - iw * scale) / 2,
+            (self.height() - ih * scale) / 2,
+            iw * scale,
+            ih * scale,
+        )
+        painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+        painter.drawImage(target, self._image)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        font = QFont(self.font())
+        font.setBold(True)
+        painter.setFont(font)
+        fm = painter.fontMetrics()
+        for face in self._faces:
+            x, y, w, h = face.box
+            rect = QRectF(target.x() + x * scale, target.y() + y * scale, w * scale, h * scale)
+            color = QColor(LABEL_COLORS[face.label])
+            painter.setPen(QPen(color, 2))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.drawRect(rect)
+            caption = f"{face.label} {float(face.probs[LABEL_INDEX[face.label]]):.0%}"
+            tw, th = fm.horizontalAdvance(caption) + 8, fm.height() + 2
+            ty = rect.top() - th if rect.top() - th >= target.top() else rect.top()
+            painter.fillRect(QRectF(rect.left(), ty, tw, th), color)
+            painter.setPen(QColor("black"))
+            painter.drawText(QPointF(rect.left() + 4, ty + fm.ascent() + 1), caption)
+        painter.end()
+
+
+class CameraPanel(QGroupBox):
+    """Preview, privacy mode and the latest face prediction."""
+
+    mode_changed = Signal(object)  # PreviewMode
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Camera · face", parent)
+        self._mode = PreviewMode.PICTURE
+        self._faces: tuple[FaceDetection, ...] = ()
+        self._faces_t: float | None = None
+
+        self.mode_box = QComboBox()
+        for mode in PreviewMode:
+            self.mode_box.addItem(mode.caption, mode.value)
+        self.mode_box.setToolTip("Privacy: blur faces in the preview, or show no picture at all")
+        self.mode_box.currentIndexChanged.connect(self._mode_box_changed)
+        self.view = PreviewView()
+        self.result = QLabel("Face: —")
+        font = QFont(self.font())
+        font.setBold(True)
+        self.result.setFont(font)
+        self.reason = QLabel("")
+        self.reason.setEnabled(False)
+        self.bars = ProbabilityBars(compact=True)
+
+        header = QHBoxLayout()
+        header.addWidget(QLabel("Preview:"))
+        header.addWidget(self.mode_box)
+        header.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(header)
+        layout.addWidget(self.view, 1)
+        row = QHBoxLayout()
+        row.addWidget(self.result)
+        row.addWidget(self.reason, 1)
+        layout.addLayout(row)
+        layout.addWidget(self.bars)
+        self.bars.setVisible(False)
+
+    # -- privacy mode ------------------------------------------------------------------
+
+    def mode(self) -> PreviewMode:
+        return self._mode
+
+    def set_mode(self, mode: PreviewMode) -> None:
+        index = self.mode_box.findData(mode.value)
+        if index != self.mode_box.currentIndex():
+            self.mode_box.setCurrentIndex(index)  # calls _mode_box_changed
+        else:
+            self._apply_mode(mode)
+
+    def _mode_box_changed(self) -> None:
+        self._apply_mode(PreviewMode(self.mode_box.currentData()))
+
+    def _apply_mode(self, mode: PreviewMode) -> None:
+        changed = mode is not self._mode
+        self._mode = mode
+        # Never keep a picture across a switch into a stricter mode.
+        self.view.set_picture(None, ())
+        scores_only = mode is PreviewMode.SCORES_ONLY
+        self.view.set_message("Picture hidden: scores only" if scores_only else "No camera picture")
+        self.bars.setVisible(scores_only)
+        if changed:
+            self.mode_changed.emit(mode)
+
+    # -- inputs ------------------------------------------------------------------------
+
+    @Slot(object)
+    def show_frame(self, frame: VideoFrame) -> None:
+        if self._mode is PreviewMode.SCORES_ONLY:
+            return  # dropped unseen
+        image = frame_to_image(frame.image)
+        faces = self._faces if self._faces_fresh(frame.t) else ()
+        if self._mode is PreviewMode.BLUR_FACES:
+            if faces:
+                for face in faces:
+                    pixelate(image, _expanded(face.box, _BLUR_MARGIN))
+            else:
+                pixelate(image, image.rect())
+        self.view.set_picture(image, faces)
+
+    @Slot(object)
+    def show_output(self, output: EncoderOutput) -> None:
+        if output.modality is not Modality.FACE:
+            return
+        if isinstance(output, NoPrediction):
+            self._faces, self._faces_t = (), output.t
+            self.result.setEnabled(False)
+            self.reason.setText(f"now: {output.reason}")
+            self.bars.set_stale(True)
+            return
+        assert isinstance(output, ModalityPrediction)
+        self.result.setEnabled(True)
+        self._faces, self._faces_t = output.faces, output.t
+        top = float(output.probs[LABEL_INDEX[output.label]])
+        text = f"Face: {output.label} {top:.0%}"
+        if output.baseline:
+            text += " · baseline"
+        self.result.setText(text)
+        n = len(output.faces)
+        self.reason.setText(f"{n} face{'s' if n != 1 else ''}" if n else "")
+        self.bars.set_distribution(output.probs, output.mask)
+
+    def clear(self, message: str = "No camera picture") -> None:
+        self._faces, self._faces_t = (), None
+        self.view.set_picture(None, ())
+        if self._mode is not PreviewMode.SCORES_ONLY:
+            self.view.set_message(message)
+        self.result.setText("Face: —")
+        self.result.setEnabled(True)
+        self.reason.setText("")
+        self.bars.set_distribution(None)
+
+    def _faces_fresh(self, frame_t: float) -> bool:
+        return (
+            self._faces_t is not None
+            and bool(self._faces)
+            and abs(frame_t - self._faces_t) <= FACE_BOX_MAX_AGE_S
+        )

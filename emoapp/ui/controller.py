@@ -1,0 +1,571 @@
+"""Everything the window asks of the live session, done off the UI thread.
+
+The UI thread never waits on a model or a device. :class:`SessionController` owns:
+
+- a **command thread** that runs session operations in the order the person asked for
+  them (start or stop a modality, switch a camera, apply fusion settings, submit text,
+  read metrics). Stopping a modality closes its device and may wait for a capture thread
+  to end; that wait happens here, never on the UI thread;
+- **model loader threads** that build and load the encoders of a profile, one modality
+  at a time, announcing "loading model…" as they go, and hand each loaded encoder to the
+  command thread. A profile switch starts a new generation; encoders still loading for
+  an older one are discarded.
+
+Results come back to the UI thread as queued Qt signals: the session's own messages go
+through :class:`~emoapp.ui.bridge.SessionBridge`, the controller's (model loading,
+metrics, device lists, problems) through the signals below.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtCore import QObject, QTimer, Signal
+
+from emoapp.capture.base import Source, one_line
+from emoapp.core.errors import EmoappError
+from emoapp.core.fusion import FusionConfig
+from emoapp.core.messages import Modality
+from emoapp.encoders.base import Encoder
+from emoapp.registry import ModelSpec
+from emoapp.ui.bridge import SessionBridge
+from emoapp.ui.settings import FusionSettings
+from emoapp.ui.source_keys import ReplayOptions, build_source, key_for_source, key_title
+
+log = logging.getLogger(__name__)
+
+EncoderHook = Callable[[Modality, Encoder], Encoder]
+"""Wraps each loaded encoder before the session gets it (tests use it to inject faults)."""
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a modality's chosen source is, for pickers and capture indicators."""
+
+    key: str
+    title: str
+    is_device: bool
+
+
+StartGate = Callable[[Modality, SourceInfo | None], bool]
+"""Asked on the UI thread before a modality starts or switches source; False refuses."""
+
+
+@dataclass(frozen=True)
+class ModelChoiceNote:
+    """The models a profile resolved to, and notes for the person (fallbacks)."""
+
+    profile: str
+    models: dict[Modality, str | None]
+    notes: list[str]
+
+
+class EncoderPlan:
+    """Which model each modality runs under a profile, and how to load it, following
+    the command-line model options (``--face-model`` etc. override any profile)."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+
+    def choose(self, profile: str) -> tuple[dict[Modality, ModelSpec | None], list[str]]:
+        from emoapp.commands.common import choose_models
+
+        args = copy.copy(self.args)
+        args.profile = profile
+        choice = choose_models(args)
+        return choice.specs, list(choice.notes)
+
+    def fusion_base(self, profile: str) -> FusionConfig:
+        """The fusion config ``profile`` brings: its fitted reliabilities and
+        temperatures, and the registry's priors of its models (the window's own fusion
+        choices go on top)."""
+        from emoapp.commands.common import fusion_config
+
+        args = copy.copy(self.args)
+        args.profile = profile
+        args.fusion_rule = "weighted"
+        args.weights = None
+        args.smoothing = None
+        return fusion_config(args)
+
+    def load(self, spec: ModelSpec) -> Encoder:
+        from emoapp.commands.common import runtime_options
+        from emoapp.encoders.factory import build_encoder
+
+        encoder = build_encoder(spec, runtime_options(self.args))
+        encoder.load()
+        return encoder
+
+
+@dataclass
+class SessionOptions:
+    """How the window's live session runs."""
+
+    rate_hz: float = 10.0
+    voice_window_s: float = 2.0
+    voice_hop_s: float = 0.5
+    metrics_interval_ms: int = 1000
+
+
+class _CommandThread:
+    """One daemon thread running submitted calls in order."""
+
+    def __init__(self, name: str, on_failure: Callable[[str, str], None]) -> None:
+        self._queue: queue.Queue[tuple[str, Callable[..., Any], tuple[Any, ...]] | None] = (
+            queue.Queue()
+        )
+        self._on_failure = on_failure
+        self.thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self.thread.start()
+
+    def submit(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        self._queue.put((what, fn, args))
+
+    def finish(self) -> None:
+        """Run what was submitted, then end."""
+        self._queue.put(None)
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            what, fn, args = item
+            try:
+                fn(*args)
+            except EmoappError as exc:
+                self._on_failure(what, str(exc))
+            # The command thread must outlive any failure (a driver, a bug): the reason
+            # is logged and shown to the person, and the next command runs.
+            except Exception as exc:
+                log.exception("%s failed", what)
+                self._on_failure(what, f"{type(exc).__name__}: {one_line(exc)}")
+
+
+class SessionController(QObject):
+    """Starts, steers and stops the live session for the window."""
+
+    # (modality, state, message): a state the session cannot know, e.g. "loading" while
+    # a model loads, or "failed" when it could not load; state "" clears it.
+    modality_note = Signal(object, str, str)
+    models_chosen = Signal(object)  # ModelChoiceNote
+    _fusion_base_ready = Signal(object, object)  # FusionConfig, {Modality: model id}
+    metrics_ready = Signal(object)  # dict[Modality, ModalityMetricsSnapshot]
+    devices_listed = Signal(object, object)  # camera [(title, key)], microphone [...]
+    source_changed = Signal(object, object)  # Modality, SourceInfo | None
+    wanted_changed = Signal(object, bool)  # Modality, on
+    paused_changed = Signal(bool)
+    text_rejected = Signal(str)
+    problem = Signal(str)  # a command failed, in one line
+    shut_down = Signal()
+
+    def __init__(
+        self,
+        bridge: SessionBridge,
+        plan: EncoderPlan,
+        sources: dict[Modality, Source] | None = None,
+        fusion: FusionSettings | None = None,
+        replay: ReplayOptions | None = None,
+        options: SessionOptions | None = None,
+        encoder_hook: EncoderHook | None = None,
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.plan = plan
+        self.options = options or SessionOptions()
+        self.replay = replay or ReplayOptions()
+        self.encoder_hook = encoder_hook
+        self.start_gate: StartGate | None = None
+        """Asked on the UI thread before a modality starts (or switches to another source
+        while on); returning False keeps it off. The privacy layer's consent check
+        belongs here: it runs before any command that could open a device is sent."""
+        # The person's fusion choices, over the current profile's fusion config.
+        self._fusion_settings = fusion or FusionSettings()
+        self._fusion_base = FusionConfig()
+        self._fusion_models: dict[Modality, str] = {}
+        self._fusion = self._fusion_settings.apply_to(self._fusion_base)
+        self._fusion_base_ready.connect(self._on_fusion_base)
+        # UI-thread state.
+        self._wanted: set[Modality] = set()
+        self._paused: set[Modality] | None = None
+        self._source_info: dict[Modality, SourceInfo | None] = {m: None for m in Modality}
+        self._initial_sources = dict(sources or {})
+        for m, source in self._initial_sources.items():
+            if m is not Modality.TEXT:
+                key = key_for_source(source)
+                self._source_info[m] = SourceInfo(key, source.name, source.is_device)
+        self._started = False
+        self._shutting_down = False
+        self._metrics_pending = False
+        # Command-thread state.
+        self._session: Any = None
+        # key -> source built for it; and the source the session currently holds.
+        self._built: dict[Modality, tuple[str, Source]] = {}
+        for m, source in self._initial_sources.items():
+            info = self._source_info[m]
+            self._built[m] = (info.key if info is not None else "file:", source)
+        self._given: dict[Modality, Source | None] = {}
+        # Loader state (generation guarded by a lock: read by loader threads).
+        self._gen_lock = threading.Lock()
+        self._generation = 0
+        self._loaders: list[threading.Thread] = []
+        self._cancel = threading.Event()
+        self._commands = _CommandThread("emoapp-ui-commands", self._command_failed)
+        self._metrics_timer = QTimer(self)
+        self._metrics_timer.setInterval(self.options.metrics_interval_ms)
+        self._metrics_timer.timeout.connect(self.poll_metrics)
+
+    # -- reading (UI thread) ------------------------------------------------------------
+
+    def wanted(self) -> set[Modality]:
+        return set(self._wanted)
+
+    @property
+    def paused(self) -> bool:
+        return self._paused is not None
+
+    def source_info(self, modality: Modality) -> SourceInfo | None:
+        return self._source_info.get(modality)
+
+    @property
+    def session(self) -> Any:
+        """The live session (None before start). Read-only use, e.g. in tests."""
+        return self._session
+
+    def threads(self) -> list[threading.Thread]:
+        """The controller's own threads that are still alive."""
+        return [t for t in (self._commands.thread, *self._loaders) if t.is_alive()]
+
+    # -- commands (UI thread; each returns at once) -------------------------------------
+
+    def start(self, wanted: set[Modality], profile: str) -> None:
+        """Create the session, start the wanted modalities, and load the profile's models
+        (those wanted first)."""
+        if self._started:
+            return
+        self._started = True
+        self._wanted = {m for m in wanted if self._allowed(m)}
+        self._commands.submit("starting the session", self._create_session, set(self._wanted))
+        for m in Modality:
+            self.wanted_changed.emit(m, m in self._wanted)
+        self.load_profile(profile)
+        self._metrics_timer.start()
+
+    def load_profile(self, profile: str) -> None:
+        """Load the models of ``profile`` in the background and swap them in as each is
+        ready; the modalities keep running on their old model meanwhile."""
+        if self._shutting_down:
+            return
+        with self._gen_lock:
+            self._generation += 1
+            generation = self._generation
+        order = sorted(Modality, key=lambda m: (m not in self._wanted, m is not Modality.TEXT))
+        thread = threading.Thread(
+            target=self._load_models,
+            args=(generation, profile, order),
+            name=f"emoapp-model-loader-{generation}",
+            daemon=True,
+        )
+        self._loaders = [t for t in self._loaders if t.is_alive()]
+        self._loaders.append(thread)
+        thread.start()
+
+    def set_wanted(self, modality: Modality, on: bool) -> None:
+        """Start or stop one modality."""
+        if self._shutting_down:
+            return
+        if on and not self._allowed(modality):
+            self.wanted_changed.emit(modality, False)
+            return
+        if on:
+            self._wanted.add(modality)
+            self._commands.submit(f"starting {modality.value}", self._start_modality, modality)
+        else:
+            self._wanted.discard(modality)
+            self._commands.submit(f"stopping {modality.value}", self._stop_modality, modality)
+        if on and self._paused is not None:
+            self._paused = None
+            self.paused_changed.emit(False)
+        self.wanted_changed.emit(modality, on)
+
+    def _allowed(self, modality: Modality) -> bool:
+        if self.start_gate is None or self.start_gate(modality, self._source_info.get(modality)):
+            return True
+        self.problem.emit(f"{modality.value} was not started: not allowed")
+        return False
+
+    def note_ended(self, modality: Modality) -> None:
+        """A modality stopped by itself (its replayed file ended): show it as off."""
+        if modality in self._wanted:
+            self._wanted.discard(modality)
+            self.wanted_changed.emit(modality, False)
+
+    def toggle_pause(self) -> None:
+        """Stop every modality at once; the next call starts again those that were on."""
+        if self._paused is None:
+            paused = set(self._wanted)
+            for m in sorted(paused):
+                self.set_wanted(m, False)
+            self._paused = paused
+            self.paused_changed.emit(True)
+        else:
+            resume, self._paused = self._paused, None
+            for m in sorted(resume):
+                self.set_wanted(m, True)
+            self.paused_changed.emit(False)
+
+    def choose_source(self, modality: Modality, key: str) -> None:
+        """Use another camera or microphone (or file); a running modality switches now."""
+        if not key or self._shutting_down:
+            return
+        current = self._source_info.get(modality)
+        if current is not None and current.key == key:
+            return
+        self._source_info[modality] = SourceInfo(key, key_title(key), not key.startswith("file:"))
+        self.source_changed.emit(modality, self._source_info[modality])
+        if modality in self._wanted and not self._allowed(modality):
+            self.set_wanted(modality, False)
+        self._commands.submit(
+            f"switching the {modality.value} source", self._switch_source, modality, key
+        )
+
+    def set_fusion(self, settings: FusionSettings) -> None:
+        """Apply the person's fusion choices (raises ValueError for impossible ones)."""
+        config = settings.apply_to(self._fusion_base, self._fusion_models)
+        self._fusion_settings = settings
+        self._fusion = config
+        self._commands.submit("applying fusion settings", self._apply_fusion, config)
+
+    def fusion_config(self) -> FusionConfig:
+        """The fusion config the session runs with (or will, once started)."""
+        return self._fusion
+
+    def _on_fusion_base(self, base: FusionConfig, models: dict[Modality, str]) -> None:
+        self._fusion_base, self._fusion_models = base, models
+        self.set_fusion(self._fusion_settings)
+
+    def submit_text(self, text: str) -> None:
+        self._commands.submit("analysing text", self._submit_text, text)
+
+    def poll_metrics(self) -> None:
+        """Ask for fresh metrics (at most one request in flight)."""
+        if self._metrics_pending or self._shutting_down:
+            return
+        self._metrics_pending = True
+        self._commands.submit("reading metrics", self._read_metrics)
+
+    def list_devices(self) -> None:
+        """List cameras and microphones in the background (probing cameras opens each
+        briefly, so this runs only when asked)."""
+        thread = threading.Thread(
+            target=self._list_devices, name="emoapp-device-lister", daemon=True
+        )
+        self._loaders = [t for t in self._loaders if t.is_alive()]
+        self._loaders.append(thread)
+        thread.start()
+
+    def shutdown(self) -> None:
+        """Stop everything in the background; ``shut_down`` is emitted when done."""
+        if self._shutting_down:
+            return
+        self._shutting_down = True
+        self._metrics_timer.stop()
+        self._cancel.set()
+        with self._gen_lock:
+            self._generation += 1
+        self._commands.submit("stopping the session", self._stop_session)
+        self._commands.finish()
+
+    def join(self, timeout: float = 5.0) -> list[str]:
+        """Wait for the controller's threads (after ``shut_down``); names of those left."""
+        for thread in (self._commands.thread, *self._loaders):
+            thread.join(timeout)
+        return [t.name for t in self.threads()]
+
+    # -- command thread -----------------------------------------------------------------
+
+    def _create_session(self, wanted: set[Modality]) -> None:
+        from emoapp.runtime.session import LiveSession
+
+        self._session = LiveSession(
+            {},
+            {},
+            fusion=self._fusion,
+            rate_hz=self.options.rate_hz,
+            voice_window_s=self.options.voice_window_s,
+            voice_hop_s=self.options.voice_hop_s,
+        )
+        self._session.add_listener(self.bridge)
+        self._session.start()
+        for m in sorted(wanted):
+            self._start_modality(m)
+
+    def _ensure_source(self, m: Modality) -> bool:
+        """Give the session the chosen source of ``m``; False when there is none."""
+        info = self._source_info.get(m)
+        built = self._built.get(m)
+        if m is not Modality.TEXT:
+            if info is None:
+                return False
+            if built is None or built[0] != info.key:
+                built = (info.key, build_source(m, info.key, self.replay))
+                self._built[m] = built
+        if built is not None and self._given.get(m) is not built[1]:
+            self._session.set_source(m, built[1])
+            self._given[m] = built[1]
+        return True
+
+    def _start_modality(self, m: Modality) -> None:
+        if self._session is None:
+            return
+        if not self._ensure_source(m):
+            device = "camera" if m is Modality.FACE else "microphone"
+            self.modality_note.emit(m, "failed", f"no {device} chosen")
+            return
+        if self._session.status()[m].state == "stopped":
+            # A replay that ended keeps its finished run; clear it so the file plays again.
+            self._session.stop_modality(m)
+        self._session.start_modality(m)
+
+    def _stop_modality(self, m: Modality) -> None:
+        if self._session is not None:
+            self._session.stop_modality(m)
+
+    def _switch_source(self, m: Modality, key: str) -> None:
+        if self._session is None:
+            return
+        source = build_source(m, key, self.replay)
+        self._built[m] = (key, source)
+        self._session.set_source(m, source)
+        self._given[m] = source
+
+    def _install_encoder(self, generation: int, m: Modality, encoder: Encoder | None) -> None:
+        with self._gen_lock:
+            current = generation == self._generation
+        if not current or self._session is None:
+            return
+        self._session.set_encoder(m, encoder)
+        self.modality_note.emit(m, "", "")
+
+    def _apply_fusion(self, config: FusionConfig) -> None:
+        if self._session is not None:
+            self._session.set_fusion_config(config)
+
+    def _submit_text(self, text: str) -> None:
+        if self._session is None or not self._session.submit_text(text):
+            self.text_rejected.emit(
+                "text is not running: switch it on (Ctrl+3), or wait for its model"
+            )
+
+    def _read_metrics(self) -> None:
+        try:
+            if self._session is not None:
+                self.metrics_ready.emit(self._session.metrics())
+        finally:
+            self._metrics_pending = False
+
+    def _stop_session(self) -> None:
+        try:
+            if self._session is not None:
+                left = self._session.stop()
+                self._session.remove_listener(self.bridge)
+                if left:
+                    log.warning("session threads still running after stop: %s", left)
+            for thread in list(self._loaders):
+                thread.join(5.0)
+        finally:
+            self.bridge.close()
+            self.shut_down.emit()
+
+    def _command_failed(self, what: str, message: str) -> None:
+        self.problem.emit(f"{what}: {message}")
+
+    # -- loader threads -----------------------------------------------------------------
+
+    def _is_current(self, generation: int) -> bool:
+        with self._gen_lock:
+            return generation == self._generation and not self._cancel.is_set()
+
+    def _load_models(self, generation: int, profile: str, order: list[Modality]) -> None:
+        try:
+            specs, notes = self.plan.choose(profile)
+        except EmoappError as exc:
+            self.problem.emit(f"profile {profile!r}: {exc}")
+            return
+        self.models_chosen.emit(
+            ModelChoiceNote(profile, {m: s.model if s else None for m, s in specs.items()}, notes)
+        )
+        try:
+            base = self.plan.fusion_base(profile)
+        except EmoappError as exc:
+            self.problem.emit(f"fusion settings of profile {profile!r}: {exc}")
+        else:
+            if self._is_current(generation):
+                models = {m: s.model for m, s in specs.items() if s is not None}
+                self._fusion_base_ready.emit(base, models)
+        for m in order:
+            if not self._is_current(generation):
+                return
+            spec = specs.get(m)
+            if spec is None:
+                self.modality_note.emit(m, "off", f"the {profile} profile has no {m.value} model")
+                self._commands.submit(
+                    "removing a model", self._install_encoder, generation, m, None
+                )
+                continue
+            self.modality_note.emit(m, "loading", f"loading model {spec.model}…")
+            try:
+                encoder = self.plan.load(spec)
+            except EmoappError as exc:
+                self.modality_note.emit(m, "failed", f"{m.value} model failed to load: {exc}")
+                continue
+            # Loading runs third-party code (torch, transformers, user files) that can
+            # fail in any way; the loader must report it for this modality and go on.
+            except Exception as exc:
+                log.exception("loading %s failed", spec.model)
+                self.modality_note.emit(
+                    m,
+                    "failed",
+                    f"{m.value} model failed to load: {type(exc).__name__}: {one_line(exc)}",
+                )
+                continue
+            if self.encoder_hook is not None:
+                encoder = self.encoder_hook(m, encoder)
+            if not self._is_current(generation):
+                return
+            self._commands.submit(
+                f"installing the {m.value} model", self._install_encoder, generation, m, encoder
+            )
+
+    # -- device listing -----------------------------------------------------------------
+
+    def _list_devices(self) -> None:
+        from emoapp.capture.camera import list_cameras
+        from emoapp.capture.microphone import list_input_devices
+
+        cameras: list[tuple[str, str]] = []
+        microphones: list[tuple[str, str]] = [("default microphone", "mic:default")]
+        try:
+            for cam in list_cameras():
+                size = (
+                    f" ({cam.settings.width}x{cam.settings.height})" if cam.settings.width else ""
+                )
+                cameras.append((f"{cam.name}{size}", f"camera:{cam.index}"))
+        except EmoappError as exc:
+            self.problem.emit(f"cannot list cameras: {exc}")
+        try:
+            for dev in list_input_devices():
+                microphones.append(
+                    (dev.name + (" (default)" if dev.is_default else ""), f"mic:{dev.index}")
+                )
+        except EmoappError as exc:
+            self.problem.emit(f"cannot list microphones: {exc}")
+        self.devices_listed.emit(cameras, microphones)

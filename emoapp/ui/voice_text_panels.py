@@ -1,0 +1,185 @@
+"""The voice panel (input level, speech/silence from the voice-activity gate, the latest
+voice prediction) and the text panel (an entry box analysed on submit or, optionally,
+while typing, and the latest text prediction)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QTimer, Signal, Slot
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from emoapp.core.messages import EncoderOutput, Modality, ModalityPrediction, NoPrediction
+from emoapp.core.taxonomy import LABEL_INDEX
+from emoapp.ui.bridge import AudioLevel
+from emoapp.ui.widgets import LevelMeter, ProbabilityBars, StateDot
+
+
+def _prediction_text(title: str, output: ModalityPrediction) -> str:
+    top = float(output.probs[LABEL_INDEX[output.label]])
+    text = f"{title}: {output.label} {top:.0%}"
+    return text + " · baseline" if output.baseline else text
+
+
+class VoicePanel(QGroupBox):
+    """Microphone level, speech/silence, and the latest voice prediction."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__("Microphone · voice", parent)
+        self.meter = LevelMeter()
+        self.level_text = QLabel("— dBFS")
+        self.speech_dot = StateDot()
+        self.speech_text = QLabel("no input")
+        self.result = QLabel("Voice: —")
+        font = QFont(self.font())
+        font.setBold(True)
+        self.result.setFont(font)
+        self.reason = QLabel("")
+        self.reason.setEnabled(False)
+        self.bars = ProbabilityBars(compact=True)
+
+        level_row = QHBoxLayout()
+        level_row.addWidget(QLabel("Level:"))
+        level_row.addWidget(self.meter, 1)
+        level_row.addWidget(self.level_text)
+        level_row.addSpacing(8)
+        level_row.addWidget(self.speech_dot)
+        level_row.addWidget(self.speech_text)
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.result)
+        result_row.addWidget(self.reason, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(level_row)
+        layout.addLayout(result_row)
+        layout.addWidget(self.bars)
+
+    @Slot(object)
+    def show_level(self, level: AudioLevel) -> None:
+        self.meter.set_level(level.rms_dbfs)
+        self.level_text.setText(f"{level.rms_dbfs:5.0f} dBFS")
+        if level.speech is None:
+            self.speech_dot.set_color("#8c8c8c")
+            self.speech_text.setText("speech: unknown")
+        elif level.speech:
+            self.speech_dot.set_color("#1a9641")
+            self.speech_text.setText("speech")
+        else:
+            self.speech_dot.set_color("#8c8c8c")
+            self.speech_text.setText("silence")
+
+    @Slot(object)
+    def show_output(self, output: EncoderOutput) -> None:
+        if output.modality is not Modality.VOICE:
+            return
+        if isinstance(output, NoPrediction):
+            # The last result stays, greyed, so it can be compared with the fused panel
+            # (which may still use it while it is recent).
+            self.result.setEnabled(False)
+            self.reason.setText(f"now: {output.reason}")
+            self.bars.set_stale(True)
+            return
+        assert isinstance(output, ModalityPrediction)
+        self.result.setEnabled(True)
+        self.result.setText(_prediction_text("Voice", output))
+        self.reason.setText("")
+        self.bars.set_distribution(output.probs, output.mask)
+
+    def clear(self) -> None:
+        self.meter.set_level(None)
+        self.level_text.setText("— dBFS")
+        self.speech_dot.set_color("#8c8c8c")
+        self.speech_text.setText("no input")
+        self.result.setText("Voice: —")
+        self.result.setEnabled(True)
+        self.reason.setText("")
+        self.bars.set_distribution(None)
+
+
+class TextPanel(QGroupBox):
+    """Typed text in, the latest text prediction out."""
+
+    text_submitted = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None, debounce_ms: int = 700) -> None:
+        super().__init__("Text", parent)
+        self.entry = QLineEdit()
+        self.entry.setPlaceholderText("Type a sentence and press Enter (Ctrl+E)")
+        self.entry.setClearButtonEnabled(True)
+        self.entry.returnPressed.connect(self.submit)
+        self.submit_button = QPushButton("Analyse")
+        self.submit_button.clicked.connect(self.submit)
+        self.live_box = QCheckBox("Analyse while typing")
+        self.live_box.setToolTip(f"Analyse the text {debounce_ms} ms after you stop typing")
+        self._debounce = QTimer(self)
+        self._debounce.setSingleShot(True)
+        self._debounce.setInterval(debounce_ms)
+        self._debounce.timeout.connect(self._submit_while_typing)
+        self.entry.textEdited.connect(self._edited)
+        self.result = QLabel("Text: —")
+        font = QFont(self.font())
+        font.setBold(True)
+        self.result.setFont(font)
+        self.reason = QLabel("")
+        self.reason.setEnabled(False)
+        self.bars = ProbabilityBars(compact=True)
+
+        entry_row = QHBoxLayout()
+        entry_row.addWidget(self.entry, 1)
+        entry_row.addWidget(self.submit_button)
+        result_row = QHBoxLayout()
+        result_row.addWidget(self.result)
+        result_row.addWidget(self.reason, 1)
+        result_row.addWidget(self.live_box)
+        layout = QVBoxLayout(self)
+        layout.addLayout(entry_row)
+        layout.addLayout(result_row)
+        layout.addWidget(self.bars)
+
+    @Slot()
+    def submit(self) -> None:
+        text = self.entry.text().strip()
+        self._debounce.stop()
+        if not text:
+            return
+        self.text_submitted.emit(text)
+        self.entry.clear()
+
+    def _edited(self) -> None:
+        if self.live_box.isChecked():
+            self._debounce.start()
+
+    def _submit_while_typing(self) -> None:
+        text = self.entry.text().strip()
+        if text:
+            self.text_submitted.emit(text)
+
+    @Slot(object)
+    def show_output(self, output: EncoderOutput) -> None:
+        if output.modality is not Modality.TEXT:
+            return
+        if isinstance(output, NoPrediction):
+            # The last result stays, greyed, so it can be compared with the fused panel
+            # (which may still use it while it is recent).
+            self.result.setEnabled(False)
+            self.reason.setText(f"now: {output.reason}")
+            self.bars.set_stale(True)
+            return
+        assert isinstance(output, ModalityPrediction)
+        self.result.setEnabled(True)
+        self.result.setText(_prediction_text("Text", output))
+        self.reason.setText("")
+        self.bars.set_distribution(output.probs, output.mask)
+
+    def clear(self) -> None:
+        self.result.setText("Text: —")
+        self.result.setEnabled(True)
+        self.reason.setText("")
+        self.bars.set_distribution(None)
