@@ -133,18 +133,20 @@ def choose_models(args: argparse.Namespace) -> ModelChoice:
     fallback = resolve_profile("baseline", {}, args.profiles_file)
     choice = ModelChoice({})
     for modality, spec in wanted.items():
-        if (
-            spec is None
-            or overrides[modality] is not None
+        if spec is None:
+            choice.specs[modality] = None
+        elif (
+            overrides[modality] is not None
             or options.allow_download
             or is_available_locally(spec, RuntimeOptions(models_dir=options.models_dir))
         ):
             choice.specs[modality] = spec
         else:
-            choice.specs[modality] = fallback[modality]
+            baseline = fallback[modality]
+            choice.specs[modality] = baseline
             choice.notes_by_modality[modality] = (
                 f"{modality.value}: {spec.model} is not downloaded; using the baseline "
-                f"({fallback[modality].model if fallback[modality] else 'off'}). "
+                f"({baseline.model if baseline else 'off'}). "
                 "Get the full models with `emoapp models pull`."
             )
     return choice

@@ -174,10 +174,10 @@ def build_label_map(
         raise ValueError(f"model {model_id!r} has no labels")
 
     norm_overrides = {normalise(k): v for k, v in (overrides or {}).items()}
-    for target in norm_overrides.values():
-        if target != IGNORE and target not in LABEL_INDEX:
+    for wanted in norm_overrides.values():
+        if wanted != IGNORE and wanted not in LABEL_INDEX:
             raise ValueError(
-                f"label override target {target!r} is not one of {', '.join(CANONICAL_LABELS)}"
+                f"label override target {wanted!r} is not one of {', '.join(CANONICAL_LABELS)}"
                 f" or {IGNORE!r}"
             )
 
@@ -185,7 +185,7 @@ def build_label_map(
     unmapped: list[str] = []
     for label in raw:
         key = normalise(label)
-        target: str | None = norm_overrides.get(key, ALIASES.get(key))
+        target = norm_overrides.get(key, ALIASES.get(key))
         if target is None:
             unmapped.append(label)
         else:

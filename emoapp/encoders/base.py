@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 class Encoder(Protocol):
     """What the runtime needs of any encoder, transformers-backed or baseline."""
 
-    modality: Modality
+    @property
+    def modality(self) -> Modality: ...
 
     @property
     def model_id(self) -> str: ...

@@ -868,9 +868,9 @@ class LiveSession:
             if not (fresh or due):
                 return None
             estimate = self._fuser.estimate(clock.now())
-            for m, run in current.items():
-                if run is not None and run.outputs:
-                    run.metrics.record_presence(m in estimate.inputs)
+            for m, maybe_run in current.items():
+                if maybe_run is not None and maybe_run.outputs:
+                    maybe_run.metrics.record_presence(m in estimate.inputs)
             for m, prediction in estimate.inputs.items():
                 recorder = self._entries[m].metrics
                 if recorder is None:

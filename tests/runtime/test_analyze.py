@@ -47,7 +47,12 @@ def _prediction_from_entry(modality: Modality, entry: dict) -> ModalityPredictio
     mask = np.array([label in entry["probs"] for label in CANONICAL_LABELS])
     probs = np.array([entry["probs"].get(label, 0.0) for label in CANONICAL_LABELS])
     return ModalityPrediction(
-        modality, entry["t"], probs, mask, entry["confidence"], entry["model"],
+        modality,
+        entry["t"],
+        probs,
+        mask,
+        entry["confidence"],
+        entry["model"],
         t_end=entry.get("t_end"),
     )
 
