@@ -1,0 +1,124 @@
+"""``emoapp bench``: measure what the pipeline costs on this machine, print a table and
+write the figures as JSON (see docs/benchmarks.md for every key).
+
+Imports nothing heavy at module level: the work lives in :mod:`emoapp.bench`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="measure encoder cost, pipeline overhead, scaling, a live run and start-up",
+        description=(
+            "Measure, on this machine and in one run: encoder cost per modality (CPU "
+            "float32, CPU bfloat16 where the CPU runs it natively, CUDA float16 when a GPU "
+            "is present), the pipeline's overhead over the bare model forward, scaling with "
+            "faces per frame, audio window and text length, a sustained live run on "
+            "replayed media, start-up time, and the fer package on the same video where it "
+            "can run. The models are random-weight copies of the default architectures, "
+            "built once into a cache folder. Prints a table and writes JSON."
+        ),
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        metavar="FILE",
+        help="write the results here (default: last-run.json in the cache folder)",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="fewer repetitions, fewer scaling points, a 10 s live run (about a minute)",
+    )
+    parser.add_argument(
+        "--models",
+        choices=("tiny", "full"),
+        default="full",
+        help="full-size architectures (default) or tiny ones (a smoke test)",
+    )
+    parser.add_argument(
+        "--duration",
+        type=float,
+        metavar="S",
+        help="seconds of the measured live run (default 60; 10 with --quick)",
+    )
+    parser.add_argument(
+        "--skip",
+        metavar="PART,...",
+        default="",
+        help="parts to leave out: encoders, scaling, live, startup, peers",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CPU, and CUDA when present), cpu, or cuda[:N] (CUDA only)",
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        metavar="DIR",
+        help="where the benchmark models are built and reused (default: "
+        "EMOAPP_BENCH_DIR or ~/.cache/emoapp-bench)",
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="torch threads (default: torch's choice, one per core)",
+    )
+    parser.add_argument(
+        "--fer-python",
+        metavar="PYTHON",
+        help="a Python interpreter that can import fer, to time it on the same "
+        "video (default: EMOAPP_BENCH_FER_PYTHON, else this one if it can)",
+    )
+    parser.set_defaults(func=run)
+
+
+def _as_argv(args: argparse.Namespace) -> list[str]:
+    """The options of this run, for the record."""
+    argv = ["--models", args.models, "--device", args.device]
+    if args.quick:
+        argv.append("--quick")
+    if args.duration is not None:
+        argv += ["--duration", f"{args.duration:g}"]
+    if args.skip:
+        argv += ["--skip", args.skip]
+    if args.threads is not None:
+        argv += ["--threads", str(args.threads)]
+    if args.json is not None:
+        argv += ["--json", str(args.json)]
+    return argv
+
+
+def run(args: argparse.Namespace) -> int:
+    from emoapp.bench.common import BenchConfig, say
+    from emoapp.bench.report import failed_parts, render_table, run_bench, write_json
+
+    skip = frozenset(p.strip() for p in args.skip.split(",") if p.strip())
+    config = BenchConfig(
+        size=args.models,
+        quick=args.quick,
+        live_duration_s=args.duration,
+        skip=skip,
+        device=args.device,
+        models_dir=args.models_dir,
+        fer_python=args.fer_python,
+        json_path=args.json,
+        threads=args.threads,
+        argv=_as_argv(args),
+    )
+    result = run_bench(config)
+    path = write_json(result, config.json_path or config.cache_dir() / "last-run.json")
+    print(render_table(result))
+    print(f"\nJSON: {path}")
+    failed = failed_parts(result)
+    if failed:
+        say(f"parts that could not run: {', '.join(failed)} (see the JSON)")
+        return 1
+    return 0

@@ -1,0 +1,243 @@
+"""``emoapp bench`` end to end in its smoke mode (tiny models), and the pieces it stands
+on: device/dtype planning (CUDA included, by pretending), timing helpers, the scaling
+frames. Behaviour only: no timing thresholds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emoapp.bench.common import (
+    BenchConfig,
+    BenchError,
+    MeasureBudget,
+    Timing,
+    Variant,
+    device_sync,
+    measure,
+    measure_pair,
+    plan_variants,
+    ratio,
+)
+from emoapp.bench.peers import FER_PYTHON_ENV
+from emoapp.bench.report import HEADLINE_KEYS
+from emoapp.cli import main
+
+TOP_KEYS = (
+    "schema",
+    "created",
+    "command",
+    "mode",
+    "machine",
+    "models",
+    "variants",
+    "primary_variant",
+    *HEADLINE_KEYS,
+    "encoders",
+    "scaling",
+    "live",
+    "startup",
+    "peers",
+    "targets",
+    "elapsed_s",
+)
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, str]:
+    """One smoke run of the whole command: (exit status, JSON, printed table)."""
+    import contextlib
+    import io
+    import os
+
+    import torch
+
+    root = tmp_path_factory.mktemp("bench")
+    out = root / "bench.json"
+    saved = os.environ.pop(FER_PYTHON_ENV, None)
+    threads = torch.get_num_threads()
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            rc = main(
+                [
+                    "bench",
+                    "--models",
+                    "tiny",
+                    "--quick",
+                    "--duration",
+                    "2",
+                    "--device",
+                    "cpu",
+                    "--threads",
+                    "1",
+                    "--models-dir",
+                    str(root / "cache"),
+                    "--json",
+                    str(out),
+                ]
+            )
+    finally:
+        torch.set_num_threads(threads)  # --threads set it for the whole process
+        if saved is not None:
+            os.environ[FER_PYTHON_ENV] = saved
+    return rc, json.loads(out.read_text()), printed.getvalue()
+
+
+def test_smoke_run_writes_every_documented_key(smoke):
+    rc, result, printed = smoke
+    assert rc == 0
+    for key in TOP_KEYS:
+        assert key in result, key
+    assert result["mode"] == "smoke"
+    assert result["machine"]["torch_threads"] == 1
+    assert result["primary_variant"] == "cpu-float32"
+    for key in HEADLINE_KEYS:
+        assert isinstance(result[key], float) and result[key] > 0, key
+    assert "Encoder cost at batch 1" in printed
+    assert "JSON:" in printed
+
+
+def test_encoder_figures_per_variant(smoke):
+    _, result, _ = smoke
+    base = result["encoders"]["cpu-float32"]
+    assert base["face"]["faces"] == 1 and base["face"]["predicted"] is True
+    for modality in ("face", "voice", "text"):
+        figures = base[modality]
+        assert figures["encode"]["n"] >= 2
+        assert figures["encode"]["median_ms"] <= figures["encode"]["p95_ms"]
+        assert figures["stages"]["forward_ms"] > 0
+    assert base["voice"]["stages"]["vad_ms"] > 0  # the voice-activity gate is timed apart
+    assert base["voice"]["overhead"] == pytest.approx(
+        base["voice"]["encode"]["median_ms"] / base["voice"]["forward"]["median_ms"], rel=0.01
+    )
+    for name, figures in result["encoders"].items():
+        if name != "cpu-float32":  # lower precision is checked against float32
+            assert figures["max_prob_diff_vs_cpu_float32"] >= 0
+            assert set(figures["encode_vs_cpu_float32"]) == {"face", "voice", "text"}
+
+
+def test_scaling_covers_faces_windows_and_text_past_the_maximum(smoke):
+    _, result, _ = smoke
+    scaling = result["scaling"]
+    faces = scaling["face"]
+    assert [r["faces"] for r in faces] == [1, 2]
+    assert [r["faces_found"] for r in faces] == [1, 2]
+    assert faces[0]["classification_vs_1"] == 1.0
+    assert [r["window_s"] for r in scaling["voice"]] == [0.5, 2.0]
+    text = scaling["text"]
+    assert text[0]["chunks"] == 1
+    assert text[-1]["chunks"] > 1  # twice the model's maximum: chunked
+
+
+def test_live_run_reports_every_modality(smoke):
+    _, result, _ = smoke
+    live = result["live"]
+    assert set(live["modalities"]) == {"face", "voice", "text"}
+    face = live["modalities"]["face"]
+    assert face["inputs"] > 0 and face["encoded"] > 0
+    assert face["inputs"] >= face["encoded"]
+    assert live["estimates"] > 0
+    assert live["rss_start_mb"] > 0 and live["rss_end_mb"] > 0
+    assert live["cpu_cores_used"] > 0
+    assert live["threads_left_running"] == []
+    assert "age_from_window_end_p95_ms" in live["modalities"]["voice"]
+
+
+def test_startup_and_peers(smoke):
+    _, result, _ = smoke
+    help_part = result["startup"]["help"]
+    assert help_part["torch_imported"] is False
+    assert help_part["heavy_modules_imported"] == []
+    first = result["startup"]["first_estimate"]
+    assert 0 < first["session_to_first_estimate_s"] <= first["spawn_to_first_estimate_s"]
+    assert result["targets"]["help_imports_no_torch"] is True
+    fer = result["peers"]["fer"]
+    assert fer["status"] == "not run"
+    assert "TensorFlow" in fer["reason"]
+
+
+def test_bad_options_are_one_line_errors(capsys):
+    assert main(["bench", "--skip", "everything"]) == 2
+    assert "--skip: unknown part everything" in capsys.readouterr().err
+    assert main(["bench", "--duration", "0"]) == 2
+    assert "--duration" in capsys.readouterr().err
+
+
+def test_cuda_requested_without_cuda_is_an_error(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BenchError, match="CUDA is not available"):
+        plan_variants("cuda", torch)
+
+
+def test_variants_with_a_gpu(monkeypatch):
+    """With CUDA present, auto adds CUDA float16 and makes it the primary variant."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    auto = plan_variants("auto", torch)
+    assert auto[0] == Variant("cpu", "float32")
+    assert auto[-1] == Variant("cuda", "float16", primary=True)
+    assert [v for v in auto if v.primary] == [auto[-1]]
+    assert plan_variants("cuda:0", torch) == [Variant("cuda:0", "float16", primary=True)]
+    assert plan_variants("cuda:0", torch)[0].name == "cuda0-float16"
+    with pytest.raises(BenchError, match="1 CUDA devices"):
+        plan_variants("cuda:1", torch)
+    assert all(v.device == "cpu" for v in plan_variants("cpu", torch))
+    with pytest.raises(BenchError, match="--device"):
+        plan_variants("tpu", torch)
+    # Timers wait for the GPU on CUDA devices only.
+    assert callable(device_sync(torch, torch.device("cuda")))
+    assert device_sync(torch, torch.device("cpu")) is None
+
+
+def test_measure_respects_the_budget():
+    calls = []
+    timing = measure(
+        lambda: calls.append(1), MeasureBudget(warmup=2, min_reps=3, max_reps=4, budget_s=0)
+    )
+    assert timing.n == 3 and len(calls) == 5
+    timing = measure(lambda: None, MeasureBudget(warmup=0, min_reps=1, max_reps=4, budget_s=60))
+    assert timing.n == 4
+    order = []
+    a, b = measure_pair(
+        lambda: order.append("a"),
+        lambda: order.append("b"),
+        MeasureBudget(warmup=0, min_reps=2, max_reps=2, budget_s=0),
+    )
+    assert order == ["a", "b", "a", "b"] and a.n == b.n == 2
+
+
+def test_timing_figures():
+    t = Timing([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert t.median_ms == 3.0
+    assert 4.0 < t.p95_ms <= 100.0
+    assert t.as_dict()["n"] == 5
+    assert ratio(Timing([4.0]), Timing([2.0])) == 2.0
+    assert ratio(Timing([4.0]), Timing([])) is None
+    assert np.isnan(Timing().median_ms)
+
+
+def test_config_defaults():
+    assert BenchConfig().duration_s == 60.0
+    assert BenchConfig(quick=True).duration_s == 10.0
+    assert BenchConfig(size="tiny").mode == "smoke"
+    with pytest.raises(BenchError, match="--models"):
+        BenchConfig(size="huge")  # type: ignore[arg-type]
+
+
+def test_scaling_frames_hold_that_many_detectable_faces():
+    from emoapp.bench.encoders import face_canvas, face_tile
+    from emoapp.encoders.face import FaceDetector
+
+    detector = FaceDetector()
+    tile = face_tile()
+    for n in (1, 2, 8):
+        canvas = face_canvas(n, tile)
+        assert canvas.shape == (400, 800, 3)
+        assert len(detector.detect(canvas)) == n
