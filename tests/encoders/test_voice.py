@@ -462,3 +462,16 @@ def test_window_buffer_downmixes_stereo_chunks():
 def test_window_buffer_from_config():
     buffer = WindowBuffer.from_config(VoiceConfig(window_s=1.5, hop_s=0.25))
     assert (buffer.window_s, buffer.hop_s) == (1.5, 0.25)
+
+
+def test_silero_batched_pass_matches_its_per_frame_loop(samples):
+    """The gate runs Silero over a whole window at once; it must give the per-frame
+    streaming model's answers (it falls back to the loop if they ever differ)."""
+    from emoapp.capture.media import read_audio
+    from emoapp.encoders.vad import SileroVAD
+
+    gate = SileroVAD()
+    assert gate._sequence is not None
+    audio = read_audio(samples / "speech.wav").samples.astype(np.float32)
+    windows = np.stack([audio[16000:48000], audio[40000:72000]])
+    np.testing.assert_allclose(gate._frame_probs(windows), gate._loop_probs(windows), atol=1e-4)
