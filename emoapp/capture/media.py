@@ -194,6 +194,42 @@ def _stream_duration(container: Any, stream: Any) -> float | None:
     return None
 
 
+def _wav_declared_duration(path: Path) -> float | None:
+    """The duration a RIFF/WAVE header declares (its ``data`` chunk size), or None.
+
+    FFmpeg derives a WAV's duration from the file size, so a WAV cut off in transfer
+    would pass as a shorter recording; the header still says how long it was meant to be.
+    Sizes of 0 and 0xFFFFFFFF (streamed WAVs, written before their length was known) and
+    anything that is not a plain RIFF/WAVE file give None.
+    """
+    import struct
+
+    try:
+        with path.open("rb") as file:
+            head = file.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return None
+            byte_rate = 0
+            while True:
+                chunk = file.read(8)
+                if len(chunk) < 8:
+                    return None
+                name, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if name == b"fmt ":
+                    fmt = file.read(size + (size & 1))
+                    if len(fmt) < 12:
+                        return None
+                    byte_rate = struct.unpack("<I", fmt[8:12])[0]
+                elif name == b"data":
+                    if not byte_rate or size in (0, 0xFFFFFFFF):
+                        return None
+                    return size / byte_rate
+                else:
+                    file.seek(size + (size & 1), 1)
+    except OSError:
+        return None
+
+
 def _is_short(decoded_until: float, expected: float | None) -> bool:
     if expected is None:
         return False
@@ -382,6 +418,8 @@ def iter_audio_chunks(
             raise MediaError(f"{path}: has no audio track")
         offset = _container_start(container)
         expected = _stream_duration(container, stream)
+        if container.format.name == "wav":
+            expected = _wav_declared_duration(path) or expected
         resampler: Any = None
         layout_name: str | None = None
         t0: float | None = None  # media time of the first kept sample

@@ -3,18 +3,30 @@
     emoapp analyze MEDIA [--transcript FILE] [--text TEXT] [--out FILE] [--step S]
                    [--face-fps F] [model and fusion options]
     emoapp analyze --text "I am happy"          # one text -> one row on stdout
+    emoapp analyze MEDIA --out FILE --resume    # continue an interrupted run
 
 Rows (see :mod:`emoapp.runtime.timeline`) go to ``--out`` (JSON lines, or CSV for a
 ``.csv`` name; default stdout). Bad input is checked before any model loads, and only
 the models the input needs are loaded (no face model for a wav). Progress and a summary
 go to stderr; the progress bar shows only on a terminal and not with ``--quiet``.
+
+Interrupted runs: every row is flushed as it is written, so Ctrl-C (exit 130) or SIGTERM
+(exit 143; a handler turns it into a clean stop, where Python's default would kill the
+process without running ``finally``) leaves ``--out`` holding every row up to the
+interruption, each whole. Running again replaces the file; with ``--resume`` the rows
+already there are kept and the analysis continues after the last one (see
+:mod:`emoapp.runtime.analyze`), appending. Resuming assumes the same input and options.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +47,21 @@ def _positive(value: str) -> float:
     if not number > 0 or number == float("inf"):
         raise argparse.ArgumentTypeError(f"{value!r} must be a positive number")
     return number
+
+
+def _seconds_between(low: float, high: float | None = None) -> Callable[[str], float]:
+    """A positive number of seconds within [low, high]: a step or hop of a nanosecond
+    would mean billions of rows or windows (a run that never ends), and a window of a
+    billion seconds a buffer no memory holds."""
+
+    def parse(value: str) -> float:
+        number = _positive(value)
+        if number < low or (high is not None and number > high):
+            limit = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
+            raise argparse.ArgumentTypeError(f"{value!r} must be {limit} seconds")
+        return number
+
+    return parse
 
 
 def register(subparsers: Any) -> None:
@@ -59,7 +86,11 @@ def register(subparsers: Any) -> None:
         help="where rows go: FILE.jsonl, FILE.csv, or - for stdout (default)",
     )
     parser.add_argument(
-        "--step", type=_positive, default=0.5, metavar="S", help="seconds between rows (0.5)"
+        "--step",
+        type=_seconds_between(0.01),
+        default=0.5,
+        metavar="S",
+        help="seconds between rows (0.5; at least 0.01)",
     )
     parser.add_argument(
         "--face-fps",
@@ -70,21 +101,27 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--window",
-        type=_positive,
+        type=_seconds_between(0.1, 60.0),
         metavar="S",
-        help="voice window length in seconds (default: the voice model's, 2)",
+        help="voice window length in seconds, 0.1 to 60 (default: the voice model's, 2)",
     )
     parser.add_argument(
         "--hop",
-        type=_positive,
+        type=_seconds_between(0.01),
         metavar="S",
-        help="seconds between voice windows (default: the voice model's, 0.5)",
+        help="seconds between voice windows, at least 0.01 (default: the voice model's, 0.5)",
     )
     parser.add_argument(
         "--vad",
         choices=("silero", "energy", "off"),
         help="voice-activity gate: silero (default), energy (a level threshold, faster), "
         "or off (classify every window)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: keep the rows already in --out FILE and append "
+        "the rest (without it, an existing --out file is replaced)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"
@@ -140,7 +177,62 @@ def _refuse_overwriting_inputs(out: str, inputs: list[Path | None]) -> None:
             raise EmoappError(f"--out {out} is an input file; give another name")
 
 
+class TerminatedError(KeyboardInterrupt):
+    """SIGTERM arrived: stop as on Ctrl-C (rows written so far stay whole), exit 143."""
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM
+"""The exit status of a run stopped by SIGTERM (143), as a shell reports a process it
+killed; Ctrl-C gives 130 (``emoapp.cli``)."""
+
+
+@contextmanager
+def _sigterm_stops_cleanly() -> Iterator[None]:
+    """While the analysis runs, SIGTERM raises :class:`TerminatedError` in the main thread
+    instead of killing the process outright, so that ``finally`` blocks close the timeline
+    (Python's default for SIGTERM is to die on the spot). Outside the main thread, where
+    handlers cannot be set, nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise TerminatedError
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(args: argparse.Namespace) -> int:
+    with _sigterm_stops_cleanly():
+        try:
+            return _run(args)
+        except TerminatedError:
+            print("emoapp: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
+
+
+def _resume_from(args: argparse.Namespace, note: Callable[[str], None]) -> float | None:
+    """The media time after which to continue ``--out`` (``--resume``), or None."""
+    from emoapp.core.errors import EmoappError
+    from emoapp.runtime.timeline import resume_point
+
+    if not args.resume:
+        return None
+    if args.out == "-":
+        raise EmoappError("--resume needs --out FILE (rows on stdout cannot be continued)")
+    last_t = resume_point(args.out)
+    if last_t is None:
+        note(f"{args.out} holds no rows yet; starting from the beginning")
+    else:
+        note(f"resuming {args.out} after t={last_t:g} s")
+    return last_t
+
+
+def _run(args: argparse.Namespace) -> int:
     from emoapp.runtime.analyze import AnalysisConfig, analyze, prepare_inputs
     from emoapp.runtime.timeline import TimelineWriter
 
@@ -148,6 +240,13 @@ def run(args: argparse.Namespace) -> int:
         from emoapp.core.errors import EmoappError
 
         raise EmoappError("analyze needs MEDIA, --transcript FILE, or --text TEXT")
+
+    def note(message: str) -> None:
+        if not args.quiet:
+            print(f"emoapp: {message}", file=sys.stderr)
+
+    _refuse_overwriting_inputs(args.out, [args.media, args.transcript])
+    resume_after = _resume_from(args, note)
     config = AnalysisConfig(
         step_s=args.step,
         face_fps=args.face_fps,
@@ -155,16 +254,12 @@ def run(args: argparse.Namespace) -> int:
         hop_s=args.hop,
         transcript=args.transcript,
         text=args.text,
+        resume_after=resume_after,
     )
-
-    def note(message: str) -> None:
-        if not args.quiet:
-            print(f"emoapp: {message}", file=sys.stderr)
 
     # Everything about the input is checked before a model loads.
     inputs = prepare_inputs(args.media, config)
-    _refuse_overwriting_inputs(args.out, [args.media, args.transcript])
-    writer = TimelineWriter(args.out)
+    writer = TimelineWriter(args.out, append=resume_after is not None)
     modality_configs: dict[Modality, object] = {}
     if Modality.VOICE in inputs.modalities and (args.window or args.hop or args.vad):
         from emoapp.encoders.voice import VoiceConfig
@@ -205,13 +300,22 @@ def run(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 0
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (TerminatedError)
+        if not writer.is_stdout:
+            print(
+                f"emoapp: stopped; {writer.target} holds the {writer.rows_written} rows "
+                "written before the interruption (add --resume to continue it)",
+                file=sys.stderr,
+            )
+        raise
     finally:
         progress.close()
         writer.close()
     if not args.quiet and inputs.info is not None:
         print(summary.format_table(), file=sys.stderr)
         if not writer.is_stdout:
-            print(f"emoapp: wrote {writer.rows_written} rows to {writer.target}", file=sys.stderr)
+            done = "appended" if writer.append else "wrote"
+            print(f"emoapp: {done} {writer.rows_written} rows to {writer.target}", file=sys.stderr)
     if summary.truncated is not None:
         raise summary.truncated
     return 0

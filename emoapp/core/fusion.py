@@ -207,13 +207,19 @@ class Fuser:
 
     # -- inputs ------------------------------------------------------------------------
 
-    def update(self, prediction: ModalityPrediction) -> None:
-        """Take a new prediction; an older one of the same modality is replaced.
-        A prediction older than the one held is ignored (out-of-order delivery)."""
+    def update(self, prediction: ModalityPrediction) -> bool:
+        """Take a new prediction; an older one of the same modality is replaced. Returns
+        False, keeping what it held, for a prediction older than the one held
+        (out-of-order delivery) or one with NaN or inf in it (a broken model must not
+        poison every estimate)."""
+        if not (np.all(np.isfinite(prediction.probs)) and math.isfinite(prediction.confidence)):
+            return False
         held = self._latest.get(prediction.modality)
         if held is None or prediction.evidence_t >= held.evidence_t:
             temperature = self.config.temperature.get(prediction.model_id, 1.0)
             self._latest[prediction.modality] = calibrated(prediction, temperature)
+            return True
+        return False
 
     def remove(self, modality: Modality) -> None:
         """Forget a modality at once (stopped, revoked, or failed)."""

@@ -149,7 +149,9 @@ class LabelMap:
         # A model that put all its mass on ignored classes says nothing: spread evenly
         # over what it can express rather than divide by zero.
         uniform = self.mask / self.mask.sum()
-        return np.where(total > 0, mapped / np.where(total > 0, total, 1.0), uniform)
+        result = np.where(total > 0, mapped / np.where(total > 0, total, 1.0), uniform)
+        # A broken model (NaN or inf out) stays visibly broken: never a uniform vote.
+        return np.where(np.isfinite(total), result, np.nan)
 
     def describe(self) -> list[tuple[str, str]]:
         """(raw label, canonical label or 'ignore') pairs, in the model's order."""

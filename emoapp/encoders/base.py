@@ -33,7 +33,7 @@ import numpy as np
 
 from emoapp.core.errors import MissingDependencyError, ModelLoadError
 from emoapp.core.labelmap import LabelMap, build_label_map
-from emoapp.core.messages import EncoderOutput, Modality
+from emoapp.core.messages import EncoderOutput, Modality, ModalityPrediction, NoPrediction
 
 if TYPE_CHECKING:
     import torch
@@ -275,7 +275,8 @@ class TransformersEncoder(ABC):
         # Separate timings for postprocess (benchmarks report them apart).
         prepared.extra["preprocess_s"] = classify_started - started
         prepared.extra["classify_s"] = finished - classify_started
-        return self.postprocess(items, prepared, probs, finished - started)
+        outputs = self.postprocess(items, prepared, probs, finished - started)
+        return [_refuse_non_finite(output) for output in outputs]
 
     def classify_rows(self, rows: list[Any]) -> np.ndarray:
         """Canonical probabilities (n_rows x 7) for model-level rows, in batches."""
@@ -332,6 +333,20 @@ class TransformersEncoder(ABC):
             revision=self.config.revision,
             source=self.config.model,
         )
+
+
+NON_FINITE = "the model's output is not a number (NaN or inf): the model or its input is broken"
+
+
+def _refuse_non_finite(output: EncoderOutput) -> EncoderOutput:
+    """A prediction with NaN or inf probabilities becomes a NoPrediction that says so."""
+    if isinstance(output, ModalityPrediction) and not (
+        np.all(np.isfinite(output.probs)) and np.isfinite(output.confidence)
+    ):
+        return NoPrediction(
+            output.modality, output.t, NON_FINITE, output.model_id, output.latency_s
+        )
+    return output
 
 
 def _first_line(exc: BaseException) -> str:

@@ -2,7 +2,9 @@
 
 Text longer than the model's maximum length is split into overlapping token chunks; the
 chunks are classified in one batch and their probabilities averaged, weighted by chunk
-length. Empty or whitespace-only text gives no prediction and says so.
+length; a very long text is represented by at most ``max_chunks`` chunks spread evenly
+over it. Empty or whitespace-only text gives no prediction and says so; characters that
+are not valid Unicode (lone surrogates) are read as U+FFFD.
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ class TextEncoder(TransformersEncoder):
 
     max_length: int = _FALLBACK_MAX_LENGTH
     stride: int = 32
+    max_chunks: int = 64
+    """At most this many chunks of one text are classified, evenly spaced over it (a
+    megabyte of text is thousands of chunks: minutes of CPU for one entry otherwise)."""
 
     def load_processor(self, transformers: Any, source: str, kwargs: dict[str, Any]) -> Any:
         return transformers.AutoTokenizer.from_pretrained(source, **kwargs)
@@ -63,6 +68,9 @@ class TextEncoder(TransformersEncoder):
             if not text.strip():
                 prepared.skipped[index] = "empty text"
                 continue
+            # Lone surrogates (command-line bytes that are not UTF-8) make the fast
+            # tokenizer raise TypeError; they become U+FFFD like any undecodable byte.
+            text = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
             # Overlapping windows of at most max_length tokens, special tokens included.
             encoded = self.processor(
                 text,
@@ -75,6 +83,10 @@ class TextEncoder(TransformersEncoder):
             chunks = [ids for ids in encoded["input_ids"] if ids]
             if not chunks:
                 prepared.skipped[index] = "text has no tokens"
+            if len(chunks) > self.max_chunks:
+                prepared.extra.setdefault("chunks_total", {})[index] = len(chunks)
+                keep = np.linspace(0, len(chunks) - 1, self.max_chunks).round().astype(int)
+                chunks = [chunks[i] for i in keep]
             for ids in chunks:
                 prepared.add(index, ids)
         return prepared
@@ -117,7 +129,12 @@ class TextEncoder(TransformersEncoder):
                     confidence=float(p.max()),
                     model_id=self.model_id,
                     latency_s=per_item,
-                    detail={"chunks": int(rows.sum())},
+                    detail={
+                        "chunks": int(rows.sum()),
+                        "chunks_total": int(
+                            prepared.extra.get("chunks_total", {}).get(index, rows.sum())
+                        ),
+                    },
                 )
             )
         return outputs

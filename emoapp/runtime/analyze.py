@@ -25,7 +25,15 @@ through ``on_note``). A truncated file is analysed up to the cut and every row u
 is emitted; the summary's ``truncated`` then holds the
 :class:`~emoapp.capture.media.TruncatedMediaError` (``emoapp analyze`` prints the summary,
 then the error, and exits non-zero). A file that cannot be opened at all raises
-MediaError before any row.
+MediaError before any row. A video track with no usable frame (an empty stream) next to
+other input is left out the same way, with a note; alone, it is a MediaError.
+
+Resuming (``config.resume_after``, ``emoapp analyze --resume``): rows up to that time are
+not emitted again; video is decoded from shortly before it (a seek), audio windows and
+transcript cues before that point are not classified, and the fuser is fed from there,
+so the rows after it are those an uninterrupted run writes (up to floating-point noise
+from different batch compositions, and, with smoothing on, under 1 % of the smoothed
+past).
 """
 
 from __future__ import annotations
@@ -48,13 +56,14 @@ from emoapp.capture.media import (
     probe,
 )
 from emoapp.capture.transcript import read_transcript
-from emoapp.core.errors import EmoappError
+from emoapp.core.errors import EmoappError, MediaError
 from emoapp.core.fusion import Fuser, FusionConfig
 from emoapp.core.messages import (
     AudioChunk,
     EncoderOutput,
     Modality,
     ModalityPrediction,
+    NoPrediction,
     TextEntry,
     VideoFrame,
 )
@@ -63,6 +72,7 @@ from emoapp.runtime.timeline import MODALITIES, row_from_estimate
 
 NO_AUDIO_NOTE = "the file has no audio track"
 NO_VIDEO_NOTE = "the file has no video"
+NOT_FINITE_NOTE = "the encoder's probabilities were not numbers (NaN or inf); not fused"
 
 RowCallback = Callable[[dict[str, Any]], None]
 ProgressCallback = Callable[[float, float | None], None]
@@ -93,6 +103,11 @@ class AnalysisConfig:
     text_batch: int = 16
     sample_rate: int = 16_000
     """Rate audio is decoded at (the voice encoder resamples further if it must)."""
+    resume_after: float | None = None
+    """Media time of the last row an earlier, interrupted run wrote: rows up to it are not
+    emitted again. Decoding and encoding restart early enough before it (each modality's
+    fusion ``max_age``, plus five smoothing time constants) that the rows after it are
+    those an uninterrupted run makes (see :func:`analyze`)."""
 
     def __post_init__(self) -> None:
         for name in ("step_s", "face_fps"):
@@ -104,6 +119,8 @@ class AnalysisConfig:
                 raise ValueError(f"{name} must be positive")
         if min(self.face_batch, self.voice_batch, self.text_batch, self.sample_rate) < 1:
             raise ValueError("batch sizes and sample_rate must be at least 1")
+        if self.resume_after is not None and not self.resume_after >= 0:
+            raise ValueError("resume_after must be a time at or after 0")
 
 
 @dataclass
@@ -133,17 +150,48 @@ class AnalysisInputs:
         return present
 
 
+MAX_TEXT_ONLY_S = 24 * 3600.0
+"""Without a recording (or one that does not say how long it is), transcript cues
+starting later than this are skipped: the timeline runs to the last cue, one row per
+step, and a cue at 99999:00:00 would otherwise mean hundreds of millions of rows."""
+
+
+def _valid_text(text: str) -> str:
+    """``text`` with anything that is not encodable Unicode (lone surrogates, as Python
+    makes of command-line bytes that are not UTF-8) replaced by U+FFFD."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def _within_timeline(
+    entries: list[TextEntry], info: MediaInfo | None, warnings: list[str]
+) -> list[TextEntry]:
+    """Drop cues that start after the recording ends (or, with no known end, after
+    :data:`MAX_TEXT_ONLY_S`), saying so."""
+    if info is not None and info.duration is not None:
+        end, where = info.duration, f"the end of {info.path.name} ({info.duration:.1f} s)"
+    else:
+        end, where = MAX_TEXT_ONLY_S, f"{MAX_TEXT_ONLY_S / 3600:.0f} h"
+    kept = [e for e in entries if e.t <= end + _EPS]
+    if len(kept) < len(entries):
+        late = min(e.t for e in entries if e.t > end + _EPS)
+        warnings.append(
+            f"{len(entries) - len(kept)} transcript cue(s) start after {where}, the first at "
+            f"{late:.1f} s; skipped"
+        )
+    return kept
+
+
 def prepare_inputs(media: str | Path | None, config: AnalysisConfig) -> AnalysisInputs:
     """Probe the media and read the transcript; raises MediaError on bad input."""
     info = probe(media) if media is not None else None
     entries: list[TextEntry] = []
     warnings: list[str] = []
     if config.text is not None and config.text.strip():
-        entries.append(TextEntry(t=0.0, text=config.text, source="--text"))
+        entries.append(TextEntry(t=0.0, text=_valid_text(config.text), source="--text"))
     if config.transcript is not None:
         transcript = read_transcript(config.transcript)
-        entries.extend(transcript.entries)
         warnings.extend(transcript.warnings)
+        entries.extend(_within_timeline(transcript.entries, info, warnings))
     entries.sort(key=lambda e: e.t)
     if info is None and not entries:
         raise EmoappError("nothing to analyse: give a media file, a transcript, or a text")
@@ -259,10 +307,19 @@ def _batched_encode(
 
 
 def _face_stream(
-    path: Path, encoder: Encoder, config: AnalysisConfig, truncation: _Truncation
+    path: Path,
+    encoder: Encoder,
+    config: AnalysisConfig,
+    truncation: _Truncation,
+    start: float = 0.0,
+    on_unusable: Callable[[MediaError], None] | None = None,
 ) -> Iterator[Timed]:
+    """Face outputs from ``start`` on. A video track that yields no frame at all (a stream
+    with no frames, or none decodable) goes to ``on_unusable`` when given, so that the
+    other modalities can go on; without it, the MediaError stands."""
     batch: list[VideoFrame] = []
-    frames = iter_video_frames(path, fps=config.face_fps)
+    frames = iter_video_frames(path, fps=config.face_fps, start=start)
+    seen = 0
     while True:
         try:
             frame = next(frames)
@@ -271,6 +328,12 @@ def _face_stream(
         except TruncatedMediaError as error:
             truncation.record(error)
             break
+        except MediaError as error:
+            if seen or on_unusable is None:
+                raise
+            on_unusable(error)
+            return
+        seen += 1
         batch.append(frame)
         if len(batch) >= config.face_batch:
             yield from _batched_encode(encoder, batch, [f.t for f in batch], 0)
@@ -287,8 +350,14 @@ def _voice_window_settings(encoder: Encoder, config: AnalysisConfig) -> tuple[fl
 
 
 def _voice_stream(
-    path: Path, encoder: Encoder, config: AnalysisConfig, truncation: _Truncation
+    path: Path,
+    encoder: Encoder,
+    config: AnalysisConfig,
+    truncation: _Truncation,
+    start: float = 0.0,
 ) -> Iterator[Timed]:
+    """Voice outputs of the windows that end at or after ``start`` (the audio before it is
+    decoded, which is cheap, so that the windows fall where they would from 0)."""
     from emoapp.encoders.voice import WindowBuffer
 
     window_s, hop_s = _voice_window_settings(encoder, config)
@@ -307,7 +376,7 @@ def _voice_stream(
         windows = buffer.push(chunk)
         if head is not None:
             head = None if windows else [*head, chunk]
-        pending.extend(windows)
+        pending.extend(w for w in windows if w.end >= start - _EPS)
         if len(pending) >= config.voice_batch:
             yield from _batched_encode(encoder, pending, [w.end for w in pending], 1)
             pending = []
@@ -322,6 +391,30 @@ def _text_stream(entries: list[TextEntry], encoder: Encoder, batch: int) -> Iter
     for start in range(0, len(entries), batch):
         part = entries[start : start + batch]
         yield from _batched_encode(encoder, part, [e.t for e in part], 2)
+
+
+def _restart_points(
+    resume_after: float | None, fusion: FusionConfig, config: AnalysisConfig
+) -> dict[Modality, float]:
+    """Per modality, the media time from which outputs are needed to continue a timeline
+    after ``resume_after``: an output older than the modality's ``max_age`` no longer
+    counts in any later row, and five smoothing time constants leave under 1 % of the
+    smoothed past. The face start is put on the ``face_fps`` grid, so that the same
+    frames are chosen as from 0."""
+    if resume_after is None:
+        return dict.fromkeys(Modality, 0.0)
+    points: dict[Modality, float] = {}
+    for modality in Modality:
+        back = fusion.max_age.get(modality, 0.0) + 5.0 * fusion.smoothing_s
+        points[modality] = max(0.0, resume_after - back)
+    face = points[Modality.FACE]
+    points[Modality.FACE] = max(0.0, (int(face * config.face_fps) - 1) / config.face_fps)
+    return points
+
+
+def _finite(prediction: ModalityPrediction) -> bool:
+    """One NaN in one prediction would make every fused estimate NaN while it counts."""
+    return bool(np.all(np.isfinite(prediction.probs))) and np.isfinite(prediction.confidence)
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -348,7 +441,8 @@ def analyze(
     started = time.perf_counter()
     config = config or AnalysisConfig()
     inputs = inputs or prepare_inputs(media_path, config)
-    fuser = Fuser(fusion or FusionConfig())
+    fusion = fusion or FusionConfig()
+    fuser = Fuser(fusion)
     notes: list[str] = []
 
     def note(message: str) -> None:
@@ -371,14 +465,38 @@ def analyze(
             + ")"
         )
 
+    resume_after = config.resume_after
+    starts = _restart_points(resume_after, fusion, config)
+    row_notes = dict(inputs.notes)
+
+    def video_unusable(error: MediaError) -> None:
+        reason = str(error).removeprefix(f"{inputs.media}: ")
+        row_notes[Modality.FACE] = f"the video track cannot be used: {reason}"
+        note(f"{error}; analysing the other modalities")
+
+    others = (Modality.VOICE in used and inputs.media is not None) or Modality.TEXT in used
     truncation = _Truncation()
     streams: list[Iterable[Timed]] = []
     if Modality.FACE in used and inputs.media is not None:
-        streams.append(_face_stream(inputs.media, used[Modality.FACE], config, truncation))
+        streams.append(
+            _face_stream(
+                inputs.media,
+                used[Modality.FACE],
+                config,
+                truncation,
+                starts[Modality.FACE],
+                video_unusable if others else None,
+            )
+        )
     if Modality.VOICE in used and inputs.media is not None:
-        streams.append(_voice_stream(inputs.media, used[Modality.VOICE], config, truncation))
+        streams.append(
+            _voice_stream(
+                inputs.media, used[Modality.VOICE], config, truncation, starts[Modality.VOICE]
+            )
+        )
     if Modality.TEXT in used:
-        streams.append(_text_stream(inputs.entries, used[Modality.TEXT], config.text_batch))
+        entries = [e for e in inputs.entries if e.t >= starts[Modality.TEXT] - _EPS]
+        streams.append(_text_stream(entries, used[Modality.TEXT], config.text_batch))
 
     duration = inputs.info.duration if inputs.info is not None else None
     counts = {m: ModalityCounts() for m in used}
@@ -389,8 +507,10 @@ def analyze(
 
     def emit(t: float, end: float | None) -> None:
         nonlocal rows
-        estimate = fuser.estimate(t)
-        row = row_from_estimate(estimate, latest, inputs.notes)
+        estimate = fuser.estimate(t)  # also when not written: smoothing follows every step
+        if resume_after is not None and t <= resume_after + _EPS:
+            return
+        row = row_from_estimate(estimate, latest, row_notes)
         if on_row is not None:
             on_row(row)
         rows += 1
@@ -405,6 +525,10 @@ def analyze(
             emit(k * step, duration)
             k += 1
         last_available = max(last_available, available_t)
+        if isinstance(output, ModalityPrediction) and not _finite(output):
+            output = NoPrediction(
+                output.modality, output.t, NOT_FINITE_NOTE, output.model_id, output.latency_s
+            )
         latest[output.modality] = output
         modality_counts = counts[output.modality]
         if isinstance(output, ModalityPrediction):

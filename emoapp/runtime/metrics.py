@@ -134,10 +134,12 @@ class ModalityMetrics:
         self._dropped = 0
         self._errors = 0
         self._busy_since: float | None = None
+        self._last_input: float | None = None
         self._presence: deque[bool] = deque(maxlen=samples)
 
     def record_input(self, n: int = 1, t: float | None = None) -> None:
         with self._lock:
+            self._last_input = clock.now()
             self._inputs += n
             for _ in range(n):
                 self._input_rate.mark(t)
@@ -161,6 +163,13 @@ class ModalityMetrics:
                 self._encoder_time.add(duration_s)
             else:
                 self._errors += 1
+
+    def idle_for(self, now: float | None = None) -> float | None:
+        """Seconds since the last input arrived (None before the first)."""
+        with self._lock:
+            if self._last_input is None:
+                return None
+            return (clock.now() if now is None else now) - self._last_input
 
     def busy_for(self, now: float | None = None) -> float | None:
         with self._lock:

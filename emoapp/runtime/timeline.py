@@ -51,7 +51,8 @@ first row is ready, so a run that fails before producing anything leaves an exis
 untouched, and every row is written in one call and flushed at once, so an interrupted
 run leaves a valid file holding every row up to the interruption (whole JSON lines; CSV
 with its header). Rows are not staged in a temporary file: a complete-so-far file at the
-target is the point.
+target is the point. :func:`resume_point` reads where such a file stops, and a writer
+with ``append=True`` continues it (``emoapp analyze --resume``).
 """
 
 from __future__ import annotations
@@ -96,10 +97,11 @@ def _num(value: float | None) -> float | None:
     return round(value, _DIGITS)
 
 
-def probs_by_label(probs: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
-    """A probability vector as {label: p}; labels outside ``mask`` are left out."""
+def probs_by_label(probs: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float | None]:
+    """A probability vector as {label: p}; labels outside ``mask`` are left out, and a
+    value that is not a number is null (JSON has no NaN: a row must stay parseable)."""
     return {
-        label: float(round(float(p), _DIGITS))
+        label: _num(p)
         for label, p, kept in zip(
             CANONICAL_LABELS,
             probs,
@@ -295,13 +297,21 @@ class TimelineWriter:
         target: str | Path,
         format: TimelineFormat | None = None,
         stream: TextIO | None = None,
+        append: bool = False,
     ) -> None:
+        """``append``: add rows to the end of an existing file (after
+        :func:`resume_point`) instead of replacing it; a CSV header is written only when
+        the file is empty or missing."""
         self.target = str(target)
         self.format: TimelineFormat = format or format_for(target)
         self.rows_written = 0
         self._stream: TextIO | None = stream
         self._owns_stream = False
         self._csv: csv.DictWriter[str] | None = None
+        self.append = append and not self.is_stdout and stream is None
+        self._needs_header = not (
+            self.append and Path(self.target).is_file() and Path(self.target).stat().st_size > 0
+        )
         self.check()
 
     @property
@@ -330,7 +340,7 @@ class TimelineWriter:
             else:
                 try:
                     self._stream = open(  # noqa: SIM115 - closed in close()
-                        self.target, "w", encoding="utf-8", newline=""
+                        self.target, "a" if self.append else "w", encoding="utf-8", newline=""
                     )
                 except OSError as error:
                     raise EmoappError(
@@ -345,8 +355,9 @@ class TimelineWriter:
         if self.format == "csv":
             buffer = io.StringIO()
             writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, lineterminator="\n")
-            if self.rows_written == 0:
+            if self._needs_header:
                 writer.writeheader()
+                self._needs_header = False
             writer.writerow(flatten_row(row))
             text = buffer.getvalue()
         else:
@@ -375,6 +386,55 @@ class TimelineWriter:
 
 def _writable(path: Path) -> bool:
     return os.access(path, os.W_OK)
+
+
+def resume_point(target: str | Path) -> float | None:
+    """The ``t`` of the last whole row of an existing timeline file (JSON lines or CSV, by
+    extension), to continue it from; None when the file is missing or holds no row.
+
+    A last line without its newline is what a writer killed mid-row leaves: it is cut off
+    the file (the only change made), so that appended rows start on a line of their own.
+    Raises EmoappError (one line) for a file that is not a timeline emoapp wrote.
+    """
+    path = Path(target)
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb+") as file:
+            data = file.read()
+            whole = data[: data.rfind(b"\n") + 1]
+            if len(whole) < len(data):
+                file.truncate(len(whole))
+    except OSError as error:
+        raise EmoappError(f"--out {path}: cannot read: {error.strerror or error}") from error
+    try:
+        lines = whole.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise EmoappError(f"--out {path}: not a timeline (not UTF-8 text)") from error
+    if format_for(path) == "csv":
+        if not lines:
+            return None
+        if lines[0] != ",".join(CSV_COLUMNS):
+            raise EmoappError(f"--out {path}: not a timeline CSV (its header differs)")
+        rows = list(csv.DictReader(lines))
+        last_t = rows[-1].get("t") if rows else None
+    else:
+        last_line = next((line for line in reversed(lines) if line.strip()), None)
+        if last_line is None:
+            return None
+        try:
+            last_t = json.loads(last_line).get("t")
+        except (json.JSONDecodeError, AttributeError) as error:
+            raise EmoappError(f"--out {path}: not a JSON-lines timeline") from error
+    if last_t is None:
+        return None
+    try:
+        t = float(last_t)
+    except (TypeError, ValueError) as error:
+        raise EmoappError(f"--out {path}: its last row has no time ({last_t!r})") from error
+    if not math.isfinite(t) or t < 0:
+        raise EmoappError(f"--out {path}: its last row has an invalid time ({last_t!r})")
+    return t
 
 
 def read_timeline(path: str | Path) -> list[dict[str, Any]]:

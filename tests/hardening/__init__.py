@@ -1,0 +1,1 @@
+"""Hardening: bad inputs, faults, interrupted work and long runs."""
