@@ -1,5 +1,5 @@
-"""Shared fixtures: tiny models built once per session, sample media, and a guard that
-fails any test leaving threads running."""
+"""Shared fixtures: tiny models built once per session, sample media, emoapp's config
+folder kept out of the user's, and a guard that fails any test leaving threads running."""
 
 from __future__ import annotations
 
@@ -33,6 +33,14 @@ def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def samples() -> Path:
     """The committed sample media (resources/samples)."""
     return SAMPLES
+
+
+@pytest.fixture(autouse=True)
+def private_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """emoapp's config folder (consent.json, audit.jsonl) in a temporary folder, so no
+    test reads the user's consent or writes to their audit log (a test may point it
+    elsewhere itself)."""
+    monkeypatch.setenv("EMOAPP_CONFIG_DIR", str(tmp_path_factory.mktemp("emoapp-config")))
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,9 @@ from pathlib import Path
 
 from emoapp.commands.common import add_fusion_options, add_model_options
 from emoapp.commands.sources import add_source_options, describe_devices
+from emoapp.core.errors import EmoappError
+from emoapp.core.messages import Modality
+from emoapp.privacy.consent import add_consent_options, consent_from_args
 
 # Platform plugins that draw without a display server (or are their own display).
 _SELF_CONTAINED_PLATFORMS = frozenset(
@@ -92,6 +95,7 @@ def no_display_message(problem: str) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The window's options, on the top-level ``emoapp`` parser."""
     add_source_options(parser)
+    add_consent_options(parser)
     add_model_options(parser)
     add_fusion_options(parser)
     window = parser.add_argument_group("window")
@@ -101,14 +105,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="keep the window's settings in this INI file instead of the user's settings",
     )
+    window.add_argument(
+        "--quit-after",
+        type=float,
+        metavar="S",
+        help="close the window S seconds after its models have loaded (for demonstrations "
+        "and smoke tests)",
+    )
     # None means "not given": the window then uses the choice remembered from last time.
     parser.set_defaults(profile=None, fusion_rule=None)
 
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_devices", False):
-        print(describe_devices())
+        print(describe_devices(camera_refusal=consent_from_args(args).refusal(Modality.FACE)))
         return 0
+    quit_after = getattr(args, "quit_after", None)
+    if quit_after is not None and quit_after < 0:
+        raise EmoappError("--quit-after must not be negative")
     problem = display_problem()
     if problem is not None:
         print(no_display_message(problem), file=sys.stderr)

@@ -5,13 +5,29 @@ concurrently and fused in real time; each fused estimate becomes a timeline row 
 ``emoapp analyze`` format) written to ``--out``, and a status line per modality goes to
 stderr. A modality whose model fails to load, or whose device is missing, is reported
 and the others keep running.
+
+Consent: a real camera or microphone opens only with ``--allow-camera`` /
+``--allow-mic`` (consent for this run, recorded in the audit log when the device opens)
+or with consent granted in the window (saved in ``consent.json``). Without either, that
+modality is refused with a one-line reason, shown as failed, and the rest runs; replayed
+files need nothing. Every device opens through the consent gate, which is asked again
+at each retry, and a grant revoked meanwhile (in the window, by another emoapp, or by
+deleting the consent file) closes its device within a tenth of a second or so.
+
+``--out FILE`` holds scores only (the rows of :mod:`emoapp.runtime.timeline`: no frame,
+sound or text), and the run adds one line to the audit log naming the file and the
+number of rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import queue
 import sys
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
+from emoapp.capture.base import Source
 from emoapp.commands.common import (
     add_fusion_options,
     add_model_options,
@@ -20,6 +36,19 @@ from emoapp.commands.common import (
 )
 from emoapp.commands.sources import add_source_options, build_sources, describe_devices
 from emoapp.core.errors import EmoappError
+from emoapp.core.messages import Modality
+from emoapp.privacy.audit import ExportFields
+from emoapp.privacy.consent import (
+    DEVICE_NAME,
+    ConsentChange,
+    ConsentGate,
+    ConsentRequiredError,
+    add_consent_options,
+    consent_from_args,
+)
+
+if TYPE_CHECKING:
+    from emoapp.runtime.session import LiveSession
 
 GUI_HINT = (
     "emoapp live: the window is `emoapp` without a subcommand (e.g. `emoapp --camera 0 "
@@ -43,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="run headless (required for now; the window is `emoapp` with no subcommand)",
     )
     add_source_options(parser)
+    add_consent_options(parser)
     out = parser.add_argument_group("output")
     out.add_argument(
         "--out",
@@ -76,9 +106,61 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
+def refused_devices(sources: Mapping[Modality, Source], gate: ConsentGate) -> dict[Modality, str]:
+    """The device sources that may not open, and why (one line each). Replayed files
+    and typed text need no consent; nothing is recorded or opened here."""
+    refused = {}
+    for modality, source in sources.items():
+        if not getattr(source, "is_device", True) or gate.is_allowed(modality):
+            continue
+        try:
+            gate.require(modality, source)
+        except ConsentRequiredError as refusal:
+            refused[modality] = str(refusal)
+    return refused
+
+
+class RevocationWatch:
+    """Closes a device whose saved consent is revoked while the run goes on.
+
+    The consent store tells its listeners on the thread that notices the change (the
+    one that checks, or a device's supervisor asking the gate): they only queue the
+    modality. :meth:`check`, on the runner's thread about ten times a second, looks at
+    the consent file (a stat) and stops the queued modalities there. A modality allowed
+    by a flag for this run is not affected: the flag is this run's consent."""
+
+    def __init__(self, gate: ConsentGate, session: LiveSession, devices: set[Modality]) -> None:
+        self.gate = gate
+        self.session = session
+        self.devices = set(devices)
+        self._revoked: queue.SimpleQueue[Modality] = queue.SimpleQueue()
+        self._unsubscribe = gate.store.add_listener(self._on_change)
+
+    def _on_change(self, change: ConsentChange) -> None:
+        if not change.granted:
+            self._revoked.put(change.modality)
+
+    def check(self) -> None:
+        self.gate.store.records()  # picks up a change made elsewhere (one stat)
+        while not self._revoked.empty():
+            modality = self._revoked.get()
+            if modality not in self.devices or self.gate.is_allowed(modality):
+                continue
+            self.devices.discard(modality)
+            self.session.stop_modality(modality)
+            print(
+                f"emoapp live: {DEVICE_NAME[modality]} closed: consent was revoked",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        self._unsubscribe()
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_devices", False):
-        print(describe_devices())
+        print(describe_devices(camera_refusal=consent_from_args(args).refusal(Modality.FACE)))
         return 0
     if not args.no_gui:
         print(GUI_HINT, file=sys.stderr)
@@ -94,6 +176,13 @@ def run(args: argparse.Namespace) -> int:
         raise EmoappError(
             "nothing to capture: give --camera INDEX|FILE, --mic DEVICE|FILE and/or --text-file"
         )
+    gate = consent_from_args(args)
+    refused = refused_devices(sources, gate)
+    if len(refused) == len(sources):
+        raise ConsentRequiredError(next(iter(refused)), "; ".join(refused.values()))
+    for reason in refused.values():
+        print(f"emoapp live: {reason}", file=sys.stderr, flush=True)
+    runnable = {m: s for m, s in sources.items() if m not in refused}
 
     from emoapp.runtime.live import LiveRunOptions, run_live
     from emoapp.runtime.session import LiveSession
@@ -101,27 +190,38 @@ def run(args: argparse.Namespace) -> int:
 
     writer = TimelineWriter(args.out) if args.out else None
     config = fusion_config(args)
-    loaded = load_encoders(args, modalities=set(sources), strict=False)
+    loaded = load_encoders(args, modalities=set(runnable), strict=False)
     if not loaded.encoders:
         reasons = "; ".join(f"{m.value}: {why}" for m, why in loaded.failures.items())
         raise EmoappError(f"no model could be loaded ({reasons or 'every modality is off'})")
     session = LiveSession(
-        {m: s for m, s in sources.items() if m in loaded.encoders or m in loaded.failures},
+        {m: s for m, s in runnable.items() if m in loaded.encoders or m in loaded.failures},
         loaded.encoders,
         fusion=config,
         rate_hz=max(10.0, args.row_rate),
-        unavailable=loaded.failures,
+        unavailable={**loaded.failures, **refused},
+        open_source=gate.open,
     )
     options = LiveRunOptions(
         duration_s=args.duration,
         status_every_s=args.status_every,
         row_rate_hz=args.row_rate,
     )
+    watch = RevocationWatch(
+        gate, session, {m for m, s in runnable.items() if getattr(s, "is_device", True)}
+    )
     try:
-        summary = run_live(session, writer, options)
+        summary = run_live(session, writer, options, on_tick=watch.check)
     finally:
+        watch.close()
         if writer is not None:
             writer.close()
+            if writer.rows_written and not writer.is_stdout:
+                # A timeline file is an export: what, where and how many rows, never rows.
+                gate.store.audit.exported(
+                    "live timeline", writer.target, writer.format, ExportFields(),
+                    writer.rows_written,
+                )  # fmt: skip
     print(
         f"emoapp live: {summary.reason} after {summary.elapsed_s:.1f} s; "
         f"{summary.estimates} estimates, {summary.rows} rows written",

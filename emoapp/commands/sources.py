@@ -155,24 +155,31 @@ def build_sources(args: argparse.Namespace) -> dict[Modality, Source]:
     return sources
 
 
-def describe_devices() -> str:
-    """The cameras and audio inputs found, as lines of text for --list-devices."""
-    from emoapp.capture.camera import list_cameras
+def describe_devices(camera_refusal: str | None = None) -> str:
+    """The cameras and audio inputs found, as lines of text for --list-devices.
+
+    Finding cameras opens each one briefly; ``camera_refusal`` (why the camera may not
+    be opened) skips that and says why. Listing microphones opens none."""
+    from emoapp.capture.camera import CameraInfo, list_cameras
     from emoapp.capture.microphone import list_input_devices
 
     lines = ["cameras:"]
-    try:
-        cameras = list_cameras()
-    except EmoappError as exc:
-        lines.append(f"  (cannot list cameras: {exc})")
+    cameras: list[CameraInfo] = []
+    if camera_refusal:
+        lines.append(f"  (not listed: finding cameras opens each one briefly; {camera_refusal})")
     else:
-        if not cameras:
-            lines.append("  none found")
-        for cam in cameras:
-            s = cam.settings
-            fps = f" @ {s.fps:g} fps" if s.fps else ""
-            backend = f" [{cam.backend}]" if cam.backend else ""
-            lines.append(f"  {cam.index}: {s.width}x{s.height}{fps}{backend}")
+        try:
+            cameras = list_cameras()
+        except EmoappError as exc:
+            lines.append(f"  (cannot list cameras: {exc})")
+        else:
+            if not cameras:
+                lines.append("  none found")
+    for cam in cameras:
+        s = cam.settings
+        fps = f" @ {s.fps:g} fps" if s.fps else ""
+        backend = f" [{cam.backend}]" if cam.backend else ""
+        lines.append(f"  {cam.index}: {s.width}x{s.height}{fps}{backend}")
     lines.append("microphones:")
     try:
         devices = list_input_devices()

@@ -6,6 +6,10 @@ that prove a run keeps and sends nothing.
   ``--allow-mic`` options;
 - :mod:`emoapp.privacy.audit`: the append-only audit log (consent changes, exports);
 - :mod:`emoapp.privacy.export`: timeline export, scores only unless asked, atomic;
+- :mod:`emoapp.privacy.memory`: the timeline rows the window keeps (in memory only) for
+  an export;
+- :mod:`emoapp.privacy.modelcards`: what each loaded model was trained on, its licence,
+  limits and label mapping;
 - :mod:`emoapp.privacy.paths`: every place emoapp may write;
 - :mod:`emoapp.privacy.netguard` and :mod:`emoapp.privacy.filewatch`: test tools that
   fail a run on any network use or on a file written outside those places.

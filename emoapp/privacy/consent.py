@@ -560,6 +560,14 @@ class DeviceSource(Protocol):
     def open(self) -> None: ...
 
 
+@dataclass(frozen=True)
+class _AnyDevice:
+    is_device: bool = True
+
+
+_ANY_DEVICE = _AnyDevice()
+
+
 class ConsentGate:
     """Lets a device source open only with consent (see the module docstring).
 
@@ -568,14 +576,40 @@ class ConsentGate:
 
     def __init__(self, store: ConsentStore, allowed_for_run: Iterable[Modality | str] = ()) -> None:
         self.store = store
-        self.allowed_for_run = frozenset(parse_modality(m) for m in allowed_for_run)
+        self._allowed_for_run = frozenset(parse_modality(m) for m in allowed_for_run)
         self._recorded: set[Modality] = set()
         self._lock = threading.Lock()
+
+    @property
+    def allowed_for_run(self) -> frozenset[Modality]:
+        """The modalities a command-line flag allows for this run (until withdrawn)."""
+        return self._allowed_for_run
+
+    def withdraw_for_run(self, modality: Modality | str, via: str = "window") -> bool:
+        """Take back a flag's consent for the rest of the run (the window's "Revoke"),
+        recorded in the audit log. False when the flag was not given."""
+        modality = parse_modality(modality)
+        with self._lock:
+            if modality not in self._allowed_for_run:
+                return False
+            self._allowed_for_run = self._allowed_for_run - {modality}
+        self.store.audit.consent_revoked(modality, self.store.text.version, via)
+        return True
 
     def is_allowed(self, modality: Modality | str) -> bool:
         """Whether a device of this modality may open now."""
         modality = parse_modality(modality)
-        return modality in self.allowed_for_run or self.store.is_granted(modality)
+        return modality in self._allowed_for_run or self.store.is_granted(modality)
+
+    def refusal(self, modality: Modality | str) -> str | None:
+        """None when a device of ``modality`` may open now (a flag's use is recorded, as
+        when a device opens: call this only right before opening one); otherwise the
+        one-line reason it may not."""
+        try:
+            self.require(modality, _ANY_DEVICE)
+        except ConsentRequiredError as refused:
+            return str(refused)
+        return None
 
     def require(self, modality: Modality | str, source: object) -> None:
         """Raise ConsentRequiredError unless ``source`` may open.
@@ -585,7 +619,7 @@ class ConsentGate:
         modality = parse_modality(modality)
         if not getattr(source, "is_device", True):
             return
-        if modality in self.allowed_for_run:
+        if modality in self._allowed_for_run:
             self._record_run_consent(modality)
             return
         status = self.store.status(modality)

@@ -6,8 +6,9 @@ for more, all at once, and audited.
 voice, text}, ``notes``) and writes them as JSON lines or CSV.
 
 *Scores only by default.* Rows are copied through an allow-list of score fields: the
-fused estimate, each modality's label, probabilities, confidence, weight and
-contribution, model id, face boxes, the share of speech; plus the pipeline's notes (why
+fused estimate, each modality's time (and end, for an audio window), label,
+probabilities, confidence, weight and contribution, model id, face boxes, the share of
+speech; plus the pipeline's notes (why
 a modality said nothing). Typed or transcribed text (``text``, ``transcript`` keys, at
 the row or in a modality entry) is kept only with ``include_text``; references to media
 (``media``, ``frame``, ``audio``, ``*_path`` and the like) only with ``include_media``.
@@ -52,6 +53,7 @@ FUSED_KEYS = (
 )
 ENTRY_SCORE_KEYS = (
     "t",
+    "t_end",
     "label",
     "confidence",
     "probs",

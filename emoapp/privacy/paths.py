@@ -115,15 +115,17 @@ def stored_locations(qsettings_file: str | os.PathLike[str] | None = None) -> li
             path=audit_path(),
             holds="consent changes and exports: what, when, which fields, row count; "
             "never content; about 1 MB at most (oldest lines dropped)",
-            written_when="consent changes, an export, a --allow-camera/--allow-mic run",
+            written_when="consent changes, an export (the export dialog, or `emoapp live "
+            "--out FILE`), a device opened with --allow-camera/--allow-mic",
             content=False,
             remove="delete the file",
         ),
         StoredLocation(
             name="window settings",
             path=settings_path,
-            holds="choices only: profile, camera and microphone, fusion settings, privacy "
-            "preview mode, window layout" + settings_note,
+            holds="choices only: profile, the camera and microphone picked (a device, or "
+            "the path of a file replayed in its place), fusion settings, privacy preview "
+            "mode, which modalities were on, window layout" + settings_note,
             written_when="you change a setting in the window",
             content=False,
             remove="delete the file (or the registry key)",

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, TextIO
@@ -163,9 +164,12 @@ def run_live(
     options: LiveRunOptions | None = None,
     status_stream: TextIO | None = None,
     stop_event: threading.Event | None = None,
+    on_tick: Callable[[], None] | None = None,
 ) -> LiveRunSummary:
     """Run ``session`` until a stop condition; always stops it before returning.
-    ``stop_event`` lets a caller stop the run from another thread."""
+    ``stop_event`` lets a caller stop the run from another thread; ``on_tick`` is called
+    on the calling thread about ten times a second (``emoapp live`` checks there whether
+    consent was revoked meanwhile)."""
     options = options or LiveRunOptions()
     err = status_stream if status_stream is not None else sys.stderr
     stop = stop_event or threading.Event()
@@ -211,6 +215,8 @@ def run_live(
             while True:
                 collector.wake.wait(0.1)
                 collector.wake.clear()
+                if on_tick is not None:
+                    on_tick()
                 if not write_pending():
                     reason = "output closed"
                     break

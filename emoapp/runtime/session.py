@@ -85,6 +85,9 @@ class ModalityStatus:
     device: str = ""
     baseline: bool = False
     message: str = ""
+    source_open: bool = False
+    """True while the modality's source (a camera, a microphone, a replayed file) is
+    open and delivering: what a capture indicator shows."""
 
 
 class SessionListener(Protocol):
@@ -715,8 +718,12 @@ class LiveSession:
             device = _encoder_device(encoder) if encoder is not None else ""
             baseline = bool(encoder.baseline) if encoder is not None else False
 
+            source_open = run is not None and run.source_open
+
             def status(state: str, message: str = "") -> ModalityStatus:
-                return ModalityStatus(m, state, source_name, model_id, device, baseline, message)
+                return ModalityStatus(
+                    m, state, source_name, model_id, device, baseline, message, source_open
+                )
 
             if run is None:
                 if entry.unavailable:
@@ -741,6 +748,16 @@ class LiveSession:
             elif busy is not None and busy > self.stall_after_s:
                 state = "degraded"
                 message = f"the {m.value} encoder has not returned for {int(busy)} s"
+            elif (
+                m is not Modality.TEXT
+                and run.source_state == "running"
+                and (idle := run.metrics.idle_for()) is not None
+                and idle > self.stall_after_s
+            ):
+                # A source that stops delivering without an error (a frozen driver, a
+                # stalled file read) must not look healthy.
+                state = "degraded"
+                message = f"no input from {source_name or 'the source'} for {idle:.0f} s"
             elif run.source_state == "starting":
                 state, message = "starting", run.source_message
             elif run.outputs == 0 and m is not Modality.TEXT:

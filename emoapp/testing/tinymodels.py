@@ -52,13 +52,20 @@ def make_face_model(
     else:
         image_size = 32
         config = ViTConfig(
-            image_size=image_size, patch_size=8, hidden_size=32, num_hidden_layers=2,
-            num_attention_heads=2, intermediate_size=64, id2label=id2label, label2id=label2id,
+            image_size=image_size,
+            patch_size=8,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            id2label=id2label,
+            label2id=label2id,
         )
     ViTForImageClassification(config).save_pretrained(path)
     ViTImageProcessor(
         size={"height": image_size, "width": image_size},
-        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
     ).save_pretrained(path)
     return path
 
@@ -80,14 +87,25 @@ def make_voice_model(
         config = Wav2Vec2Config(id2label=id2label, label2id=label2id, use_weighted_layer_sum=True)
     else:
         config = Wav2Vec2Config(
-            hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-            conv_dim=(16, 16, 16), conv_stride=(5, 4, 4), conv_kernel=(10, 4, 4),
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-            classifier_proj_size=16, id2label=id2label, label2id=label2id,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            conv_dim=(16, 16, 16),
+            conv_stride=(5, 4, 4),
+            conv_kernel=(10, 4, 4),
+            num_conv_pos_embeddings=16,
+            num_conv_pos_embedding_groups=2,
+            classifier_proj_size=16,
+            id2label=id2label,
+            label2id=label2id,
         )
     Wav2Vec2ForSequenceClassification(config).save_pretrained(path)
     Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True,
+        feature_size=1,
+        sampling_rate=16_000,
+        padding_value=0.0,
+        do_normalize=True,
         return_attention_mask=True,
     ).save_pretrained(path)
     return path
@@ -108,7 +126,9 @@ def make_text_model(
     vocab_size = 50265 if size == "full" else 400
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
-        _CORPUS * 4, vocab_size=vocab_size, min_frequency=1,
+        _CORPUS * 4,
+        vocab_size=vocab_size,
+        min_frequency=1,
         special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"],
     )
     bpe.post_processor = RobertaProcessing(
@@ -116,21 +136,35 @@ def make_text_model(
     )
     max_len = 512 if size == "full" else 64
     tokenizer = RobertaTokenizerFast(
-        tokenizer_object=bpe._tokenizer, bos_token="<s>", eos_token="</s>", sep_token="</s>",
-        cls_token="<s>", unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        unk_token="<unk>",
+        pad_token="<pad>",
+        mask_token="<mask>",
         model_max_length=max_len,
     )
     tokenizer.save_pretrained(path)
     id2label, label2id = _labels(labels)
     if size == "full":
         config = RobertaConfig(
-            vocab_size=len(tokenizer), num_hidden_layers=6, max_position_embeddings=514,
-            id2label=id2label, label2id=label2id,
+            vocab_size=len(tokenizer),
+            num_hidden_layers=6,
+            max_position_embeddings=514,
+            id2label=id2label,
+            label2id=label2id,
         )
     else:
         config = RobertaConfig(
-            vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-            intermediate_size=64, max_position_embeddings=max_len + 2, id2label=id2label,
+            vocab_size=len(tokenizer),
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            max_position_embeddings=max_len + 2,
+            id2label=id2label,
             label2id=label2id,
         )
     RobertaForSequenceClassification(config).save_pretrained(path)

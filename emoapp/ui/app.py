@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QApplication
 from emoapp.commands.common import AUTO_PROFILE
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
+from emoapp.privacy.consent import ConsentStore, consent_from_args
 from emoapp.ui.bridge import SessionBridge
 from emoapp.ui.controller import EncoderHook, EncoderPlan, SessionController, SessionOptions
 from emoapp.ui.main_window import MainWindow
@@ -103,9 +104,12 @@ def build_window(
     encoder_hook: EncoderHook | None = None,
     session_options: SessionOptions | None = None,
     plan: EncoderPlan | None = None,
+    consent_store: ConsentStore | None = None,
 ) -> BuiltWindow:
     """The main window for ``args`` (not shown, session not started). Raises
-    EmoappError for bad options (a missing file, an unknown profile...)."""
+    EmoappError for bad options (a missing file, an unknown profile...).
+    ``consent_store``: where consent is kept (default: emoapp's config folder); the
+    ``--allow-camera`` / ``--allow-mic`` flags count for this run on top of it."""
     from emoapp.commands.sources import build_sources
 
     if store is None:
@@ -145,6 +149,7 @@ def build_window(
         _profiles(args),
         _choices(camera, camera_key(0)),
         _choices(microphone, microphone_key(None)),
+        consent_gate=consent_from_args(args, consent_store),
     )
     bridge.setParent(window)
     controller.setParent(window)
@@ -172,6 +177,15 @@ def run_app(args: argparse.Namespace) -> int:
         window.resize(1360, 860)
     window.show()
     window.start(built.wanted)
+    quit_after = getattr(args, "quit_after", None)
+    if quit_after is not None:
+        # Counted from when the models are ready, so that S seconds of the pipeline run
+        # however long loading takes.
+        def close_later(_profile: str) -> None:
+            window.controller.models_ready.disconnect(close_later)
+            QTimer.singleShot(max(0, round(quit_after * 1000)), window.close)
+
+        window.controller.models_ready.connect(close_later)
     # Ctrl-C in the terminal closes the window cleanly; the timer lets Python run its
     # signal handler while Qt's event loop waits.
     previous = signal.signal(signal.SIGINT, lambda *_: window.close())
@@ -179,6 +193,25 @@ def run_app(args: argparse.Namespace) -> int:
     heartbeat.start(200)
     heartbeat.timeout.connect(lambda: None)
     try:
-        return int(app.exec())
+        status = int(app.exec())
     finally:
         signal.signal(signal.SIGINT, previous)
+    if quit_after is not None:
+        print(quit_summary(window, quit_after), file=sys.stderr)
+    return status
+
+
+def quit_summary(window: MainWindow, seconds: float) -> str:
+    """One line after ``--quit-after``: how much the window estimated (for smoke tests)."""
+    rows = window.privacy.memory.rows()
+    used = {
+        m.value: sum(1 for row in rows if (row.get("modalities") or {}).get(m.value))
+        for m in Modality
+    }
+    fused = sum(1 for row in rows if row.get("fused"))
+    return (
+        f"emoapp: window closed after {seconds:g} s (--quit-after); {len(rows)} timeline "
+        f"rows in memory, {fused} with an estimate ("
+        + ", ".join(f"{name} in {count}" for name, count in used.items())
+        + ")"
+    )

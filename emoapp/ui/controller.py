@@ -14,6 +14,13 @@ The UI thread never waits on a model or a device. :class:`SessionController` own
 Results come back to the UI thread as queued Qt signals: the session's own messages go
 through :class:`~emoapp.ui.bridge.SessionBridge`, the controller's (model loading,
 metrics, device lists, problems) through the signals below.
+
+Consent: :attr:`SessionController.start_gate` is asked on the UI thread before a
+modality starts (the window's consent dialog), and :attr:`SessionController.consent_gate`
+is the one way the session opens a source (``LiveSession(open_source=gate.open)``): a
+device without consent stays shut even if a command slipped past the first check, and a
+retry after a revocation is refused. Probing cameras for the device list opens each one
+briefly, so it too waits for camera consent.
 """
 
 from __future__ import annotations
@@ -30,10 +37,12 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from emoapp.capture.base import Source, one_line
+from emoapp.core import clock
 from emoapp.core.errors import EmoappError
 from emoapp.core.fusion import FusionConfig
 from emoapp.core.messages import Modality
-from emoapp.encoders.base import Encoder
+from emoapp.encoders.base import Encoder, EncoderInfo
+from emoapp.privacy.consent import ConsentGate
 from emoapp.registry import ModelSpec
 from emoapp.ui.bridge import SessionBridge
 from emoapp.ui.settings import FusionSettings
@@ -163,6 +172,11 @@ class SessionController(QObject):
     wanted_changed = Signal(object, bool)  # Modality, on
     paused_changed = Signal(bool)
     text_rejected = Signal(str)
+    # (start, end, text): typed text handed to the session between start and end (session
+    # clock); the session stamps its entry in that interval. Emitted on the command thread.
+    text_analysed = Signal(float, float, str)
+    model_installed = Signal(object, object)  # Modality, EncoderInfo | None
+    models_ready = Signal(str)  # profile: each of its models is installed or failed
     problem = Signal(str)  # a command failed, in one line
     shut_down = Signal()
 
@@ -187,6 +201,9 @@ class SessionController(QObject):
         """Asked on the UI thread before a modality starts (or switches to another source
         while on); returning False keeps it off. The privacy layer's consent check
         belongs here: it runs before any command that could open a device is sent."""
+        self.consent_gate: ConsentGate | None = None
+        """Opens every source of the session (set before :meth:`start`); None opens
+        sources directly."""
         # The person's fusion choices, over the current profile's fusion config.
         self._fusion_settings = fusion or FusionSettings()
         self._fusion_base = FusionConfig()
@@ -302,6 +319,26 @@ class SessionController(QObject):
         self.problem.emit(f"{modality.value} was not started: not allowed")
         return False
 
+    def withdraw(self, modality: Modality) -> None:
+        """Stop ``modality`` now and leave it off: unlike a pause, resuming does not
+        start it again (its consent was revoked)."""
+        if self._paused is not None:
+            self._paused.discard(modality)
+        if modality in self._wanted:
+            self.set_wanted(modality, False)
+        else:
+            # Not wanted, but perhaps still running (e.g. a start in flight).
+            self._commands.submit(f"stopping {modality.value}", self._stop_modality, modality, True)
+
+    def stop_all(self) -> None:
+        """Stop every modality and forget a pause (nothing resumes by itself)."""
+        was_paused = self._paused is not None
+        self._paused = None
+        for m in Modality:
+            self.withdraw(m)
+        if was_paused:
+            self.paused_changed.emit(False)
+
     def note_ended(self, modality: Modality) -> None:
         """A modality stopped by itself (its replayed file ended): show it as off."""
         if modality in self._wanted:
@@ -395,6 +432,7 @@ class SessionController(QObject):
     def _create_session(self, wanted: set[Modality]) -> None:
         from emoapp.runtime.session import LiveSession
 
+        gate = self.consent_gate
         self._session = LiveSession(
             {},
             {},
@@ -402,6 +440,7 @@ class SessionController(QObject):
             rate_hz=self.options.rate_hz,
             voice_window_s=self.options.voice_window_s,
             voice_hop_s=self.options.voice_hop_s,
+            open_source=gate.open if gate is not None else None,
         )
         self._session.add_listener(self.bridge)
         self._session.start()
@@ -435,9 +474,12 @@ class SessionController(QObject):
             self._session.stop_modality(m)
         self._session.start_modality(m)
 
-    def _stop_modality(self, m: Modality) -> None:
-        if self._session is not None:
-            self._session.stop_modality(m)
+    def _stop_modality(self, m: Modality, only_if_running: bool = False) -> None:
+        if self._session is None:
+            return
+        if only_if_running and self._session.status()[m].state in ("off", "stopped"):
+            return
+        self._session.stop_modality(m)
 
     def _switch_source(self, m: Modality, key: str) -> None:
         if self._session is None:
@@ -454,16 +496,26 @@ class SessionController(QObject):
             return
         self._session.set_encoder(m, encoder)
         self.modality_note.emit(m, "", "")
+        info: EncoderInfo | None = None
+        if encoder is not None:
+            try:
+                info = encoder.info()
+            except EmoappError as exc:  # a card is a courtesy: the model still runs
+                log.warning("no model card for %s: %s", encoder.model_id, exc)
+        self.model_installed.emit(m, info)
 
     def _apply_fusion(self, config: FusionConfig) -> None:
         if self._session is not None:
             self._session.set_fusion_config(config)
 
     def _submit_text(self, text: str) -> None:
+        start = clock.now()
         if self._session is None or not self._session.submit_text(text):
             self.text_rejected.emit(
                 "text is not running: switch it on (Ctrl+3), or wait for its model"
             )
+            return
+        self.text_analysed.emit(start, clock.now(), text)
 
     def _read_metrics(self) -> None:
         try:
@@ -544,6 +596,12 @@ class SessionController(QObject):
             self._commands.submit(
                 f"installing the {m.value} model", self._install_encoder, generation, m, encoder
             )
+        # Queued after the installs: the session has every model once this runs.
+        self._commands.submit("announcing the models", self._announce_models, generation, profile)
+
+    def _announce_models(self, generation: int, profile: str) -> None:
+        if self._is_current(generation):
+            self.models_ready.emit(profile)
 
     # -- device listing -----------------------------------------------------------------
 
@@ -553,12 +611,21 @@ class SessionController(QObject):
 
         cameras: list[tuple[str, str]] = []
         microphones: list[tuple[str, str]] = [("default microphone", "mic:default")]
+        gate = self.consent_gate
+        refusal = gate.refusal(Modality.FACE) if gate is not None else None
         try:
-            for cam in list_cameras():
-                size = (
-                    f" ({cam.settings.width}x{cam.settings.height})" if cam.settings.width else ""
+            if refusal:
+                self.problem.emit(
+                    f"cameras not listed: finding them opens each one briefly; {refusal}"
                 )
-                cameras.append((f"{cam.name}{size}", f"camera:{cam.index}"))
+            else:
+                for cam in list_cameras():
+                    size = (
+                        f" ({cam.settings.width}x{cam.settings.height})"
+                        if cam.settings.width
+                        else ""
+                    )
+                    cameras.append((f"{cam.name}{size}", f"camera:{cam.index}"))
         except EmoappError as exc:
             self.problem.emit(f"cannot list cameras: {exc}")
         try:

@@ -13,6 +13,11 @@ arrangement is remembered)::
     └──────────────────────────────────────────────────────────────┘
     status bar: ● Camera: capturing   ● Microphone: off   (always visible)
 
+The privacy layer (:mod:`emoapp.ui.privacy_controller`) asks for consent before a camera
+or microphone opens, adds Revoke / What is stored / About the models to the Privacy
+menu and Export timeline to the File menu, and keeps the timeline rows an export writes.
+The capture indicators follow the session's own word on whether each source is open.
+
 Closing the window stops the session on the controller's thread; the window closes once
 every thread has ended (or after a deadline, since all of them are daemon threads).
 """
@@ -36,6 +41,8 @@ from PySide6.QtWidgets import (
 )
 
 from emoapp.core.messages import Modality, VideoFrame
+from emoapp.privacy.consent import ConsentGate, ConsentStore
+from emoapp.privacy.memory import TimelineMemory
 from emoapp.runtime.session import ModalityStatus
 from emoapp.ui.bridge import AudioLevel, SessionBridge
 from emoapp.ui.camera_panel import CameraPanel, PreviewMode
@@ -43,6 +50,7 @@ from emoapp.ui.controller import ModelChoiceNote, SessionController, SourceInfo
 from emoapp.ui.controls_panel import SHORTCUT_KEYS, ControlsPanel
 from emoapp.ui.fused_panel import FusedPanel
 from emoapp.ui.indicators import CaptureIndicatorBar
+from emoapp.ui.privacy_controller import PrivacyController
 from emoapp.ui.responsiveness import EventLoopLagMeter
 from emoapp.ui.settings import FusionSettings, UiSettings, load_layout, save_layout, save_settings
 from emoapp.ui.source_keys import key_title
@@ -72,7 +80,11 @@ class MainWindow(QMainWindow):
         profiles: list[tuple[str, str]],
         camera_choices: list[tuple[str, str]],
         microphone_choices: list[tuple[str, str]],
+        consent_gate: ConsentGate | None = None,
+        memory: TimelineMemory | None = None,
     ) -> None:
+        """``consent_gate``: the consent store (and this run's ``--allow-*`` flags)
+        devices open through; by default the saved consent in emoapp's config folder."""
         super().__init__()
         self.setWindowTitle("emoapp — live estimate of displayed expression")
         self.controller = controller
@@ -149,7 +161,16 @@ class MainWindow(QMainWindow):
         self._lag_timer.setInterval(2000)
         self._lag_timer.timeout.connect(self._show_lag)
 
+        self.privacy = PrivacyController(
+            self,
+            controller,
+            bridge,
+            consent_gate if consent_gate is not None else ConsentGate(ConsentStore()),
+            memory,
+            settings_file=store.fileName(),
+        )
         self._build_menus()
+        self.privacy.install(self.privacy_menu, self.file_menu, self.quit_action)
         self._build_shortcuts()
         self._wire()
         self._apply_settings(settings, camera_choices, microphone_choices)
@@ -181,6 +202,7 @@ class MainWindow(QMainWindow):
         quit_action.setShortcutContext(Qt.ShortcutContext.ApplicationShortcut)
         quit_action.triggered.connect(self.close)
         file_menu.addAction(quit_action)
+        self.quit_action = quit_action
         self.file_menu = file_menu
         """Where export actions go (the privacy layer adds "Export timeline…")."""
 
@@ -257,6 +279,8 @@ class MainWindow(QMainWindow):
         c.text_rejected.connect(self.text_panel.reason.setText)
         c.problem.connect(self.show_problem)
         c.shut_down.connect(self._on_shut_down)
+        self.privacy.message.connect(self.show_problem)
+        self.privacy.forgotten.connect(self.timeline.clear)
 
         ctl = self.controls
         ctl.modality_toggled.connect(c.set_wanted)
@@ -323,6 +347,7 @@ class MainWindow(QMainWindow):
         self.message_label.setText("Stopping…")
         self.setEnabled(False)
         self.timeline.stop()
+        self.privacy.close()
         self.lag_meter.stop()
         self._lag_timer.stop()
         self.controller.shutdown()
@@ -505,7 +530,9 @@ class MainWindow(QMainWindow):
             self.text_panel.reason.setText(status.message)
         info = self.controller.source_info(m)
         raw = self._session_status.get(m)
-        active = raw is not None and raw.state in _SOURCE_OPEN_STATES
+        # The session's own word on whether the device (or file) is open right now: not
+        # while it is being opened, retried after a failure, or refused for consent.
+        active = raw is not None and raw.source_open
         self.capture_indicators.set_capture(
             m,
             active,

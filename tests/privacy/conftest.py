@@ -1,6 +1,7 @@
 """Fixtures for the privacy tests: a network guard, and a user's folders made fresh and
-watched. (Phase 2 of the privacy work moves them to tests/conftest.py, for the whole-run
-tests of `emoapp live` and the window.)"""
+watched. (The whole-run tests of `emoapp live` and the window run in a fresh process
+under emoapp.privacy.guardedrun with isolated folders of their own, so these fixtures
+need not move to tests/conftest.py.)"""
 
 from __future__ import annotations
 

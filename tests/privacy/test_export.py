@@ -42,7 +42,7 @@ def real_rows() -> list[dict]:
         faces=(FaceDetection((10, 20, 64, 64), np.full(len(CANONICAL_LABELS), 1 / 7)),),
         detail={"primary_index": 0},
     )
-    voice = prediction(Modality.VOICE, 0.2, 2, detail={"speech_fraction": 0.8})
+    voice = prediction(Modality.VOICE, 0.2, 2, detail={"speech_fraction": 0.8}, t_end=2.2)
     text = prediction(Modality.TEXT, 0.4, 1)
     rows = [row_from_estimate(fuser.estimate(0.0))]  # abstains: nothing yet
     fuser.update(face)

@@ -193,3 +193,20 @@ def test_consent_from_args_uses_the_config_dir_by_default(tmp_path: Path, monkey
     line = json.loads((tmp_path / "cfg" / "audit.jsonl").read_text())
     assert line["event"] == "consent-for-run" and line["modality"] == "voice"
     assert not (tmp_path / "cfg" / "consent.json").exists()
+
+
+def test_a_flag_can_be_withdrawn_for_the_rest_of_the_run(store: ConsentStore):
+    gate = consent_from_args(parse(["--allow-camera"]), store)
+    assert gate.refusal(Modality.FACE) is None  # may open (and the flag's use is recorded)
+    assert gate.withdraw_for_run(Modality.FACE) is True
+    assert gate.withdraw_for_run(Modality.FACE) is False  # nothing left to withdraw
+    assert gate.refusal(Modality.FACE) == (
+        "camera not opened: no consent given; grant it in the window or pass --allow-camera"
+    )
+    with pytest.raises(ConsentRequiredError):
+        gate.open(FakeDeviceSource(Modality.FACE))
+    assert [(e.event, e.details["via"]) for e in store.audit.entries()] == [
+        ("consent-for-run", "--allow-camera"),
+        ("consent-revoked", "window"),
+    ]
+    assert not store.path.exists()

@@ -1,11 +1,12 @@
-"""Whole runs keep nothing and send nothing: `emoapp analyze` makes no network connection
-and writes no file besides --out, in this process and in a fresh one.
-
-(Phase 2 adds the same checks for replayed runs of `emoapp live` and the window.)"""
+"""Whole runs keep nothing and send nothing: `emoapp analyze`, `emoapp live --no-gui` and
+the window, each over replayed files, make no network connection and write no file
+besides the one they were told to (--out, or the window's settings file), in this
+process and in a fresh one whose home, config, cache and temp folders are watched."""
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,95 @@ def test_a_model_download_is_the_network_use_the_guard_catches(tmp_path: Path):
     )
     assert result.returncode == GUARD_EXIT_STATUS, result.stderr[-2000:]
     assert "network attempt" in result.stderr
+
+
+def written_paths(events_file: Path, ignore: tuple[str, ...] = BYTECODE) -> set[Path]:
+    """Paths a guarded run wrote or created, less the interpreter's and libraries'
+    compiled-code caches (numba keeps librosa's next to its sources) and tempfile's
+    one-time probe of the temp folder."""
+    import fnmatch
+
+    return {
+        Path(e["path"])
+        for e in json.loads(events_file.read_text())
+        if e["action"] in ("open", "mkdir", "rename")
+        and not e["where"].endswith("_get_default_tempdir")
+        and not any(fnmatch.fnmatch(e["path"], pattern) for pattern in ignore)
+    }
+
+
+TRANSCRIPT_WORDS = ("cancelled the concert", "disappointed")
+
+
+@pytest.mark.slow
+def test_a_whole_live_run_in_a_fresh_process_keeps_and_sends_nothing(tmp_path: Path, samples: Path):
+    """Replayed camera, microphone and typed text through `emoapp live --no-gui`: no
+    connection, --out is the only file written, and the text itself is not in it."""
+    from emoapp.privacy.filewatch import isolated_user_dirs
+
+    dirs = isolated_user_dirs(tmp_path / "user")
+    out = dirs.work / "live.jsonl"
+    writes = tmp_path / "writes.json"
+    args = [
+        "live", "--no-gui",
+        "--camera", str(samples / "face_speech.mp4"), "--mic", str(samples / "speech.wav"),
+        "--text-file", str(samples / "transcript.txt"), "--text-interval", "1",
+        "--profile", "baseline", "--replay-speed", "3", "--out", str(out),
+        "--status-every", "0",
+    ]  # fmt: skip
+    audit = dirs.config / "emoapp" / "audit.jsonl"  # the process's own config folder
+    with FileWatcher(dirs.roots, allowed=[out, audit]) as watch:
+        result = guarded_run(dirs, args, writes)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert watch.changes.created == [audit.parent, audit, out], watch.changes.describe()
+    assert not watch.changes.modified and not watch.changes.deleted
+    assert written_paths(writes) == {audit.parent, audit, out}
+    (line,) = audit.read_text().splitlines()  # the export, and nothing of its content
+    rows = read_timeline(out)
+    assert json.loads(line) == {
+        "time": json.loads(line)["time"], "event": "export", "kind": "live timeline",
+        "path": str(out), "format": "jsonl", "scores": True, "text": False, "media": False,
+        "rows": len(rows),
+    }  # fmt: skip
+    for modality in ("face", "voice", "text"):
+        assert any(row["modalities"][modality] for row in rows), f"{modality} never counted"
+    text = out.read_text()
+    assert not any(words in text for words in TRANSCRIPT_WORDS)
+    assert "consent" not in result.stderr  # replayed files need no consent
+
+
+@pytest.mark.slow
+def test_a_whole_window_run_in_a_fresh_process_keeps_and_sends_nothing(
+    tmp_path: Path, samples: Path
+):
+    """The window (offscreen) over replayed camera, microphone and text with the baseline
+    models, closed by --quit-after: no connection, and its settings file is the only file
+    written (Qt's own writes included: the watched folders are the process's home,
+    config, cache, data, state and temp folders)."""
+    from emoapp.privacy.filewatch import isolated_user_dirs
+
+    dirs = isolated_user_dirs(tmp_path / "user")
+    settings = dirs.work / "settings.ini"
+    writes = tmp_path / "writes.json"
+    args = [
+        "--camera", str(samples / "face_speech.mp4"), "--mic", str(samples / "speech.wav"),
+        "--text-file", str(samples / "transcript.txt"), "--text-interval", "1",
+        "--profile", "baseline", "--loop", "--replay-speed", "2",
+        "--settings-file", str(settings), "--quit-after", "4",
+    ]  # fmt: skip
+    with FileWatcher(dirs.roots, allowed=[settings]) as watch:
+        result = guarded_run(dirs, args, writes)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert watch.changes.created == [settings], watch.changes.describe()
+    assert not watch.changes.modified and not watch.changes.deleted
+    assert written_paths(writes) <= {settings}  # Qt writes it natively, unseen here
+    summary = re.search(
+        r"(\d+) timeline rows in memory, (\d+) with an estimate "
+        r"\(face in (\d+), voice in (\d+), text in (\d+)\)",
+        result.stderr,
+    )
+    assert summary, result.stderr[-2000:]
+    rows, fused, face, voice, text = map(int, summary.groups())
+    assert rows > 5 and fused > 0 and face > 0 and voice > 0 and text > 0
+    kept = settings.read_text()
+    assert not any(words in kept for words in TRANSCRIPT_WORDS)

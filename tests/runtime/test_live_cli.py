@@ -84,7 +84,8 @@ def test_absent_camera_is_reported_and_the_rest_keeps_running(
     samples: Path, tiny_models: dict[str, Path], capsys
 ) -> None:
     code = main([
-        "live", "--no-gui", "--camera", "0", "--mic", str(samples / "speech.wav"),
+        "live", "--no-gui", "--camera", "0", "--allow-camera",
+        "--mic", str(samples / "speech.wav"),
         "--duration", "5", "--out", "-", "--status-every", "1", *_models(tiny_models),
     ])  # fmt: skip
     out, err = capsys.readouterr()
