@@ -52,15 +52,7 @@ class VideoReplaySource(ThreadedSource):
         self.duration: float | None = None
 
     def open(self) -> None:
-        from emoapp.capture import media
-
-        try:
-            info = media.probe(self.path)
-        except MediaError as exc:
-            raise PermanentSourceError(str(exc)) from exc
-        if not info.has_video:
-            raise PermanentSourceError(f"{self.path}: has no video stream to play as a camera")
-        self.duration = info.duration
+        self.duration = _probe_playable(self.path, "video", "video stream to play as a camera")
         self._mark_open()
 
     def run(self, stop: threading.Event, emit: ItemCallback) -> str:
@@ -91,6 +83,20 @@ class VideoReplaySource(ThreadedSource):
         """Nothing is held between passes: each pass opens the file afresh."""
 
 
+def _probe_playable(path: Path, stream: str, what: str) -> float | None:
+    """The duration of a file that has the ``stream`` ("video" or "audio") a replay
+    source needs; a PermanentSourceError (never retried) otherwise."""
+    from emoapp.capture import media
+
+    try:
+        info = media.probe(path)
+    except MediaError as exc:
+        raise PermanentSourceError(str(exc)) from exc
+    if not (info.has_video if stream == "video" else info.has_audio):
+        raise PermanentSourceError(f"{path}: has no {what}")
+    return info.duration
+
+
 class AudioReplaySource(ThreadedSource):
     """An audio file (or a video's audio track) played as a microphone: mono float32
     blocks at ``sample_rate``."""
@@ -119,15 +125,9 @@ class AudioReplaySource(ThreadedSource):
         self.duration: float | None = None
 
     def open(self) -> None:
-        from emoapp.capture import media
-
-        try:
-            info = media.probe(self.path)
-        except MediaError as exc:
-            raise PermanentSourceError(str(exc)) from exc
-        if not info.has_audio:
-            raise PermanentSourceError(f"{self.path}: has no audio track to play as a microphone")
-        self.duration = info.duration
+        self.duration = _probe_playable(
+            self.path, "audio", "audio track to play as a microphone"
+        )
         self._mark_open()
 
     def run(self, stop: threading.Event, emit: ItemCallback) -> str:

@@ -4,6 +4,8 @@ while typing, and the latest text prediction)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from PySide6.QtCore import QTimer, Signal, Slot
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
@@ -27,6 +29,22 @@ def _prediction_text(title: str, output: ModalityPrediction) -> str:
     top = float(output.probs[LABEL_INDEX[output.label]])
     text = f"{title}: {output.label} {top:.0%}"
     return text + " · baseline" if output.baseline else text
+
+
+def _show_result(panel: Any, title: str, output: EncoderOutput) -> None:
+    """Draw a modality's latest output on a panel with ``result``, ``reason`` and
+    ``bars``. On a NoPrediction the last result stays, greyed, so it can be compared with
+    the fused panel (which may still use it while it is recent)."""
+    if isinstance(output, NoPrediction):
+        panel.result.setEnabled(False)
+        panel.reason.setText(f"now: {output.reason}")
+        panel.bars.set_stale(True)
+        return
+    assert isinstance(output, ModalityPrediction)
+    panel.result.setEnabled(True)
+    panel.result.setText(_prediction_text(title, output))
+    panel.reason.setText("")
+    panel.bars.set_distribution(output.probs, output.mask)
 
 
 class VoicePanel(QGroupBox):
@@ -77,20 +95,8 @@ class VoicePanel(QGroupBox):
 
     @Slot(object)
     def show_output(self, output: EncoderOutput) -> None:
-        if output.modality is not Modality.VOICE:
-            return
-        if isinstance(output, NoPrediction):
-            # The last result stays, greyed, so it can be compared with the fused panel
-            # (which may still use it while it is recent).
-            self.result.setEnabled(False)
-            self.reason.setText(f"now: {output.reason}")
-            self.bars.set_stale(True)
-            return
-        assert isinstance(output, ModalityPrediction)
-        self.result.setEnabled(True)
-        self.result.setText(_prediction_text("Voice", output))
-        self.reason.setText("")
-        self.bars.set_distribution(output.probs, output.mask)
+        if output.modality is Modality.VOICE:
+            _show_result(self, "Voice", output)
 
     def clear(self) -> None:
         self.meter.set_level(None)
@@ -163,20 +169,8 @@ class TextPanel(QGroupBox):
 
     @Slot(object)
     def show_output(self, output: EncoderOutput) -> None:
-        if output.modality is not Modality.TEXT:
-            return
-        if isinstance(output, NoPrediction):
-            # The last result stays, greyed, so it can be compared with the fused panel
-            # (which may still use it while it is recent).
-            self.result.setEnabled(False)
-            self.reason.setText(f"now: {output.reason}")
-            self.bars.set_stale(True)
-            return
-        assert isinstance(output, ModalityPrediction)
-        self.result.setEnabled(True)
-        self.result.setText(_prediction_text("Text", output))
-        self.reason.setText("")
-        self.bars.set_distribution(output.probs, output.mask)
+        if output.modality is Modality.TEXT:
+            _show_result(self, "Text", output)
 
     def clear(self) -> None:
         self.result.setText("Text: —")
