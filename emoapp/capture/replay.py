@@ -125,9 +125,7 @@ class AudioReplaySource(ThreadedSource):
         self.duration: float | None = None
 
     def open(self) -> None:
-        self.duration = _probe_playable(
-            self.path, "audio", "audio track to play as a microphone"
-        )
+        self.duration = _probe_playable(self.path, "audio", "audio track to play as a microphone")
         self._mark_open()
 
     def run(self, stop: threading.Event, emit: ItemCallback) -> str:
