@@ -300,8 +300,10 @@ def plan_pull(ref: str | ModelSpec, extra_profiles: Path | None = None) -> PullP
                 )
                 specs = {entry.modality: registered}
                 label = entry.id
-            elif ref.startswith("baseline/"):
-                raise RegistryError(f"unknown baseline {ref!r}; `emoapp models list` shows them")
+            elif ref.startswith(("baseline/", "embedded/")):
+                raise RegistryError(
+                    f"unknown built-in model {ref!r}; `emoapp models list` shows them"
+                )
             elif Path(ref).expanduser().is_dir():
                 return PullPlan([], [f"{ref} is a local directory: nothing to pull"])
             elif _HUB_ID.match(ref.partition("@")[0]):
@@ -316,7 +318,7 @@ def plan_pull(ref: str | ModelSpec, extra_profiles: Path | None = None) -> PullP
     for modality, spec in specs.items():
         if spec is None:
             skipped.append(f"{modality.value}: switched off in {label}")
-        elif spec.baseline:
+        elif spec.bundled:
             skipped.append(f"{modality.value}: {spec.model} is built in (no download)")
         elif spec.is_local_dir:
             skipped.append(f"{modality.value}: {spec.model} is a local directory (no download)")
@@ -839,7 +841,7 @@ def local_config(
 ) -> dict[str, Any] | None:
     """The model's ``config.json`` from local files only (a local directory or the models
     directory), or None when it is not downloaded."""
-    if spec.baseline:
+    if spec.bundled:
         return None
     if spec.is_local_dir:
         path = Path(spec.model).expanduser() / CONFIG_FILE

@@ -32,6 +32,11 @@ from emoapp.core.messages import Modality
 
 OFF_WORDS = frozenset({"none", "off", "no", ""})
 
+BUNDLED_BACKENDS = frozenset({"baseline", "embedded"})
+"""Backends whose models ship with emoapp: ``baseline`` (hand-written rules) and
+``embedded`` (small models trained by ``scripts/train_embedded_*.py``, artefacts in
+``models/embedded/``)."""
+
 TASK_OF_MODALITY: dict[Modality, str] = {
     Modality.FACE: "image-classification",
     Modality.VOICE: "audio-classification",
@@ -75,6 +80,11 @@ class ModelEntry:
     def baseline(self) -> bool:
         return self.backend == "baseline"
 
+    @property
+    def bundled(self) -> bool:
+        """Ships with emoapp (a rule baseline or an embedded trained model): no download."""
+        return self.backend in BUNDLED_BACKENDS
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -91,6 +101,11 @@ class ModelSpec:
     @property
     def baseline(self) -> bool:
         return self.backend == "baseline"
+
+    @property
+    def bundled(self) -> bool:
+        """Ships with emoapp (a rule baseline or an embedded trained model): no download."""
+        return self.backend in BUNDLED_BACKENDS
 
     @property
     def is_local_dir(self) -> bool:
@@ -235,9 +250,11 @@ def resolve_model(modality: Modality, ref: str) -> ModelSpec | None:
             reliability=entry.reliability,
             entry=entry,
         )
-    if model.startswith("baseline/"):
-        known = ", ".join(k for k, e in entries.items() if e.baseline)
-        raise RegistryError(f"unknown baseline model {model!r}; known baselines: {known}")
+    for prefix in ("baseline/", "embedded/"):
+        if model.startswith(prefix):
+            kind = prefix.rstrip("/")
+            known = ", ".join(k for k, e in entries.items() if e.backend == kind)
+            raise RegistryError(f"unknown {kind} model {model!r}; known: {known}")
     path = Path(model).expanduser()
     if path.exists() and not path.is_dir():
         raise RegistryError(f"model {model!r} is a file; give a model directory or a hub id")

@@ -13,7 +13,12 @@ from emoapp.core.errors import EmoappError
 from emoapp.core.fusion import RULES, FusionConfig
 from emoapp.core.messages import Modality
 from emoapp.encoders.base import Encoder
-from emoapp.encoders.factory import RuntimeOptions, build_encoder, is_available_locally
+from emoapp.encoders.factory import (
+    RuntimeOptions,
+    build_encoder,
+    embedded_present,
+    is_available_locally,
+)
 from emoapp.registry import ModelSpec, profiles, resolve_profile
 
 AUTO_PROFILE = "auto"
@@ -24,7 +29,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--profile",
         default=AUTO_PROFILE,
-        help="model profile: default, cpu, baseline, or one from your profile file "
+        help="model profile: default, cpu, embedded, baseline, or one from your profile file "
         "(default: auto = the default profile's models that are available locally, the "
         "baseline for the rest)",
     )
@@ -130,7 +135,13 @@ def choose_models(args: argparse.Namespace) -> ModelChoice:
     if args.profile != AUTO_PROFILE:
         return ModelChoice(resolve_profile(args.profile, overrides, args.profiles_file))
     wanted = resolve_profile("default", overrides, args.profiles_file)
-    fallback = resolve_profile("baseline", {}, args.profiles_file)
+    fallback = resolve_profile("embedded", {}, args.profiles_file)
+    rules = resolve_profile("baseline", {}, args.profiles_file)
+    for modality, spec in fallback.items():
+        # An embedded model whose artefact is missing (a broken install) falls back to
+        # the rule baseline rather than failing.
+        if spec is not None and spec.backend == "embedded" and not embedded_present(spec):
+            fallback[modality] = rules[modality]
     choice = ModelChoice({})
     for modality, spec in wanted.items():
         if spec is None:
@@ -144,9 +155,10 @@ def choose_models(args: argparse.Namespace) -> ModelChoice:
         else:
             baseline = fallback[modality]
             choice.specs[modality] = baseline
+            kind = baseline.backend if baseline else "fallback"
             choice.notes_by_modality[modality] = (
-                f"{modality.value}: {spec.model} is not downloaded; using the baseline "
-                f"({baseline.model if baseline else 'off'}). "
+                f"{modality.value}: {spec.model} is not downloaded; using the built-in "
+                f"{kind} model ({baseline.model if baseline else 'off'}). "
                 "Get the full models with `emoapp models pull`."
             )
     return choice
@@ -189,7 +201,7 @@ def load_encoders(
         if spec is None or (modalities is not None and modality not in modalities):
             continue
         try:
-            if options.allow_download and not spec.baseline and not spec.is_local_dir:
+            if options.allow_download and not spec.bundled and not spec.is_local_dir:
                 # Downloads go through the model store: task check, checksums, manifest.
                 from emoapp.modelstore import pull
 

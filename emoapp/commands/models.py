@@ -130,8 +130,8 @@ def run_list(args: argparse.Namespace) -> int:
         for entry in entries.values():
             if entry.modality is not modality:
                 continue
-            state, size = _state_word(entry.id, entry.revision, entry.baseline, models_dir)
-            tag = " (baseline)" if entry.baseline else ""
+            state, size = _state_word(entry.id, entry.revision, entry.bundled, models_dir)
+            tag = f" ({entry.backend})" if entry.bundled else ""
             profiles_of = ", ".join(used_in.get(entry.id, [])) or "-"
             rows.append(
                 (entry.id + tag, state, _size(size, entry.size_mb), entry.license, profiles_of)
@@ -153,7 +153,7 @@ def run_list(args: argparse.Namespace) -> int:
             named = entries.get(ref.partition("@")[0])
             if named is not None:
                 state, _ = _state_word(
-                    named.id, ref.partition("@")[2] or named.revision, named.baseline, models_dir
+                    named.id, ref.partition("@")[2] or named.revision, named.bundled, models_dir
                 )
             elif Path(ref).expanduser().is_dir():
                 state = "local directory"
@@ -226,8 +226,8 @@ def _resolve_any(ref: str):  # -> ModelSpec
         spec = resolve_model(entry.modality, ref)
         assert spec is not None
         return spec
-    if ref.startswith("baseline/"):
-        raise RegistryError(f"unknown baseline {ref!r}; `emoapp models list` shows them")
+    if ref.startswith(("baseline/", "embedded/")):
+        raise RegistryError(f"unknown built-in model {ref!r}; `emoapp models list` shows them")
     path = Path(ref).expanduser()
     if not path.is_dir() and "/" not in ref:
         raise RegistryError(
@@ -244,7 +244,7 @@ def run_info(args: argparse.Namespace) -> int:
 
     spec = _resolve_any(args.target)
     entry = spec.entry
-    print(spec.model + ("  (baseline: no download)" if spec.baseline else ""))
+    print(spec.model + (f"  ({spec.backend}: built in, no download)" if spec.bundled else ""))
     if entry is not None:
         rows = [
             ("modality", entry.modality.value),
@@ -262,7 +262,7 @@ def run_info(args: argparse.Namespace) -> int:
         rows = [("registry", "not in emoapp's registry: no curated card")]
         if spec.revision:
             rows.append(("revision", spec.revision))
-    if not spec.baseline and not spec.is_local_dir:
+    if not spec.bundled and not spec.is_local_dir:
         state, size = _state_word(spec.model, spec.revision, False, args.models_dir)
         where = modelstore.local_state(spec.model, spec.revision, args.models_dir).snapshot
         rows.append(
@@ -276,10 +276,10 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"  {key:<{width}}  {value}")
 
     print("  label mapping (model label -> canonical)")
-    if spec.baseline:
-        from emoapp.encoders.baseline import baseline_mask
+    if spec.bundled:
+        from emoapp.encoders.factory import bundled_mask
 
-        mask = baseline_mask(spec.model)
+        mask = bundled_mask(spec)
         can = [label for label, m in zip(CANONICAL_LABELS, mask, strict=True) if m]
         print(f"    its own labels: {', '.join(can)}")
         _print_cannot(can)

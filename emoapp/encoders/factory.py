@@ -35,7 +35,7 @@ class RuntimeOptions:
 def is_available_locally(spec: ModelSpec, options: RuntimeOptions | None = None) -> bool:
     """True when the model can load with no network: a baseline, a local directory, or a
     hub model whose files are already in the cache at the wanted revision."""
-    if spec.baseline or spec.is_local_dir:
+    if spec.bundled or spec.is_local_dir:
         return True
     from emoapp.modelstore import local_state
 
@@ -82,6 +82,8 @@ def build_encoder(
     options = options or RuntimeOptions()
     if spec.baseline:
         return _build_baseline(spec, modality_config)
+    if spec.bundled:
+        return _build_embedded(spec, modality_config)
     config = encoder_config(spec, options)
     if spec.modality is Modality.FACE:
         from emoapp.encoders.face import FaceEncoder
@@ -110,3 +112,40 @@ def _build_baseline(spec: ModelSpec, modality_config: Any) -> Encoder:
 
         return LexiconTextEncoder()
     raise ModelLoadError(f"unknown baseline model {spec.model!r}")
+
+
+def _build_embedded(spec: ModelSpec, modality_config: Any) -> Encoder:
+    """The embedded (trained, shipped) models: artefacts in ``models/embedded/NAME``."""
+    if spec.model == "embedded/face-minixception":
+        from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder
+
+        return MiniXceptionFaceEncoder(spec, modality_config)
+    if spec.model == "embedded/voice-ravdess":
+        from emoapp.encoders.embedded.voice import RavdessVoiceEncoder
+
+        return RavdessVoiceEncoder(spec, modality_config)
+    if spec.model == "embedded/text-goemotions":
+        from emoapp.encoders.embedded.text import GoEmotionsTextEncoder
+
+        return GoEmotionsTextEncoder(spec)
+    raise ModelLoadError(f"unknown embedded model {spec.model!r}")
+
+
+def bundled_mask(spec: ModelSpec) -> Any:
+    """The canonical labels a built-in (baseline or embedded) model can express."""
+    if spec.baseline:
+        from emoapp.encoders.baseline import baseline_mask
+
+        return baseline_mask(spec.model)
+    from emoapp.core.labelmap import build_label_map
+    from emoapp.encoders.embedded.artefacts import load_meta
+
+    _, meta = load_meta(spec.model, check=False)
+    return build_label_map(spec.model, list(meta["labels"]), spec.label_overrides).mask
+
+
+def embedded_present(spec: ModelSpec) -> bool:
+    """True when an embedded model's artefact folder is there (not yet verified)."""
+    from emoapp.encoders.embedded.artefacts import META, artefact_dir
+
+    return (artefact_dir(spec.model) / META).is_file()
