@@ -258,6 +258,9 @@ def resolve_model(modality: Modality, ref: str) -> ModelSpec | None:
     path = Path(model).expanduser()
     if path.exists() and not path.is_dir():
         raise RegistryError(f"model {model!r} is a file; give a model directory or a hub id")
+    if path.is_dir() and (path / "meta.json").is_file() and (path / "checksums.sha256").is_file():
+        # A local embedded artefact (e.g. a held-out model written by a training script).
+        return ModelSpec(modality=modality, model=str(path), backend="embedded")
     return ModelSpec(
         modality=modality, model=str(path) if path.is_dir() else model, revision=revision or None
     )

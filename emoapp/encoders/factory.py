@@ -115,20 +115,19 @@ def _build_baseline(spec: ModelSpec, modality_config: Any) -> Encoder:
 
 
 def _build_embedded(spec: ModelSpec, modality_config: Any) -> Encoder:
-    """The embedded (trained, shipped) models: artefacts in ``models/embedded/NAME``."""
-    if spec.model == "embedded/face-minixception":
+    """The embedded (trained, shipped) models: artefacts in ``models/embedded/NAME``, or
+    a local artefact folder; one embedded encoder class per modality."""
+    if spec.modality is Modality.FACE:
         from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder
 
         return MiniXceptionFaceEncoder(spec, modality_config)
-    if spec.model == "embedded/voice-ravdess":
+    if spec.modality is Modality.VOICE:
         from emoapp.encoders.embedded.voice import RavdessVoiceEncoder
 
         return RavdessVoiceEncoder(spec, modality_config)
-    if spec.model == "embedded/text-goemotions":
-        from emoapp.encoders.embedded.text import GoEmotionsTextEncoder
+    from emoapp.encoders.embedded.text import GoEmotionsTextEncoder
 
-        return GoEmotionsTextEncoder(spec)
-    raise ModelLoadError(f"unknown embedded model {spec.model!r}")
+    return GoEmotionsTextEncoder(spec)
 
 
 def bundled_mask(spec: ModelSpec) -> Any:

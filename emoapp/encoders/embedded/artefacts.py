@@ -27,8 +27,18 @@ CHECKSUMS = "checksums.sha256"
 META = "meta.json"
 
 
+def is_artefact_dir(path: Path) -> bool:
+    """True for a folder that holds an embedded artefact (``meta.json`` and checksums),
+    e.g. one written by a training script with ``--out`` for a held-out evaluation."""
+    return path.is_dir() and (path / META).is_file() and (path / CHECKSUMS).is_file()
+
+
 def artefact_dir(model_id: str) -> Path:
-    """The folder of ``embedded/NAME`` (it may not exist)."""
+    """The folder of ``embedded/NAME`` (it may not exist), or ``model_id`` itself when it
+    is a local artefact folder."""
+    local = Path(model_id).expanduser()
+    if is_artefact_dir(local):
+        return local
     prefix, _, name = model_id.partition("/")
     if prefix != "embedded" or not name or "/" in name or name.startswith("."):
         raise ModelLoadError(f"{model_id!r} is not an embedded model id (embedded/NAME)")
