@@ -256,7 +256,7 @@ class WindowBuffer:
         self._start_t += self._hop / sr
 
 
-# --- the encoder ----------------------------------------------------------------------
+# --- cleaning and gating windows (shared by every voice encoder) ----------------------
 
 
 @dataclass
@@ -265,6 +265,108 @@ class _Window:
 
     samples: np.ndarray
     detail: dict[str, Any]
+
+
+def clean_window(item: Any, sampling_rate: int) -> _Window | str:
+    """The window as mono float32 in [-1, 1] at ``sampling_rate`` (NaN/inf zeroed), or
+    why it cannot be used."""
+    if not isinstance(item, AudioChunk):
+        return f"expected an AudioChunk, got {type(item).__name__}"
+    if item.sample_rate <= 0:
+        return f"invalid sample rate {item.sample_rate}"
+    try:
+        mono, channels = to_mono_float32(item.samples)
+    except ValueError as exc:
+        return str(exc)
+    if mono.size == 0:
+        return "empty audio window"
+    duration = mono.size / item.sample_rate
+    if duration < MIN_WINDOW_S:
+        return f"audio window too short ({duration:.3f} s)"
+    detail: dict[str, Any] = {
+        "window_end": item.t + duration,
+        "sample_rate": int(item.sample_rate),
+        "channels": channels,
+    }
+    finite = np.isfinite(mono)
+    bad = int(mono.size - np.count_nonzero(finite))
+    if bad:
+        if bad > _MOSTLY_INVALID * mono.size:
+            return f"audio window is mostly invalid samples ({bad} of {mono.size} NaN/inf)"
+        mono = np.where(finite, mono, np.float32(0.0))
+        detail["non_finite_samples"] = bad
+    mono = np.clip(mono, -1.0, 1.0)
+    mono = resample(mono, int(item.sample_rate), sampling_rate)
+    detail["resampled"] = int(item.sample_rate) != sampling_rate
+    return _Window(np.ascontiguousarray(mono, dtype=np.float32), detail)
+
+
+@dataclass
+class GatedWindows:
+    """Windows after cleaning and the voice-activity gate, by their index in the input."""
+
+    speech: dict[int, _Window]
+    """Windows with enough speech: these go to the model."""
+    skipped: dict[int, str]
+    """Why each other window gives no prediction (``silence``, ``no speech (...)``, ...)."""
+    detail: dict[int, dict[str, Any]]
+    """What was measured on every window that could be read (level, gate, window end)."""
+
+
+def gate_windows(
+    items: Sequence[Any],
+    sampling_rate: int,
+    voice: VoiceConfig,
+    gate: VoiceActivityGate | None,
+) -> GatedWindows:
+    """Clean every window (:func:`clean_window`), call silent ones (overall level below
+    ``voice.silence_dbfs``) ``silence``, and ask ``gate`` about the rest in one call: those
+    with less than ``voice.min_speech_s`` of speech are ``no speech``. ``gate=None``
+    passes every window that is not silent."""
+    skipped: dict[int, str] = {}
+    windows: dict[int, _Window] = {}
+    for index, item in enumerate(items):
+        cleaned = clean_window(item, sampling_rate)
+        if isinstance(cleaned, str):
+            skipped[index] = cleaned
+            continue
+        level = rms_dbfs(cleaned.samples)
+        cleaned.detail["rms_dbfs"] = level
+        if not np.any(cleaned.samples) or level < voice.silence_dbfs:
+            skipped[index] = "silence"
+            continue
+        windows[index] = cleaned
+
+    activity = _measure(gate, windows, sampling_rate)
+    speech: dict[int, _Window] = {}
+    for index, window in windows.items():
+        act, vad_s = activity.get(index, (None, 0.0))
+        window.detail["vad"] = act.method if act is not None else "off"
+        window.detail["vad_s"] = vad_s
+        if act is not None:
+            window.detail["speech_fraction"] = act.speech_fraction
+            window.detail["speech_prob"] = act.speech_prob
+            window.detail["speech_s"] = act.speech_s
+            if act.speech_s < voice.min_speech_s:
+                skipped[index] = f"no speech (voice activity {act.speech_fraction:.2f})"
+                continue
+        speech[index] = window
+    return GatedWindows(speech, skipped, {i: w.detail for i, w in windows.items()})
+
+
+def _measure(
+    gate: VoiceActivityGate | None, windows: dict[int, _Window], sampling_rate: int
+) -> dict[int, tuple[VoiceActivity | None, float]]:
+    """Gate every window in one call; the time is shared out evenly."""
+    if gate is None or not windows:
+        return {}
+    started = time.perf_counter()
+    found = gate.measure_many([w.samples for w in windows.values()], sampling_rate)
+    each = (time.perf_counter() - started) / len(windows)
+    return {i: (a, each) for i, a in zip(windows, found, strict=True)}
+
+
+# --- the encoder ----------------------------------------------------------------------
 
 
 class VoiceEncoder(TransformersEncoder):
@@ -300,83 +402,17 @@ class VoiceEncoder(TransformersEncoder):
 
     def _clean(self, item: Any) -> _Window | str:
         """The window as mono float32 at the model's rate, or why it cannot be used."""
-        if not isinstance(item, AudioChunk):
-            return f"expected an AudioChunk, got {type(item).__name__}"
-        if item.sample_rate <= 0:
-            return f"invalid sample rate {item.sample_rate}"
-        try:
-            mono, channels = to_mono_float32(item.samples)
-        except ValueError as exc:
-            return str(exc)
-        if mono.size == 0:
-            return "empty audio window"
-        duration = mono.size / item.sample_rate
-        if duration < MIN_WINDOW_S:
-            return f"audio window too short ({duration:.3f} s)"
-        detail: dict[str, Any] = {
-            "window_end": item.t + duration,
-            "sample_rate": int(item.sample_rate),
-            "channels": channels,
-        }
-        finite = np.isfinite(mono)
-        bad = int(mono.size - np.count_nonzero(finite))
-        if bad:
-            if bad > _MOSTLY_INVALID * mono.size:
-                return f"audio window is mostly invalid samples ({bad} of {mono.size} NaN/inf)"
-            mono = np.where(finite, mono, np.float32(0.0))
-            detail["non_finite_samples"] = bad
-        mono = np.clip(mono, -1.0, 1.0)
-        mono = resample(mono, int(item.sample_rate), self.sampling_rate)
-        detail["resampled"] = int(item.sample_rate) != self.sampling_rate
-        return _Window(np.ascontiguousarray(mono, dtype=np.float32), detail)
+        return clean_window(item, self.sampling_rate)
 
     def preprocess(self, items: Sequence[Any]) -> Prepared:
         prepared = Prepared()
-        windows: dict[int, _Window] = {}
-        for index, item in enumerate(items):
-            cleaned = self._clean(item)
-            if isinstance(cleaned, str):
-                prepared.skipped[index] = cleaned
-                continue
-            level = rms_dbfs(cleaned.samples)
-            cleaned.detail["rms_dbfs"] = level
-            if not np.any(cleaned.samples) or level < self.voice.silence_dbfs:
-                prepared.skipped[index] = "silence"
-                continue
-            windows[index] = cleaned
-
-        activity = self._measure(windows)
-        rows: list[tuple[int, np.ndarray]] = []
-        for index, window in windows.items():
-            act, vad_s = activity.get(index, (None, 0.0))
-            window.detail["vad"] = act.method if act is not None else "off"
-            window.detail["vad_s"] = vad_s
-            if act is not None:
-                window.detail["speech_fraction"] = act.speech_fraction
-                window.detail["speech_prob"] = act.speech_prob
-                window.detail["speech_s"] = act.speech_s
-                if act.speech_s < self.voice.min_speech_s:
-                    prepared.skipped[index] = (
-                        f"no speech (voice activity {act.speech_fraction:.2f})"
-                    )
-                    continue
-            rows.append((index, window.samples))
+        gated = gate_windows(items, self.sampling_rate, self.voice, self.gate)
+        prepared.skipped.update(gated.skipped)
         # Equal lengths side by side, so batches need little padding.
-        for index, samples in sorted(rows, key=lambda r: r[1].size):
-            prepared.add(index, samples)
-        prepared.extra["detail"] = {i: w.detail for i, w in windows.items()}
+        for index, window in sorted(gated.speech.items(), key=lambda r: r[1].samples.size):
+            prepared.add(index, window.samples)
+        prepared.extra["detail"] = gated.detail
         return prepared
-
-    def _measure(
-        self, windows: dict[int, _Window]
-    ) -> dict[int, tuple[VoiceActivity | None, float]]:
-        """Gate every window in one call; the time is shared out evenly."""
-        if self.gate is None or not windows:
-            return {}
-        started = time.perf_counter()
-        found = self.gate.measure_many([w.samples for w in windows.values()], self.sampling_rate)
-        each = (time.perf_counter() - started) / len(windows)
-        return {i: (a, each) for i, a in zip(windows, found, strict=True)}
 
     def collate(self, rows: list[np.ndarray]) -> dict[str, Any]:
         return dict(
