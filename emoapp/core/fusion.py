@@ -1,33 +1,51 @@
 """Late fusion: the latest prediction of each modality -> one estimate.
 
-For each modality present, the fuser keeps the latest :class:`ModalityPrediction` and
-gives it a weight (age is measured from the newest input behind the prediction: the end
-of an audio window, the time of a frame or a typed entry)::
+Expand, then pool. For each modality present, the fuser keeps the latest
+:class:`ModalityPrediction` and
 
-    weight = reliability prior (per modality / per model)
-           x the prediction's own confidence
-           x 0.5 ** (age / half-life of the modality)
+1. **expands** it into a full posterior over the seven canonical labels with the model's
+   observation model (:mod:`emoapp.core.observation`: ``P(output | true label)`` from
+   its label map, a catch-all declared in the registry, or fitted by
+   ``emoapp evaluate --fit``). A 4-class voice model's "angry" thereby also leaves some
+   mass on fear, disgust and surprise (the labels it cannot say), and a smile
+   detector's "no smile" is spread over the six non-happy labels instead of claiming
+   "neutral". Every model now speaks about every label, with one meaning;
+2. gives it a **weight** (age is measured from the newest input behind the prediction:
+   the end of an audio window, the time of a frame or a typed entry)::
 
-Predictions older than the modality's ``max_age`` drop out; modalities that are absent
-are simply not in the sum, so the remaining weights renormalise.
+       weight = reliability prior (per modality / per model)
+              x the prediction's own confidence ** confidence_power
+              x 0.5 ** (age / half-life of the modality)
 
-Masking: each model votes only on the labels it can express. Before voting, a model's
-probabilities are rescaled by ``|mask| / 7`` so that a model uniform over its 4 labels
-casts the same per-label vote (1/7) as one uniform over 7. Then, per canonical label:
+   Predictions older than the modality's ``max_age``, and modalities with weight 0,
+   drop out; the remaining weights are normalised to shares ``s_m`` that sum to 1;
+3. **pools** the posteriors ``q_m`` with one normaliser for all labels:
 
-- ``weighted`` (default): the weighted mean vote of the models that can express the
-  label; a model that cannot express it is left out of that label's mean (no vote,
-  rather than a vote of zero);
-- ``product``: a product of experts, each vote raised to the model's weight relative to
-  the strongest; on a label a model cannot express it votes 1/7, as an expert with no
-  opinion would. Agreeing modalities sharpen each other.
+   - ``weighted`` (default), the *linear pool*: ``p = sum_m s_m q_m``;
+   - ``product``, the *log-linear pool* (a weighted product of experts, weights as
+     exponents): ``p ∝ prod_m q_m ** s_m``. Each posterior already holds the prior over
+     labels once; with exponents summing to 1 the pool holds it once too.
 
-Scores are then normalised. One modality alone yields exactly its own distribution.
+Properties (tested with hypothesis in tests/core/test_fusion_properties.py): a lone
+modality yields its own posterior; weight 0 is the same as absent and the result is
+continuous as a weight goes to 0; raising one modality's weight never moves the result
+away from its posterior (KL does not grow); two modalities that put the same label first
+give it at least the smaller of their probabilities; order does not matter; outputs are
+distributions. With the linear pool, a modality holding at least 75 % of the weight whose
+posterior gives its top label at least 0.7 always decides the label. The log-linear pool
+lets a confident dissenter veto (the known property of logarithmic pools), so there the
+same guarantee holds only while every other posterior keeps each label above
+(3/7)**3 ≈ 0.079 of its top label; the default rule is therefore the linear pool.
 
-Optional exponential smoothing over time (time constant ``smoothing_s``) steadies the
-output; ``disagreement`` is the mean pairwise Jensen-Shannon divergence (base 2, so in
-[0, 1]) between the present modalities, each pair compared on the labels both express.
-With nothing present the fuser abstains and says why.
+Optional exponential smoothing over time (time constant ``smoothing_s``) and label
+hysteresis (the shown label changes only when another label leads it by
+``hysteresis``) steady the display; the raw pooled distribution is kept beside it
+(``raw_probs``/``raw_label``). ``disagreement`` is the mean pairwise Jensen-Shannon
+divergence (base 2, so in [0, 1]) between the posteriors. With nothing usable the fuser
+abstains and says why.
+
+:func:`pool_batch` is the one implementation of the pooling: the fuser, ``analyze``,
+``live``, the window, ``emoapp evaluate`` and ``--fit`` all go through it.
 """
 
 from __future__ import annotations
@@ -41,10 +59,20 @@ from typing import Literal
 import numpy as np
 
 from emoapp.core.messages import FusedEstimate, Modality, ModalityPrediction
-from emoapp.core.taxonomy import CANONICAL_LABELS, NUM_LABELS, valence_arousal
+from emoapp.core.observation import DEFAULT_OBSERVATION, ObservationModel
+from emoapp.core.taxonomy import CANONICAL_LABELS, LABEL_INDEX, NUM_LABELS, valence_arousal
 
 FusionRule = Literal["weighted", "product"]
 RULES: tuple[FusionRule, ...] = ("weighted", "product")
+RULE_ALIASES: dict[str, FusionRule] = {
+    "weighted": "weighted",
+    "linear": "weighted",
+    "product": "product",
+    "loglinear": "product",
+    "log-linear": "product",
+}
+"""Accepted rule names: ``linear`` is the weighted (linear) pool, ``loglinear`` the
+product (log-linear) pool."""
 
 _EPS = 1e-6
 
@@ -84,20 +112,32 @@ class FusionConfig:
     # Per-model reliability priors (model id -> factor, from the registry); they replace
     # the per-modality prior for that model's predictions.
     model_reliability: dict[str, float] = field(default_factory=dict)
+    # Per-model observation models (model id -> P(output | true label)), from the
+    # registry's catch-all outputs or fitted by `emoapp evaluate --fit`; a model without
+    # one gets the label map's (see emoapp.core.observation).
+    observation: dict[str, ObservationModel] = field(default_factory=dict)
+    # The shown label changes only when another label leads it by this much (0: off).
+    hysteresis: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.rule not in RULES:
+        if self.rule not in RULE_ALIASES:
             raise ValueError(f"unknown fusion rule {self.rule!r}; choose one of {RULES}")
+        self.rule = RULE_ALIASES[self.rule]
         for name in ("reliability", "half_life", "max_age"):
             table = getattr(self, name)
             coerced = {Modality(k): float(v) for k, v in table.items()}
-            if any(v < 0 for v in coerced.values()):
+            if any(not math.isfinite(v) or v < 0 for v in coerced.values()):
                 raise ValueError(f"fusion {name} must be non-negative")
             setattr(self, name, coerced)
         if self.smoothing_s < 0:
             raise ValueError("smoothing_s must be non-negative")
+        if not 0.0 <= self.hysteresis < 1.0:
+            raise ValueError("hysteresis must be in [0, 1)")
         if any(t <= 0 for t in self.temperature.values()):
             raise ValueError("temperatures must be positive")
+
+    def observation_of(self, model_id: str) -> ObservationModel:
+        return self.observation.get(model_id, DEFAULT_OBSERVATION)
 
 
 def apply_temperature(probs: np.ndarray, mask: np.ndarray | None, temperature: float) -> np.ndarray:
@@ -123,9 +163,89 @@ def calibrated(prediction: ModalityPrediction, temperature: float) -> ModalityPr
     return dataclasses.replace(prediction, probs=probs, confidence=float(probs.max()))
 
 
-def _rescaled(pred: ModalityPrediction) -> np.ndarray:
-    """Probabilities rescaled so that a uniform vote is 1/7 per label, whatever the mask."""
-    return pred.probs * (pred.mask.sum() / NUM_LABELS)
+def expand(
+    prediction: ModalityPrediction, observation: ObservationModel | None = None
+) -> np.ndarray:
+    """The prediction's full 7-label posterior under its observation model."""
+    return (observation or DEFAULT_OBSERVATION).posterior(prediction.probs, prediction.mask)
+
+
+def pool_batch(posteriors: np.ndarray, weights: np.ndarray, rule: str = "weighted") -> np.ndarray:
+    """Pool full posteriors: ``posteriors`` ``(n, M, 7)``, ``weights`` ``(n, M)`` (0 for
+    a modality that is absent). Returns ``(n, 7)``; rows with no positive weight are NaN.
+
+    The one implementation of pooling (see the module docstring for the two rules)."""
+    q = np.asarray(posteriors, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64)
+    if q.ndim != 3 or q.shape[2] != NUM_LABELS or w.shape != q.shape[:2]:
+        raise ValueError("pool_batch needs posteriors (n, M, 7) and weights (n, M)")
+    w = np.where(w > 0, w, 0.0)
+    total = w.sum(axis=1, keepdims=True)
+    shares = w / np.where(total > 0, total, 1.0)
+    if RULE_ALIASES.get(rule, rule) == "product":
+        logs = (shares[:, :, None] * np.log(np.maximum(q, 1e-300))).sum(axis=1)
+        logs = logs - logs.max(axis=1, keepdims=True)
+        fused = np.exp(logs)
+    else:
+        fused = (shares[:, :, None] * q).sum(axis=1)
+    sums = fused.sum(axis=1, keepdims=True)
+    fused = fused / np.where(sums > 0, sums, 1.0)
+    fused[total[:, 0] <= 0] = np.nan
+    return fused
+
+
+def pool(
+    posteriors: Mapping[Modality, np.ndarray],
+    weights: Mapping[Modality, float],
+    rule: str = "weighted",
+) -> np.ndarray | None:
+    """Pool one instant's posteriors; None when no modality has a positive weight."""
+    order = [m for m in Modality if m in posteriors and weights.get(m, 0.0) > 0]
+    if not order:
+        return None
+    q = np.stack([posteriors[m] for m in order])[None]
+    w = np.array([[weights[m] for m in order]])
+    return pool_batch(q, w, rule)[0]
+
+
+def combine(
+    predictions: Mapping[Modality, ModalityPrediction],
+    weights: Mapping[Modality, float],
+    rule: str = "weighted",
+    observations: Mapping[str, ObservationModel] | None = None,
+) -> np.ndarray | None:
+    """Expand each prediction and pool (no decay, no smoothing). Returns a distribution
+    over the canonical labels, or None when no modality has a positive weight."""
+    obs = observations or {}
+    posteriors = {m: expand(p, obs.get(p.model_id)) for m, p in predictions.items()}
+    return pool(posteriors, weights, rule)
+
+
+def support_of(
+    posteriors: Mapping[Modality, np.ndarray],
+    shares: Mapping[Modality, float],
+    fused: np.ndarray,
+    label: int,
+    rule: str,
+) -> dict[Modality, float]:
+    """Each modality's share of the fused probability of ``label``. Linear pool: exactly
+    ``s_m q_m[label] / p[label]``. Log-linear pool: the share of each modality's weighted
+    log-evidence for the label against the others' mean, clipped at 0 (a modality that
+    argues against the label supports it with 0)."""
+    if not posteriors:
+        return {}
+    if RULE_ALIASES.get(rule, rule) == "product":
+        raw = {}
+        for m, q in posteriors.items():
+            others = np.delete(np.log(q), label)
+            raw[m] = max(0.0, shares.get(m, 0.0) * (math.log(q[label]) - float(others.mean())))
+        total = sum(raw.values())
+        if total <= 0:
+            return {m: shares.get(m, 0.0) for m in posteriors}
+        return {m: v / total for m, v in raw.items()}
+    parts = {m: shares.get(m, 0.0) * float(q[label]) for m, q in posteriors.items()}
+    total = sum(parts.values())
+    return {m: v / total for m, v in parts.items()} if total > 0 else {}
 
 
 def _js_divergence(p: np.ndarray, q: np.ndarray) -> float:
@@ -139,58 +259,20 @@ def _js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     return max(0.0, min(1.0, 0.5 * kl(p, m) + 0.5 * kl(q, m)))
 
 
-def disagreement(predictions: Iterable[ModalityPrediction]) -> float:
-    """Mean pairwise Jensen-Shannon divergence between predictions, each pair compared on
-    the labels both can express (renormalised there). 0 with fewer than two."""
-    preds = list(predictions)
-    values: list[float] = []
-    for i in range(len(preds)):
-        for j in range(i + 1, len(preds)):
-            common = preds[i].mask & preds[j].mask
-            p, q = preds[i].probs[common], preds[j].probs[common]
-            if p.sum() <= 0 or q.sum() <= 0:
-                values.append(1.0)
-                continue
-            values.append(_js_divergence(p / p.sum(), q / q.sum()))
+def disagreement(
+    predictions: Iterable[ModalityPrediction],
+    observations: Mapping[str, ObservationModel] | None = None,
+) -> float:
+    """Mean pairwise Jensen-Shannon divergence between the predictions' full posteriors.
+    0 with fewer than two."""
+    obs = observations or {}
+    posts = [expand(p, obs.get(p.model_id)) for p in predictions]
+    values = [
+        _js_divergence(posts[i], posts[j])
+        for i in range(len(posts))
+        for j in range(i + 1, len(posts))
+    ]
     return float(np.mean(values)) if values else 0.0
-
-
-def combine(
-    predictions: Mapping[Modality, ModalityPrediction],
-    weights: Mapping[Modality, float],
-    rule: FusionRule = "weighted",
-) -> np.ndarray | None:
-    """Masked, weighted combination of predictions (no decay, no smoothing).
-
-    Returns a distribution over the canonical labels, or None when no label has a vote.
-    """
-    active = {m: p for m, p in predictions.items() if weights.get(m, 0.0) > 0}
-    if not active:
-        return None
-    voted = np.logical_or.reduce([p.mask for p in active.values()])
-    scores = np.zeros(NUM_LABELS)
-    if rule == "product":
-        # A product of experts, each raised to its weight relative to the strongest, so
-        # that one expert alone reproduces itself. On a label it cannot express an expert
-        # votes 1/7: exactly what a uniform (opinion-less) expert would.
-        top = max(weights[m] for m in active)
-        log_score = np.zeros(NUM_LABELS)
-        for m, pred in active.items():
-            votes = np.where(pred.mask, _rescaled(pred), 1.0 / NUM_LABELS)
-            log_score += (weights[m] / top) * np.log(np.maximum(votes, _EPS))
-        scores[voted] = np.exp(log_score[voted] - log_score[voted].max())
-    else:
-        # Per label, the weighted mean vote of the experts that can express it.
-        numer = np.zeros(NUM_LABELS)
-        denom = np.zeros(NUM_LABELS)
-        for m, pred in active.items():
-            numer += np.where(pred.mask, weights[m] * _rescaled(pred), 0.0)
-            denom += np.where(pred.mask, weights[m], 0.0)
-        scores[voted] = numer[voted] / denom[voted]
-    total = scores.sum()
-    if total <= 0:
-        return None
-    return scores / total
 
 
 class Fuser:
@@ -204,6 +286,7 @@ class Fuser:
         self._latest: dict[Modality, ModalityPrediction] = {}
         self._smoothed: np.ndarray | None = None
         self._smoothed_t: float | None = None
+        self._shown: int | None = None
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -230,6 +313,7 @@ class Fuser:
         self._latest.clear()
         self._smoothed = None
         self._smoothed_t = None
+        self._shown = None
 
     @property
     def latest(self) -> dict[Modality, ModalityPrediction]:
@@ -250,16 +334,22 @@ class Fuser:
         confidence = max(prediction.confidence, _EPS) ** cfg.confidence_power
         return prior * confidence * decay
 
+    def posterior_of(self, prediction: ModalityPrediction) -> np.ndarray:
+        """A prediction's full posterior under this fuser's observation models."""
+        return expand(prediction, self.config.observation_of(prediction.model_id))
+
     def estimate(self, now: float) -> FusedEstimate:
         """The fused estimate at time ``now``."""
         cfg = self.config
         weights = {m: self.weight_of(p, now) for m, p in self._latest.items()}
         present = {m: p for m, p in self._latest.items() if weights[m] > 0}
         weights = {m: w for m, w in weights.items() if m in present}
-        probs = combine(present, weights, cfg.rule) if present else None
-        if probs is None:
+        posteriors = {m: self.posterior_of(p) for m, p in present.items()}
+        raw = pool(posteriors, weights, cfg.rule)
+        if raw is None:
             self._smoothed = None
             self._smoothed_t = None
+            self._shown = None
             return FusedEstimate(
                 t=now,
                 probs=None,
@@ -275,10 +365,11 @@ class Fuser:
                 abstained=True,
                 reason=self._abstain_reason(now),
             )
-        probs = self._smooth(probs, now)
+        probs = self._smooth(raw, now)
+        top = self._shown_label(probs)
         total_w = sum(weights.values())
+        shares = {m: w / total_w for m, w in weights.items()}
         valence, arousal = valence_arousal(probs)
-        top = int(np.argmax(probs))
         return FusedEstimate(
             t=now,
             probs=probs,
@@ -286,11 +377,15 @@ class Fuser:
             confidence=float(probs[top]),
             valence=valence,
             arousal=arousal,
-            contributions={m: w / total_w for m, w in weights.items()},
+            contributions=shares,
             weights=weights,
-            disagreement=disagreement(present.values()),
+            disagreement=disagreement(present.values(), cfg.observation),
             inputs=present,
             rule=cfg.rule,
+            raw_probs=raw,
+            raw_label=CANONICAL_LABELS[int(np.argmax(raw))],
+            posteriors=posteriors,
+            support=support_of(posteriors, shares, raw, top, cfg.rule),
         )
 
     def _smooth(self, probs: np.ndarray, now: float) -> np.ndarray:
@@ -305,10 +400,40 @@ class Fuser:
         self._smoothed, self._smoothed_t = smoothed, now
         return smoothed
 
+    def _shown_label(self, probs: np.ndarray) -> int:
+        """The label to show: the top one, unless hysteresis keeps the one shown so far
+        (it changes only when another label leads it by ``hysteresis``)."""
+        top = int(np.argmax(probs))
+        held = self._shown
+        if held is not None and held != top and probs[top] - probs[held] < self.config.hysteresis:
+            return held
+        self._shown = top
+        return top
+
     def _abstain_reason(self, now: float) -> str:
         if not self._latest:
             return "no modality has a prediction"
-        stale = ", ".join(
-            f"{m.value} ({now - p.evidence_t:.1f} s old)" for m, p in sorted(self._latest.items())
-        )
-        return f"every prediction is too old: {stale}"
+        reasons = []
+        for m, p in sorted(self._latest.items()):
+            age = now - p.evidence_t
+            if age > self.config.max_age[m]:
+                reasons.append(f"{m.value} is too old ({age:.1f} s)")
+            else:
+                reasons.append(f"{m.value} has weight 0")
+        return "no usable prediction: " + ", ".join(reasons)
+
+
+__all__ = [
+    "LABEL_INDEX",
+    "RULES",
+    "Fuser",
+    "FusionConfig",
+    "apply_temperature",
+    "calibrated",
+    "combine",
+    "disagreement",
+    "expand",
+    "pool",
+    "pool_batch",
+    "support_of",
+]

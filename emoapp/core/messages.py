@@ -166,6 +166,15 @@ class FusedEstimate:
     rule: str = "weighted"
     abstained: bool = False
     reason: str = ""
+    raw_probs: np.ndarray | None = None
+    """The pooled distribution before smoothing (``probs`` is what is shown)."""
+    raw_label: str | None = None
+    """The top label of ``raw_probs``; ``label`` may lag it (smoothing, hysteresis)."""
+    posteriors: dict[Modality, np.ndarray] = field(default_factory=dict)
+    """Each modality's full 7-label posterior (its observation model applied) as pooled."""
+    support: dict[Modality, float] = field(default_factory=dict)
+    """Each modality's share of the fused probability of ``label`` (linear pool: exactly
+    its weight share times its posterior of the label over the fused one; sums to 1)."""
 
     @property
     def disagree(self) -> bool:

@@ -1,18 +1,25 @@
-"""``--fit``: learn per-model temperatures and per-modality fusion reliabilities on one
-part of a dataset, and write them as a profile the app can load.
+"""``--fit``: learn per-model temperatures, observation models and per-modality fusion
+reliabilities on one part of a dataset, and write them as a profile the app can load.
 
 1. :func:`split_items`: a seeded split into a *fit* part and a *held-out* part,
    stratified by gold label.
 2. Per model, a temperature (:mod:`emoapp.evaluation.calibration`) fitted on the fit
    part's units (each text, frame or voice window, labelled with its item's gold label):
    the app applies temperature to each prediction as it comes, so that is what is fitted.
-3. With two modalities or more, the reliability prior of each modality, by grid search
+3. Per model, an observation model ``P(output | true label)``
+   (:func:`emoapp.core.observation.fit_observation`) from the calibrated units of the
+   fit part, smoothed towards the label map's, so fusion knows what each output really
+   means (e.g. which true labels a model calls "neutral").
+4. With two modalities or more, the reliability prior of each modality, by grid search
    (each in {0, 0.1, 0.2, 0.3, 0.5, 0.7, 1}, the largest fixed at 1, since only ratios
    matter) maximising the mean log-likelihood of the gold labels under the fused,
    calibrated distribution on the fit items. An item the fusion abstains on counts as a
    uniform guess, so switching a modality off is not a way to dodge hard items.
-4. :func:`write_profile`: ``[profiles.NAME]`` with the model references and
-   ``[profiles.NAME.fusion]`` holding ``reliability`` and ``temperature``.
+5. :func:`write_profile`: ``[profiles.NAME]`` with the model references and
+   ``[profiles.NAME.fusion]`` holding ``reliability``, ``temperature`` and
+   ``observation``.
+
+Fusion goes through :func:`emoapp.core.fusion.pool_batch`, the app's own pooling.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from pathlib import Path
 
 import numpy as np
 
-from emoapp.core.fusion import FusionConfig
+from emoapp.core.fusion import FusionConfig, apply_temperature, pool_batch
 from emoapp.core.messages import Modality
-from emoapp.core.taxonomy import LABEL_INDEX, NUM_LABELS
+from emoapp.core.observation import ObservationModel, fit_observation
+from emoapp.core.taxonomy import CANONICAL_LABELS, LABEL_INDEX, NUM_LABELS
 from emoapp.evaluation.calibration import fit_temperature, temperature_nll
 from emoapp.evaluation.datasets import EvalItem
 from emoapp.evaluation.scoring import FusionSetup, Predictions
@@ -90,6 +98,9 @@ class FitResult:
     """What ``--fit`` learnt, and on what."""
 
     temperatures: dict[str, TemperatureFit] = field(default_factory=dict)
+    observations: dict[str, ObservationModel] = field(default_factory=dict)
+    """Fitted observation model per model id, with the mask it was fitted for."""
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
     reliability: dict[Modality, float] = field(default_factory=dict)
     reliability_fitted: bool = False
     log_likelihood_before: float = float("nan")
@@ -100,8 +111,9 @@ class FitResult:
     def setup(self, config: FusionConfig) -> FusionSetup:
         """The fusion setup with the fitted temperatures and reliabilities."""
         reliability = {**config.reliability, **self.reliability}
+        observation = {**config.observation, **self.observations}
         return FusionSetup(
-            replace(config, reliability=reliability),
+            replace(config, reliability=reliability, observation=observation),
             {m: t.temperature for m, t in self.temperatures.items()},
         )
 
@@ -167,45 +179,34 @@ def fused_log_likelihood(
     return total / n if n else float("nan")
 
 
-_EPS = 1e-6  # emoapp.core.fusion's floor for confidences and votes
+_EPS = 1e-6  # emoapp.core.fusion's floor for confidences
 
 
-def fuse_batch(
-    probs: np.ndarray,
-    masks: np.ndarray,
-    weights: np.ndarray,
-    rule: str = "weighted",
-) -> np.ndarray:
-    """:func:`emoapp.core.fusion.combine` for many items at once: ``probs`` and
-    ``masks`` are ``(n, modalities, 7)``, ``weights`` ``(n, modalities)`` (0 for a
-    modality that is absent). Rows where ``combine`` would return None are NaN.
-
-    The grid search below fuses every item for every candidate weighting; doing it in
-    one numpy pass instead of one ``combine`` call per item keeps ``--fit`` fast. A test
-    holds it equal to ``combine``.
-    """
-    masks = masks.astype(bool)
-    active = weights > 0
-    voters = masks & active[:, :, None]
-    voted = voters.any(axis=1)
-    rescaled = probs * masks.sum(axis=2, keepdims=True) / NUM_LABELS
-    if rule == "product":
-        top = np.where(active, weights, 0.0).max(axis=1, keepdims=True)
-        relative = np.where(active, weights / np.where(top > 0, top, 1.0), 0.0)
-        votes = np.where(masks, rescaled, 1.0 / NUM_LABELS)
-        log_score = (relative[:, :, None] * np.log(np.maximum(votes, _EPS))).sum(axis=1)
-        peak = np.where(voted, log_score, -np.inf).max(axis=1, keepdims=True)
-        peak = np.where(np.isfinite(peak), peak, 0.0)
-        scores = np.where(voted, np.exp(log_score - peak), 0.0)
-    else:
-        w = np.where(voters, weights[:, :, None], 0.0)
-        numer = (w * rescaled).sum(axis=1)
-        denom = w.sum(axis=1)
-        scores = np.where(voted, numer / np.where(denom > 0, denom, 1.0), 0.0)
-    total = scores.sum(axis=1, keepdims=True)
-    fused = scores / np.where(total > 0, total, 1.0)
-    fused[(~active.any(axis=1)) | (total[:, 0] <= 0)] = np.nan
-    return fused
+def fit_observations(
+    items: Sequence[EvalItem],
+    predictions: Predictions,
+    temperatures: Mapping[str, float],
+) -> tuple[dict[str, ObservationModel], dict[str, np.ndarray]]:
+    """An observation model per model id, fitted on every predicted (calibrated) unit of
+    ``items``; and the mask each was fitted for."""
+    gold_of = {item.id: LABEL_INDEX[item.label] for item in items}
+    fitted: dict[str, ObservationModel] = {}
+    masks: dict[str, np.ndarray] = {}
+    for by_id in predictions.values():
+        units, gold, model_id, mask = [], [], "", None
+        for item_id, label in gold_of.items():
+            p = by_id.get(item_id)
+            if p is None or not p.predicted:
+                continue
+            model_id, mask = p.model_id, p.mask
+            units.append(apply_temperature(p.units, p.mask, temperatures.get(p.model_id, 1.0)))
+            gold.append(np.full(len(p.units), label))
+        if not units or mask is None:
+            continue
+        u, g = np.concatenate(units), np.concatenate(gold)
+        fitted[model_id] = fit_observation(u, np.repeat(mask[None], len(u), 0), g)
+        masks[model_id] = mask.copy()
+    return fitted, masks
 
 
 @dataclass
@@ -213,8 +214,7 @@ class _FitArrays:
     """The fit items' calibrated predictions as arrays, modalities in a fixed order
     (items no modality predicted are left out)."""
 
-    probs: np.ndarray  # (n, M, 7)
-    masks: np.ndarray  # (n, M, 7)
+    posteriors: np.ndarray  # (n, M, 7): each prediction expanded by its observation model
     present: np.ndarray  # (n, M)
     confidence: np.ndarray  # (n, M)
     gold: np.ndarray  # (n,)
@@ -225,8 +225,9 @@ def _fit_arrays(
     predictions: Predictions,
     modalities: Sequence[Modality],
     temperatures: Mapping[str, float],
+    observations: Mapping[str, ObservationModel] | None = None,
 ) -> _FitArrays:
-    setup = FusionSetup(FusionConfig(), dict(temperatures))
+    setup = FusionSetup(FusionConfig(observation=dict(observations or {})), dict(temperatures))
     rows = []
     for item in items:
         row = []
@@ -237,8 +238,7 @@ def _fit_arrays(
             rows.append((LABEL_INDEX[item.label], row))
     n, k = len(rows), len(modalities)
     arrays = _FitArrays(
-        np.zeros((n, k, NUM_LABELS)),
-        np.zeros((n, k, NUM_LABELS), dtype=bool),
+        np.full((n, k, NUM_LABELS), 1.0 / NUM_LABELS),
         np.zeros((n, k), dtype=bool),
         np.zeros((n, k)),
         np.array([g for g, _ in rows], dtype=np.int64),
@@ -246,8 +246,7 @@ def _fit_arrays(
     for i, (_, row) in enumerate(rows):
         for j, pred in enumerate(row):
             if pred is not None:
-                arrays.probs[i, j] = pred.probs
-                arrays.masks[i, j] = pred.mask
+                arrays.posteriors[i, j] = setup.posterior(pred)
                 arrays.present[i, j] = True
                 arrays.confidence[i, j] = pred.confidence
     return arrays
@@ -262,7 +261,7 @@ def _batch_log_likelihood(
         return float("nan")
     confidence = np.maximum(arrays.confidence, _EPS) ** config.confidence_power
     weights = np.where(arrays.present, np.asarray(reliability)[None, :] * confidence, 0.0)
-    fused = fuse_batch(arrays.probs, arrays.masks, weights, config.rule)
+    fused = pool_batch(arrays.posteriors, weights, config.rule)
     picked = fused[np.arange(len(arrays.gold)), arrays.gold]
     logs = np.where(
         np.isnan(picked), math.log(1.0 / NUM_LABELS), np.log(np.maximum(picked, _LL_FLOOR))
@@ -276,12 +275,13 @@ def fit_reliability(
     config: FusionConfig,
     temperatures: Mapping[str, float],
     grid: Sequence[float] = RELIABILITY_GRID,
+    observations: Mapping[str, ObservationModel] | None = None,
 ) -> tuple[dict[Modality, float], float]:
     """The reliability per modality (largest 1) that maximises
     :func:`fused_log_likelihood`, and that log-likelihood. Ties go to the first grid
     point, so the search is deterministic."""
     modalities = list(predictions)
-    arrays = _fit_arrays(items, predictions, modalities, temperatures)
+    arrays = _fit_arrays(items, predictions, modalities, temperatures, observations)
     best: tuple[float, tuple[float, ...]] | None = None
     top = max(grid)
     for values in itertools.product(grid, repeat=len(modalities)):
@@ -301,22 +301,27 @@ def fit(
     held_out_items: int = 0,
     temperatures_before: Mapping[str, float] | None = None,
 ) -> FitResult:
-    """Temperatures, then (with two modalities or more) reliabilities, on ``fit_items``.
-    ``config`` and ``temperatures_before`` are what the fit is compared against."""
+    """Temperatures, observation models, then (with two modalities or more)
+    reliabilities, on ``fit_items``. ``config`` and ``temperatures_before`` are what the
+    fit is compared against."""
     result = FitResult(fit_items=len(fit_items), held_out_items=held_out_items)
     result.temperatures = fit_temperatures(fit_items, predictions)
     temperatures = {m: t.temperature for m, t in result.temperatures.items()}
+    result.observations, result.masks = fit_observations(fit_items, predictions, temperatures)
+    observations = {**config.observation, **result.observations}
     before = FusionSetup(config, dict(temperatures_before or {}))
     result.log_likelihood_before = fused_log_likelihood(fit_items, predictions, before)
     if len(predictions) >= 2:
         result.reliability, result.log_likelihood_after = fit_reliability(
-            fit_items, predictions, config, temperatures
+            fit_items, predictions, config, temperatures, observations=observations
         )
         result.reliability_fitted = True
     else:
         result.reliability = {m: config.reliability[m] for m in predictions}
         result.log_likelihood_after = fused_log_likelihood(
-            fit_items, predictions, FusionSetup(config, temperatures)
+            fit_items,
+            predictions,
+            FusionSetup(replace(config, observation=observations), temperatures),
         )
     return result
 
@@ -374,8 +379,22 @@ def profile_toml(
             for model_id, t in sorted(result.temperatures.items())
         )
         + " }",
-        "",
     ]
+    if result.observations:
+        lines += [
+            "# Observation model per model id: rows are what the model outputs, columns",
+            "# the true label, both in the order " + ", ".join(CANONICAL_LABELS) + ";",
+            "# entry [i][j] = P(model says label i | the true label is j), fitted on data.",
+            "[profiles." + _toml_key(name) + ".fusion.observation]",
+        ]
+        for model_id, obs in sorted(result.observations.items()):
+            rows = obs.to_rows(result.masks[model_id])
+            lines.append(
+                f"{_toml_string(model_id)} = ["
+                + ", ".join("[" + ", ".join(repr(v) for v in row) + "]" for row in rows)
+                + "]"
+            )
+    lines.append("")
     return "\n".join(lines)
 
 

@@ -1,10 +1,11 @@
 """Score every *system*: each modality alone, every combination of modalities, and all of
 them fused.
 
-A combination fuses the items' per-modality predictions exactly as the app's fuser does
-at one instant (all predictions at the same ``t``, so no decay): each prediction's
-weight is the fuser's ``weight_of`` (reliability prior x confidence ** power), then
-:func:`emoapp.core.fusion.combine` applies the masked fusion rule. A modality with no
+A system's distribution is what the app's fuser gives at one instant (all predictions at
+the same ``t``, so no decay): each prediction's weight is the fuser's ``weight_of``
+(reliability prior x confidence ** power), each prediction is expanded to its full
+posterior by its observation model, and :func:`emoapp.core.fusion.pool_batch` pools them
+(the same function the app uses). A lone modality is scored on its posterior too. A modality with no
 prediction for an item is left out and the others renormalise, as in the app; an item
 with no prediction from any member modality is an abstention of that system, reported as
 lower coverage, not as an error.
@@ -78,12 +79,16 @@ class FusionSetup:
         t = self.temperatures.get(item_prediction.model_id, 1.0)
         return item_prediction.as_modality_prediction(t)
 
+    def posterior(self, prediction: ModalityPrediction) -> np.ndarray:
+        """A prediction's full posterior under the setup's observation models."""
+        return self._fuser.posterior_of(prediction)
+
     def fuse(self, predictions: Mapping[Modality, ModalityPrediction]) -> np.ndarray | None:
         """The fused distribution of predictions made at the same instant."""
         if not predictions:
             return None
         weights = {m: self._fuser.weight_of(p, 0.0) for m, p in predictions.items()}
-        return combine(predictions, weights, self.config.rule)
+        return combine(predictions, weights, self.config.rule, self.config.observation)
 
 
 def system_probs(
@@ -101,9 +106,6 @@ def system_probs(
             if p is not None and p.predicted:
                 present[m] = setup.prediction(p)
         if not present:
-            continue
-        if len(system.modalities) == 1:
-            out[item_id] = present[system.modalities[0]].probs
             continue
         fused = setup.fuse(present)
         if fused is not None:

@@ -1,13 +1,15 @@
-"""Properties of late fusion (DESIGN.md: masked, reliability- and confidence-weighted,
-decaying with age, renormalised over present modalities, abstaining with nothing)."""
+"""Late fusion by example (DESIGN.md: expand each prediction to a full posterior, weight
+by reliability, confidence and age, pool with one normaliser, abstain with nothing).
+The hypothesis properties are in test_fusion_properties.py."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emoapp.core.fusion import Fuser, FusionConfig, combine, disagreement
+from emoapp.core.fusion import Fuser, FusionConfig, calibrated, combine, disagreement, expand
 from emoapp.core.messages import Modality, ModalityPrediction
+from emoapp.core.observation import FLOOR
 from emoapp.core.taxonomy import LABEL_INDEX, NUM_LABELS
 
 ALL = np.ones(NUM_LABELS, dtype=bool)
@@ -42,13 +44,15 @@ rules = st.sampled_from(["weighted", "product"])
 
 @settings(max_examples=200, deadline=None)
 @given(p=distributions, mask=masks, modality=modalities, rule=rules)
-def test_one_modality_alone_gives_its_own_mapped_distribution(p, mask, modality, rule):
+def test_one_modality_alone_gives_its_own_posterior(p, mask, modality, rule):
     fuser = Fuser(FusionConfig(rule=rule))
     prediction = pred(modality, p, mask=mask)
     fuser.update(prediction)
     est = fuser.estimate(now=0.0)
     assert not est.abstained
-    np.testing.assert_allclose(est.probs, prediction.probs, atol=1e-6)
+    np.testing.assert_allclose(est.probs, expand(prediction), atol=1e-9)
+    if mask.all():  # a 7-class model's posterior is its own output (up to the floor)
+        np.testing.assert_allclose(est.probs, prediction.probs, atol=FLOOR)
     assert est.contributions == {modality: pytest.approx(1.0)}
     assert est.disagreement == 0.0
 
@@ -71,7 +75,7 @@ def test_output_is_a_distribution_and_contributions_sum_to_one(ps, rule, ages):
     assert 0.0 <= est.valence <= 1.0 and 0.0 <= est.arousal <= 1.0
 
 
-def test_a_model_casts_no_vote_on_labels_it_cannot_express():
+def test_a_model_neither_vetoes_nor_hands_over_labels_it_cannot_express():
     # Voice (4 classes) cannot say disgusted; the face says disgusted strongly.
     voice_mask = [LABEL_INDEX[x] for x in ("neutral", "happy", "sad", "angry")]
     vm = np.zeros(NUM_LABELS, dtype=bool)
@@ -81,7 +85,7 @@ def test_a_model_casts_no_vote_on_labels_it_cannot_express():
     fused = combine(
         {Modality.FACE: face, Modality.VOICE: voice}, {Modality.FACE: 1, Modality.VOICE: 1}
     )
-    # Disgust's score comes from the face alone (no zero vote from the voice), so it wins.
+    # The voice's posterior leaves disgust its share of "I cannot tell", not zero.
     assert np.argmax(fused) == LABEL_INDEX["disgusted"]
     # Versus a voice model that *can* express disgust and gives it ~0: disgust drops.
     voice_full = pred(Modality.VOICE, np.where(vm, onehotish("neutral", 0.4, vm), 1e-6))
@@ -98,7 +102,7 @@ def test_absent_modalities_are_renormalised_away():
     both = fuser.estimate(0.0)
     fuser.remove(Modality.TEXT)
     alone = fuser.estimate(0.0)
-    np.testing.assert_allclose(alone.probs, onehotish("happy"), atol=1e-9)
+    np.testing.assert_allclose(alone.probs, onehotish("happy"), atol=FLOOR)
     assert set(both.contributions) == {Modality.FACE, Modality.TEXT}
     assert alone.contributions == {Modality.FACE: pytest.approx(1.0)}
 
@@ -145,6 +149,13 @@ def test_abstains_with_nothing_and_when_everything_is_stale():
     assert stale.abstained and "too old" in stale.reason
 
 
+def test_weight_zero_is_named_as_such_not_as_too_old():
+    fuser = Fuser(FusionConfig(reliability={"face": 0, "voice": 1, "text": 1}))
+    fuser.update(pred(Modality.FACE, onehotish("happy"), t=0.0))
+    est = fuser.estimate(0.0)
+    assert est.abstained and "face has weight 0" in est.reason and "old" not in est.reason
+
+
 def test_out_of_order_prediction_is_ignored():
     fuser = Fuser()
     fuser.update(pred(Modality.FACE, onehotish("happy"), t=2.0))
@@ -170,9 +181,23 @@ def test_smoothing_follows_its_time_constant():
     fuser.update(pred(Modality.TEXT, onehotish("sad", 0.9), t=0.1))
     step = fuser.estimate(0.1)
     alpha = 1 - np.exp(-0.1)
-    expected = alpha * onehotish("sad", 0.9) + (1 - alpha) * first.probs
+    expected = alpha * step.raw_probs + (1 - alpha) * first.probs
     np.testing.assert_allclose(step.probs, expected / expected.sum(), atol=1e-9)
     assert step.label == "happy"  # one sudden change does not flip it at once
+    assert step.raw_label == "sad"  # and the raw estimate is kept beside it
+
+
+def test_hysteresis_keeps_the_shown_label_until_another_leads_by_the_margin():
+    fuser = Fuser(FusionConfig(hysteresis=0.2))
+    fuser.update(pred(Modality.TEXT, onehotish("happy", 0.6), t=0.0))
+    assert fuser.estimate(0.0).label == "happy"
+    p = onehotish("sad", 0.5)
+    p[LABEL_INDEX["happy"]] = 0.4
+    fuser.update(pred(Modality.TEXT, p, t=0.1))
+    held = fuser.estimate(0.1)
+    assert held.label == "happy" and held.raw_label == "sad"  # sad leads by 0.1 < 0.2
+    fuser.update(pred(Modality.TEXT, onehotish("sad", 0.8), t=0.2))
+    assert fuser.estimate(0.2).label == "sad"
 
 
 def test_disagreement_zero_when_identical_high_when_opposed():
@@ -208,7 +233,8 @@ def test_temperature_recalibrates_a_models_predictions_before_fusion():
     assert est.label == "happy"  # temperature never changes the top label
     assert est.confidence < 0.9
     expected = np.sqrt(p.probs) / np.sqrt(p.probs).sum()
-    np.testing.assert_allclose(est.probs, expected, atol=1e-9)
+    np.testing.assert_allclose(est.probs, (1 - FLOOR) * expected + FLOOR / NUM_LABELS, atol=1e-9)
+    np.testing.assert_allclose(est.probs, expand(calibrated(p, 2.0)), atol=1e-12)
 
 
 def test_a_models_own_reliability_replaces_the_modality_prior():
