@@ -2,7 +2,7 @@
 
     emoapp evaluate DATASET [--format auto|ravdess|cremad|meld|goemotions|csv]
                     [--modalities face,voice,text] [--report DIR] [--limit N]
-                    [--group-by COL] [--fit] [model and fusion options]
+                    [--group-by COL] [--where COL=V,V] [--fit] [model and fusion options]
 
 Reads the dataset (:mod:`emoapp.evaluation.datasets`), loads the models the dataset can
 use, runs them over every item (cached in ``DIR/predictions.jsonl``, so an interrupted
@@ -59,6 +59,15 @@ def _fraction(value: str) -> float:
     return number
 
 
+def _where(value: str) -> tuple[str, tuple[str, ...]]:
+    from emoapp.evaluation.datasets import parse_where
+
+    try:
+        return parse_where(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
 def _modalities(value: str) -> list[Modality]:
     out = []
     for part in value.split(","):
@@ -113,6 +122,16 @@ def register(subparsers: Any) -> None:
         metavar="COL",
         help="group column for per-group scores (RAVDESS: sex, actor, ...; CREMA-D: Sex, "
         "Age, Race, Ethnicity; MELD: Speaker, ...; CSV: group or any column; 'none': off)",
+    )
+    parser.add_argument(
+        "--where",
+        type=_where,
+        action="append",
+        default=[],
+        metavar="COL=V,V",
+        help="keep only items whose COL (a --group-by column) is one of the values; "
+        "A-B is a range of whole numbers (RAVDESS held-out speakers: --where actor=15-18); "
+        "repeat to combine",
     )
     parser.add_argument(
         "--clips", type=Path, metavar="DIR", help="MELD: the folder of the dia*_utt*.mp4 clips"
@@ -258,7 +277,7 @@ def run(args: argparse.Namespace) -> int:
         raise EmoappError("--fit writes a profile: give --report DIR (or --fit-profile FILE)")
     # Everything about the dataset is checked before a model loads.
     dataset = read_dataset(
-        args.dataset, args.format, args.group_by, args.limit, args.seed, args.clips
+        args.dataset, args.format, args.group_by, args.limit, args.seed, args.clips, args.where
     )
     has = dataset_modalities(dataset)
     wanted = args.modalities or has

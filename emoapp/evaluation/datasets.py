@@ -41,7 +41,7 @@ import os
 import random
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
@@ -751,6 +751,58 @@ def _apply_groups(dataset: EvalDataset, group_by: str | None) -> None:
     dataset.items = items
 
 
+def parse_where(text: str) -> tuple[str, tuple[str, ...]]:
+    """``COL=V1,V2,A-B`` -> (column, values); ``A-B`` with whole numbers is a range
+    (``actor=15-18`` is actors 15, 16, 17 and 18). Raises ValueError."""
+    column, sep, rest = text.partition("=")
+    column = column.strip()
+    if not sep or not column:
+        raise ValueError(f"{text!r} is not COLUMN=VALUE[,VALUE...]")
+    values: list[str] = []
+    for part in rest.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        lo, dash, hi = part.partition("-")
+        if dash and lo.strip().isdigit() and hi.strip().isdigit():
+            first, last = int(lo), int(hi)
+            if first > last:
+                raise ValueError(f"{part!r} is an empty range")
+            values.extend(str(v) for v in range(first, last + 1))
+        else:
+            values.append(part)
+    if not values:
+        raise ValueError(f"{text!r} names no value")
+    return column, tuple(values)
+
+
+def _same_value(have: str, wanted: str) -> bool:
+    have, wanted = have.strip(), wanted.strip()
+    if have.isdigit() and wanted.isdigit():
+        return int(have) == int(wanted)  # actor "05" is actor 5
+    return have.casefold() == wanted.casefold()
+
+
+def filter_items(dataset: EvalDataset, where: Sequence[tuple[str, Sequence[str]]]) -> None:
+    """Keep the items whose column (a ``--group-by`` column, e.g. RAVDESS ``actor``) has
+    one of the values, for every condition; e.g. only some speakers for a held-out test."""
+    for column, values in where:
+        available = {c.lower(): c for c in dataset.group_columns}
+        name = available.get(column.lower())
+        if name is None:
+            choices = ", ".join(dataset.group_columns) or "none"
+            raise DatasetError(f"--where {column}: no such column; choose one of: {choices}")
+        before = len(dataset.items)
+        dataset.items = [
+            item
+            for item in dataset.items
+            if any(_same_value(item.meta.get(name, ""), v) for v in values)
+        ]
+        dataset.notes.append(
+            f"--where {name}={','.join(values)}: {len(dataset.items)} of {before} items"
+        )
+
+
 def read_dataset(
     path: Path,
     format: str = "auto",
@@ -758,9 +810,11 @@ def read_dataset(
     limit: int | None = None,
     seed: int = 0,
     clips: Path | None = None,
+    where: Sequence[tuple[str, Sequence[str]]] = (),
 ) -> EvalDataset:
     """Read a dataset in ``format`` (``auto``: guess from the path), choose its groups,
-    and keep a seeded random sample of ``limit`` items (in their original order)."""
+    keep the items that match ``where`` (:func:`filter_items`), and keep a seeded random
+    sample of ``limit`` items (in their original order)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DatasetError(f"{path} does not exist")
@@ -778,6 +832,7 @@ def read_dataset(
         raise DatasetError(f"{path}: a {fmt} dataset is a folder")
     dataset = readers[fmt](path)
     _apply_groups(dataset, group_by)
+    filter_items(dataset, where)
     dataset.records = len(dataset.items)
     if limit is not None and 0 <= limit < len(dataset.items):
         keep = sorted(random.Random(seed).sample(range(len(dataset.items)), limit))
