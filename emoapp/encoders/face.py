@@ -284,12 +284,39 @@ def choose_primary(
 
 
 @dataclass
-class _FrameFaces:
+class FrameFaces:
+    """The faces of one frame that get classified, largest first, and which is primary."""
+
     boxes: list[Box]
     primary: int
     found: int
+    """How many faces the detector found (more than ``boxes`` when capped)."""
     detect_s: float
     size: tuple[int, int]
+    """The frame's (width, height)."""
+
+
+def locate_faces(detector: FaceLocator, image: np.ndarray, face: FaceConfig) -> FrameFaces | None:
+    """Detect the faces of an RGB uint8 image, keep the ``face.max_faces`` largest and
+    choose the primary one (weakly detected faces never are); None when there is none.
+    Shared by every face encoder."""
+    height, width = image.shape[:2]
+    started = time.perf_counter()
+    detect_scored = getattr(detector, "detect_scored", None)
+    if detect_scored is not None:
+        scored = detect_scored(image)
+    else:
+        scored = [(box, 1.0) for box in detector.detect(image)]
+    detect_s = time.perf_counter() - started
+    if not scored:
+        return None
+    found = len(scored)
+    scored = sorted(scored, key=lambda bs: bs[0][2] * bs[0][3], reverse=True)
+    scored = scored[: face.max_faces]
+    boxes = [box for box, _ in scored]
+    strengths = [strength for _, strength in scored]
+    primary = choose_primary(boxes, width, height, face.primary, strengths)
+    return FrameFaces(boxes, primary, found, detect_s, (width, height))
 
 
 class FaceEncoder(TransformersEncoder):
@@ -322,32 +349,20 @@ class FaceEncoder(TransformersEncoder):
     def preprocess(self, items: Sequence[VideoFrame | np.ndarray]) -> Prepared:
         assert self.detector is not None
         prepared = Prepared()
-        frames: dict[int, _FrameFaces] = {}
+        frames: dict[int, FrameFaces] = {}
         for index, item in enumerate(items):
             try:
                 image = to_rgb_uint8(item)
             except ValueError as exc:
                 prepared.skipped[index] = str(exc)
                 continue
-            height, width = image.shape[:2]
-            started = time.perf_counter()
-            detect_scored = getattr(self.detector, "detect_scored", None)
-            if detect_scored is not None:
-                scored = detect_scored(image)
-            else:
-                scored = [(box, 1.0) for box in self.detector.detect(image)]
-            detect_s = time.perf_counter() - started
-            if not scored:
+            located = locate_faces(self.detector, image, self.face)
+            if located is None:
                 prepared.skipped[index] = NO_FACE
                 continue
-            found = [box for box, _ in scored]
-            scored.sort(key=lambda bs: bs[0][2] * bs[0][3], reverse=True)
-            scored = scored[: self.face.max_faces]
-            boxes = [box for box, _ in scored]
-            strengths = [strength for _, strength in scored]
-            primary = choose_primary(boxes, width, height, self.face.primary, strengths)
-            frames[index] = _FrameFaces(boxes, primary, len(found), detect_s, (width, height))
-            for box in boxes:
+            frames[index] = located
+            width, height = located.size
+            for box in located.boxes:
                 prepared.add(index, crop(image, expand_box(box, self.face.margin, width, height)))
         prepared.extra["frames"] = frames
         return prepared
@@ -364,7 +379,7 @@ class FaceEncoder(TransformersEncoder):
     ) -> list[EncoderOutput]:
         assert self.label_map is not None
         per_item = latency_s / max(1, len(items))
-        frames: dict[int, _FrameFaces] = prepared.extra.get("frames", {})
+        frames: dict[int, FrameFaces] = prepared.extra.get("frames", {})
         classify_s = float(prepared.extra.get("classify_s", 0.0))
         n_rows = max(1, len(prepared.rows))
         owners = np.asarray(prepared.owners, dtype=int)
