@@ -49,7 +49,9 @@ INPUT_SIZE = 64
 DEFAULT_CROP_MARGIN = 0.1
 
 
-def face_inputs(image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], margin: float):
+def face_inputs(
+    image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], margin: float
+) -> np.ndarray:
     """The model's input for each face box of an RGB uint8 image: N x 64 x 64 uint8
     grayscale crops (the box grown by ``margin`` per side, clipped to the frame)."""
     import cv2
