@@ -75,6 +75,9 @@ class ModelEntry:
     reliability: float = 0.5
     limits: str = ""
     label_overrides: dict[str, str] = field(default_factory=dict)
+    observation: dict[str, list[str]] = field(default_factory=dict)
+    """Catch-all outputs: canonical output label -> the true labels it stands for (the
+    smile detector's "neutral" is really "no smile"); see emoapp.core.observation."""
 
     @property
     def baseline(self) -> bool:

@@ -9,9 +9,12 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from emoapp.core.errors import EmoappError
-from emoapp.core.fusion import RULES, FusionConfig
+from emoapp.core.fusion import RULE_ALIASES, FusionConfig
 from emoapp.core.messages import Modality
+from emoapp.core.observation import ObservationModel
 from emoapp.encoders.base import Encoder
 from emoapp.encoders.factory import (
     RuntimeOptions,
@@ -61,9 +64,10 @@ def add_fusion_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("fusion")
     group.add_argument(
         "--fusion-rule",
-        choices=RULES,
+        choices=sorted(RULE_ALIASES),
         default="weighted",
-        help="weighted mean (default) or product of experts",
+        help="how the modalities' full posteriors are pooled: weighted (= linear, the "
+        "default: a weighted mean) or product (= loglinear: a weighted product of experts)",
     )
     group.add_argument(
         "--weights",
@@ -77,15 +81,30 @@ def add_fusion_options(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="exponential smoothing time constant of the fused estimate (0: off)",
     )
+    group.add_argument(
+        "--hysteresis",
+        type=float,
+        default=None,
+        metavar="MARGIN",
+        help="the shown label changes only when another label leads it by this much "
+        "(0: off); rows keep the raw estimate beside it",
+    )
 
 
-def fusion_config(args: argparse.Namespace, default_smoothing: float = 0.0) -> FusionConfig:
+def fusion_config(
+    args: argparse.Namespace, default_smoothing: float = 0.0, default_hysteresis: float = 0.0
+) -> FusionConfig:
     """The fusion settings for a run. Reliability per modality comes, in order of
     precedence, from --weights, the profile's fitted ``[fusion]`` table, the registry's
     prior for the chosen model, and the built-in defaults; temperatures from the profile."""
     config = FusionConfig(
         rule=args.fusion_rule,
         smoothing_s=default_smoothing if args.smoothing is None else args.smoothing,
+        hysteresis=(
+            default_hysteresis
+            if getattr(args, "hysteresis", None) is None
+            else float(args.hysteresis)
+        ),
     )
     fitted = _profile_fusion(args)
     set_by_hand: set[Modality] = set()
@@ -107,6 +126,17 @@ def fusion_config(args: argparse.Namespace, default_smoothing: float = 0.0) -> F
     for modality, spec in choose_models(args).specs.items():
         if spec is not None and spec.reliability is not None and modality not in set_by_hand:
             config.model_reliability[spec.model] = spec.reliability
+        if spec is not None and spec.entry is not None and spec.entry.observation:
+            config.observation[spec.model] = ObservationModel(
+                covers=spec.entry.observation, source="registry"
+            )
+    for model_id, rows in dict(fitted.get("observation", {})).items():
+        try:
+            config.observation[str(model_id)] = ObservationModel(
+                matrix=np.asarray(rows, dtype=float), source="fitted"
+            )
+        except ValueError as exc:
+            raise EmoappError(f"the profile's observation model for {model_id}: {exc}") from exc
     return config
 
 

@@ -50,6 +50,7 @@ FUSED_KEYS = (
     "rule",
     "disagreement",
     "disagree",
+    "raw",
 )
 ENTRY_SCORE_KEYS = (
     "t",
@@ -59,6 +60,8 @@ ENTRY_SCORE_KEYS = (
     "probs",
     "weight",
     "contribution",
+    "support",
+    "posterior",
     "model",
     "baseline",
     "faces",

@@ -11,8 +11,9 @@ format. A row is a JSON-ready dict::
         "label": "happy", "confidence": 0.62,
         "probs": {"neutral": ..., ..., "surprised": ...},   # all 7 labels, summing to 1
         "valence": 0.81, "arousal": 0.66,
-        "rule": "weighted", "disagreement": 0.12, "disagree": false
-      },
+        "rule": "weighted", "disagreement": 0.12, "disagree": false,
+        "raw": {"label": "sad", "probs": {...}}   # the pooled estimate before smoothing
+      },                                         # and hysteresis (equal when both are off)
       "abstained": "no modality has a prediction",          # only when "fused" is null
       "modalities": {
         "face":  {...} | null,                   # null: absent, or no usable prediction now
@@ -30,7 +31,10 @@ A modality entry describes the prediction the fuser used at this step::
      "probs": {...},          # only the labels the model can express (its mask); the
                               # others are absent, not 0: the model casts no vote on them
      "weight": 0.64,          # raw fusion weight (prior x confidence x age decay)
-     "contribution": 0.55,    # share of the total weight at this step
+     "contribution": 0.55,    # its share of the pool (the weights, normalised)
+     "support": 0.71,         # its share of the fused probability of the shown label
+     "posterior": {...},      # all 7 labels: its prediction expanded by its observation
+                              # model, as the fuser pooled it
      "model": "trpakov/vit-face-expression", "baseline": false}
 
 plus, for ``face``, ``faces``: every face found in the frame (``box`` [x, y, w, h] in
@@ -117,6 +121,8 @@ def prediction_entry(
     weight: float | None,
     contribution: float | None,
     origin: float = 0.0,
+    support: float | None = None,
+    posterior: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """The row entry of one modality's prediction (times relative to ``origin``)."""
     entry: dict[str, Any] = {
@@ -126,6 +132,8 @@ def prediction_entry(
         "probs": probs_by_label(prediction.probs, prediction.mask),
         "weight": _num(weight),
         "contribution": _num(contribution),
+        "support": _num(support),
+        "posterior": probs_by_label(posterior) if posterior is not None else None,
         "model": prediction.model_id,
         "baseline": bool(prediction.baseline),
     }
@@ -187,6 +195,12 @@ def row_from_estimate(
             "rule": estimate.rule,
             "disagreement": _num(estimate.disagreement),
             "disagree": bool(estimate.disagree),
+            "raw": {
+                "label": estimate.raw_label or estimate.label,
+                "probs": probs_by_label(
+                    estimate.raw_probs if estimate.raw_probs is not None else estimate.probs
+                ),
+            },
         }
     modalities: dict[str, Any] = {}
     row_notes: dict[str, str] = {}
@@ -201,6 +215,8 @@ def row_from_estimate(
                 estimate.weights.get(modality),
                 estimate.contributions.get(modality),
                 origin,
+                estimate.support.get(modality),
+                estimate.posteriors.get(modality),
             )
         derived = _derived_note(modality, outputs.get(modality), estimate)
         if derived:
@@ -223,6 +239,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "arousal",
     "disagreement",
     "disagree",
+    "fused_raw_label",
     "abstained",
     *(
         column
@@ -232,6 +249,7 @@ CSV_COLUMNS: tuple[str, ...] = (
             f"{m.value}_confidence",
             f"{m.value}_weight",
             f"{m.value}_contribution",
+            f"{m.value}_support",
             *(f"{m.value}_{label}" for label in CANONICAL_LABELS),
             f"{m.value}_model",
         )
@@ -258,13 +276,14 @@ def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
         flat["arousal"] = fused["arousal"]
         flat["disagreement"] = fused["disagreement"]
         flat["disagree"] = int(bool(fused["disagree"]))
+        flat["fused_raw_label"] = (fused.get("raw") or {}).get("label")
     else:
         flat["abstained"] = row.get("abstained", "")
     for m in MODALITIES:
         entry = (row.get("modalities") or {}).get(m.value)
         if not entry:
             continue
-        for key in ("label", "confidence", "weight", "contribution", "model"):
+        for key in ("label", "confidence", "weight", "contribution", "support", "model"):
             flat[f"{m.value}_{key}"] = entry.get(key)
         for label in CANONICAL_LABELS:
             flat[f"{m.value}_{label}"] = entry["probs"].get(label)

@@ -18,7 +18,7 @@ import pytest
 
 from emoapp.capture.media import TruncatedMediaError
 from emoapp.cli import main
-from emoapp.core.fusion import FusionConfig, combine
+from emoapp.core.fusion import FusionConfig, combine, expand
 from emoapp.core.messages import Modality, ModalityPrediction
 from emoapp.core.taxonomy import CANONICAL_LABELS
 from emoapp.runtime.analyze import (
@@ -89,9 +89,9 @@ def assert_follows_fusion(row: dict, config: FusionConfig | None = None) -> None
     assert fused["label"] == CANONICAL_LABELS[int(np.argmax(got))]
     shares = sum(row["modalities"][m.value]["contribution"] for m in predictions)
     assert shares == pytest.approx(1.0, abs=1e-5)
-    if len(predictions) == 1:  # one modality alone: its own distribution
+    if len(predictions) == 1:  # one modality alone: its own (full) posterior
         (only,) = predictions.values()
-        np.testing.assert_allclose(got, only.probs, atol=2e-5)
+        np.testing.assert_allclose(got, expand(only), atol=2e-5)
 
 
 # --- the sample video, all three modalities ---------------------------------------------
@@ -219,7 +219,7 @@ def test_text_alone_prints_one_row(tiny_models, capfd) -> None:
     assert row["t"] == 0.0
     assert row["modalities"]["face"] is None and row["modalities"]["voice"] is None
     text = row["modalities"]["text"]
-    assert row["fused"]["probs"] == pytest.approx(text["probs"], abs=1e-6)
+    assert row["fused"]["probs"] == pytest.approx(text["posterior"], abs=1e-6)
     assert row["fused"]["label"] == text["label"]
     assert_follows_fusion(row)
 

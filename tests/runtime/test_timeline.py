@@ -118,9 +118,11 @@ def test_stale_prediction_is_null_with_a_note_and_caller_notes_win() -> None:
     assert "10.0 s old" in row["notes"]["face"]
     assert row["modalities"]["text"] is not None
     assert row["notes"]["text"] == "typed by hand"
-    # With text alone, the fused distribution is the text's.
-    text_probs = row["modalities"]["text"]["probs"]
-    assert row["fused"]["probs"] == pytest.approx(text_probs, abs=1e-6)
+    # With text alone, the fused distribution is the text's posterior, all of it.
+    text_posterior = row["modalities"]["text"]["posterior"]
+    assert row["fused"]["probs"] == pytest.approx(text_posterior, abs=1e-6)
+    assert row["modalities"]["text"]["support"] == pytest.approx(1.0)
+    assert row["fused"]["raw"]["label"] == row["fused"]["label"]
 
 
 def test_flatten_row_for_csv() -> None:
@@ -133,7 +135,9 @@ def test_flatten_row_for_csv() -> None:
     assert list(flat) == list(CSV_COLUMNS)
     assert flat["fused_label"] == "sad" and flat["voice_label"] == "sad"
     assert flat["voice_fearful"] is None  # outside the voice model's mask
-    assert flat["fused_fearful"] == 0.0  # nobody voted on it
+    # A label the voice model cannot say keeps its share of "cannot tell", not 0.
+    assert 0.0 < flat["fused_fearful"] < flat["fused_sad"]
+    assert flat["voice_support"] == pytest.approx(1.0)
     assert flat["face_label"] is None and flat["text_weight"] is None
     assert flat["voice_speech"] == pytest.approx(0.8)
     assert flat["notes"] == "face: no face found"
