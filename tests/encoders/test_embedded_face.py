@@ -301,3 +301,42 @@ def test_evaluate_scores_a_manifest_of_still_images(tmp_path, sample_frames):
     (face,) = [s for s in metrics["systems"] if s["system"] == "face"]
     assert face["n"] == 2  # the blank wall has no face to score
     assert face["accuracy"] == 1.0
+
+
+# --- the conversion script ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def converter():
+    import importlib.util
+
+    path = Path(__file__).parents[2] / "scripts" / "convert_fer_face_model.py"
+    spec = importlib.util.spec_from_file_location("convert_fer_face_model", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_shipped_artefact_is_what_the_script_pins(converter, encoder):
+    """Bumping the fer version or labels in the script without rebuilding the artefact
+    (or the other way round) fails here."""
+    assert encoder.meta["labels"] == converter.LABELS
+    assert encoder.meta["source"]["sha256"] == converter.HDF5_SHA256
+    assert encoder.meta["version"] == f"fer-{converter.FER_VERSION}"
+
+
+def test_labels_are_read_from_fers_source(converter):
+    source = """
+    @staticmethod
+    def _get_labels():
+        return {
+            0: "angry",
+            2: "fear",
+            1: "disgust",
+        }
+
+    def other(self):
+        x = {3: "nope"}
+    """
+    assert converter.labels_in_source(source) == ["angry", "disgust", "fear"]
