@@ -423,6 +423,30 @@ class Fuser:
         return "no usable prediction: " + ", ".join(reasons)
 
 
+def driver_sentence(estimate: FusedEstimate) -> str:
+    """In words, which modality drove the shown label: the one with the largest support
+    for it, with its own label and its share of the weight ("face: neutral, 79% of the
+    weight"); and the raw label when smoothing or hysteresis is holding the shown one."""
+    if estimate.abstained or estimate.label is None or not estimate.inputs:
+        return ""
+    ranked = sorted(estimate.support.items(), key=lambda kv: -kv[1]) or sorted(
+        estimate.contributions.items(), key=lambda kv: -kv[1]
+    )
+    parts = []
+    for modality, _ in ranked:
+        prediction = estimate.inputs.get(modality)
+        if prediction is None:
+            continue
+        share = estimate.contributions.get(modality, 0.0)
+        parts.append(f"{modality.value}: {prediction.label}, {share:.0%} of the weight")
+    sentence = "Driven by " + "; then ".join(parts[:1])
+    if len(parts) > 1:
+        sentence += " (also " + "; ".join(parts[1:]) + ")"
+    if estimate.raw_label is not None and estimate.raw_label != estimate.label:
+        sentence += f". Held steady: the instant estimate is {estimate.raw_label}"
+    return sentence + "."
+
+
 __all__ = [
     "LABEL_INDEX",
     "RULES",
@@ -432,6 +456,7 @@ __all__ = [
     "calibrated",
     "combine",
     "disagreement",
+    "driver_sentence",
     "expand",
     "pool",
     "pool_batch",

@@ -19,6 +19,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from emoapp.core.messages import Modality
 from emoapp.core.taxonomy import CANONICAL_LABELS
 from emoapp.encoders.base import EncoderInfo
@@ -52,6 +54,18 @@ class ModelCard:
     source: str = ""
     label_mapping: list[tuple[str, str]] = field(default_factory=list)
     """(model label, canonical label or ``ignore``), in the model's order."""
+    observation: dict[str, list[str]] = field(default_factory=dict)
+    """Catch-all outputs from the registry (output -> the true labels it stands for)."""
+
+    @property
+    def cannot_tell_apart(self) -> list[list[str]]:
+        """Groups of true labels the model cannot distinguish, by its observation model."""
+        from emoapp.core.observation import ObservationModel
+
+        mask = np.array([label in self.can_express for label in CANONICAL_LABELS])
+        if not mask.any():
+            return []
+        return ObservationModel(covers=self.observation).cannot_tell_apart(mask)
 
     @property
     def can_express(self) -> list[str]:
@@ -96,6 +110,7 @@ def model_card(info: EncoderInfo) -> ModelCard:
         reported=entry.reported,
         architecture=entry.architecture,
         revision=info.revision or entry.revision,
+        observation=dict(entry.observation),
     )
 
 
@@ -124,9 +139,12 @@ def format_model_card(card: ModelCard) -> str:
     if card.cannot_express:
         lines += [
             "",
-            f"Casts no vote on: {', '.join(card.cannot_express)} (absent from the estimate, "
-            "not counted as zero).",
+            f"Cannot say: {', '.join(card.cannot_express)}. Fusion reads its outputs as "
+            "evidence about all seven labels: what it cannot say keeps a share of its "
+            "'cannot tell', neither zero nor its raw output.",
         ]
+    for group in card.cannot_tell_apart:
+        lines += ["", f"Cannot tell apart: {', '.join(group)} (one output stands for all of them)."]
     return "\n".join(lines) + "\n"
 
 

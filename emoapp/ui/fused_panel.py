@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from emoapp.core.fusion import FusionConfig
+from emoapp.core.fusion import FusionConfig, driver_sentence
 from emoapp.core.messages import FusedEstimate, Modality
 from emoapp.core.taxonomy import LABEL_INDEX
 from emoapp.ui.style import CAVEAT, LABEL_COLORS, MODALITY_COLORS, MODALITY_TITLES, WARNING_COLOR
@@ -153,7 +153,12 @@ class FusedPanel(QGroupBox):
         self.headline.setStyleSheet(f"color: {LABEL_COLORS.get(estimate.label or '', '')};")
         valence = "—" if estimate.valence is None else f"{estimate.valence:.2f}"
         arousal = "—" if estimate.arousal is None else f"{estimate.arousal:.2f}"
-        self.subline.setText(f"valence {valence} · arousal {arousal} (0–1) · {estimate.rule} rule")
+        rule = {"weighted": "linear pool", "product": "log-linear pool"}.get(
+            estimate.rule, estimate.rule
+        )
+        self.subline.setText(
+            f"valence {valence} · arousal {arousal} (0–1) · {rule}\n{driver_sentence(estimate)}"
+        )
         self.bars.setEnabled(True)
         self.bars.set_distribution(estimate.probs)
         self.circumplex.set_point(estimate.valence, estimate.arousal)

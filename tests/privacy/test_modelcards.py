@@ -31,7 +31,12 @@ def test_a_baseline_card_carries_the_registry_facts_and_its_labels():
     text = format_model_card(card)
     assert f"**Licence:** {entry.license}" in text
     assert f"**Known limits and caveats:** {entry.limits}" in text
-    assert "- happy → happy" in text and "Casts no vote on: sad" in text
+    assert "- happy → happy" in text and "Cannot say: sad" in text
+    # Its "neutral" is really "no smile": the card says what it cannot tell apart.
+    assert card.cannot_tell_apart == [
+        ["neutral", "sad", "angry", "fearful", "disgusted", "surprised"]
+    ]
+    assert "Cannot tell apart: neutral, sad, angry, fearful, disgusted, surprised" in text
 
 
 def test_a_hub_model_is_found_by_its_id_and_shows_its_mapping():

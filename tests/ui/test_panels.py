@@ -62,6 +62,18 @@ def test_fused_panel_shows_label_contributions_and_caveat(qtbot):
     assert panel.caveat.text() == CAVEAT
 
 
+def test_fused_panel_says_in_words_which_modality_drove_the_label(qtbot):
+    panel = FusedPanel()
+    qtbot.addWidget(panel)
+    # A neutral face with most of the weight beside a voice that says happy.
+    estimate = fused(prediction(FACE, "neutral", p=0.92), prediction(VOICE, "happy", p=0.43))
+    panel.show_estimate(estimate)
+    share = estimate.contributions[FACE]
+    assert panel.headline.text().startswith("neutral")
+    assert f"Driven by face: neutral, {share:.0%} of the weight" in panel.subline.text()
+    assert "voice: happy" in panel.subline.text()
+
+
 def test_fused_panel_warns_when_modalities_disagree(qtbot):
     panel = FusedPanel()
     qtbot.addWidget(panel)
