@@ -194,7 +194,7 @@ def _float_or_none(value: str | None) -> float | None:
 # --- RAVDESS --------------------------------------------------------------------------
 
 RAVDESS_NAME: Final[re.Pattern[str]] = re.compile(
-    r"^(0[1-3])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d\d)\.(mp4|wav)$", re.IGNORECASE
+    r"^(0[1-3])-(0[12])-(0[1-8])-(0[12])-(0[12])-(0[12])-(\d\d)\.(mp4|wav|flac)$", re.IGNORECASE
 )
 RAVDESS_EMOTIONS: Final[dict[str, str]] = {
     "01": "neutral",
