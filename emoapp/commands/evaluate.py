@@ -68,6 +68,29 @@ def _where(value: str) -> tuple[str, tuple[str, ...]]:
         raise argparse.ArgumentTypeError(str(error)) from error
 
 
+def _modality(name: str) -> Modality:
+    try:
+        return Modality(name.strip().lower())
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(
+            f"{name!r} is not a modality (face, voice, text)"
+        ) from error
+
+
+def _pair(value: str) -> tuple[Modality, Path]:
+    name, sep, path = value.partition("=")
+    if not sep or not path.strip():
+        raise argparse.ArgumentTypeError(f"{value!r} is not MODALITY=SET (e.g. voice=DIR)")
+    return _modality(name), Path(path.strip()).expanduser()
+
+
+def _pair_where(value: str) -> tuple[Modality, tuple[str, tuple[str, ...]]]:
+    name, sep, rest = value.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"{value!r} is not MODALITY:COL=V,V")
+    return _modality(name), _where(rest)
+
+
 def _modalities(value: str) -> list[Modality]:
     out = []
     for part in value.split(","):
@@ -98,7 +121,13 @@ def register(subparsers: Any) -> None:
             "labelled, displayed expression, not of feelings."
         ),
     )
-    parser.add_argument("dataset", type=Path, metavar="DATASET", help="dataset folder or file")
+    parser.add_argument(
+        "dataset",
+        type=Path,
+        nargs="?",
+        metavar="DATASET",
+        help="dataset folder or file (or give --pair sets instead)",
+    )
     parser.add_argument(
         "--format", choices=("auto", *FORMATS), default="auto", help="dataset layout (auto)"
     )
@@ -145,6 +174,30 @@ def register(subparsers: Any) -> None:
         default=1000,
         metavar="N",
         help="bootstrap resamples for the intervals (1000; 0: none)",
+    )
+    paired = parser.add_argument_group(
+        "paired evaluation (unimodal labelled sets, label-matched into tuples)"
+    )
+    paired.add_argument(
+        "--pair",
+        type=_pair,
+        action="append",
+        default=[],
+        metavar="MODALITY=SET",
+        help="a labelled set for one modality, e.g. --pair voice=../shared/data/ravdess "
+        "--pair text=../shared/data/goemotions/test.tsv; two or three of them draw "
+        "label-matched tuples and score each modality, every combination and the fusion",
+    )
+    paired.add_argument(
+        "--pair-where",
+        type=_pair_where,
+        action="append",
+        default=[],
+        metavar="MODALITY:COL=V,V",
+        help="like --where, for one --pair set (e.g. voice:actor=15-18)",
+    )
+    paired.add_argument(
+        "--pairs", type=_count, default=1000, metavar="N", help="tuples to draw (1000)"
     )
     media = parser.add_argument_group("media")
     media.add_argument(
@@ -273,6 +326,14 @@ def run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"emoapp: {message}", file=sys.stderr)
 
+    if args.pair:
+        if args.dataset is not None:
+            raise EmoappError("give either a DATASET or --pair sets, not both")
+        return run_paired(args)
+    if args.dataset is None:
+        raise EmoappError("give a DATASET to evaluate (or --pair MODALITY=SET two or three times)")
+    if args.pair_where:
+        raise EmoappError("--pair-where goes with --pair sets; use --where for a DATASET")
     if args.fit and args.report is None and args.fit_profile is None:
         raise EmoappError("--fit writes a profile: give --report DIR (or --fit-profile FILE)")
     # Everything about the dataset is checked before a model loads.
@@ -350,4 +411,79 @@ def run(args: argparse.Namespace) -> int:
             f"profile written to {result.fit.profile_path}; use it with --profiles-file "
             f"{result.fit.profile_path} --profile {fit_options.profile_name}"
         )
+    return 0
+
+
+def run_paired(args: argparse.Namespace) -> int:
+    """``emoapp evaluate --pair M=SET ...``: label-matched tuples from unimodal sets."""
+    from emoapp.encoders.voice import VoiceConfig
+    from emoapp.evaluation.datasets import filter_items, read_dataset
+    from emoapp.evaluation.paired import draw_pairs, score_pairs
+    from emoapp.evaluation.predict import PredictionCache, PredictionSettings, Predictor
+    from emoapp.evaluation.report import write_paired_report
+    from emoapp.evaluation.runner import CACHE_NAME
+    from emoapp.evaluation.scoring import FusionSetup
+
+    sets: dict[Modality, Path] = {}
+    for modality, path in args.pair:
+        if modality in sets:
+            raise EmoappError(f"--pair {modality.value} given twice")
+        sets[modality] = path
+    if len(sets) < 2:
+        raise EmoappError("a paired evaluation needs --pair for at least two modalities")
+    if args.fit:
+        raise EmoappError("--fit is not available with --pair (fit on a real dataset)")
+    datasets = {}
+    for modality, path in sets.items():
+        dataset = read_dataset(path, "auto", None, None, args.seed)
+        filter_items(dataset, [w for m, w in args.pair_where if m is modality])
+        if not dataset.items:
+            raise EmoappError(f"--pair {modality.value}={path}: no items left")
+        datasets[modality] = dataset
+    unknown = {m for m, _ in args.pair_where} - set(sets)
+    if unknown:
+        raise EmoappError(
+            f"--pair-where names {', '.join(m.value for m in unknown)}: no such --pair"
+        )
+    pairs = draw_pairs(datasets, args.pairs, args.seed)
+    defaults = VoiceConfig()
+    voice = VoiceConfig(
+        window_s=args.window or defaults.window_s,
+        hop_s=args.hop or defaults.hop_s,
+        vad=args.vad or defaults.vad,
+    )
+    loaded = load_encoders(args, set(sets), {Modality.VOICE: voice}, strict=True)
+    missing = set(sets) - set(loaded.encoders)
+    if missing:
+        raise EmoappError(
+            "no model for " + ", ".join(m.value for m in missing) + " (switched off?)"
+        )
+    settings = PredictionSettings(
+        face_fps=args.face_fps,
+        max_frames=max(1, args.max_frames),
+        voice_window_s=voice.window_s,
+        voice_hop_s=voice.hop_s,
+    )
+    cache_path = None if args.report is None else args.report / CACHE_NAME
+    predictions = {}
+    with PredictionCache(cache_path) as cache:
+        for modality, encoder in loaded.encoders.items():
+            members = {p.members[modality].id: p.members[modality] for p in pairs}
+            if not args.quiet:
+                print(
+                    f"emoapp: {modality.value}: {len(members)} items of {datasets[modality].name}"
+                    f" ({encoder.model_id})",
+                    file=sys.stderr,
+                )
+            run = Predictor(
+                {modality: encoder}, cache, settings, not args.quiet and sys.stderr.isatty()
+            ).run(list(members.values()))
+            predictions[modality] = run.predictions[modality]
+    setup = FusionSetup(fusion_config(args), {})
+    result = score_pairs(pairs, predictions, setup, args.bootstrap, args.seed)
+    result.sets = {m: d.name for m, d in datasets.items()}
+    models = {m: e.model_id for m, e in loaded.encoders.items()}
+    command = "emoapp " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else ""
+    text = write_paired_report(result, models, args.report, command)
+    print(text)
     return 0

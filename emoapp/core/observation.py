@@ -176,8 +176,8 @@ def fit_observation(
     gold = np.asarray(gold, dtype=np.int64)
     if probs.ndim != 2 or probs.shape[1] != NUM_LABELS or len(probs) != len(gold):
         raise ValueError("fit_observation needs probs (n, 7) and gold (n,)")
-    mask = np.asarray(masks, dtype=bool)
-    mask = mask.any(axis=0) if mask.ndim == 2 else mask
+    given = np.asarray(masks, dtype=bool)
+    mask: np.ndarray = np.asarray(given.any(axis=0) if given.ndim == 2 else given)
     base_matrix = (base or DEFAULT_OBSERVATION).matrix_for(mask)
     counts = np.zeros((NUM_LABELS, NUM_LABELS))
     np.add.at(counts.T, gold, probs)  # counts[:, j] += probs of units with gold j

@@ -553,3 +553,82 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Modality):
         return value.value
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+# --- paired evaluation ------------------------------------------------------------------
+
+
+def write_paired_report(
+    result: Any, models: dict[Modality, str], directory: Path | None, command: str = ""
+) -> str:
+    """The paired evaluation's table (returned, for stdout) and, with ``directory``, its
+    README.md and metrics.json there."""
+    from emoapp.evaluation.paired import INDEPENDENCE_NOTE
+
+    rows = []
+    for s in result.scores:
+        r = s.report
+        rows.append(
+            [
+                _system_label(s),
+                str(r.n),
+                _f(r.accuracy) + _ci(r.accuracy_ci),
+                _f(r.macro_f1) + _ci(r.macro_f1_ci),
+                _f(r.ece),
+            ]
+        )
+    table = _table(
+        ["system", "pairs scored", "accuracy [95% CI]", "macro-F1 [95% CI]", "ECE"], rows
+    )
+    gain = result.gain
+    gain_line = ""
+    if gain is not None:
+        gain_line = (
+            f"Fused ({gain.fused}) minus the best single modality ({gain.best_single}), "
+            f"macro-F1: {gain.difference:+.3f}{_ci(gain.interval)} (paired bootstrap over "
+            "the same resampled tuples)."
+        )
+    lines = [
+        "# Paired evaluation",
+        "",
+        f"{result.pairs} label-matched tuples over {', '.join(result.labels)} "
+        "(each label drawn with equal chance).",
+        "",
+        "Sets: " + "; ".join(f"{m.value}: {name}" for m, name in result.sets.items()),
+        "",
+        "Models: " + "; ".join(f"{m.value}: {mid}" for m, mid in models.items()),
+        "",
+        *table,
+        "",
+    ]
+    if gain_line:
+        lines += [gain_line, ""]
+    lines += [f"**{INDEPENDENCE_NOTE}**", ""]
+    if command:
+        lines += ["Reproduce with:", "", "```", command, "```", ""]
+    text = "\n".join(lines)
+    if directory is not None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / "README.md").write_text(text, encoding="utf-8")
+        payload = {
+            "kind": "paired",
+            "pairs": result.pairs,
+            "labels": result.labels,
+            "sets": {m.value: name for m, name in result.sets.items()},
+            "models": {m.value: mid for m, mid in models.items()},
+            "systems": [_score_json(s) for s in result.scores],
+            "gain": None
+            if gain is None
+            else {
+                "fused": gain.fused,
+                "best_single": gain.best_single,
+                "macro_f1_difference": gain.difference,
+                "ci95": _interval_json(gain.interval),
+            },
+            "note": INDEPENDENCE_NOTE,
+            "command": command,
+        }
+        (directory / "metrics.json").write_text(
+            json.dumps(payload, indent=2, default=_json_default), encoding="utf-8"
+        )
+    return text
