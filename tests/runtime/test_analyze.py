@@ -394,3 +394,34 @@ def test_out_may_not_overwrite_an_input(samples, tmp_path, capfd) -> None:
     assert main(["analyze", str(media), "--out", str(media)]) == 2
     assert "is an input file" in capfd.readouterr().err
     assert media.read_bytes() == (samples / "speech.wav").read_bytes()
+
+
+def test_bundled_sample_on_the_baseline_profile_fuses_to_what_the_strong_face_says(
+    samples, tmp_path
+) -> None:
+    """Issue 12's case: at t=7.0 the smile detector says happy with most of the weight and
+    the lexicon says fearful; the fused label must be happy (it was fearful before the
+    smile detector's "no smile" was read as six labels, not as neutral)."""
+    import contextlib
+    import io
+
+    out = tmp_path / "timeline.jsonl"
+    argv = [
+        "analyze",
+        str(samples / "face_speech.mp4"),
+        "--transcript",
+        str(samples / "speech.srt"),
+        "--profile",
+        "baseline",
+        "--out",
+        str(out),
+    ]
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(argv) == 0
+    rows = {row["t"]: row for row in read_timeline(out)}
+    row = rows[7.0]
+    assert row["modalities"]["face"]["label"] == "happy"
+    assert row["modalities"]["text"]["label"] == "fearful"
+    assert row["fused"]["label"] == "happy"
+    # Fearful is never fused above what the only model that says it gave it.
+    assert row["fused"]["probs"]["fearful"] <= row["modalities"]["text"]["probs"]["fearful"]
