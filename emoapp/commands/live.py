@@ -189,7 +189,10 @@ def run(args: argparse.Namespace) -> int:
     from emoapp.runtime.timeline import TimelineWriter
 
     writer = TimelineWriter(args.out) if args.out else None
-    config = fusion_config(args)
+    from emoapp.core.fusion import DISPLAY_HYSTERESIS, DISPLAY_SMOOTHING_S
+
+    # A live estimate is read as it happens: steady it by default (rows keep the raw one).
+    config = fusion_config(args, DISPLAY_SMOOTHING_S, DISPLAY_HYSTERESIS)
     loaded = load_encoders(args, modalities=set(runnable), strict=False)
     if not loaded.encoders:
         reasons = "; ".join(f"{m.value}: {why}" for m, why in loaded.failures.items())

@@ -76,6 +76,13 @@ product (log-linear) pool."""
 
 _EPS = 1e-6
 
+DISPLAY_SMOOTHING_S = 1.0
+"""Smoothing time constant the window and ``emoapp live`` show by default (``analyze``
+keeps 0); chosen with ``scripts/measure_display.py`` (see the README, Fusion)."""
+DISPLAY_HYSTERESIS = 0.1
+"""Label hysteresis margin the window and ``emoapp live`` use by default (``analyze``
+keeps 0); chosen with ``scripts/measure_display.py``."""
+
 
 def _per_modality(face: float, voice: float, text: float) -> dict[Modality, float]:
     return {Modality.FACE: face, Modality.VOICE: voice, Modality.TEXT: text}
@@ -448,6 +455,8 @@ def driver_sentence(estimate: FusedEstimate) -> str:
 
 
 __all__ = [
+    "DISPLAY_HYSTERESIS",
+    "DISPLAY_SMOOTHING_S",
     "LABEL_INDEX",
     "RULES",
     "Fuser",

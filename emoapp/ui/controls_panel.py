@@ -148,6 +148,13 @@ class ControlsPanel(QWidget):
         self.smoothing_box.setSuffix(" s")
         self.smoothing_box.setToolTip("Time constant of exponential smoothing (0: off)")
         fusion_form.addRow("Smoothing", self.smoothing_box)
+        self.hysteresis_box = QDoubleSpinBox()
+        self.hysteresis_box.setRange(0.0, 0.9)
+        self.hysteresis_box.setSingleStep(0.05)
+        self.hysteresis_box.setToolTip(
+            "The shown label changes only when another label leads it by this much (0: off)"
+        )
+        fusion_form.addRow("Label hysteresis", self.hysteresis_box)
         self.threshold_box = QDoubleSpinBox()
         self.threshold_box.setRange(0.0, 1.0)
         self.threshold_box.setSingleStep(0.05)
@@ -161,7 +168,12 @@ class ControlsPanel(QWidget):
         self._fusion_timer.setInterval(300)
         self._fusion_timer.timeout.connect(lambda: self.fusion_changed.emit(self.fusion()))
         self.rule_box.currentIndexChanged.connect(self._fusion_timer.start)
-        for spin in (*self.weight_boxes.values(), self.smoothing_box, self.threshold_box):
+        for spin in (
+            *self.weight_boxes.values(),
+            self.smoothing_box,
+            self.hysteresis_box,
+            self.threshold_box,
+        ):
             spin.valueChanged.connect(self._fusion_timer.start)
 
         layout = QVBoxLayout(self)
@@ -219,6 +231,7 @@ class ControlsPanel(QWidget):
             self.rule_box,
             *self.weight_boxes.values(),
             self.smoothing_box,
+            self.hysteresis_box,
             self.threshold_box,
         )
         blockers = [QSignalBlocker(w) for w in widgets]
@@ -226,6 +239,7 @@ class ControlsPanel(QWidget):
         for m, spin in self.weight_boxes.items():
             spin.setValue(settings.weights.get(m, _AUTO))
         self.smoothing_box.setValue(settings.smoothing_s)
+        self.hysteresis_box.setValue(settings.hysteresis)
         self.threshold_box.setValue(settings.disagreement_threshold)
         del blockers
 
@@ -234,5 +248,6 @@ class ControlsPanel(QWidget):
             rule=str(self.rule_box.currentData()),
             weights={m: spin.value() for m, spin in self.weight_boxes.items() if spin.value() >= 0},
             smoothing_s=self.smoothing_box.value(),
+            hysteresis=self.hysteresis_box.value(),
             disagreement_threshold=self.threshold_box.value(),
         )

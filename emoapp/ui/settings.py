@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from emoapp.core.fusion import RULES, FusionConfig
+from emoapp.core.fusion import DISPLAY_HYSTERESIS, DISPLAY_SMOOTHING_S, RULES, FusionConfig
 from emoapp.core.messages import Modality
 
 ORGANIZATION = "emoapp"
@@ -36,7 +36,8 @@ class FusionSettings:
 
     rule: str = "weighted"
     weights: dict[Modality, float] = field(default_factory=dict)
-    smoothing_s: float = 0.0
+    smoothing_s: float = DISPLAY_SMOOTHING_S
+    hysteresis: float = DISPLAY_HYSTERESIS
     disagreement_threshold: float = FusionConfig().disagreement_threshold
 
     def apply_to(
@@ -48,6 +49,7 @@ class FusionSettings:
             base,
             rule=self.rule,  # type: ignore[arg-type]  # checked by FusionConfig
             smoothing_s=self.smoothing_s,
+            hysteresis=self.hysteresis,
             disagreement_threshold=self.disagreement_threshold,
             reliability=dict(base.reliability),
             model_reliability=dict(base.model_reliability),
@@ -109,7 +111,10 @@ def load_settings(store: QSettings) -> UiSettings:
         weight = _float(store.value(f"fusion/weight_{m.value}"), -1.0)
         if weight >= 0:  # absent, "auto" or malformed: automatic
             s.fusion.weights[m] = weight
-    s.fusion.smoothing_s = max(0.0, _float(store.value("fusion/smoothing_s"), 0.0))
+    s.fusion.smoothing_s = max(0.0, _float(store.value("fusion/smoothing_s"), DISPLAY_SMOOTHING_S))
+    s.fusion.hysteresis = min(
+        0.9, max(0.0, _float(store.value("fusion/hysteresis"), DISPLAY_HYSTERESIS))
+    )
     s.fusion.disagreement_threshold = min(
         1.0,
         max(
@@ -138,6 +143,7 @@ def save_settings(store: QSettings, s: UiSettings) -> None:
         weight = s.fusion.weights.get(m)
         store.setValue(f"fusion/weight_{m.value}", "auto" if weight is None else float(weight))
     store.setValue("fusion/smoothing_s", float(s.fusion.smoothing_s))
+    store.setValue("fusion/hysteresis", float(s.fusion.hysteresis))
     store.setValue("fusion/disagreement_threshold", float(s.fusion.disagreement_threshold))
     store.setValue("privacy/preview_mode", s.preview_mode)
     store.setValue("session/enabled", ",".join(sorted(m.value for m in s.enabled)))
