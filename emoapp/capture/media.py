@@ -398,10 +398,11 @@ def iter_audio_chunks(
 
     Any input rate and channel count is resampled to ``sample_rate`` and downmixed to mono
     (channel average); with ``channel`` (0-based), that channel alone is kept instead (a
-    call recorded one speaker per channel). A file with fewer channels raises MediaError. ``t`` is the media time of each chunk's first sample; consecutive
-    chunks are contiguous (``next.t == previous.end`` up to float rounding) and all are
-    exactly ``chunk_s`` long except the last, which holds the rest. Memory stays bounded by
-    a chunk plus one decoded frame, whatever the file's length. Samples before media time 0
+    call recorded one speaker per channel; a file with fewer channels raises MediaError).
+    ``t`` is the media time of each chunk's first sample; consecutive chunks are contiguous
+    (``next.t == previous.end`` up to float rounding) and all are exactly ``chunk_s`` long
+    except the last, which holds the rest. Memory stays bounded by a chunk plus one decoded
+    frame, whatever the file's length. Samples before media time 0
     (codec priming with negative timestamps) are dropped.
 
     Raises MediaError when the file has no audio stream or cannot be opened, and

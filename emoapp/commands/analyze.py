@@ -130,7 +130,7 @@ def register(subparsers: Any) -> None:
         "--speakers",
         choices=("channels",),
         help="channels: each audio channel is one speaker, analysed on its own; every row "
-        "carries \"speaker\" (a mono file is one speaker)",
+        'carries "speaker" (a mono file is one speaker)',
     )
     calls.add_argument(
         "--speaker-names",
@@ -149,8 +149,7 @@ def register(subparsers: Any) -> None:
         "--report",
         type=Path,
         metavar="DIR",
-        help="also write a call report to DIR: report.html (plots per speaker) and "
-        "summary.json",
+        help="also write a call report to DIR: report.html (plots per speaker) and summary.json",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"

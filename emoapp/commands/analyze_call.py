@@ -44,9 +44,7 @@ def run_call(args: argparse.Namespace) -> int:
     if args.report is not None and args.report.exists() and not args.report.is_dir():
         raise EmoappError(f"--report {args.report}: is a file; give a folder")
     names = parse_names(args.speaker_names)
-    plan = plan_call(
-        args.media, args.transcript, names, by_channels=args.speakers == "channels"
-    )
+    plan = plan_call(args.media, args.transcript, names, by_channels=args.speakers == "channels")
     for warning in plan.warnings:
         note(warning)
     config = AnalysisConfig(
@@ -88,7 +86,9 @@ def run_call(args: argparse.Namespace) -> int:
     if args.report is not None:
         from emoapp.reports.call_report import write_call_report
 
-        html = write_call_report(result, Path(args.report), {m.value: e.model_id for m, e in loaded.encoders.items()})
+        html = write_call_report(
+            result, Path(args.report), {m.value: e.model_id for m, e in loaded.encoders.items()}
+        )
         note(f"call report: {html} (and summary.json beside it)")
     truncated = next((s.truncated for s in result.summaries.values() if s.truncated), None)
     if truncated is not None:

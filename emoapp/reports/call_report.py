@@ -100,7 +100,11 @@ def label_shares(
     during = [r for r in fused if _in_speech(r["t"], segments)] if segments else fused
     counts = Counter(r["fused"]["label"] for r in during)
     total = sum(counts.values())
-    return {label: round(counts[label] / total, 4) for label in CANONICAL_LABELS if counts[label]} if total else {}
+    return (
+        {label: round(counts[label] / total, 4) for label in CANONICAL_LABELS if counts[label]}
+        if total
+        else {}
+    )
 
 
 def summarize_call(result: CallResult, models: dict[str, str] | None = None) -> dict[str, Any]:
@@ -325,9 +329,7 @@ def render_html(result: CallResult, summary: dict[str, Any]) -> str:
         )
         parts.append("</div><div><h3>Where valence drops most</h3>")
         if figures["valence_drops"]:
-            parts.append(
-                "<table><tr><th>#</th><th>at</th><th>valence</th><th>fall</th></tr>"
-            )
+            parts.append("<table><tr><th>#</th><th>at</th><th>valence</th><th>fall</th></tr>")
             for number, drop in enumerate(figures["valence_drops"], start=1):
                 parts.append(
                     f"<tr><td>{number}</td><td>{_fmt_time(drop['t'])}</td>"

@@ -160,9 +160,7 @@ def speech_segments(
             segments[-1][1] = end
         else:
             segments.append([start, end])
-    return [
-        (round(s, 3), round(e, 3)) for s, e in segments if e - s >= min_segment_s - _EPS
-    ]
+    return [(round(s, 3), round(e, 3)) for s, e in segments if e - s >= min_segment_s - _EPS]
 
 
 def overlap_s(a: Sequence[tuple[float, float]], b: Sequence[tuple[float, float]]) -> float:
@@ -262,9 +260,7 @@ def plan_call(
         slots = [None]
     if len(names) > len(slots):
         unused = ", ".join(names[len(slots) :])
-        warnings.append(
-            f"{len(names)} speaker names for {len(slots)} channel(s): {unused} unused"
-        )
+        warnings.append(f"{len(names)} speaker names for {len(slots)} channel(s): {unused} unused")
     speakers = [
         CallSpeaker(
             names[i] if i < len(names) else f"speaker {i + 1}",
@@ -318,8 +314,7 @@ def _mean(values: Sequence[float | None]) -> float | None:
 def _mean_probs(dists: Sequence[dict[str, float | None]]) -> dict[str, float]:
     labels = [label for label in CANONICAL_LABELS if any(label in d for d in dists)]
     return {
-        label: round(float(np.mean([d.get(label) or 0.0 for d in dists])), 6)
-        for label in labels
+        label: round(float(np.mean([d.get(label) or 0.0 for d in dists])), 6) for label in labels
     }
 
 
@@ -383,6 +378,12 @@ def utterance_row(
 # --- the run -------------------------------------------------------------------------------
 
 
+def _note(on_note: Callable[[str], None] | None, who: str, message: str) -> None:
+    """Pass an analysis note on, naming the speaker; "audio only" is what a call is."""
+    if on_note is not None and not message.endswith("audio only; no faces to analyse"):
+        on_note(f"{who}: {message}")
+
+
 @dataclass
 class CallResult:
     """Per speaker: the analysis summary and the fixed-step rows (for utterances and the
@@ -408,7 +409,9 @@ def analyze_call(
     config = config or AnalysisConfig()
     if config.resume_after is not None:
         raise EmoappError("--resume does not work with a call analysed by speaker")
-    voice_text = {m: e for m, e in encoders.items() if m in (Modality.VOICE, Modality.TEXT)}
+    voice_text: dict[Modality, Encoder] = {
+        m: e for m, e in encoders.items() if m in (Modality.VOICE, Modality.TEXT)
+    }
     result = CallResult(plan=plan, summaries={}, rows={})
     face_note = FACE_NOT_IN_CALLS if plan.info.has_video else NO_VIDEO_NOTE
     info = dataclasses.replace(plan.info, has_video=False)
@@ -429,6 +432,11 @@ def analyze_call(
             entries=sorted(speaker.entries, key=lambda e: e.t),
             notes={Modality.FACE: face_note},
         )
+        who = speaker.label()
+
+        def speaker_note(message: str, who: str = who) -> None:
+            _note(on_note, who, message)
+
         result.summaries[speaker.name] = analyze(
             plan.media,
             voice_text,
@@ -436,7 +444,7 @@ def analyze_call(
             dataclasses.replace(config, channel=speaker.channel, transcript=None, text=None),
             on_row=step_row,
             progress=progress,
-            on_note=(lambda message, who=speaker.label(): _note(on_note, who, message)),
+            on_note=speaker_note,
             inputs=inputs,
         )
         if by == "utterance" and on_row is not None:

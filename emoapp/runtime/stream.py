@@ -222,7 +222,9 @@ class EstimateStream:
         try:
             from websockets.asyncio.server import serve
         except ImportError as error:  # pragma: no cover - a declared dependency
-            raise StreamError("the stream needs the websockets package: pip install websockets") from error
+            raise StreamError(
+                "the stream needs the websockets package: pip install websockets"
+            ) from error
         if self._thread is not None:
             raise StreamError("the stream is already running")
         started = threading.Event()
@@ -266,8 +268,12 @@ class EstimateStream:
         if failure:
             self._thread.join(timeout_s)
             self._thread = None
-            error = failure[0]
-            why = error.strerror if isinstance(error, OSError) and error.strerror else error
+            problem = failure[0]
+            why = (
+                problem.strerror
+                if isinstance(problem, OSError) and problem.strerror
+                else str(problem)
+            )
             raise StreamError(f"cannot listen on {self.address.url()}: {why}")
         if self.audit is not None:
             self.audit.stream_started(
@@ -365,7 +371,9 @@ class EstimateStream:
             self._refused += 1
         if self.audit is not None:
             self.audit.stream_client("refused", peer, why)
-        status = HTTPStatus.SERVICE_UNAVAILABLE if why == "too many clients" else HTTPStatus.UNAUTHORIZED
+        status = (
+            HTTPStatus.SERVICE_UNAVAILABLE if why == "too many clients" else HTTPStatus.UNAUTHORIZED
+        )
         response = connection.respond(status, f"emoapp stream: {why}\n")
         if status is HTTPStatus.UNAUTHORIZED:
             response.headers["WWW-Authenticate"] = 'Bearer realm="emoapp"'

@@ -52,12 +52,12 @@ from emoapp.ui.controller import ModelChoiceNote, SessionController, SourceInfo
 from emoapp.ui.controls_panel import SHORTCUT_KEYS, ControlsPanel
 from emoapp.ui.fused_panel import FusedPanel
 from emoapp.ui.indicators import CaptureIndicatorBar
-from emoapp.ui.stream_controller import StreamController
 from emoapp.ui.privacy_controller import PrivacyController
 from emoapp.ui.responsiveness import EventLoopLagMeter
 from emoapp.ui.settings import FusionSettings, UiSettings, load_layout, save_layout, save_settings
 from emoapp.ui.source_keys import key_title
 from emoapp.ui.status_panel import StatusPanel
+from emoapp.ui.stream_controller import StreamController
 from emoapp.ui.style import CAVEAT, MODALITY_TITLES
 from emoapp.ui.timeline_panel import TimelinePanel
 from emoapp.ui.voice_text_panels import TextPanel, VoicePanel
