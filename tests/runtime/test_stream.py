@@ -279,3 +279,46 @@ def test_emoapp_live_streams_the_rows_it_writes(samples: Path, tmp_path: Path, c
     events = [e.event for e in audit.entries()]
     assert events[0] == "stream-started" and "stream-stopped" in events
     assert "tok-123" not in audit.path.read_text()
+
+
+def test_the_documented_example_client_works(stream) -> None:
+    """docs/examples/stream_client.py, run as a person would, prints the rows it gets."""
+    import subprocess
+    import sys
+
+    client = Path(__file__).resolve().parents[2] / "docs" / "examples" / "stream_client.py"
+    process = subprocess.Popen(
+        [sys.executable, str(client), f"ws://127.0.0.1:{stream.port}", "s3cret-token"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_for(lambda: stream.stats().connected == 1, timeout=30)
+        for i in range(3):
+            stream.write(_row(float(i)))
+        assert _wait_for(lambda: stream.stats().messages == 3)
+        stream.stop()
+        out, err = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == 0, err
+    assert out.splitlines() == [
+        f"{i:6.1f} s  valence 0.80  happy 70%, neutral 5%" for i in range(3)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--stream-token", "x"], "--stream-token needs --stream [HOST:]PORT"),
+        (["--stream", "localhost:http"], "the port must be a number"),
+        (["--stream", "8765", "--stream-token", " "], "--stream-token must not be empty"),
+    ],
+)
+def test_live_stream_options_that_do_not_fit(samples: Path, capsys, extra, message) -> None:
+    from emoapp.cli import main
+
+    code = main(["live", "--no-gui", "--mic", str(samples / "speech.wav"), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
