@@ -302,3 +302,17 @@ def test_call_options_that_do_not_fit(samples: Path, capsys, extra, message) -> 
     code = main(["analyze", str(samples / "call.flac"), "--speakers", "channels", *extra])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_one_channel_of_a_stereo_file_is_decoded_alone(tmp_path: Path) -> None:
+    from emoapp.capture.media import iter_audio_chunks
+    from emoapp.core.errors import MediaError
+
+    call = _stereo(tmp_path / "call.wav", LEFT, [])
+    left = np.concatenate([c.samples for c in iter_audio_chunks(call, 8000, channel=0)])
+    right = np.concatenate([c.samples for c in iter_audio_chunks(call, 8000, channel=1)])
+    mixed = np.concatenate([c.samples for c in iter_audio_chunks(call, 8000)])
+    assert np.abs(left).max() > 0.3 and np.abs(right).max() == 0.0
+    np.testing.assert_allclose(mixed, left / 2, atol=1e-4)
+    with pytest.raises(MediaError, match="has 2 audio channel"):
+        next(iter(iter_audio_chunks(call, 8000, channel=2)))
