@@ -32,6 +32,13 @@ What it makes
     The first 2.5 s of the same animation, video only (no audio stream).
 ``transcript.txt``
     A one-line plain-text sample for the text modality.
+``call.flac`` / ``call.vtt``
+    A made-up customer-service call: two espeak-ng voices, the agent on the left
+    channel and the customer on the right, taking turns (one turn overlaps the one
+    before by 0.4 s), 8 kHz stereo FLAC (telephone bandwidth, lossless, so each
+    channel holds one voice only). ``call.vtt`` is its WebVTT transcript with
+    ``<v Agent>`` / ``<v Customer>`` tags and the measured turn times. Make only
+    these two with ``make_samples.py call``.
 
 Licences
 --------
@@ -79,6 +86,19 @@ TRANSCRIPT_TEXT = (
     "forward to it and now I feel so disappointed."
 )
 
+CALL_RATE = 8000
+CALL_VOICES = {"Agent": ("en-gb+f3", 160), "Customer": ("en-us+m3", 150)}
+# (speaker, text, gap before the turn in seconds; negative: overlaps the turn before)
+CALL_TURNS: list[tuple[str, str, float]] = [
+    ("Agent", "Thank you for calling. How can I help you today?", 0.5),
+    ("Customer", "My order never arrived, and I am really angry about it.", 0.4),
+    ("Agent", "I am so sorry to hear that. Let me check your order.", 0.5),
+    ("Customer", "This is the third time. It is terrible, awful service.", -0.4),
+    ("Agent", "I understand. I have sent a new parcel with free express delivery.", 0.6),
+    ("Customer", "Oh, that is great. Thank you so much, I am happy now.", 0.5),
+    ("Agent", "Wonderful. Have a lovely day.", 0.4),
+]
+
 WIDTH, HEIGHT = 480, 360
 FPS = 15
 FACE_ONLY_SECONDS = 2.5
@@ -92,13 +112,13 @@ PAN_X, PAN_Y = 12.0, 6.0  # pixels the crop origin moves over the clip
 
 
 # --------------------------------------------------------------------- audio
-def _espeak(text: str) -> tuple[np.ndarray, int]:
+def _espeak(text: str, voice: str = VOICE, wpm: int = WPM) -> tuple[np.ndarray, int]:
     """Synthesise *text* with espeak-ng; return float32 mono samples, rate."""
     exe = shutil.which("espeak-ng")
     if exe is None:
         sys.exit("espeak-ng not found; install it (apt-get install espeak-ng)")
     wav = subprocess.run(
-        [exe, "-v", VOICE, "-s", str(WPM), "--stdout", text],
+        [exe, "-v", voice, "-s", str(wpm), "--stdout", text],
         check=True,
         capture_output=True,
     ).stdout
@@ -168,6 +188,40 @@ def write_subtitles(cues: list[tuple[float, float, str]]) -> None:
         vtt += [f"{_ts(start, '.')} --> {_ts(end, '.')}", text, ""]
     (OUT_DIR / "speech.srt").write_text("\n".join(srt), encoding="utf-8")
     (OUT_DIR / "speech.vtt").write_text("\n".join(vtt), encoding="utf-8")
+
+
+def make_call() -> list[tuple[float, float, str, str]]:
+    """Write ``call.flac`` (agent left, customer right) and ``call.vtt``; return the
+    turns as [(start_s, end_s, speaker, text), ...]."""
+    speakers = list(CALL_VOICES)
+    turns: list[tuple[int, float, np.ndarray, str, str]] = []
+    pos = 0
+    for speaker, text, gap in CALL_TURNS:
+        voice, wpm = CALL_VOICES[speaker]
+        audio, rate = _espeak(text, voice, wpm)
+        speech = _resample(_trim(audio, rate), rate, CALL_RATE)
+        start = max(0, pos + round(gap * CALL_RATE))
+        turns.append((speakers.index(speaker), start, speech, speaker, text))
+        pos = start + len(speech)
+    total = pos + round(0.5 * CALL_RATE)
+    channels = np.zeros((total, len(speakers)))
+    for channel, start, speech, _, _ in turns:
+        channels[int(start) : int(start) + len(speech), channel] += speech
+    channels = channels / max(np.max(np.abs(channels)), 1e-9) * 0.9
+    pcm = np.round(channels * 32767).astype(np.int16)
+    sf.write(OUT_DIR / "call.flac", pcm, CALL_RATE, format="FLAC", subtype="PCM_16")
+    cues = [
+        (start / CALL_RATE, (start + len(speech)) / CALL_RATE, speaker, text)
+        for _, start, speech, speaker, text in turns
+    ]
+    vtt = ["WEBVTT", ""]
+    for start, end, speaker, text in cues:
+        vtt += [f"{_ts(start, '.')} --> {_ts(end, '.')}", f"<v {speaker}>{text}", ""]
+    (OUT_DIR / "call.vtt").write_text("\n".join(vtt), encoding="utf-8")
+    print(f"call.flac: {total / CALL_RATE:.2f} s, {CALL_RATE} Hz stereo (Agent left)")
+    for start, end, speaker, text in cues:
+        print(f"  {start:6.3f} - {end:6.3f}  {speaker:8s} {text}")
+    return cues
 
 
 # --------------------------------------------------------------------- video
@@ -291,6 +345,9 @@ def check_video(path: Path, expect_audio: bool, expect_seconds: float) -> None:
 
 def main() -> None:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
+    make_call()
+    if sys.argv[1:] == ["call"]:
+        return
 
     pcm, cues = make_speech()
     seconds = len(pcm) / SAMPLE_RATE

@@ -392,15 +392,17 @@ def _downmix(frame_array: np.ndarray) -> np.ndarray:
 
 
 def iter_audio_chunks(
-    path: str | Path, sample_rate: int = 16000, chunk_s: float = 0.5
+    path: str | Path, sample_rate: int = 16000, chunk_s: float = 0.5, channel: int | None = None
 ) -> Iterator[AudioChunk]:
     """Decode the audio track of ``path`` into mono float32 chunks of ``chunk_s`` seconds.
 
     Any input rate and channel count is resampled to ``sample_rate`` and downmixed to mono
-    (channel average). ``t`` is the media time of each chunk's first sample; consecutive
-    chunks are contiguous (``next.t == previous.end`` up to float rounding) and all are
-    exactly ``chunk_s`` long except the last, which holds the rest. Memory stays bounded by
-    a chunk plus one decoded frame, whatever the file's length. Samples before media time 0
+    (channel average); with ``channel`` (0-based), that channel alone is kept instead (a
+    call recorded one speaker per channel; a file with fewer channels raises MediaError).
+    ``t`` is the media time of each chunk's first sample; consecutive chunks are contiguous
+    (``next.t == previous.end`` up to float rounding) and all are exactly ``chunk_s`` long
+    except the last, which holds the rest. Memory stays bounded by a chunk plus one decoded
+    frame, whatever the file's length. Samples before media time 0
     (codec priming with negative timestamps) are dropped.
 
     Raises MediaError when the file has no audio stream or cannot be opened, and
@@ -431,7 +433,14 @@ def iter_audio_chunks(
         def take(arrays: list[np.ndarray]) -> Iterator[AudioChunk]:
             nonlocal emitted, pending_n, skip
             for array in arrays:
-                mono = _downmix(array)
+                if channel is None:
+                    mono = _downmix(array)
+                elif channel < array.shape[0]:
+                    mono = np.clip(array[channel], -1.0, 1.0).astype(np.float32, copy=False)
+                else:
+                    raise MediaError(
+                        f"{path}: has {array.shape[0]} audio channel(s); no channel {channel + 1}"
+                    )
                 if skip:
                     dropped = min(skip, len(mono))
                     mono = mono[dropped:]

@@ -1,7 +1,8 @@
 """Reading transcripts (SRT, WebVTT, plain text) into timestamped text entries.
 
 Each subtitle cue becomes a :class:`~emoapp.core.messages.TextEntry` at the cue's start
-(``t``, media time in seconds) with its end; a plain-text file is one entry at t=0.
+(``t``, media time in seconds) with its end, and its speaker when a WebVTT voice tag
+(``<v Name>``) names one; a plain-text file is one entry at t=0.
 
 Encodings: UTF-8 (with or without a byte-order mark) is tried first, then UTF-16 when the
 file starts with a UTF-16 byte-order mark. Anything else is read as Windows-1252 (cp1252,
@@ -41,6 +42,7 @@ _TIME = r"(-?)(?:(\d+):)?(\d{1,2}):(\d{1,2})(?:[,.](\d{1,3}))?"
 _TIMING = re.compile(rf"^\s*{_TIME}\s*-->\s*{_TIME}(?:\s+.*)?$")
 _TAG = re.compile(r"<[^>]*>")  # <i>, <b>, <v Speaker>, <c.class>, <00:01.000>
 _ASS_TAG = re.compile(r"\{\\[^}]*\}")  # {\an8} and friends in SRT
+_VOICE = re.compile(r"<v(?:\.[^\s>]*)?\s+([^>]+)>")  # WebVTT <v Name>, <v.loud Name>
 
 
 @dataclass(frozen=True)
@@ -144,10 +146,13 @@ def _parse_cues(text: str, name: str, kind: TranscriptFormat) -> tuple[list[Text
                 "end set to start"
             )
             end = start
-        body = _clean(block[timing_at + 1 :])
+        raw = block[timing_at + 1 :]
+        body = _clean(raw)
         if not body:
             continue
-        entries.append(TextEntry(t=start, text=body, source=name, end=end))
+        voice = _VOICE.search(" ".join(raw))
+        speaker = " ".join(voice.group(1).split()) if voice else None
+        entries.append(TextEntry(t=start, text=body, source=name, end=end, speaker=speaker))
     return entries, warnings
 
 

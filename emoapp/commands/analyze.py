@@ -123,6 +123,34 @@ def register(subparsers: Any) -> None:
         help="continue an interrupted run: keep the rows already in --out FILE and append "
         "the rest (without it, an existing --out file is replaced)",
     )
+    calls = parser.add_argument_group(
+        "calls", "a recorded call, by speaker (text only from --transcript: no speech recognition)"
+    )
+    calls.add_argument(
+        "--speakers",
+        choices=("channels",),
+        help="channels: each audio channel is one speaker, analysed on its own; every row "
+        'carries "speaker" (a mono file is one speaker)',
+    )
+    calls.add_argument(
+        "--speaker-names",
+        metavar="A,B",
+        help="names of the channels' speakers, in channel order (default: speaker 1, "
+        "speaker 2, ...); transcript cues go to the speaker their <v Name> or 'Name:' names",
+    )
+    calls.add_argument(
+        "--by",
+        choices=("step", "utterance"),
+        default="step",
+        help="step: a row every --step seconds (default); utterance: one row per speech "
+        "segment of each speaker (start, end, the estimate over it)",
+    )
+    calls.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write a call report to DIR: report.html (plots per speaker) and summary.json",
+    )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"
     )
@@ -240,6 +268,10 @@ def _run(args: argparse.Namespace) -> int:
         from emoapp.core.errors import EmoappError
 
         raise EmoappError("analyze needs MEDIA, --transcript FILE, or --text TEXT")
+    if args.speakers or args.speaker_names or args.by != "step" or args.report:
+        from emoapp.commands.analyze_call import run_call
+
+        return run_call(args)
 
     def note(message: str) -> None:
         if not args.quiet:

@@ -17,6 +17,10 @@ deleting the consent file) closes its device within a tenth of a second or so.
 ``--out FILE`` holds scores only (the rows of :mod:`emoapp.runtime.timeline`: no frame,
 sound or text), and the run adds one line to the audit log naming the file and the
 number of rows.
+
+``--stream [HOST:]PORT`` also sends each row to local WebSocket clients
+(:mod:`emoapp.runtime.stream`): on 127.0.0.1 unless a host is named (then with a
+warning), each client with the token printed on stderr (or ``--stream-token``).
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from emoapp.privacy.consent import (
 
 if TYPE_CHECKING:
     from emoapp.runtime.session import LiveSession
+    from emoapp.runtime.stream import EstimateStream, StreamAddress
 
 GUI_HINT = (
     "emoapp live: the window is `emoapp` without a subcommand (e.g. `emoapp --camera 0 "
@@ -79,6 +84,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="FILE|-",
         help="write a timeline row per estimate: JSON lines (CSV for a .csv name); "
         "'-' for stdout. Nothing is written unless asked.",
+    )
+    out.add_argument(
+        "--stream",
+        metavar="[HOST:]PORT",
+        help="also send every row to WebSocket clients on this port (host 127.0.0.1 unless "
+        "named; port 0 picks a free one); each client needs the token printed on stderr",
+    )
+    out.add_argument(
+        "--stream-token",
+        metavar="TOKEN",
+        help="the token clients of --stream must send (default: a random one per run)",
     )
     out.add_argument(
         "--duration",
@@ -171,6 +187,7 @@ def run(args: argparse.Namespace) -> int:
         raise EmoappError("--row-rate must be positive")
     if args.status_every < 0:
         raise EmoappError("--status-every must not be negative")
+    stream_address = _stream_address(args)
     sources = build_sources(args)
     if not sources:
         raise EmoappError(
@@ -186,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
 
     from emoapp.runtime.live import LiveRunOptions, run_live
     from emoapp.runtime.session import LiveSession
+    from emoapp.runtime.stream import RowSinks
     from emoapp.runtime.timeline import TimelineWriter
 
     writer = TimelineWriter(args.out) if args.out else None
@@ -210,13 +228,23 @@ def run(args: argparse.Namespace) -> int:
         status_every_s=args.status_every,
         row_rate_hz=args.row_rate,
     )
+    stream = _start_stream(args, stream_address, gate)
+    sink = RowSinks(writer, stream) if stream is not None else writer
     watch = RevocationWatch(
         gate, session, {m for m, s in runnable.items() if getattr(s, "is_device", True)}
     )
     try:
-        summary = run_live(session, writer, options, on_tick=watch.check)
+        summary = run_live(session, sink, options, on_tick=watch.check)
     finally:
         watch.close()
+        if stream is not None:
+            figures = stream.stop()
+            print(
+                f"emoapp live: stream stopped; {figures.accepted} client(s), "
+                f"{figures.refused} refused, {figures.messages} messages sent, "
+                f"{figures.dropped} dropped for slow clients",
+                file=sys.stderr,
+            )
         if writer is not None:
             writer.close()
             if writer.rows_written and not writer.is_stdout:
@@ -231,3 +259,44 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _stream_address(args: argparse.Namespace) -> StreamAddress | None:
+    """The ``--stream`` address, checked before anything opens."""
+    from emoapp.runtime.stream import StreamError, parse_address
+
+    if getattr(args, "stream", None) is None:
+        if getattr(args, "stream_token", None) is not None:
+            raise StreamError("--stream-token needs --stream [HOST:]PORT")
+        return None
+    return parse_address(args.stream)
+
+
+def _start_stream(
+    args: argparse.Namespace, address: StreamAddress | None, gate: ConsentGate
+) -> EstimateStream | None:
+    """Start the stream (listening before the first estimate) and tell the person how
+    to connect; the token goes to stderr only."""
+    if address is None:
+        return None
+    from emoapp.runtime.stream import EstimateStream
+
+    if not address.loopback:
+        print(
+            f"emoapp live: warning: --stream {address.host} is not a loopback address: other "
+            "computers that can reach it may connect (with the token) and receive the "
+            "estimates; show the people analysed the disclosure notice "
+            "(resources/disclosure/notice-v1.md)",
+            file=sys.stderr,
+            flush=True,
+        )
+    stream = EstimateStream(address, token=args.stream_token, audit=gate.store.audit)
+    stream.start()
+    print(
+        f"emoapp live: streaming estimates at {stream.url} "
+        f"(token {stream.token}: add ?token=... to the URL or send "
+        "'Authorization: Bearer ...')",
+        file=sys.stderr,
+        flush=True,
+    )
+    return stream

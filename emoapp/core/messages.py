@@ -67,6 +67,8 @@ class TextEntry:
     text: str
     source: str = ""
     end: float | None = None
+    speaker: str | None = None
+    """Who said it, when a transcript tags speakers (WebVTT ``<v Name>``)."""
 
 
 # --- what encoders produce ------------------------------------------------------------

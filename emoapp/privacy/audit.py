@@ -11,6 +11,13 @@ JSON line per event::
      "via": "--allow-camera"}
     {"time": "...", "event": "export", "kind": "timeline", "path": "/home/me/run.csv",
      "format": "csv", "scores": true, "text": false, "media": false, "rows": 120}
+    {"time": "...", "event": "stream-started", "address": "ws://127.0.0.1:8765",
+     "loopback": true, "token": "generated"}
+    {"time": "...", "event": "stream-client", "action": "connected", "peer": "127.0.0.1:51234"}
+    {"time": "...", "event": "stream-client", "action": "refused", "peer": "127.0.0.1:51240",
+     "why": "no token"}
+    {"time": "...", "event": "stream-stopped", "address": "ws://127.0.0.1:8765",
+     "clients": 1, "refused": 1, "messages": 310, "dropped": 0}
 
 Only the typed methods below write, and none of them takes content: there is no way to
 put a frame, a sound or a text into the log. The log is append-only; when it grows past
@@ -47,7 +54,18 @@ CONSENT_GRANTED = "consent-granted"
 CONSENT_REVOKED = "consent-revoked"
 CONSENT_FOR_RUN = "consent-for-run"
 EXPORT = "export"
-EVENTS = (CONSENT_GRANTED, CONSENT_REVOKED, CONSENT_FOR_RUN, EXPORT)
+STREAM_STARTED = "stream-started"
+STREAM_CLIENT = "stream-client"
+STREAM_STOPPED = "stream-stopped"
+EVENTS = (
+    CONSENT_GRANTED,
+    CONSENT_REVOKED,
+    CONSENT_FOR_RUN,
+    EXPORT,
+    STREAM_STARTED,
+    STREAM_CLIENT,
+    STREAM_STOPPED,
+)
 
 
 class AuditError(EmoappError):
@@ -88,6 +106,17 @@ class AuditEntry:
             return (
                 f"{self.time}  exported {d.get('kind', '?')} ({d.get('rows', '?')} rows, "
                 f"{'+'.join(kinds) or 'nothing'}) to {d.get('path', '?')}"
+            )
+        if self.event == STREAM_STARTED:
+            return f"{self.time}  stream of estimates started at {d.get('address', '?')}"
+        if self.event == STREAM_CLIENT:
+            why = f" ({d['why']})" if d.get("why") else ""
+            return f"{self.time}  stream client {d.get('action', '?')}: {d.get('peer', '?')}{why}"
+        if self.event == STREAM_STOPPED:
+            return (
+                f"{self.time}  stream of estimates stopped at {d.get('address', '?')} "
+                f"({d.get('clients', '?')} clients, {d.get('messages', '?')} messages sent, "
+                f"{d.get('dropped', '?')} dropped)"
             )
         what = {
             CONSENT_GRANTED: "granted",
@@ -154,6 +183,34 @@ class AuditLog:
             text=bool(fields.text),
             media=bool(fields.media),
             rows=int(rows),
+        )
+
+    def stream_started(self, address: str, loopback: bool, token: str) -> bool:
+        """A stream of estimates began listening (``token``: "generated" or "given",
+        never the token itself)."""
+        return self._record(
+            STREAM_STARTED, address=str(address), loopback=bool(loopback), token=str(token)
+        )
+
+    def stream_client(self, action: str, peer: str, why: str = "") -> bool:
+        """A client of the stream connected, was refused, or left: where from, never
+        what it was sent."""
+        details: dict[str, str | int | bool] = {"action": str(action), "peer": str(peer)}
+        if why:
+            details["why"] = str(why)
+        return self._record(STREAM_CLIENT, **details)
+
+    def stream_stopped(
+        self, address: str, clients: int, refused: int, messages: int, dropped: int
+    ) -> bool:
+        """A stream of estimates stopped: how many clients, messages and drops."""
+        return self._record(
+            STREAM_STOPPED,
+            address=str(address),
+            clients=int(clients),
+            refused=int(refused),
+            messages=int(messages),
+            dropped=int(dropped),
         )
 
     # -- reading ------------------------------------------------------------------------

@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,6 +84,10 @@ class TimelineMemory:
         self._notes: dict[Modality, str] = {}
         self._media: dict[Modality, str] = {}
         self._next_row_t = float("-inf")
+        self.row_listeners: list[Callable[[dict[str, Any]], None]] = []
+        """Called with each row kept (scores only, as built; never the typed text), on
+        the thread that added the estimate: the window's stream of estimates listens
+        here, so it sends the very rows an export writes."""
         self.dropped = 0
         """Rows forgotten because the memory was full (the oldest go first)."""
 
@@ -144,7 +148,9 @@ class TimelineMemory:
                     media,
                 )
             )
-            return True
+        for listener in list(self.row_listeners):
+            listener(row)
+        return True
 
     # -- reading and forgetting ----------------------------------------------------------
 

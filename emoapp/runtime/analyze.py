@@ -103,6 +103,9 @@ class AnalysisConfig:
     text_batch: int = 16
     sample_rate: int = 16_000
     """Rate audio is decoded at (the voice encoder resamples further if it must)."""
+    channel: int | None = None
+    """Analyse this audio channel alone (0-based; one speaker of a call) instead of the
+    down-mixed track (:mod:`emoapp.runtime.calls`)."""
     resume_after: float | None = None
     """Media time of the last row an earlier, interrupted run wrote: rows up to it are not
     emitted again. Decoding and encoding restart early enough before it (each modality's
@@ -364,7 +367,9 @@ def _voice_stream(
     buffer = WindowBuffer(window_s, hop_s)
     pending: list[AudioChunk] = []
     head: list[AudioChunk] | None = []  # the audio so far, until the first whole window
-    chunks = iter_audio_chunks(path, sample_rate=config.sample_rate, chunk_s=min(0.5, hop_s))
+    chunks = iter_audio_chunks(
+        path, sample_rate=config.sample_rate, chunk_s=min(0.5, hop_s), channel=config.channel
+    )
     while True:
         try:
             chunk = next(chunks)

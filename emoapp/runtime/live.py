@@ -19,10 +19,10 @@ import signal
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from emoapp.core import clock
 from emoapp.core.messages import EncoderOutput, FusedEstimate, Modality
@@ -31,6 +31,13 @@ from emoapp.runtime.session import LiveSession, ModalityStatus
 from emoapp.runtime.timeline import TimelineWriter, row_from_estimate
 
 _ESTIMATE_QUEUE = 1000
+
+
+class RowSink(Protocol):
+    """Where rows go: a :class:`TimelineWriter`, a stream (:mod:`emoapp.runtime.stream`),
+    or both (:class:`emoapp.runtime.stream.RowSinks`)."""
+
+    def write(self, row: Mapping[str, Any]) -> None: ...
 
 
 @dataclass
@@ -160,7 +167,7 @@ class _StopSignals:
 
 def run_live(
     session: LiveSession,
-    writer: TimelineWriter | None,
+    writer: TimelineWriter | RowSink | None,
     options: LiveRunOptions | None = None,
     status_stream: TextIO | None = None,
     stop_event: threading.Event | None = None,

@@ -11,12 +11,14 @@ arrangement is remembered)::
     └──────────┘└─────────────────────┘└────────────────────────────┘
     ┌ Status (dock) ───────────────────────────────────────────────┐
     └──────────────────────────────────────────────────────────────┘
-    status bar: ● Camera: capturing   ● Microphone: off   (always visible)
+    status bar: ● Camera: capturing   ● Microphone: off   ● Stream: off   (always visible)
 
 The privacy layer (:mod:`emoapp.ui.privacy_controller`) asks for consent before a camera
 or microphone opens, adds Revoke / What is stored / About the models to the Privacy
 menu and Export timeline to the File menu, and keeps the timeline rows an export writes.
 The capture indicators follow the session's own word on whether each source is open.
+File → Stream estimates… (:mod:`emoapp.ui.stream_controller`) sends those rows to local
+WebSocket clients; its indicator sits beside the capture indicators.
 
 Closing the window stops the session on the controller's thread; the window closes once
 every thread has ended (or after a deadline, since all of them are daemon threads).
@@ -55,6 +57,7 @@ from emoapp.ui.responsiveness import EventLoopLagMeter
 from emoapp.ui.settings import FusionSettings, UiSettings, load_layout, save_layout, save_settings
 from emoapp.ui.source_keys import key_title
 from emoapp.ui.status_panel import StatusPanel
+from emoapp.ui.stream_controller import StreamController
 from emoapp.ui.style import CAVEAT, MODALITY_TITLES
 from emoapp.ui.timeline_panel import TimelinePanel
 from emoapp.ui.voice_text_panels import TextPanel, VoicePanel
@@ -169,8 +172,12 @@ class MainWindow(QMainWindow):
             memory,
             settings_file=store.fileName(),
         )
+        self.streaming = StreamController(self, self.privacy.memory, self.privacy.store.audit)
+        """File → Stream estimates…, and its indicator beside the capture indicators."""
+        bar.insertWidget(1, self.streaming.indicator)
         self._build_menus()
         self.privacy.install(self.privacy_menu, self.file_menu, self.quit_action)
+        self.file_menu.insertAction(self.privacy.export_action, self.streaming.action)
         self._build_shortcuts()
         self._wire()
         self._apply_settings(settings, camera_choices, microphone_choices)
@@ -281,6 +288,8 @@ class MainWindow(QMainWindow):
         c.shut_down.connect(self._on_shut_down)
         self.privacy.message.connect(self.show_problem)
         self.privacy.forgotten.connect(self.timeline.clear)
+        self.privacy.forgotten.connect(self.streaming.stop)
+        self.streaming.message.connect(self.show_problem)
 
         ctl = self.controls
         ctl.modality_toggled.connect(c.set_wanted)
@@ -347,6 +356,7 @@ class MainWindow(QMainWindow):
         self.message_label.setText("Stopping…")
         self.setEnabled(False)
         self.timeline.stop()
+        self.streaming.stop()
         self.privacy.close()
         self.lag_meter.stop()
         self._lag_timer.stop()

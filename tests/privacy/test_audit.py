@@ -121,7 +121,15 @@ def test_there_is_no_way_to_log_content(tmp_path: Path):
     log = AuditLog(tmp_path / "audit.jsonl")
     public = {name for name in dir(log) if not name.startswith("_")}
     writers = public - {"entries", "format", "path", "max_bytes", "last_error"}
-    assert writers == {"consent_granted", "consent_revoked", "consent_for_run", "exported"}
+    assert writers == {
+        "consent_granted",
+        "consent_revoked",
+        "consent_for_run",
+        "exported",
+        "stream_started",  # an address, a flag, "generated"/"given": never the token
+        "stream_client",  # an action, the client's address, a reason
+        "stream_stopped",  # the address and counts
+    }
     with pytest.raises(ValueError, match="unknown audit event"):
         log._record("frame", data="pixels")
     with pytest.raises(ValueError):

@@ -1,0 +1,96 @@
+"""``emoapp analyze CALL --speakers channels``: a recorded call, by speaker.
+
+    emoapp analyze call.flac --speakers channels --speaker-names agent,customer \\
+        --transcript call.vtt [--by utterance] [--report DIR] [--out FILE]
+
+:mod:`emoapp.commands.analyze` hands over here when any of ``--speakers``,
+``--speaker-names``, ``--by utterance`` or ``--report`` is given. The call is checked and
+its transcript routed (:func:`emoapp.runtime.calls.plan_call`) before a model loads;
+rows go to ``--out`` like any analysis (each with ``"speaker"``); a summary per speaker
+goes to stderr; ``--report DIR`` writes ``report.html`` and ``summary.json``
+(:mod:`emoapp.reports.call_report`). Text comes from ``--transcript`` only: emoapp has
+no speech recogniser yet.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from emoapp.commands.common import fusion_config, load_encoders
+from emoapp.core.errors import EmoappError
+from emoapp.core.messages import Modality
+
+
+def run_call(args: argparse.Namespace) -> int:
+    from emoapp.commands.analyze import _refuse_overwriting_inputs
+    from emoapp.runtime.analyze import AnalysisConfig
+    from emoapp.runtime.calls import analyze_call, parse_names, plan_call
+    from emoapp.runtime.timeline import TimelineWriter
+
+    if args.media is None:
+        raise EmoappError("a call analysis needs the recording: emoapp analyze CALL --speakers ...")
+    if args.text is not None:
+        raise EmoappError("--text is not tied to a speaker; give a --transcript with speaker tags")
+    if args.resume:
+        raise EmoappError("--resume does not work with a call analysed by speaker")
+
+    def note(message: str) -> None:
+        if not args.quiet:
+            print(f"emoapp: {message}", file=sys.stderr)
+
+    _refuse_overwriting_inputs(args.out, [args.media, args.transcript])
+    if args.report is not None and args.report.exists() and not args.report.is_dir():
+        raise EmoappError(f"--report {args.report}: is a file; give a folder")
+    names = parse_names(args.speaker_names)
+    plan = plan_call(args.media, args.transcript, names, by_channels=args.speakers == "channels")
+    for warning in plan.warnings:
+        note(warning)
+    config = AnalysisConfig(
+        step_s=args.step, face_fps=args.face_fps, window_s=args.window, hop_s=args.hop
+    )
+    modalities = {Modality.VOICE}
+    if any(s.entries for s in plan.active):
+        modalities.add(Modality.TEXT)
+    modality_configs: dict[Modality, object] = {}
+    if args.window or args.hop or args.vad:
+        from emoapp.encoders.voice import VoiceConfig
+
+        defaults = VoiceConfig()
+        modality_configs[Modality.VOICE] = VoiceConfig(
+            window_s=args.window or defaults.window_s,
+            hop_s=args.hop or defaults.hop_s,
+            vad=args.vad or defaults.vad,
+        )
+    wanted = argparse.Namespace(**vars(args))
+    for modality in Modality:
+        if modality not in modalities:
+            setattr(wanted, f"{modality.value}_model", "none")
+    loaded = load_encoders(wanted, modalities, modality_configs, strict=True)
+    fusion = fusion_config(args)
+
+    writer = TimelineWriter(args.out)
+    try:
+        result = analyze_call(
+            plan, loaded.encoders, fusion, config, on_row=writer.write, by=args.by, on_note=note
+        )
+    finally:
+        writer.close()
+    if not args.quiet:
+        for name, summary in result.summaries.items():
+            speaker = next(s for s in plan.speakers if s.name == name)
+            print(f"[{speaker.label()}] {summary.format_table()}", file=sys.stderr)
+        if not writer.is_stdout:
+            print(f"emoapp: wrote {writer.rows_written} rows to {writer.target}", file=sys.stderr)
+    if args.report is not None:
+        from emoapp.reports.call_report import write_call_report
+
+        html = write_call_report(
+            result, Path(args.report), {m.value: e.model_id for m, e in loaded.encoders.items()}
+        )
+        note(f"call report: {html} (and summary.json beside it)")
+    truncated = next((s.truncated for s in result.summaries.values() if s.truncated), None)
+    if truncated is not None:
+        raise truncated
+    return 0

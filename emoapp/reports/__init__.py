@@ -1,0 +1,1 @@
+"""Human-readable reports made from analysis results (the call report)."""
