@@ -1,0 +1,206 @@
+"""The embedded voice model: the shipped artefact, its gate and windows, its features."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from emoapp.core.errors import ModelLoadError
+from emoapp.core.messages import AudioChunk, Modality, ModalityPrediction, NoPrediction
+from emoapp.core.taxonomy import NUM_LABELS
+from emoapp.encoders.embedded.artefacts import (
+    artefact_dir,
+    read_checksums,
+    sha256_of,
+    write_checksums,
+)
+from emoapp.encoders.embedded.voice import (
+    DEFAULT_FEATURES,
+    WEIGHTS,
+    RavdessVoiceEncoder,
+    feature_names,
+    save_weights,
+    softmax_classifier,
+    window_features,
+)
+from emoapp.encoders.factory import build_encoder
+from emoapp.encoders.voice import VoiceConfig
+from emoapp.registry import resolve_model
+
+MODEL = "embedded/voice-ravdess"
+RAVDESS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ravdess"
+ANGRY = RAVDESS / "Actor_01" / "03-01-05-02-01-01-01.flac"
+SR = 16_000
+
+
+def make_encoder(ref: str = MODEL, vad: str = "energy") -> RavdessVoiceEncoder:
+    spec = resolve_model(Modality.VOICE, ref)
+    assert spec is not None and spec.backend == "embedded"
+    return RavdessVoiceEncoder(spec, VoiceConfig(vad=vad))  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def encoder() -> RavdessVoiceEncoder:
+    enc = make_encoder()
+    enc.load()
+    return enc
+
+
+def vowel(seconds: float = 2.0, sr: int = SR, f0: float = 140.0) -> np.ndarray:
+    """A voiced, speech-like signal: harmonics of a gliding pitch, syllable-rate bursts."""
+    t = np.arange(int(seconds * sr)) / sr
+    pitch = f0 * (1 + 0.1 * np.sin(2 * np.pi * 0.7 * t))
+    phase = 2 * np.pi * np.cumsum(pitch) / sr
+    voice = sum(np.sin(k * phase) / k for k in range(1, 12))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3.5 * t) ** 2
+    breath = 0.002 * np.random.default_rng(1).standard_normal(t.size)  # no empty bands
+    return (0.2 * voice * envelope + breath).astype(np.float32)
+
+
+def test_shipped_artefact_matches_its_checksums_and_loads(encoder):
+    folder = artefact_dir(MODEL)
+    sums = read_checksums(folder)
+    assert set(sums) == {"meta.json", WEIGHTS}
+    for name, digest in sums.items():
+        assert sha256_of(folder / name) == digest
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["labels"] == encoder.meta["labels"]
+    assert "calm" in meta["labels"]  # mapped onto neutral by the registry entry
+    assert meta["feature_names"] == feature_names(meta["features"])
+    assert "15" not in meta["training"]["held_out_actors"]  # the shipped model saw everyone
+    info = encoder.info()
+    assert info.model_id == MODEL and not info.baseline
+    assert encoder.label_map is not None
+    assert encoder.label_map.mask.all()  # eight raw labels cover all seven canonical ones
+
+
+def test_the_factory_builds_it_for_the_embedded_profile():
+    spec = resolve_model(Modality.VOICE, MODEL)
+    assert spec is not None
+    assert isinstance(build_encoder(spec, modality_config=VoiceConfig()), RavdessVoiceEncoder)
+
+
+def test_a_corrupted_copy_is_refused(tmp_path):
+    copy = tmp_path / "voice"
+    shutil.copytree(artefact_dir(MODEL), copy)
+    make_encoder(str(copy)).load()  # an intact copy loads from a local folder
+    data = bytearray((copy / WEIGHTS).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / WEIGHTS).write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="checksum"):
+        make_encoder(str(copy)).load()
+
+
+def test_weights_that_do_not_fit_the_features_are_refused(tmp_path):
+    copy = tmp_path / "voice"
+    shutil.copytree(artefact_dir(MODEL), copy)
+    save_weights(copy / WEIGHTS, {"mean": np.zeros(3), "scale": np.ones(3)})
+    write_checksums(copy)
+    with pytest.raises(ModelLoadError, match="lacks"):
+        make_encoder(str(copy)).load()
+
+
+def test_silence_and_noise_give_no_prediction(encoder):
+    silent = AudioChunk(1.0, np.zeros(2 * SR, dtype=np.float32), SR)
+    rng = np.random.default_rng(0)
+    hiss = AudioChunk(3.0, (0.003 * rng.standard_normal(2 * SR)).astype(np.float32), SR)
+    out = encoder.encode([silent, hiss, "not audio"])  # type: ignore[list-item]
+    assert all(isinstance(o, NoPrediction) for o in out)
+    assert out[0].reason == "silence" and out[0].t == 1.0  # type: ignore[union-attr]
+    assert out[1].reason.startswith("no speech")  # type: ignore[union-attr]
+    assert "AudioChunk" in out[2].reason  # type: ignore[union-attr]
+
+
+def test_any_rate_and_channel_layout_gives_a_valid_prediction(encoder):
+    import librosa
+
+    sound = vowel()
+    mono = librosa.resample(sound, orig_sr=SR, target_sr=44_100)
+    stereo = (np.stack([mono, mono], axis=1) * 32767).astype(np.int16)  # (n, 2) int16
+    out = encoder.encode([AudioChunk(5.0, stereo, 44_100), AudioChunk(5.0, sound, SR)])
+    for o in out:
+        assert isinstance(o, ModalityPrediction)
+        assert o.t == 5.0 and o.t_end == pytest.approx(7.0)
+        assert o.probs.shape == (NUM_LABELS,) and o.probs.sum() == pytest.approx(1.0)
+        assert np.all(o.probs >= 0) and o.confidence == pytest.approx(o.probs.max())
+        assert o.model_id == MODEL and o.valence is not None
+    assert out[0].detail["resampled"] and out[0].detail["channels"] == 2
+    # The same sound at another rate and layout gets the same answer (the round trip
+    # through 44.1 kHz and int16 moves the probabilities a little, not the top label).
+    assert np.argmax(out[0].probs) == np.argmax(out[1].probs)
+
+
+@pytest.mark.skipif(not ANGRY.is_file(), reason="../shared/data/ravdess is not here")
+def test_a_real_ravdess_recording_gets_valid_predictions():
+    import soundfile as sf
+
+    from emoapp.encoders.voice import sliding_windows
+
+    enc = make_encoder(vad="silero")  # the gate the app uses
+    audio, sr = sf.read(ANGRY, dtype="float32")
+    windows = list(sliding_windows(audio, sr))
+    out = enc.encode(windows)
+    predictions = [o for o in out if isinstance(o, ModalityPrediction)]
+    assert predictions, [getattr(o, "reason", "") for o in out]
+    for o, w in zip(out, windows, strict=True):
+        if isinstance(o, ModalityPrediction):
+            assert o.t_end == pytest.approx(w.t + 2.0)
+            assert o.probs.sum() == pytest.approx(1.0)
+            assert o.probs[o.mask].sum() == pytest.approx(1.0)
+        else:
+            assert o.reason.startswith("no speech") or o.reason == "silence"
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(0, 2**32 - 1),
+    st.floats(0.1, 100.0),
+)
+def test_classifier_outputs_are_distributions(n, seed, spread):
+    rng = np.random.default_rng(seed)
+    d, h, k = 5, 4, 8
+    weights = {
+        "mean": rng.normal(size=d),
+        "scale": rng.uniform(0.1, 3.0, size=d),
+        "hidden_w": rng.normal(size=(d, h)),
+        "hidden_b": rng.normal(size=h),
+        "out_w": spread * rng.normal(size=(h, k)),
+        "out_b": rng.normal(size=k),
+    }
+    x = spread * rng.normal(size=(n, d))
+    for w in (weights, {k_: v for k_, v in weights.items() if not k_.startswith("hidden")}):
+        if "hidden_w" not in w:
+            w = {**w, "out_w": spread * rng.normal(size=(d, k))}
+        p = softmax_classifier(x, w)
+        assert p.shape == (n, k)
+        assert np.all(np.isfinite(p)) and np.all(p >= 0)
+        assert np.allclose(p.sum(axis=1), 1.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.floats(0.02, 4.0), st.floats(90.0, 260.0))
+def test_features_do_not_depend_on_the_recording_level(gain, f0):
+    every = {**DEFAULT_FEATURES, "mel_means": True}  # band levels too, relative ones
+    x = vowel(1.0, f0=f0)
+    a = window_features(x, every)
+    b = window_features(x * np.float32(gain), every)
+    assert a.shape == (len(feature_names(every)),)
+    assert np.all(np.isfinite(a))
+    # Equal up to float32 rounding (which can move a borderline frame in or out).
+    np.testing.assert_allclose(a, b, rtol=1e-2, atol=0.05)
+
+
+def test_the_weights_file_is_byte_for_byte_reproducible(tmp_path):
+    arrays = {"b": np.arange(3.0), "a": np.eye(2)}
+    save_weights(tmp_path / "one.npz", arrays)
+    save_weights(tmp_path / "two.npz", dict(reversed(arrays.items())))
+    assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
+    with np.load(tmp_path / "one.npz") as data:
+        np.testing.assert_array_equal(data["a"], np.eye(2))
