@@ -1,0 +1,297 @@
+"""The embedded text model (embedded/text-goemotions): the shipped artefact, its checksums,
+its behaviour on clear sentences, the numpy vectoriser against scikit-learn's, and the
+exact word attributions."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emoapp.core.errors import ModelLoadError
+from emoapp.core.messages import Modality, ModalityPrediction, NoPrediction, TextEntry
+from emoapp.core.taxonomy import CANONICAL_LABELS, LABEL_INDEX
+from emoapp.encoders.base import Encoder
+from emoapp.encoders.embedded.artefacts import artefact_dir, read_checksums, sha256_of, verify
+from emoapp.encoders.embedded.text import WEIGHTS, GoEmotionsTextEncoder, block_ngrams, words_of
+from emoapp.encoders.factory import build_encoder, is_available_locally
+from emoapp.registry import ModelSpec, registry, resolve_model, resolve_profile
+
+MODEL_ID = "embedded/text-goemotions"
+DEV = Path(__file__).resolve().parents[3] / "shared" / "data" / "goemotions" / "dev.tsv"
+
+
+@pytest.fixture(scope="module")
+def encoder() -> GoEmotionsTextEncoder:
+    spec = resolve_model(Modality.TEXT, MODEL_ID)
+    assert spec is not None
+    enc = build_encoder(spec)
+    assert isinstance(enc, GoEmotionsTextEncoder)
+    enc.load()
+    return enc
+
+
+def _local(folder: Path) -> GoEmotionsTextEncoder:
+    return GoEmotionsTextEncoder(ModelSpec(Modality.TEXT, str(folder), backend="embedded"))
+
+
+# --- the shipped artefact -------------------------------------------------------------
+
+
+def test_the_shipped_artefact_is_complete_and_matches_its_checksums() -> None:
+    folder = artefact_dir(MODEL_ID)
+    sums = read_checksums(folder)
+    assert set(sums) == {p.name for p in folder.iterdir()} - {"checksums.sha256"}
+    assert {"meta.json", WEIGHTS} <= set(sums)
+    for name, digest in sums.items():
+        assert sha256_of(folder / name) == digest
+    verify(folder)
+    meta = json.loads((folder / "meta.json").read_text())
+    assert meta["model_id"] == MODEL_ID
+    assert meta["labels"] == list(CANONICAL_LABELS)
+    assert meta["temperature"] > 0
+    # Small enough to ship: well under the 20 MB all three embedded models share.
+    assert sum(p.stat().st_size for p in folder.iterdir()) < 5_000_000
+
+
+def test_the_embedded_profile_builds_it_with_nothing_to_download(
+    encoder: GoEmotionsTextEncoder,
+) -> None:
+    spec = resolve_profile("embedded")[Modality.TEXT]
+    assert spec is not None and spec.model == MODEL_ID and spec.bundled
+    assert is_available_locally(spec)
+    built = build_encoder(spec)
+    assert isinstance(built, GoEmotionsTextEncoder) and isinstance(built, Encoder)
+    info = encoder.info()
+    assert info.model_id == MODEL_ID and info.modality is Modality.TEXT
+    assert not info.baseline and info.revision == encoder.meta["version"]
+    assert dict(info.label_mapping) == {label: label for label in CANONICAL_LABELS}
+    entry = registry()[MODEL_ID]
+    assert "scripts/train_embedded_text.py" in entry.architecture
+    assert "CC BY 4.0" in entry.license and "TODO" not in entry.reported
+
+
+def test_a_corrupted_copy_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "text"
+    shutil.copytree(artefact_dir(MODEL_ID), copy)
+    _local(copy).load()  # the intact copy loads
+    weights = copy / WEIGHTS
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelLoadError, match="checksum"):
+        _local(copy).load()
+
+
+def test_a_hand_edited_meta_or_a_missing_file_is_refused(tmp_path: Path) -> None:
+    copy = tmp_path / "text"
+    shutil.copytree(artefact_dir(MODEL_ID), copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    meta["temperature"] = 1.0
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelLoadError, match="checksum"):
+        _local(copy).load()
+    shutil.copytree(artefact_dir(MODEL_ID), tmp_path / "again")
+    (tmp_path / "again" / WEIGHTS).unlink()
+    with pytest.raises(ModelLoadError, match="missing"):
+        _local(tmp_path / "again").load()
+
+
+# --- behaviour --------------------------------------------------------------------------
+
+CLEAR = [
+    ("I am so happy and grateful, thank you so much!", "happy"),
+    ("I love this, it's wonderful", "happy"),
+    ("This is disgusting.", "disgusted"),
+    ("That is so gross, I feel sick", "disgusted"),
+    ("I'm so sad, I miss her so much", "sad"),
+    ("I am terrified, this is really scary", "fearful"),
+    ("Wow, I did not expect that at all!", "surprised"),
+    ("I am furious, this makes me so angry", "angry"),
+    ("The meeting is at 3pm on Tuesday.", "neutral"),
+]
+
+
+def test_clear_sentences_get_their_emotion(encoder: GoEmotionsTextEncoder) -> None:
+    outputs = encoder.encode([text for text, _ in CLEAR])
+    top_hits = 0
+    for (text, label), out in zip(CLEAR, outputs, strict=True):
+        assert isinstance(out, ModalityPrediction), text
+        ranked = [CANONICAL_LABELS[i] for i in np.argsort(-out.probs)]
+        assert label in ranked[:2], (text, ranked, out.probs.round(2))
+        top_hits += ranked[0] == label
+    assert top_hits >= len(CLEAR) - 1
+
+
+def test_outputs_are_distributions_over_all_seven_labels(
+    encoder: GoEmotionsTextEncoder,
+) -> None:
+    entries = [TextEntry(t=1.5, text="well that was unexpected", end=2.0), "ꙮꙮꙮ ꙮꙮ", "ok"]
+    outputs = encoder.encode(entries)
+    assert len(outputs) == 3
+    for out in outputs:
+        assert isinstance(out, ModalityPrediction)
+        assert out.modality is Modality.TEXT and out.model_id == MODEL_ID
+        assert out.mask.all() and not out.baseline
+        assert abs(out.probs.sum() - 1.0) < 1e-9 and (out.probs > 0).all()
+        assert out.confidence == pytest.approx(out.probs.max())
+        assert out.valence is not None and out.arousal is not None
+    assert outputs[0].t == 1.5 and outputs[0].t_end == 2.0
+    # Nothing it knows: only the intercepts speak, and they say neutral.
+    assert outputs[1].detail["known_features"] == 0
+    assert int(np.argmax(outputs[1].probs)) == LABEL_INDEX["neutral"]
+
+
+def test_empty_text_yields_no_prediction_with_a_reason(encoder: GoEmotionsTextEncoder) -> None:
+    outputs = encoder.encode(["", "   \n\t", TextEntry(t=3.0, text=" ")])
+    assert all(isinstance(o, NoPrediction) and o.reason for o in outputs)
+    assert outputs[2].t == 3.0
+    assert encoder.encode([]) == []
+
+
+def test_the_calibration_does_not_collapse_onto_one_label(
+    encoder: GoEmotionsTextEncoder,
+) -> None:
+    texts = [text for text, _ in CLEAR] + ["I guess so", "What do you mean?", "Thanks!"]
+    tops = {int(np.argmax(encoder.probabilities(t))) for t in texts}
+    assert len(tops) >= 6
+    assert 0.1 < encoder.temperature < 10
+
+
+# --- the vectoriser against scikit-learn ------------------------------------------------
+
+
+_SKLEARN: dict[int, list] = {}
+
+
+def _sklearn_features(encoder: GoEmotionsTextEncoder, texts: list[str]) -> Any:
+    """The same features from scikit-learn's TfidfVectorizer, given the stored
+    vocabulary and idf."""
+    pytest.importorskip("sklearn")
+    from scipy import sparse
+
+    if id(encoder) not in _SKLEARN:
+        _SKLEARN[id(encoder)] = _sklearn_vectorisers(encoder)
+    blocks = [vec.transform(texts) for vec in _SKLEARN[id(encoder)]]
+    return sparse.hstack(blocks).tocsr()
+
+
+def _sklearn_vectorisers(encoder: GoEmotionsTextEncoder) -> list:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    vectorisers = []
+    for bw in encoder._blocks:
+        terms = sorted(bw.vocab, key=bw.vocab.__getitem__)
+        vec = TfidfVectorizer(
+            analyzer=bw.block.analyzer,
+            ngram_range=bw.block.ngram_range,
+            sublinear_tf=bw.block.sublinear_tf,
+            lowercase=bw.block.lowercase,
+            vocabulary=terms,
+            dtype=np.float64,
+        )
+        vec.idf_ = bw.idf
+        vectorisers.append(vec)
+    return vectorisers
+
+
+def _assert_same_features(encoder: GoEmotionsTextEncoder, texts: list[str]) -> None:
+    theirs = _sklearn_features(encoder, texts)
+    theirs.sort_indices()
+    for i, text in enumerate(texts):
+        columns, values = encoder.features(text)
+        row = theirs[i]
+        np.testing.assert_array_equal(columns, row.indices, err_msg=repr(text))
+        np.testing.assert_allclose(values, row.data, rtol=1e-9, atol=1e-12, err_msg=repr(text))
+
+
+def _dev_sentences(n: int) -> list[str]:
+    if not DEV.is_file():
+        return []
+    lines = DEV.read_text(encoding="utf-8").splitlines()
+    return [line.split("\t")[0] for line in lines[:: max(1, len(lines) // n)]][:n]
+
+
+TRICKY = [
+    "I'm SO happy!!! :) 😍😍",
+    "well-known   spaces\tand\nnewlines",
+    "a b c d e",
+    "Ünïcödé ÇAFÉ naïve İstanbul ΣΟΦΟΣ",
+    "don't won't can't",
+    "[NAME] said /r/AskReddit is 10/10",
+    "x",
+    "ab",
+]
+
+
+def test_the_numpy_vectoriser_reproduces_scikit_learn(encoder: GoEmotionsTextEncoder) -> None:
+    texts = TRICKY + _dev_sentences(300)
+    _assert_same_features(encoder, texts)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.text(max_size=60))
+def test_the_vectoriser_matches_scikit_learn_on_any_text(
+    encoder: GoEmotionsTextEncoder, text: str
+) -> None:
+    _assert_same_features(encoder, [text])
+
+
+def test_block_ngrams_follow_scikit_learn_char_wb_rules(encoder: GoEmotionsTextEncoder) -> None:
+    char = next(bw.block for bw in encoder._blocks if bw.block.analyzer == "char_wb")
+    grams = [g for g, _ in block_ngrams(char, words_of("Hi a"))]
+    low = char.ngram_range[0]
+    assert " hi " in grams and " a " in grams
+    assert all(len(g) >= min(low, 3) for g in grams)
+    # A padded word no longer than n counts once.
+    assert grams.count(" a ") == 1
+
+
+# --- attributions -----------------------------------------------------------------------
+
+
+def _centred_logit(encoder: GoEmotionsTextEncoder, text: str, label: str) -> float:
+    z = encoder.logits(text) / encoder.temperature
+    k = encoder.raw_labels.index(label)
+    return float(z[k] - z.mean())
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.sampled_from(["I", "am", "so", "happy", "not", "angry", "gross", "wow!", "sad", "a"])
+        | st.text(min_size=1, max_size=8),
+        max_size=12,
+    ),
+    st.sampled_from(CANONICAL_LABELS),
+)
+def test_attributions_split_the_label_logit_exactly(
+    encoder: GoEmotionsTextEncoder, words: list[str], label: str
+) -> None:
+    text = " ".join(words)
+    parts = encoder.attributions(text, label)
+    assert [w for w, _ in parts] == text.split()
+    total = sum(w for _, w in parts) + encoder.attribution_bias(label)
+    assert total == pytest.approx(_centred_logit(encoder, text, label), abs=1e-9)
+
+
+def test_attributions_point_at_the_emotion_words(encoder: GoEmotionsTextEncoder) -> None:
+    parts = encoder.attributions("Honestly I am so happy and grateful today", "happy")
+    ranked = [w for w, _ in sorted(parts, key=lambda p: -p[1])]
+    assert set(ranked[:2]) <= {"happy", "grateful"}
+    disgust = dict(encoder.attributions("This is disgusting", "disgusted"))
+    assert max(disgust, key=disgust.__getitem__) == "disgusting"
+    with pytest.raises(ValueError, match="unknown label"):
+        encoder.attributions("hi", "bored")
+    assert encoder.attributions("", "happy") == []
+    assert LABEL_INDEX["happy"] == encoder.raw_labels.index("happy")
