@@ -19,7 +19,13 @@ from emoapp.core.messages import Modality, ModalityPrediction, NoPrediction, Tex
 from emoapp.core.taxonomy import CANONICAL_LABELS, LABEL_INDEX
 from emoapp.encoders.base import Encoder
 from emoapp.encoders.embedded.artefacts import artefact_dir, read_checksums, sha256_of, verify
-from emoapp.encoders.embedded.text import WEIGHTS, GoEmotionsTextEncoder, block_ngrams, words_of
+from emoapp.encoders.embedded.text import (
+    WEIGHTS,
+    Block,
+    GoEmotionsTextEncoder,
+    block_ngrams,
+    words_of,
+)
 from emoapp.encoders.factory import build_encoder, is_available_locally
 from emoapp.registry import ModelSpec, registry, resolve_model, resolve_profile
 
@@ -245,14 +251,23 @@ def test_the_vectoriser_matches_scikit_learn_on_any_text(
     _assert_same_features(encoder, [text])
 
 
-def test_block_ngrams_follow_scikit_learn_char_wb_rules(encoder: GoEmotionsTextEncoder) -> None:
-    char = next(bw.block for bw in encoder._blocks if bw.block.analyzer == "char_wb")
-    grams = [g for g, _ in block_ngrams(char, words_of("Hi a"))]
-    low = char.ngram_range[0]
-    assert " hi " in grams and " a " in grams
-    assert all(len(g) >= min(low, 3) for g in grams)
-    # A padded word no longer than n counts once.
-    assert grams.count(" a ") == 1
+def test_block_ngrams_follow_scikit_learn_rules_and_know_their_words() -> None:
+    char = Block("char", "char_wb", (2, 5))
+    # " hi " gives its 2-, 3- and (whole, once) 4-grams; " a " is shorter than 4, so its
+    # 3-gram is the whole padded word and ends the n loop.
+    assert block_ngrams(char, words_of("Hi a")) == [
+        *[(g, (0,)) for g in (" h", "hi", "i ", " hi", "hi ", " hi ")],
+        *[(g, (1,)) for g in (" a", "a ", " a ")],
+    ]
+    word = Block("word", "word", (1, 2))
+    # Tokens are runs of 2+ word characters; a bigram belongs to the words it spans.
+    assert block_ngrams(word, words_of("Well-known FACT, a x")) == [
+        ("well", (0,)),
+        ("known", (0,)),
+        ("fact", (1,)),
+        ("well known", (0,)),
+        ("known fact", (0, 1)),
+    ]
 
 
 # --- attributions -----------------------------------------------------------------------
