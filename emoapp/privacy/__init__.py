@@ -1,5 +1,4 @@
-"""Privacy: consent before capture, a local audit log, a guarded export, and the tools
-that prove a run keeps and sends nothing.
+"""Privacy: consent before capture, a local audit log and a guarded export.
 
 - :mod:`emoapp.privacy.consent`: the versioned consent text, the stored grants, the gate
   every camera and microphone opens through, and the ``--allow-camera`` /
@@ -10,9 +9,10 @@ that prove a run keeps and sends nothing.
   an export;
 - :mod:`emoapp.privacy.modelcards`: what each loaded model was trained on, its licence,
   limits and label mapping;
-- :mod:`emoapp.privacy.paths`: every place emoapp may write;
-- :mod:`emoapp.privacy.netguard` and :mod:`emoapp.privacy.filewatch`: test tools that
-  fail a run on any network use or on a file written outside those places.
+- :mod:`emoapp.privacy.paths`: every place emoapp may write.
+
+The tools that prove a run keeps and sends nothing (a network guard, a write recorder,
+a guarded whole run) are test tooling and live in :mod:`emoapp.testing`.
 
 Nothing here imports Qt, torch or transformers.
 """

@@ -1,6 +1,6 @@
 """Fixtures for the privacy tests: a network guard, and a user's folders made fresh and
 watched. (The whole-run tests of `emoapp live` and the window run in a fresh process
-under emoapp.privacy.guardedrun with isolated folders of their own, so these fixtures
+under emoapp.testing.guardedrun with isolated folders of their own, so these fixtures
 need not move to tests/conftest.py.)"""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from emoapp.privacy.filewatch import IsolatedDirs, isolated_user_dirs
-from emoapp.privacy.netguard import NetworkGuard
+from emoapp.testing.filewatch import IsolatedDirs, isolated_user_dirs
+from emoapp.testing.netguard import NetworkGuard
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from emoapp.privacy.filewatch import (
+from emoapp.testing.filewatch import (
     FileWatcher,
     IsolatedDirs,
     WriteRecorder,

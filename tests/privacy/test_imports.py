@@ -15,8 +15,8 @@ def test_privacy_modules_import_nothing_heavy():
     code = (
         "import sys\n"
         "import emoapp.privacy.consent, emoapp.privacy.audit, emoapp.privacy.export\n"
-        "import emoapp.privacy.paths, emoapp.privacy.netguard, emoapp.privacy.filewatch\n"
-        "import emoapp.privacy.guardedrun\n"
+        "import emoapp.privacy.paths, emoapp.testing.netguard, emoapp.testing.filewatch\n"
+        "import emoapp.testing.guardedrun\n"
         "from emoapp.privacy.consent import load_consent_text\n"
         "from emoapp.privacy.paths import stored_locations\n"
         "load_consent_text(); stored_locations()\n"

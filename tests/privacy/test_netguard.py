@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-from emoapp.privacy import guardedrun, netguard
-from emoapp.privacy.guardedrun import GUARD_EXIT_STATUS
-from emoapp.privacy.netguard import NetworkAccessError, NetworkGuard
+from emoapp.testing import guardedrun, netguard
+from emoapp.testing.guardedrun import GUARD_EXIT_STATUS
+from emoapp.testing.netguard import NetworkAccessError, NetworkGuard
 
 
 @pytest.fixture

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from emoapp.cli import main
-from emoapp.privacy.filewatch import FileWatcher, IsolatedDirs, WriteRecorder
-from emoapp.privacy.guardedrun import GUARD_EXIT_STATUS
-from emoapp.privacy.netguard import NetworkGuard
 from emoapp.runtime.timeline import read_timeline
+from emoapp.testing.filewatch import FileWatcher, IsolatedDirs, WriteRecorder
+from emoapp.testing.guardedrun import GUARD_EXIT_STATUS
+from emoapp.testing.netguard import NetworkGuard
 
 REPO = Path(__file__).resolve().parents[2]
 # Python's own bytecode cache is the interpreter's, not emoapp's.
@@ -55,7 +55,7 @@ def guarded_run(dirs: IsolatedDirs, args: list[str], writes: Path) -> subprocess
     env.pop("HF_HUB_OFFLINE", None)  # emoapp itself must not need the offline switch
     env.update(PYTHONPATH=str(REPO), PYTHONDONTWRITEBYTECODE="1")
     return subprocess.run(
-        [sys.executable, "-m", "emoapp.privacy.guardedrun", "--writes", str(writes), "--", *args],
+        [sys.executable, "-m", "emoapp.testing.guardedrun", "--writes", str(writes), "--", *args],
         cwd=dirs.work,
         env=env,
         capture_output=True,
@@ -70,7 +70,7 @@ def test_a_whole_analysis_in_a_fresh_process_keeps_and_sends_nothing(
 ):
     """Video (face + voice) and a transcript, through all three encoders, with the hub's
     offline switch off: no connection, and --out is the only file written."""
-    from emoapp.privacy.filewatch import isolated_user_dirs
+    from emoapp.testing.filewatch import isolated_user_dirs
 
     dirs = isolated_user_dirs(tmp_path / "user")
     out = dirs.work / "timeline.csv"
@@ -120,7 +120,7 @@ def test_a_whole_analysis_in_a_fresh_process_keeps_and_sends_nothing(
 @pytest.mark.slow
 def test_a_model_download_is_the_network_use_the_guard_catches(tmp_path: Path):
     """The control: asking for a download does try the hub, and the guard sees it."""
-    from emoapp.privacy.filewatch import isolated_user_dirs
+    from emoapp.testing.filewatch import isolated_user_dirs
 
     dirs = isolated_user_dirs(tmp_path / "user")
     result = guarded_run(
@@ -154,7 +154,7 @@ TRANSCRIPT_WORDS = ("cancelled the concert", "disappointed")
 def test_a_whole_live_run_in_a_fresh_process_keeps_and_sends_nothing(tmp_path: Path, samples: Path):
     """Replayed camera, microphone and typed text through `emoapp live --no-gui`: no
     connection, --out is the only file written, and the text itself is not in it."""
-    from emoapp.privacy.filewatch import isolated_user_dirs
+    from emoapp.testing.filewatch import isolated_user_dirs
 
     dirs = isolated_user_dirs(tmp_path / "user")
     out = dirs.work / "live.jsonl"
@@ -195,7 +195,7 @@ def test_a_whole_window_run_in_a_fresh_process_keeps_and_sends_nothing(
     models, closed by --quit-after: no connection, and its settings file is the only file
     written (Qt's own writes included: the watched folders are the process's home,
     config, cache, data, state and temp folders)."""
-    from emoapp.privacy.filewatch import isolated_user_dirs
+    from emoapp.testing.filewatch import isolated_user_dirs
 
     dirs = isolated_user_dirs(tmp_path / "user")
     settings = dirs.work / "settings.ini"

@@ -2,10 +2,10 @@
 tests in a fresh process (so nothing the test process imported or cached hides a
 connection or a write):
 
-    python -m emoapp.privacy.guardedrun [--writes FILE] -- analyze clip.mp4 --out rows.jsonl
+    python -m emoapp.testing.guardedrun [--writes FILE] -- analyze clip.mp4 --out rows.jsonl
 
-The command runs under a :class:`~emoapp.privacy.netguard.NetworkGuard` and a
-:class:`~emoapp.privacy.filewatch.WriteRecorder`. The exit status is emoapp's own, or
+The command runs under a :class:`~emoapp.testing.netguard.NetworkGuard` and a
+:class:`~emoapp.testing.filewatch.WriteRecorder`. The exit status is emoapp's own, or
 :data:`GUARD_EXIT_STATUS` (86) when anything tried the network (each attempt is listed
 on stderr). ``--writes FILE`` saves the paths the command wrote, created, renamed or
 removed, as JSON (one object per event: action, path, thread, where), for the test
@@ -18,8 +18,8 @@ import json
 import sys
 from pathlib import Path
 
-from emoapp.privacy.filewatch import WriteRecorder
-from emoapp.privacy.netguard import NetworkAccessError, NetworkGuard
+from emoapp.testing.filewatch import WriteRecorder
+from emoapp.testing.netguard import NetworkAccessError, NetworkGuard
 
 GUARD_EXIT_STATUS = 86
 

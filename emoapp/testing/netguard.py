@@ -22,7 +22,7 @@ socket module (Qt's own network stack, libcurl, a subprocess). emoapp uses none 
 these for its own work; a test of the whole window should also run under a network
 namespace where one is available.
 
-:mod:`emoapp.privacy.guardedrun` runs a whole ``emoapp`` command under a guard in a fresh
+:mod:`emoapp.testing.guardedrun` runs a whole ``emoapp`` command under a guard in a fresh
 process.
 """
 
