@@ -634,8 +634,6 @@ class ProsodyVoiceEncoder(_Baseline):
 
 # --- face -------------------------------------------------------------------------------
 
-_FACE_CASCADE = "haarcascade_frontalface_default.xml"
-_EYE_CASCADE = "haarcascade_eye.xml"
 _SMILE_CASCADE = "haarcascade_smile.xml"
 _MOUTH_SIZE = (160, 80)  # the lower half of every face is scaled to this before the search
 _SMILE_MIDPOINT = 2.5  # smile cascade level weight at which p(happy) = 0.5
@@ -666,10 +664,11 @@ def _to_gray(image: Any) -> np.ndarray:
 class SmileFaceEncoder(_Baseline):
     """Smile or no smile, from OpenCV's own cascades: nothing to download.
 
-    Faces are found with the Haar frontal-face cascade. That cascade also fires on
-    plain background now and then, so each candidate is checked with the Haar eye
-    cascade in its upper half: when any candidate shows an eye, the eyeless ones are
-    dropped (when none does, as with sunglasses, all are kept). Every face left is
+    Faces are found by :class:`~emoapp.encoders.face.FaceDetector` (the Haar
+    frontal-face cascade) with its eye check: that cascade also fires on plain background
+    now and then, so each candidate is checked with the Haar eye cascade in its upper
+    half, and when any candidate shows an eye the eyeless ones are dropped (when none
+    does, as with sunglasses, all are kept). Every face left is
     reported as a :class:`~emoapp.core.messages.FaceDetection`; the largest is the
     primary face that gives the prediction. In the lower half of each face, scaled to a
     fixed size, the
@@ -687,8 +686,7 @@ class SmileFaceEncoder(_Baseline):
         self.min_face = int(getattr(face_config, "min_face", 40))
         self.max_faces = int(getattr(face_config, "max_faces", 8))
         self._cv2: Any = None
-        self._faces: Any = None
-        self._eyes: Any = None
+        self._detector: Any = None
         self._smiles: Any = None
         self._lock = threading.Lock()  # OpenCV cascades are not documented as re-entrant
 
@@ -701,16 +699,18 @@ class SmileFaceEncoder(_Baseline):
             raise MissingDependencyError(
                 "opencv-python-headless", "the smile face baseline"
             ) from exc
-        cascades = []
-        for name in (_FACE_CASCADE, _EYE_CASCADE, _SMILE_CASCADE):
-            path = f"{cv2.data.haarcascades}{name}"  # type: ignore[attr-defined]
-            cascade = cv2.CascadeClassifier(path)
-            if cascade.empty():
-                raise ModelLoadError(
-                    f"OpenCV's cascade {path} is missing; reinstall opencv-python-headless"
-                )
-            cascades.append(cascade)
-        self._faces, self._eyes, self._smiles = cascades
+        from emoapp.encoders.face import FaceDetector
+
+        path = f"{cv2.data.haarcascades}{_SMILE_CASCADE}"  # type: ignore[attr-defined]
+        smiles = cv2.CascadeClassifier(path)
+        if smiles.empty():
+            raise ModelLoadError(
+                f"OpenCV's cascade {path} is missing; reinstall opencv-python-headless"
+            )
+        self._detector = FaceDetector(
+            min_face=self.min_face, max_side=_DETECT_MAX_SIDE, eye_check=True
+        )
+        self._smiles = smiles
         self._cv2 = cv2
 
     def encode(self, items: Sequence[VideoFrame | np.ndarray]) -> list[EncoderOutput]:
@@ -764,50 +764,9 @@ class SmileFaceEncoder(_Baseline):
 
     def detect_faces(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
         """Face boxes (x, y, w, h) in pixels of ``gray``, largest first."""
-        cv2 = self._cv2
-        height, width = gray.shape
-        scale = min(1.0, _DETECT_MAX_SIDE / max(height, width))
-        small = (
-            gray
-            if scale == 1.0
-            else cv2.resize(
-                gray,
-                (max(1, round(width * scale)), max(1, round(height * scale))),
-                interpolation=cv2.INTER_AREA,
-            )
-        )
-        small = cv2.equalizeHist(small)
-        min_size = max(12, round(self.min_face * scale))
-        with self._lock:
-            found = self._faces.detectMultiScale(
-                small, scaleFactor=1.1, minNeighbors=5, minSize=(min_size, min_size)
-            )
-        boxes = []
-        for x, y, w, h in np.asarray(found, dtype=np.float64).reshape(-1, 4) / scale:
-            x0, y0 = max(0, round(x)), max(0, round(y))
-            x1, y1 = min(width, round(x + w)), min(height, round(y + h))
-            if x1 - x0 >= 2 and y1 - y0 >= 2:
-                boxes.append((x0, y0, x1 - x0, y1 - y0))
-        if len(boxes) > 1:
-            with_eyes = [b for b in boxes if self._has_eye(gray, b)]
-            boxes = with_eyes or boxes
+        boxes = self._detector.detect_gray(gray)
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes[: self.max_faces]
-
-    def _has_eye(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> bool:
-        cv2 = self._cv2
-        x, y, w, h = box
-        upper = gray[y : y + h // 2, x : x + w]
-        if upper.size == 0:
-            return False
-        # eyes are searched in the face scaled to 160 px wide, whatever its size
-        upper = cv2.equalizeHist(cv2.resize(upper, (160, 80), interpolation=cv2.INTER_LINEAR))
-        side = 16
-        with self._lock:
-            eyes = self._eyes.detectMultiScale(
-                upper, scaleFactor=1.1, minNeighbors=3, minSize=(side, side)
-            )
-        return len(eyes) > 0
 
     def smile_strength(self, gray: np.ndarray, box: tuple[int, int, int, int]) -> float:
         """The smile cascade's strongest level weight in the lower half of a face (0 when

@@ -101,10 +101,16 @@ class FaceDetector:
 
     Fast and dependency-free, but it misses profiles and tilted heads. Thread-safe (calls
     are serialised; OpenCV's cascade is not documented as re-entrant).
+
+    With ``eye_check`` the cascade's occasional hits on plain background are filtered:
+    when it finds more than one face, each is checked with the Haar eye cascade in its
+    upper half, and when any shows an eye the eyeless ones are dropped (when none does,
+    as with sunglasses, all are kept).
     """
 
     name = "haar"
     CASCADE = "haarcascade_frontalface_default.xml"
+    EYE_CASCADE = "haarcascade_eye.xml"
 
     def __init__(
         self,
@@ -113,16 +119,13 @@ class FaceDetector:
         scale_factor: float = 1.1,
         min_neighbors: int = 5,
         cascade: str | Path | None = None,
+        eye_check: bool = False,
     ) -> None:
         cv2 = _import_cv2()
-        path = Path(cascade) if cascade else Path(cv2.data.haarcascades) / self.CASCADE
-        classifier = cv2.CascadeClassifier(str(path))
-        if classifier.empty():
-            raise MissingDependencyError(
-                "opencv-python-headless", f"face detection (cascade {path} not found)"
-            )
         self._cv2 = cv2
-        self._classifier = classifier
+        builtin = Path(cv2.data.haarcascades)
+        self._classifier = self._load_cascade(Path(cascade) if cascade else builtin / self.CASCADE)
+        self._eyes: Any = self._load_cascade(builtin / self.EYE_CASCADE) if eye_check else None
         self._lock = threading.Lock()
         self._scored_lock = threading.Lock()
         self.last_scores: list[float] = []
@@ -131,6 +134,18 @@ class FaceDetector:
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
 
+    def _load_cascade(self, path: Path) -> Any:
+        classifier = self._cv2.CascadeClassifier(str(path))
+        if classifier.empty():
+            raise MissingDependencyError(
+                "opencv-python-headless", f"face detection (cascade {path} not found)"
+            )
+        return classifier
+
+    @property
+    def eye_check(self) -> bool:
+        return self._eyes is not None
+
     @classmethod
     def from_config(cls, config: FaceConfig) -> FaceDetector:
         return cls(
@@ -138,9 +153,14 @@ class FaceDetector:
         )
 
     def detect(self, image: np.ndarray) -> list[Box]:
+        """Face boxes (x, y, w, h) in pixels of an RGB ``image``."""
+        return self.detect_gray(self._cv2.cvtColor(image, self._cv2.COLOR_RGB2GRAY))
+
+    def detect_gray(self, gray: np.ndarray) -> list[Box]:
+        """Face boxes (x, y, w, h) in pixels of a uint8 grayscale image."""
         cv2 = self._cv2
-        height, width = image.shape[:2]
-        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        full = gray
+        height, width = gray.shape[:2]
         scale = 1.0
         longest = max(height, width)
         if self.max_side and longest > self.max_side:
@@ -158,15 +178,30 @@ class FaceDetector:
             )
         candidates = np.asarray(found, dtype=np.float64).reshape(-1, 4)
         votes = np.asarray(votes, dtype=np.float64).ravel()
-        boxes: list[Box] = []
-        scores: list[float] = []
+        scored: list[tuple[Box, float]] = []
         for (x, y, w, h), vote in zip(candidates / scale, votes, strict=True):
             box = _clip_box(round(x), round(y), round(w), round(h), width, height)
             if box is not None:
-                boxes.append(box)
-                scores.append(float(vote))
-        self.last_scores = scores
-        return boxes
+                scored.append((box, float(vote)))
+        if self._eyes is not None and len(scored) > 1:
+            with_eyes = [(box, vote) for box, vote in scored if self._has_eye(full, box)]
+            scored = with_eyes or scored
+        self.last_scores = [vote for _, vote in scored]
+        return [box for box, _ in scored]
+
+    def _has_eye(self, gray: np.ndarray, box: Box) -> bool:
+        cv2 = self._cv2
+        x, y, w, h = box
+        upper = gray[y : y + h // 2, x : x + w]
+        if upper.size == 0:
+            return False
+        # eyes are searched in the face scaled to 160 px wide, whatever its size
+        upper = cv2.equalizeHist(cv2.resize(upper, (160, 80), interpolation=cv2.INTER_LINEAR))
+        with self._lock:
+            eyes = self._eyes.detectMultiScale(
+                upper, scaleFactor=1.1, minNeighbors=3, minSize=(16, 16)
+            )
+        return len(eyes) > 0
 
     def detect_scored(self, image: np.ndarray) -> list[tuple[Box, float]]:
         """Faces with their detection strength (the cascade's count of overlapping hits:
