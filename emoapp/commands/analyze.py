@@ -33,9 +33,10 @@ from typing import Any
 from emoapp.commands.common import (
     add_fusion_options,
     add_model_options,
-    fusion_config,
-    load_encoders,
+    fusion_options,
+    model_options,
 )
+from emoapp.config import fusion_config, load_encoders
 from emoapp.core.messages import Modality
 
 
@@ -304,12 +305,10 @@ def _run(args: argparse.Namespace) -> int:
         )
     # Modalities the input lacks are switched off, so that nothing about their models
     # (loading, "not downloaded" notes) reaches the person.
-    wanted = argparse.Namespace(**vars(args))
-    for modality in Modality:
-        if modality not in inputs.modalities:
-            setattr(wanted, f"{modality.value}_model", "none")
+    models = model_options(args)
+    wanted = models.only(inputs.modalities)
     loaded = load_encoders(wanted, inputs.modalities, modality_configs, strict=True)
-    fusion = fusion_config(args)
+    fusion = fusion_config(models, fusion_options(args))
 
     progress = _Progress(
         inputs.info.duration if inputs.info is not None else None,

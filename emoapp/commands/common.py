@@ -1,30 +1,16 @@
 """Options shared by the commands that run models (analyze, live, the window, evaluate,
-bench), and the one place that turns them into encoders and a fusion config."""
+bench): their argparse definitions, and the typed configuration
+(:mod:`emoapp.config`) built from them. What the options mean for a run (which models,
+which encoders, which fusion) is decided in :mod:`emoapp.config`."""
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from emoapp.core.errors import EmoappError
-from emoapp.core.fusion import RULE_ALIASES, FusionConfig
+from emoapp.config import AUTO_PROFILE, FusionOptions, ModelOptions, parse_weights
+from emoapp.core.fusion import RULE_ALIASES
 from emoapp.core.messages import Modality
-from emoapp.core.observation import ObservationModel
-from emoapp.encoders.base import Encoder
-from emoapp.encoders.factory import (
-    RuntimeOptions,
-    build_encoder,
-    embedded_present,
-    is_available_locally,
-)
-from emoapp.registry import ModelSpec, profiles, resolve_profile
-
-AUTO_PROFILE = "auto"
 
 
 def add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -91,162 +77,25 @@ def add_fusion_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def fusion_config(
-    args: argparse.Namespace, default_smoothing: float = 0.0, default_hysteresis: float = 0.0
-) -> FusionConfig:
-    """The fusion settings for a run. Reliability per modality comes, in order of
-    precedence, from --weights, the profile's fitted ``[fusion]`` table, the registry's
-    prior for the chosen model, and the built-in defaults; temperatures from the profile."""
-    config = FusionConfig(
-        rule=args.fusion_rule,
-        smoothing_s=default_smoothing if args.smoothing is None else args.smoothing,
-        hysteresis=(
-            default_hysteresis
-            if getattr(args, "hysteresis", None) is None
-            else float(args.hysteresis)
-        ),
-    )
-    fitted = _profile_fusion(args)
-    set_by_hand: set[Modality] = set()
-    for name, value in dict(fitted.get("reliability", {})).items():
-        config.reliability[Modality(name)] = float(value)
-        set_by_hand.add(Modality(name))
-    config.temperature = {str(k): float(v) for k, v in dict(fitted.get("temperature", {})).items()}
-    if args.weights:
-        for part in args.weights.split(","):
-            name, _, value = part.partition("=")
-            try:
-                modality = Modality(name.strip())
-                config.reliability[modality] = float(value)
-            except ValueError as exc:
-                raise EmoappError(
-                    f"--weights: {part!r} is not MODALITY=NUMBER (modality: face, voice, text)"
-                ) from exc
-            set_by_hand.add(modality)
-    for modality, spec in choose_models(args).specs.items():
-        if spec is not None and spec.reliability is not None and modality not in set_by_hand:
-            config.model_reliability[spec.model] = spec.reliability
-        if spec is not None and spec.entry is not None and spec.entry.observation:
-            config.observation[spec.model] = ObservationModel(
-                covers=spec.entry.observation, source="registry"
-            )
-    for model_id, rows in dict(fitted.get("observation", {})).items():
-        try:
-            config.observation[str(model_id)] = ObservationModel(
-                matrix=np.asarray(rows, dtype=float), source="fitted"
-            )
-        except ValueError as exc:
-            raise EmoappError(f"the profile's observation model for {model_id}: {exc}") from exc
-    return config
-
-
-def _profile_fusion(args: argparse.Namespace) -> dict:
-    name = "default" if args.profile == AUTO_PROFILE else args.profile
-    available = profiles(getattr(args, "profiles_file", None))
-    return dict(available[name].fusion) if name in available else {}
-
-
-@dataclass
-class ModelChoice:
-    """What each modality will run, and notes for the person (fallbacks, missing models)."""
-
-    specs: dict[Modality, ModelSpec | None]
-    notes_by_modality: dict[Modality, str] = field(default_factory=dict)
-
-    @property
-    def notes(self) -> list[str]:
-        return list(self.notes_by_modality.values())
-
-
-def choose_models(args: argparse.Namespace) -> ModelChoice:
-    """Resolve --profile and the per-modality options into model specs."""
-    overrides = {m: getattr(args, f"{m.value}_model", None) for m in Modality}
-    options = runtime_options(args)
-    if args.profile != AUTO_PROFILE:
-        return ModelChoice(resolve_profile(args.profile, overrides, args.profiles_file))
-    wanted = resolve_profile("default", overrides, args.profiles_file)
-    fallback = resolve_profile("embedded", {}, args.profiles_file)
-    rules = resolve_profile("baseline", {}, args.profiles_file)
-    for modality, spec in fallback.items():
-        # An embedded model whose artefact is missing (a broken install) falls back to
-        # the rule baseline rather than failing.
-        if spec is not None and spec.backend == "embedded" and not embedded_present(spec):
-            fallback[modality] = rules[modality]
-    choice = ModelChoice({})
-    for modality, spec in wanted.items():
-        if spec is None:
-            choice.specs[modality] = None
-        elif (
-            overrides[modality] is not None
-            or options.allow_download
-            or is_available_locally(spec, RuntimeOptions(models_dir=options.models_dir))
-        ):
-            choice.specs[modality] = spec
-        else:
-            baseline = fallback[modality]
-            choice.specs[modality] = baseline
-            kind = baseline.backend if baseline else "fallback"
-            choice.notes_by_modality[modality] = (
-                f"{modality.value}: {spec.model} is not downloaded; using the built-in "
-                f"{kind} model ({baseline.model if baseline else 'off'}). "
-                "Get the full models with `emoapp models pull`."
-            )
-    return choice
-
-
-def runtime_options(args: argparse.Namespace) -> RuntimeOptions:
-
-    return RuntimeOptions(
+def model_options(args: argparse.Namespace) -> ModelOptions:
+    """The model options (:func:`add_model_options`) of parsed arguments."""
+    return ModelOptions(
+        profile=args.profile,
+        profiles_file=getattr(args, "profiles_file", None),
+        models={m: getattr(args, f"{m.value}_model", None) for m in Modality},
         device=args.device,
         dtype=args.dtype,
-        allow_download=args.download,
         models_dir=args.models_dir,
+        download=args.download,
     )
 
 
-@dataclass
-class LoadedEncoders:
-    encoders: dict[Modality, Encoder]
-    failures: dict[Modality, str]
-    choice: ModelChoice
-
-
-def load_encoders(
-    args: argparse.Namespace,
-    modalities: set[Modality] | None = None,
-    modality_configs: dict[Modality, object] | None = None,
-    strict: bool = False,
-) -> LoadedEncoders:
-    """Build and load an encoder per wanted modality. A modality whose model fails to load
-    is reported in ``failures`` (and on stderr) while the others go on; with ``strict`` the
-    first failure raises instead."""
-    choice = choose_models(args)
-    for modality, note in choice.notes_by_modality.items():
-        if modalities is None or modality in modalities:
-            print(f"emoapp: {note}", file=sys.stderr)
-    options = runtime_options(args)
-    encoders: dict[Modality, Encoder] = {}
-    failures: dict[Modality, str] = {}
-    for modality, spec in choice.specs.items():
-        if spec is None or (modalities is not None and modality not in modalities):
-            continue
-        try:
-            if options.allow_download and not spec.bundled and not spec.is_local_dir:
-                # Downloads go through the model store: task check, checksums, manifest.
-                from emoapp.modelstore import pull
-
-                pull(spec, options.models_dir, progress=sys.stderr.isatty())
-            encoder = build_encoder(
-                spec,
-                dataclasses.replace(options, allow_download=False),
-                (modality_configs or {}).get(modality),
-            )
-            encoder.load()
-        except EmoappError as exc:
-            if strict:
-                raise
-            failures[modality] = str(exc)
-            print(f"emoapp: {modality.value} disabled: {exc}", file=sys.stderr)
-            continue
-        encoders[modality] = encoder
-    return LoadedEncoders(encoders, failures, choice)
+def fusion_options(args: argparse.Namespace) -> FusionOptions:
+    """The fusion options (:func:`add_fusion_options`) of parsed arguments; EmoappError
+    for a malformed ``--weights``."""
+    return FusionOptions(
+        rule=args.fusion_rule,
+        weights=parse_weights(args.weights) if args.weights else None,
+        smoothing_s=args.smoothing,
+        hysteresis=getattr(args, "hysteresis", None),
+    )

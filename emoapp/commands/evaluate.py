@@ -22,9 +22,10 @@ from typing import Any
 from emoapp.commands.common import (
     add_fusion_options,
     add_model_options,
-    fusion_config,
-    load_encoders,
+    fusion_options,
+    model_options,
 )
+from emoapp.config import fusion_config, load_encoders
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 from emoapp.evaluation.datasets import FORMATS
@@ -356,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
         hop_s=args.hop or defaults.hop_s,
         vad=args.vad or defaults.vad,
     )
-    loaded = load_encoders(args, usable, {Modality.VOICE: voice})
+    loaded = load_encoders(model_options(args), usable, {Modality.VOICE: voice})
     for m, why in loaded.failures.items():
         skipped[m] = f"model failed to load: {why}"
     for m in usable:
@@ -375,7 +376,7 @@ def run(args: argparse.Namespace) -> int:
             profile_name=args.fit_name or default_name,
             model_refs={m: _model_ref(spec) for m, spec in loaded.choice.specs.items()},
         )
-    fusion = fusion_config(args)
+    fusion = fusion_config(model_options(args), fusion_options(args))
     from_profile = profile_fusion(args)
     if not args.weights:  # --weights wins over the profile's reliabilities
         fusion.reliability.update(from_profile.reliability)
@@ -452,7 +453,7 @@ def run_paired(args: argparse.Namespace) -> int:
         hop_s=args.hop or defaults.hop_s,
         vad=args.vad or defaults.vad,
     )
-    loaded = load_encoders(args, set(sets), {Modality.VOICE: voice}, strict=True)
+    loaded = load_encoders(model_options(args), set(sets), {Modality.VOICE: voice}, strict=True)
     missing = set(sets) - set(loaded.encoders)
     if missing:
         raise EmoappError(
@@ -479,7 +480,7 @@ def run_paired(args: argparse.Namespace) -> int:
                 {modality: encoder}, cache, settings, not args.quiet and sys.stderr.isatty()
             ).run(list(members.values()))
             predictions[modality] = run.predictions[modality]
-    setup = FusionSetup(fusion_config(args), {})
+    setup = FusionSetup(fusion_config(model_options(args), fusion_options(args)), {})
     result = score_pairs(pairs, predictions, setup, args.bootstrap, args.seed)
     result.sets = {m: d.name for m, d in datasets.items()}
     models = {m: e.model_id for m, e in loaded.encoders.items()}

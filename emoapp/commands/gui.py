@@ -17,8 +17,14 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from emoapp.commands.common import add_fusion_options, add_model_options
-from emoapp.commands.sources import add_source_options, describe_devices
+from emoapp.commands.common import (
+    add_fusion_options,
+    add_model_options,
+    fusion_options,
+    model_options,
+)
+from emoapp.commands.sources import add_source_options, describe_devices, source_options
+from emoapp.config import ConsentOptions, WindowConfig
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 from emoapp.privacy.consent import add_consent_options, consent_from_args
@@ -116,12 +122,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.set_defaults(profile=None, fusion_rule=None)
 
 
+def window_config(args: argparse.Namespace) -> WindowConfig:
+    """The window's typed configuration from its command-line options."""
+    return WindowConfig(
+        models=model_options(args),
+        fusion=fusion_options(args),
+        sources=source_options(args),
+        consent=ConsentOptions(
+            allow_camera=bool(getattr(args, "allow_camera", False)),
+            allow_mic=bool(getattr(args, "allow_mic", False)),
+        ),
+        settings_file=getattr(args, "settings_file", None),
+        quit_after=getattr(args, "quit_after", None),
+    )
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_devices", False):
         print(describe_devices(camera_refusal=consent_from_args(args).refusal(Modality.FACE)))
         return 0
-    quit_after = getattr(args, "quit_after", None)
-    if quit_after is not None and quit_after < 0:
+    config = window_config(args)
+    if config.quit_after is not None and config.quit_after < 0:
         raise EmoappError("--quit-after must not be negative")
     problem = display_problem()
     if problem is not None:
@@ -129,4 +150,4 @@ def run(args: argparse.Namespace) -> int:
         return 2
     from emoapp.ui.app import run_app
 
-    return run_app(args)
+    return run_app(config)

@@ -35,10 +35,11 @@ from emoapp.capture.base import Source
 from emoapp.commands.common import (
     add_fusion_options,
     add_model_options,
-    fusion_config,
-    load_encoders,
+    fusion_options,
+    model_options,
 )
 from emoapp.commands.sources import add_source_options, build_sources, describe_devices
+from emoapp.config import fusion_config, load_encoders
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 from emoapp.privacy.audit import ExportFields
@@ -210,8 +211,9 @@ def run(args: argparse.Namespace) -> int:
     from emoapp.core.fusion import DISPLAY_HYSTERESIS, DISPLAY_SMOOTHING_S
 
     # A live estimate is read as it happens: steady it by default (rows keep the raw one).
-    config = fusion_config(args, DISPLAY_SMOOTHING_S, DISPLAY_HYSTERESIS)
-    loaded = load_encoders(args, modalities=set(runnable), strict=False)
+    models = model_options(args)
+    config = fusion_config(models, fusion_options(args), DISPLAY_SMOOTHING_S, DISPLAY_HYSTERESIS)
+    loaded = load_encoders(models, modalities=set(runnable), strict=False)
     if not loaded.encoders:
         reasons = "; ".join(f"{m.value}: {why}" for m, why in loaded.failures.items())
         raise EmoappError(f"no model could be loaded ({reasons or 'every modality is off'})")

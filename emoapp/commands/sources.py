@@ -11,16 +11,12 @@ Nothing heavy is imported here: sources open their devices only when a session s
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from emoapp import config
 from emoapp.capture.base import Source
+from emoapp.config import SourceOptions
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
-
-_MEDIA_SUFFIXES = {
-    ".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".aac", ".webm", ".mp4", ".mkv",
-    ".mov", ".avi", ".ts", ".wma",
-}  # fmt: skip
 
 
 def add_source_options(parser: argparse.ArgumentParser) -> None:
@@ -70,89 +66,25 @@ def add_source_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _camera_size(value: str | None) -> tuple[int | None, int | None]:
-    if not value:
-        return None, None
-    width, sep, height = value.lower().partition("x")
-    try:
-        w, h = int(width), int(height)
-    except ValueError:
-        w = h = 0
-    if not sep or w <= 0 or h <= 0:
-        raise EmoappError(f"--camera-size {value!r}: give WIDTHxHEIGHT, e.g. 1280x720")
-    return w, h
-
-
-def _device_index(value: str) -> int | None:
-    """An int when ``value`` is a device index (digits only)."""
-    text = value.strip()
-    return int(text) if text.isdigit() else None
-
-
-def _existing_file(option: str, value: str) -> Path:
-    path = Path(value).expanduser()
-    if not path.exists():
-        raise EmoappError(f"{option} {value}: no such file (nor a device index)")
-    if path.is_dir():
-        raise EmoappError(f"{option} {value}: is a folder, not a file")
-    return path
-
-
-def _looks_like_file(value: str) -> bool:
-    path = Path(value).expanduser()
-    return path.exists() or path.suffix.lower() in _MEDIA_SUFFIXES or "/" in value
+def source_options(args: argparse.Namespace) -> SourceOptions:
+    """The source options (:func:`add_source_options`) of parsed arguments."""
+    return SourceOptions(
+        camera=getattr(args, "camera", None),
+        mic=getattr(args, "mic", None),
+        text_file=getattr(args, "text_file", None),
+        text_interval=getattr(args, "text_interval", 3.0),
+        camera_size=getattr(args, "camera_size", None),
+        camera_fps=getattr(args, "camera_fps", None),
+        replay_speed=getattr(args, "replay_speed", None),
+        loop=bool(getattr(args, "loop", False)),
+    )
 
 
 def build_sources(args: argparse.Namespace) -> dict[Modality, Source]:
-    """The sources the options ask for (unopened). Raises EmoappError for bad options
-    and for files that do not exist; a device that is absent fails when opened."""
-    from emoapp.capture.camera import CameraSource
-    from emoapp.capture.microphone import MicrophoneSource
-    from emoapp.capture.replay import AudioReplaySource, TextReplaySource, VideoReplaySource
-
-    speed = getattr(args, "replay_speed", None)
-    speed = 1.0 if speed is None else speed
-    if speed <= 0:
-        raise EmoappError(f"--replay-speed {speed:g}: must be positive")
-    loop = bool(getattr(args, "loop", False))
-    sources: dict[Modality, Source] = {}
-
-    camera = getattr(args, "camera", None)
-    if camera is not None and camera != "":
-        index = _device_index(camera)
-        if index is not None:
-            width, height = _camera_size(getattr(args, "camera_size", None))
-            fps = getattr(args, "camera_fps", None)
-            if fps is not None and fps <= 0:
-                raise EmoappError(f"--camera-fps {fps:g}: must be positive")
-            sources[Modality.FACE] = CameraSource(index, width, height, fps)
-        else:
-            path = _existing_file("--camera", camera)
-            sources[Modality.FACE] = VideoReplaySource(path, speed=speed, loop=loop)
-
-    mic = getattr(args, "mic", None)
-    if mic is not None and mic != "":
-        index = _device_index(mic)
-        if index is not None:
-            sources[Modality.VOICE] = MicrophoneSource(index)
-        elif mic.strip().lower() == "default":
-            sources[Modality.VOICE] = MicrophoneSource(None)
-        elif _looks_like_file(mic):
-            path = _existing_file("--mic", mic)
-            sources[Modality.VOICE] = AudioReplaySource(path, speed=speed, loop=loop)
-        else:
-            sources[Modality.VOICE] = MicrophoneSource(mic)
-
-    text_file = getattr(args, "text_file", None)
-    if text_file:
-        interval = getattr(args, "text_interval", 3.0)
-        if interval is None or interval <= 0:
-            raise EmoappError("--text-interval must be positive")
-        path = _existing_file("--text-file", text_file)
-        sources[Modality.TEXT] = TextReplaySource(
-            path, interval_s=interval, first_s=min(1.0, interval), speed=speed, loop=loop
-        )
-    return sources
+    """The sources the options ask for (unopened), by :func:`emoapp.config.build_sources`.
+    Raises EmoappError for bad options and for files that do not exist; a device that is
+    absent fails when opened."""
+    return config.build_sources(source_options(args))
 
 
 def describe_devices(camera_refusal: str | None = None) -> str:

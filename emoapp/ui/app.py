@@ -1,13 +1,14 @@
-"""Building and running the window from ``emoapp``'s command-line options.
+"""Building and running the window from its typed configuration.
 
 :func:`build_window` is what ``emoapp`` runs and what the UI tests build: the bridge,
 the controller (with the sources and model options of ``emoapp live``), the persisted
 settings, and the main window. :func:`run_app` adds the QApplication and its event loop.
+Both take a :class:`~emoapp.config.WindowConfig` (``emoapp/commands/gui.py`` builds it
+from the command line); nothing here knows about argparse.
 """
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 from dataclasses import dataclass
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication
 
-from emoapp.commands.common import AUTO_PROFILE
+from emoapp.config import AUTO_PROFILE, WindowConfig, build_sources
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
-from emoapp.privacy.consent import ConsentStore, consent_from_args
+from emoapp.privacy.consent import ConsentGate, ConsentStore
 from emoapp.ui.bridge import SessionBridge
 from emoapp.ui.controller import EncoderHook, EncoderPlan, SessionController, SessionOptions
 from emoapp.ui.main_window import MainWindow
@@ -50,46 +51,32 @@ class BuiltWindow:
     wanted: set[Modality]
 
 
-def _parse_weights(text: str) -> dict[Modality, float]:
-    """``--weights face=1,voice=0.5`` -> {face: 1.0, voice: 0.5}."""
-    weights: dict[Modality, float] = {}
-    for part in text.split(","):
-        name, _, value = part.partition("=")
-        try:
-            weight = float(value)
-            weights[Modality(name.strip())] = weight
-        except ValueError as exc:
-            raise EmoappError(
-                f"--weights: {part!r} is not MODALITY=NUMBER (modality: face, voice, text)"
-            ) from exc
-        if weight < 0:
-            raise EmoappError(f"--weights: {part!r}: a weight cannot be negative")
-    return weights
-
-
-def _apply_command_line(args: argparse.Namespace, s: UiSettings) -> None:
+def _apply_command_line(config: WindowConfig, s: UiSettings) -> None:
     """Options given on the command line win over remembered settings (and are then
     remembered like choices made in the window)."""
-    if getattr(args, "profile", None):
-        s.profile = args.profile
-    if getattr(args, "fusion_rule", None):
-        s.fusion.rule = args.fusion_rule
-    smoothing = getattr(args, "smoothing", None)
+    if config.models.profile:
+        s.profile = config.models.profile
+    if config.fusion.rule:
+        s.fusion.rule = config.fusion.rule
+    smoothing = config.fusion.smoothing_s
     if smoothing is not None:
         if smoothing < 0:
             raise EmoappError("--smoothing must not be negative")
         s.fusion.smoothing_s = smoothing
-    if getattr(args, "weights", None):
-        s.fusion.weights.update(_parse_weights(args.weights))
+    if config.fusion.weights:
+        for modality, weight in config.fusion.weights.items():
+            if weight < 0:
+                raise EmoappError(
+                    f"--weights: '{modality.value}={weight:g}': a weight cannot be negative"
+                )
+        s.fusion.weights.update(config.fusion.weights)
 
 
-def _profiles(args: argparse.Namespace) -> list[tuple[str, str]]:
+def _profiles(config: WindowConfig) -> list[tuple[str, str]]:
     from emoapp.registry import profiles
 
     found = [(AUTO_PROFILE, _PROFILE_AUTO_NOTE)]
-    found += [
-        (p.name, p.description) for p in profiles(getattr(args, "profiles_file", None)).values()
-    ]
+    found += [(p.name, p.description) for p in profiles(config.models.profiles_file).values()]
     return found
 
 
@@ -99,24 +86,22 @@ def _choices(current: str | None, default: str) -> list[tuple[str, str]]:
 
 
 def build_window(
-    args: argparse.Namespace,
+    config: WindowConfig,
     store: QSettings | None = None,
     encoder_hook: EncoderHook | None = None,
     session_options: SessionOptions | None = None,
     plan: EncoderPlan | None = None,
     consent_store: ConsentStore | None = None,
 ) -> BuiltWindow:
-    """The main window for ``args`` (not shown, session not started). Raises
+    """The main window for ``config`` (not shown, session not started). Raises
     EmoappError for bad options (a missing file, an unknown profile...).
     ``consent_store``: where consent is kept (default: emoapp's config folder); the
-    ``--allow-camera`` / ``--allow-mic`` flags count for this run on top of it."""
-    from emoapp.commands.sources import build_sources
-
+    consent given for this run (``--allow-camera`` / ``--allow-mic``) counts on top."""
     if store is None:
-        store = open_settings(getattr(args, "settings_file", None))
+        store = open_settings(config.settings_file)
     settings = load_settings(store)
-    _apply_command_line(args, settings)
-    sources = build_sources(args)
+    _apply_command_line(config, settings)
+    sources = build_sources(config.sources)
     for m, source in sources.items():
         if m is Modality.FACE:
             settings.camera = key_for_source(source)
@@ -125,12 +110,10 @@ def build_window(
     bridge = SessionBridge()
     controller = SessionController(
         bridge,
-        plan or EncoderPlan(args),
+        plan or EncoderPlan(config.models),
         sources=sources,
         fusion=settings.fusion,
-        replay=ReplayOptions(
-            speed=getattr(args, "replay_speed", 1.0) or 1.0, loop=bool(getattr(args, "loop", False))
-        ),
+        replay=ReplayOptions(speed=config.sources.replay_speed or 1.0, loop=config.sources.loop),
         options=session_options,
         encoder_hook=encoder_hook,
     )
@@ -146,10 +129,13 @@ def build_window(
         bridge,
         store,
         settings,
-        _profiles(args),
+        _profiles(config),
         _choices(camera, camera_key(0)),
         _choices(microphone, microphone_key(None)),
-        consent_gate=consent_from_args(args, consent_store),
+        consent_gate=ConsentGate(
+            consent_store if consent_store is not None else ConsentStore(),
+            config.consent.allowed,
+        ),
     )
     bridge.setParent(window)
     controller.setParent(window)
@@ -168,16 +154,16 @@ def create_application() -> QApplication:
     return app
 
 
-def run_app(args: argparse.Namespace) -> int:
+def run_app(config: WindowConfig) -> int:
     """Open the window and run until it is closed."""
     app = create_application()
-    built = build_window(args)
+    built = build_window(config)
     window = built.window
     if not window.restored_geometry:
         window.resize(1360, 860)
     window.show()
     window.start(built.wanted)
-    quit_after = getattr(args, "quit_after", None)
+    quit_after = config.quit_after
     if quit_after is not None:
         # Counted from when the models are ready, so that S seconds of the pipeline run
         # however long loading takes.

@@ -25,8 +25,6 @@ briefly, so it too waits for camera consent.
 
 from __future__ import annotations
 
-import argparse
-import copy
 import logging
 import queue
 import threading
@@ -37,11 +35,19 @@ from typing import Any
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from emoapp.capture.base import Source, one_line
+from emoapp.config import (
+    FusionOptions,
+    ModelOptions,
+    choose_models,
+    fusion_config,
+    runtime_options,
+)
 from emoapp.core import clock
 from emoapp.core.errors import EmoappError
 from emoapp.core.fusion import FusionConfig
 from emoapp.core.messages import Modality
 from emoapp.encoders.base import Encoder, EncoderInfo
+from emoapp.encoders.factory import build_encoder
 from emoapp.privacy.consent import ConsentGate
 from emoapp.registry import ModelSpec
 from emoapp.ui.bridge import SessionBridge
@@ -78,37 +84,24 @@ class ModelChoiceNote:
 
 class EncoderPlan:
     """Which model each modality runs under a profile, and how to load it, following
-    the command-line model options (``--face-model`` etc. override any profile)."""
+    the model options the window was started with (a per-modality model given there
+    overrides any profile)."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
-        self.args = args
+    def __init__(self, models: ModelOptions) -> None:
+        self.models = models
 
     def choose(self, profile: str) -> tuple[dict[Modality, ModelSpec | None], list[str]]:
-        from emoapp.commands.common import choose_models
-
-        args = copy.copy(self.args)
-        args.profile = profile
-        choice = choose_models(args)
+        choice = choose_models(self.models.with_profile(profile))
         return choice.specs, list(choice.notes)
 
     def fusion_base(self, profile: str) -> FusionConfig:
         """The fusion config ``profile`` brings: its fitted reliabilities and
         temperatures, and the registry's priors of its models (the window's own fusion
         choices go on top)."""
-        from emoapp.commands.common import fusion_config
-
-        args = copy.copy(self.args)
-        args.profile = profile
-        args.fusion_rule = "weighted"
-        args.weights = None
-        args.smoothing = None
-        return fusion_config(args)
+        return fusion_config(self.models.with_profile(profile), FusionOptions())
 
     def load(self, spec: ModelSpec) -> Encoder:
-        from emoapp.commands.common import runtime_options
-        from emoapp.encoders.factory import build_encoder
-
-        encoder = build_encoder(spec, runtime_options(self.args))
+        encoder = build_encoder(spec, runtime_options(self.models))
         encoder.load()
         return encoder
 

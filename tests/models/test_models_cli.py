@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from emoapp.cli import main
-from emoapp.commands.common import add_model_options, choose_models
+from emoapp.commands.common import add_model_options, model_options
+from emoapp.config import choose_models
 from emoapp.core.messages import Modality
 from emoapp.registry import registry
 from tests.models.test_modelstore import FACE_ID, TEXT_ID, VOICE_ID, FakeHub, _closed_port
@@ -107,7 +108,7 @@ def test_pull_defaults_to_the_default_profile_and_then_the_app_uses_it(
     add_model_options(parser)
 
     # First run: nothing pulled, so every modality falls back to its baseline, with a note.
-    choice = choose_models(parser.parse_args([]))
+    choice = choose_models(model_options(parser.parse_args([])))
     assert all(spec is not None and spec.baseline for spec in choice.specs.values())
     assert len(choice.notes) == 3 and all("emoapp models pull" in n for n in choice.notes)
 
@@ -115,7 +116,7 @@ def test_pull_defaults_to_the_default_profile_and_then_the_app_uses_it(
     assert code == 0, err
     assert out.count(": pulled") == 3
 
-    choice = choose_models(parser.parse_args([]))
+    choice = choose_models(model_options(parser.parse_args([])))
     assert {m: s.model for m, s in choice.specs.items() if s} == {
         Modality.FACE: FACE_ID,
         Modality.VOICE: VOICE_ID,
@@ -123,7 +124,7 @@ def test_pull_defaults_to_the_default_profile_and_then_the_app_uses_it(
     }
     assert choice.notes == []
     # an explicit --profile is taken as given
-    choice = choose_models(parser.parse_args(["--profile", "baseline"]))
+    choice = choose_models(model_options(parser.parse_args(["--profile", "baseline"])))
     assert all(s is not None and s.baseline for s in choice.specs.values())
 
 

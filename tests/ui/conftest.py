@@ -1,14 +1,15 @@
-"""Fixtures for the window tests: command-line arguments over replayed samples and tiny
-models, and a factory that opens the real main window and closes it cleanly."""
+"""Fixtures for the window tests: the window's configuration, from command-line
+arguments over replayed samples and tiny models, and a factory that opens the real main
+window and closes it cleanly."""
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from emoapp.config import WindowConfig
 from emoapp.core.messages import Modality
 
 pytest.importorskip("PySide6")
@@ -18,12 +19,14 @@ pytest.importorskip("pytestqt")
 @pytest.fixture
 def window_args(
     tiny_models: dict[str, Path], samples: Path, tmp_path: Path
-) -> Callable[..., argparse.Namespace]:
-    """``emoapp`` arguments: replayed camera and microphone, tiny models, settings in
-    tmp_path. Extra command-line words can be appended."""
+) -> Callable[..., WindowConfig]:
+    """The window's configuration for ``emoapp`` arguments: replayed camera and
+    microphone, tiny models, settings in tmp_path. Extra command-line words can be
+    appended."""
     from emoapp.cli import build_parser
+    from emoapp.commands.gui import window_config
 
-    def make(*extra: str, camera: bool = True, mic: bool = True) -> argparse.Namespace:
+    def make(*extra: str, camera: bool = True, mic: bool = True) -> WindowConfig:
         argv = [
             "--face-model", str(tiny_models["face"]),
             "--voice-model", str(tiny_models["voice"]),
@@ -35,7 +38,7 @@ def window_args(
             argv += ["--camera", str(samples / "face_speech.mp4")]
         if mic:
             argv += ["--mic", str(samples / "speech.wav")]
-        return build_parser().parse_args([*argv, *extra])
+        return window_config(build_parser().parse_args([*argv, *extra]))
 
     return make
 
@@ -49,12 +52,12 @@ def open_window(qtbot) -> Iterator[Callable[..., object]]:
     opened = []
 
     def make(
-        args: argparse.Namespace,
+        config: WindowConfig,
         wanted: set[Modality] | None = None,
         start_gate=None,
         **kwargs,
     ):
-        built = build_window(args, **kwargs)
+        built = build_window(config, **kwargs)
         window = built.window
         window.controller.start_gate = start_gate
         window.resize(1200, 800)

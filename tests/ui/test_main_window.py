@@ -132,8 +132,8 @@ def test_an_encoder_error_shows_on_its_row_while_the_rest_updates(qtbot, window_
 class GatedPlan(EncoderPlan):
     """Loads models only once the test opens the gate: a model that loads slowly."""
 
-    def __init__(self, args, slow: Modality) -> None:
-        super().__init__(args)
+    def __init__(self, config, slow: Modality) -> None:
+        super().__init__(config.models)
         self.slow = slow
         self.gate = threading.Event()
 

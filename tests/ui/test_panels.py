@@ -275,6 +275,7 @@ def test_no_prediction_greys_the_last_result_and_says_why(qtbot):
 
 def test_command_line_options_win_over_remembered_settings():
     from emoapp.cli import build_parser
+    from emoapp.commands.gui import window_config
     from emoapp.core.errors import EmoappError
     from emoapp.ui.app import _apply_command_line
 
@@ -282,20 +283,24 @@ def test_command_line_options_win_over_remembered_settings():
         profile="cpu", fusion=FusionSettings("weighted", {FACE: 2.0, VOICE: 1.0, TEXT: 1.0}, 3.0)
     )
     parser = build_parser()
+
+    def config(*argv: str):
+        return window_config(parser.parse_args(list(argv)))
+
     unchanged = UiSettings(**vars(remembered))
-    _apply_command_line(parser.parse_args([]), unchanged)
+    _apply_command_line(config(), unchanged)
     assert unchanged == remembered  # nothing given: the remembered choices stay
 
-    given = parser.parse_args(
-        ["--profile", "baseline", "--fusion-rule", "product", "--weights", "voice=0.2"]
-    )
+    given = config("--profile", "baseline", "--fusion-rule", "product", "--weights", "voice=0.2")
     _apply_command_line(given, remembered)
     assert remembered.profile == "baseline"
     assert remembered.fusion.rule == "product"
     assert remembered.fusion.weights == {FACE: 2.0, VOICE: 0.2, TEXT: 1.0}
     assert remembered.fusion.smoothing_s == 3.0
     with pytest.raises(EmoappError):
-        _apply_command_line(parser.parse_args(["--weights", "nose=1"]), UiSettings())
+        _apply_command_line(config("--weights", "nose=1"), UiSettings())
+    with pytest.raises(EmoappError, match="cannot be negative"):
+        _apply_command_line(config("--weights", "voice=-1"), UiSettings())
 
 
 def test_hand_set_weights_replace_the_profile_and_model_priors():
