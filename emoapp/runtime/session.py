@@ -28,66 +28,60 @@ retried. An encoder that raises marks its modality degraded and the worker goes 
 the next input; an encoder that hangs blocks only its own worker, and the status shows
 for how long. ``stop()`` always returns: it joins every thread with a timeout and reports
 those that did not stop (all threads are daemon threads, so the process can still exit).
+
+The pieces, each in its own module (:class:`LiveSession` is the façade that owns the
+state and the threads and wires them together):
+
+- :mod:`emoapp.runtime.runs`: what is held per modality (settings, the current run);
+- :mod:`emoapp.runtime.supervisor`: opening sources with retries and backoff, and the
+  status of each modality;
+- :mod:`emoapp.runtime.workers`: the worker loop, one thread per modality;
+- :mod:`emoapp.runtime.fusion_loop`: the fusion thread, the only one calling listeners.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from emoapp.capture.base import PermanentSourceError, Source, SourceItem, one_line
+from emoapp.capture.base import Source, SourceItem
 from emoapp.core import clock
-from emoapp.core.errors import EmoappError, MissingDependencyError
-from emoapp.core.fusion import Fuser, FusionConfig
+from emoapp.core.fusion import FusionConfig
 from emoapp.core.messages import (
     AudioChunk,
     EncoderOutput,
     FusedEstimate,
     Modality,
-    ModalityPrediction,
     TextEntry,
     VideoFrame,
 )
 from emoapp.encoders.base import Encoder
 from emoapp.encoders.vad import rms_dbfs
+from emoapp.runtime import workers
+from emoapp.runtime.fusion_loop import LEVEL_MAX_HZ, PREVIEW_MAX_HZ, FusionLoop
 from emoapp.runtime.metrics import ModalityMetrics, ModalityMetricsSnapshot
-from emoapp.runtime.slots import LatestSlot, RingBuffer
+from emoapp.runtime.runs import Entry, Run, input_buffer
+from emoapp.runtime.supervisor import (
+    STATES,
+    ModalityStatus,
+    SourceSupervisor,
+    close_source,
+    modality_status,
+)
+
+__all__ = [
+    "LEVEL_MAX_HZ",
+    "PREVIEW_MAX_HZ",
+    "STATES",
+    "LiveSession",
+    "ModalityStatus",
+    "SessionListener",
+]
 
 log = logging.getLogger(__name__)
-
-STATES = ("off", "starting", "running", "degraded", "failed", "stopped")
-"""What :attr:`ModalityStatus.state` can be."""
-
-PREVIEW_MAX_HZ = 30.0
-LEVEL_MAX_HZ = 20.0
-
-
-@dataclass(frozen=True)
-class ModalityStatus:
-    """What one modality is doing, in words a person can read.
-
-    ``state``: ``off`` (not started, or nothing to run), ``starting`` (opening its source
-    or waiting for the first result), ``running``, ``degraded`` (running with a problem,
-    or retrying its source; ``message`` says what), ``failed`` (cannot run: no model,
-    the model failed to load, the source cannot be opened; a device is still retried),
-    ``stopped`` (stopped by the person, or its replayed file ended).
-    """
-
-    modality: Modality
-    state: str
-    source: str = ""
-    model_id: str = ""
-    device: str = ""
-    baseline: bool = False
-    message: str = ""
-    source_open: bool = False
-    """True while the modality's source (a camera, a microphone, a replayed file) is
-    open and delivering: what a capture indicator shows."""
 
 
 class SessionListener(Protocol):
@@ -104,67 +98,6 @@ class SessionListener(Protocol):
     def on_audio_level(self, t: float, rms_dbfs: float, speech: bool | None) -> None: ...
 
     def on_status(self, status: ModalityStatus) -> None: ...
-
-
-# --- per-modality state -----------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class _Run:
-    """One start..stop of a modality: its own threads, input buffer and stop signal, so
-    a stopped run can never feed a new one."""
-
-    modality: Modality
-    source: Source | None
-    encoder: Encoder
-    metrics: ModalityMetrics
-    buffer: LatestSlot[Any] | RingBuffer[Any]
-    stop: threading.Event = field(default_factory=threading.Event)
-    source_events: queue.Queue[tuple[int, str, Any]] = field(default_factory=queue.Queue)
-    source_lock: threading.Lock = field(default_factory=threading.Lock)
-    source_open: bool = False
-    source_state: str = "off"  # off | starting | running | retrying | failed | ended
-    source_message: str = ""
-    encoder_error: str = ""
-    outputs: int = 0
-    last_activity: float = field(default_factory=clock.now)
-    threads: list[threading.Thread] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class _Entry:
-    """Everything the session holds for one modality."""
-
-    modality: Modality
-    source: Source | None = None
-    encoder: Encoder | None = None
-    unavailable: str = ""
-    enabled: bool = False
-    run: _Run | None = None
-    stopped_note: str | None = None
-    metrics: ModalityMetrics | None = None
-    last_status: ModalityStatus | None = None
-    speech: bool | None = None
-
-
-def _encoder_device(encoder: Encoder) -> str:
-    device = getattr(encoder, "device", None)
-    if device is not None:
-        return str(device)
-    try:
-        return encoder.info().device
-    except EmoappError:
-        return ""
-
-
-def _speech_flag(output: EncoderOutput) -> bool | None:
-    """What a voice output says about speech: True, False (silence), or None (unknown)."""
-    if isinstance(output, ModalityPrediction):
-        return True
-    reason = output.reason
-    if reason == "silence" or reason.startswith("no speech"):
-        return False
-    return None
 
 
 class LiveSession:
@@ -209,30 +142,40 @@ class LiveSession:
         self._open_source = open_source or (lambda source: source.open())
 
         self._lock = threading.RLock()  # session and per-modality state
-        self._entries: dict[Modality, _Entry] = {}
+        self._entries: dict[Modality, Entry] = {}
         for m in Modality:
             source = sources.get(m)
             encoder = encoders.get(m)
             if source is not None and source.modality is not m:
                 raise ValueError(f"a {source.modality.value} source cannot feed {m.value}")
-            entry = _Entry(m, source, encoder, (unavailable or {}).get(m, ""))
+            entry = Entry(m, source, encoder, (unavailable or {}).get(m, ""))
             entry.enabled = encoder is not None and (source is not None or m is Modality.TEXT)
             entry.metrics = ModalityMetrics(m)
             self._entries[m] = entry
-
-        self._fuser = Fuser(fusion)
-        self._fuser_lock = threading.Lock()
-        self._latest: FusedEstimate | None = None
         self._listeners: tuple[Any, ...] = ()
 
-        # Hand-over to the fusion thread (never held while calling anything else).
-        self._cond = threading.Condition(threading.Lock())
-        self._pending_outputs: list[tuple[_Run, EncoderOutput]] = []
-        self._pending_status: dict[Modality, ModalityStatus] = {}
-        self._force_estimate = False
-        self._preview: LatestSlot[VideoFrame] = LatestSlot()
-        self._level: tuple[float, float] | None = None
-        self._fused_last: dict[Modality, ModalityPrediction] = {}
+        self._fusion = FusionLoop(
+            fusion,
+            self.rate_hz,
+            self.voice_window_s,
+            emit=self._emit,
+            current_runs=self._current_runs,
+            recorder=lambda m: self._entries[m].metrics,
+            speech=lambda: self._entries[Modality.VOICE].speech,
+            closing=lambda: self._closing,
+            refresh_statuses=self._refresh_all,
+        )
+        self._supervisor = SourceSupervisor(
+            lambda source: self._open_source(source),
+            self._on_item,
+            self._set_source_state,
+            self.retry_initial_s,
+            self.retry_max_s,
+        )
+
+        self._worker_host = workers.WorkerHost(
+            self._load_failed, self._encoder_failed, self._deliver, self._refresh_status
+        )
 
         self._running = False
         self._closing = False
@@ -274,9 +217,9 @@ class LiveSession:
             self._running = True
             self._closing = False
             self._fusion_stop = threading.Event()
-            self._preview = LatestSlot()
+            self._fusion.reset_preview()
             fusion = threading.Thread(
-                target=self._fusion_loop,
+                target=self._fusion.run,
                 args=(self._fusion_stop,),
                 name="emoapp-fusion",
                 daemon=True,
@@ -286,8 +229,7 @@ class LiveSession:
             for m in Modality:
                 if self._entries[m].enabled:
                     self._start_run(m)
-        for m in Modality:
-            self._refresh_status(m)
+        self._refresh_all()
 
     def stop(self, timeout: float = 5.0) -> list[str]:
         """Close every source and join every thread (waiting ``timeout`` seconds in all).
@@ -301,11 +243,9 @@ class LiveSession:
                 if self._entries[m].run is not None:
                     self._stop_run(m, note="stopped")
         if was_running:
-            for m in Modality:
-                self._refresh_status(m)
+            self._refresh_all()
         self._fusion_stop.set()
-        with self._cond:
-            self._cond.notify_all()
+        self._fusion.notify_stop()
         deadline = time.monotonic() + timeout
         with self._lock:
             threads = list(self._threads)
@@ -375,9 +315,7 @@ class LiveSession:
         self._refresh_status(m)
 
     def set_fusion_config(self, config: FusionConfig) -> None:
-        with self._fuser_lock:
-            self._fuser.config = config
-        self._wake(force_estimate=True)
+        self._fusion.set_config(config)
 
     def submit_text(self, text: str) -> bool:
         """A typed entry, stamped now and encoded by the text worker. False (and
@@ -393,7 +331,7 @@ class LiveSession:
     # -- reading ------------------------------------------------------------------------
 
     def latest_estimate(self) -> FusedEstimate | None:
-        return self._latest
+        return self._fusion.latest
 
     def status(self) -> dict[Modality, ModalityStatus]:
         return {m: self._compute_status(m) for m in Modality}
@@ -411,7 +349,7 @@ class LiveSession:
         with self._lock:
             runs = {m: e.run for m, e in self._entries.items()}
         held = {m: len(run.buffer) if run is not None else 0 for m, run in runs.items()}
-        held[Modality.FACE] += len(self._preview)
+        held[Modality.FACE] += len(self._fusion.preview)
         return held
 
     def sources_finished(self, quiet_s: float = 0.3) -> bool:
@@ -438,21 +376,20 @@ class LiveSession:
 
     # -- runs ---------------------------------------------------------------------------
 
+    def _current_runs(self) -> dict[Modality, Run | None]:
+        with self._lock:
+            return {m: e.run for m, e in self._entries.items()}
+
     def _start_run(self, m: Modality) -> None:
-        """Start a run of ``m`` (with self._lock held)."""
+        """Start a run of ``m`` (with self._lock held): its worker thread and, when it
+        has a source, its supervisor thread."""
         entry = self._entries[m]
         if entry.encoder is None or (entry.source is None and m is not Modality.TEXT):
             return
         metrics = ModalityMetrics(m)
-        buffer: LatestSlot[Any] | RingBuffer[Any]
-        if m is Modality.FACE:
-            buffer = LatestSlot()
-        elif m is Modality.VOICE:
-            buffer = RingBuffer(self.audio_buffer_s, size=lambda chunk: chunk.duration)
-        else:
-            buffer = RingBuffer(self.text_queue_size)
+        buffer = input_buffer(m, self.audio_buffer_s, self.text_queue_size)
         self._threads = [t for t in self._threads if t.is_alive()]
-        run = _Run(m, entry.source, entry.encoder, metrics, buffer)
+        run = Run(m, entry.source, entry.encoder, metrics, buffer)
         run.source_state = "starting" if entry.source is not None else "running"
         entry.run = run
         entry.metrics = metrics
@@ -460,12 +397,15 @@ class LiveSession:
         entry.stopped_note = None
         entry.speech = None
         worker = threading.Thread(
-            target=self._work, args=(run,), name=f"emoapp-{m.value}-worker", daemon=True
+            target=workers.work,
+            args=(run, self._worker_host, self.voice_window_s, self.voice_hop_s),
+            name=f"emoapp-{m.value}-worker",
+            daemon=True,
         )
         run.threads.append(worker)
         if entry.source is not None:
             supervisor = threading.Thread(
-                target=self._supervise,
+                target=self._supervisor.supervise,
                 args=(run,),
                 name=f"emoapp-{m.value}-source",
                 daemon=True,
@@ -492,26 +432,12 @@ class LiveSession:
         with run.source_lock:
             if run.source_open and run.source is not None:
                 run.source_open = False
-                self._close_source(run.source)
-        with self._fuser_lock:
-            self._fuser.remove(m)
-            self._fused_last.pop(m, None)
-        if m is Modality.VOICE:
-            self._level = None
-        if m is Modality.FACE:
-            self._preview.clear()
-        self._wake(force_estimate=True)
+                close_source(run.source)
+        self._fusion.forget(m)
 
-    @staticmethod
-    def _close_source(source: Source) -> None:
-        try:
-            source.close()
-        except Exception:  # a driver failing to close must not stop the session (logged)
-            log.exception("closing %s failed", source.name)
+    # -- source side (called by the supervisor and on the sources' threads) -------------
 
-    # -- source side --------------------------------------------------------------------
-
-    def _on_item(self, run: _Run, item: SourceItem) -> None:
+    def _on_item(self, run: Run, item: SourceItem) -> None:
         """A source callback: hand the item over and return. Runs on the source's thread."""
         if run.stop.is_set():
             return
@@ -522,253 +448,50 @@ class LiveSession:
         if isinstance(item, VideoFrame):
             run.metrics.record_input(1)
             run.metrics.record_dropped(buffer.dropped - dropped_before)
-            self._preview.put(item)
+            self._fusion.show_frame(item)
         elif isinstance(item, AudioChunk):
-            self._level = (item.t, rms_dbfs(item.samples))
+            self._fusion.set_level(item.t, rms_dbfs(item.samples))
         elif isinstance(item, TextEntry):
             run.metrics.record_input(1)
             run.metrics.record_dropped(buffer.dropped - dropped_before)
 
-    def _set_source_state(self, run: _Run, state: str, message: str) -> None:
+    def _set_source_state(self, run: Run, state: str, message: str) -> None:
         with self._lock:
             run.source_state = state
             run.source_message = message
         self._refresh_status(run.modality)
 
-    def _supervise(self, run: _Run) -> None:
-        """Open the source, start it, and reopen it with backoff when it fails."""
-        source = run.source
-        assert source is not None
-        backoff = self.retry_initial_s
-        attempt = 0
-        ever_ran = False
-        while not run.stop.is_set():
-            attempt += 1
-            if not ever_ran or attempt == 1:
-                self._set_source_state(run, "starting", f"opening {source.name}")
-            problem = self._open_and_start(run, source, attempt)
-            if problem is None:
-                if run.stop.is_set():
-                    return
-                ever_ran = True
-                opened_at = clock.now()
-                self._set_source_state(run, "running", "")
-                while True:
-                    tag, kind, payload = run.source_events.get()
-                    if kind == "stop":
-                        return
-                    if tag == attempt:
-                        break
-                with run.source_lock:
-                    if run.source_open:
-                        run.source_open = False
-                        self._close_source(source)
-                if kind == "end":
-                    note = payload or f"end of {source.name}"
-                    self._set_source_state(run, "ended", note)
-                    return
-                problem = one_line(payload)
-                if clock.now() - opened_at > 10 * self.retry_max_s:
-                    backoff = self.retry_initial_s  # it worked for a good while: start over
-            elif problem.startswith("!"):
-                self._set_source_state(run, "failed", problem[1:])
-                return
-            state = "retrying" if ever_ran else "failed"
-            self._set_source_state(run, state, f"{problem}; retrying in {backoff:.1f} s")
-            if run.stop.wait(backoff):
-                return
-            backoff = min(backoff * 2.0, self.retry_max_s)
+    # -- worker side (the workers' WorkerHost, called on the workers' threads) ----------
 
-    def _open_and_start(self, run: _Run, source: Source, attempt: int) -> str | None:
-        """None when the source runs; otherwise why not (prefixed "!" when permanent)."""
-        try:
-            self._open_source(source)
-        except (PermanentSourceError, MissingDependencyError) as exc:
-            return f"!{exc}"
-        except EmoappError as exc:
-            return str(exc)
-        except Exception as exc:  # drivers raise anything; logged, and the source is retried
-            log.exception("opening %s failed", source.name)
-            return f"{source.name}: {type(exc).__name__}: {one_line(exc)}"
-
-        def on_error(error: BaseException) -> None:
-            run.source_events.put((attempt, "error", error))
-
-        def on_end(note: str = "") -> None:
-            run.source_events.put((attempt, "end", note))
-
-        with run.source_lock:
-            if run.stop.is_set():
-                self._close_source(source)
-                return None
-            try:
-                source.start(lambda item: self._on_item(run, item), on_error, on_end)
-            except EmoappError as exc:
-                self._close_source(source)
-                return str(exc)
-            except Exception as exc:  # drivers raise anything; logged, source retried
-                log.exception("starting %s failed", source.name)
-                self._close_source(source)
-                return f"{source.name}: {type(exc).__name__}: {one_line(exc)}"
-            run.source_open = True
-        return None
-
-    # -- worker side --------------------------------------------------------------------
-
-    def _work(self, run: _Run) -> None:
-        """One modality's worker: newest input -> encoder -> fusion thread."""
+    def _load_failed(self, run: Run, message: str) -> None:
         m = run.modality
-        try:
-            run.encoder.load()
-        except Exception as exc:  # noqa: BLE001 - any load failure disables this modality only
-            message = f"{m.value} model failed to load: {one_line(exc)}"
-            log.warning("%s", message)
-            with self._lock:
-                entry = self._entries[m]
-                if entry.run is run:
-                    self._stop_run(m, note="")
-                    entry.unavailable = message
-            self._refresh_status(m)
-            return
-        self._refresh_status(m)  # the device is known once loaded
-        windows = None
-        overflow_seen = 0.0
-        if m is Modality.VOICE:
-            from emoapp.encoders.voice import WindowBuffer
+        with self._lock:
+            entry = self._entries[m]
+            if entry.run is run:
+                self._stop_run(m, note="")
+                entry.unavailable = message
+        self._refresh_status(m)
 
-            windows = WindowBuffer(self.voice_window_s, self.voice_hop_s)
-        while not run.stop.is_set():
-            if isinstance(run.buffer, LatestSlot):
-                frame = run.buffer.take(timeout=0.1)
-                items: list[Any] = [] if frame is None else [frame]
-            elif windows is None:
-                items = run.buffer.drain(timeout=0.1)
-            else:
-                chunks = run.buffer.drain(timeout=0.1)
-                lost = run.buffer.dropped_size - overflow_seen
-                if lost > 0:
-                    # Audio fell out of the ring while the encoder was busy: the windows
-                    # it would have made count as inputs dropped, and the stream restarts.
-                    overflow_seen = run.buffer.dropped_size
-                    lost_windows = max(1, round(lost / self.voice_hop_s))
-                    run.metrics.record_input(lost_windows)
-                    run.metrics.record_dropped(lost_windows)
-                    windows.reset()
-                completed: list[AudioChunk] = []
-                for chunk in chunks:
-                    try:
-                        completed.extend(windows.push(chunk))
-                    except ValueError as exc:
-                        log.warning("%s: unusable audio chunk: %s", m.value, exc)
-                        windows.reset()
-                if completed:
-                    run.metrics.record_input(len(completed))
-                    run.metrics.record_dropped(len(completed) - 1)
-                items = completed[-1:]  # only the newest window: stale audio is not queued
-            if not items or run.stop.is_set():
-                continue
-            run.last_activity = clock.now()
-            self._encode(run, items)
-            run.last_activity = clock.now()
+    def _encoder_failed(self, run: Run, message: str) -> None:
+        with self._lock:
+            run.encoder_error = message
+        self._refresh_status(run.modality)
 
-    def _encode(self, run: _Run, items: list[Any]) -> None:
+    def _deliver(self, run: Run, outputs: list[EncoderOutput]) -> None:
         m = run.modality
-        run.metrics.encoder_started()
-        started = time.perf_counter()
-        try:
-            outputs = run.encoder.encode(items)
-        # An encoder may fail in any way (torch, a bad input, a bug): the worker must
-        # survive, and the reason is carried to the modality's status.
-        except Exception as exc:  # noqa: BLE001
-            run.metrics.encoder_finished(time.perf_counter() - started, ok=False)
-            message = f"{m.value} encoder failed: {type(exc).__name__}: {one_line(exc)}"
-            if message != run.encoder_error:
-                log.warning("%s", message)
-            with self._lock:
-                run.encoder_error = message
-            self._refresh_status(m)
-            return
-        run.metrics.encoder_finished(time.perf_counter() - started)
-        if run.stop.is_set():
-            return
         with self._lock:
             run.encoder_error = ""
             run.outputs += len(outputs)
         if m is Modality.VOICE and outputs:
-            self._entries[m].speech = _speech_flag(outputs[-1])
-        with self._cond:
-            self._pending_outputs.extend((run, out) for out in outputs)
-            # Bounded: when listeners are too slow to keep up, the oldest outputs go.
-            del self._pending_outputs[:-256]
-            self._cond.notify()
+            self._entries[m].speech = workers.speech_flag(outputs[-1])
+        self._fusion.post_outputs(run, outputs)
         self._refresh_status(m)
 
     # -- status -------------------------------------------------------------------------
 
     def _compute_status(self, m: Modality) -> ModalityStatus:
         with self._lock:
-            entry = self._entries[m]
-            run = entry.run
-            encoder = entry.encoder
-            source = entry.source
-            source_name = (
-                source.name if source is not None else ("typed text" if m is Modality.TEXT else "")
-            )
-            model_id = encoder.model_id if encoder is not None else ""
-            device = _encoder_device(encoder) if encoder is not None else ""
-            baseline = bool(encoder.baseline) if encoder is not None else False
-
-            source_open = run is not None and run.source_open
-
-            def status(state: str, message: str = "") -> ModalityStatus:
-                return ModalityStatus(
-                    m, state, source_name, model_id, device, baseline, message, source_open
-                )
-
-            if run is None:
-                if entry.unavailable:
-                    return status("failed", entry.unavailable)
-                if entry.stopped_note:
-                    return status("stopped", entry.stopped_note)
-                if encoder is None:
-                    return status("off", f"no {m.value} model")
-                if source is None and m is not Modality.TEXT:
-                    return status("off", f"no {'camera' if m is Modality.FACE else 'microphone'}")
-                return status("off")
-            busy = run.metrics.busy_for()
-            fell_back = getattr(encoder, "fell_back_to_cpu", None)
-            if run.source_state == "failed":
-                state, message = "failed", run.source_message
-            elif run.source_state == "retrying":
-                state, message = "degraded", run.source_message
-            elif run.source_state == "ended":
-                state, message = "stopped", run.source_message
-            elif run.encoder_error:
-                state, message = "degraded", run.encoder_error
-            elif busy is not None and busy > self.stall_after_s:
-                state = "degraded"
-                message = f"the {m.value} encoder has not returned for {int(busy)} s"
-            elif (
-                m is not Modality.TEXT
-                and run.source_state == "running"
-                and (idle := run.metrics.idle_for()) is not None
-                and idle > self.stall_after_s
-            ):
-                # A source that stops delivering without an error (a frozen driver, a
-                # stalled file read) must not look healthy.
-                state = "degraded"
-                message = f"no input from {source_name or 'the source'} for {idle:.0f} s"
-            elif run.source_state == "starting":
-                state, message = "starting", run.source_message
-            elif run.outputs == 0 and m is not Modality.TEXT:
-                state, message = "starting", "waiting for the first result"
-            else:
-                state, message = "running", ""
-            if fell_back:
-                message = f"{message}; {fell_back}" if message else str(fell_back)
-                if state == "running":
-                    state = "degraded"
-            return status(state, message)
+            return modality_status(self._entries[m], self.stall_after_s)
 
     def _refresh_status(self, m: Modality) -> None:
         """Recompute a modality's status; hand it to the listeners if it changed."""
@@ -778,124 +501,8 @@ class LiveSession:
             if status == entry.last_status:
                 return
             entry.last_status = status
-        with self._cond:
-            self._pending_status[m] = status
-            self._cond.notify()
+        self._fusion.post_status(status)
 
-    # -- fusion thread ------------------------------------------------------------------
-
-    def _wake(self, force_estimate: bool = False) -> None:
-        with self._cond:
-            self._force_estimate = self._force_estimate or force_estimate
-            self._cond.notify()
-
-    def _fusion_loop(self, stop: threading.Event) -> None:
-        period = 1.0 / self.rate_hz
-        frame_period = 1.0 / PREVIEW_MAX_HZ
-        level_period = 1.0 / LEVEL_MAX_HZ
-        next_tick = clock.now()
-        last_frame_sent = last_level_sent = float("-inf")
-        level_sent: tuple[float, float] | None = None
-        next_stall_check = clock.now()
-        while True:
-            with self._cond:
-                while not (
-                    stop.is_set()
-                    or self._pending_outputs
-                    or self._pending_status
-                    or self._force_estimate
-                ):
-                    now = clock.now()
-                    wait = next_tick - now
-                    if len(self._preview):
-                        wait = min(wait, last_frame_sent + frame_period - now)
-                    if self._level is not None and self._level is not level_sent:
-                        wait = min(wait, last_level_sent + level_period - now)
-                    if wait <= 0:
-                        break
-                    self._cond.wait(min(wait, frame_period))
-                outputs, self._pending_outputs = self._pending_outputs, []
-                statuses, self._pending_status = self._pending_status, {}
-                force, self._force_estimate = self._force_estimate, False
-            for status in statuses.values():
-                self._emit("on_status", status)
-            if stop.is_set():
-                with self._cond:
-                    statuses, self._pending_status = self._pending_status, {}
-                for status in statuses.values():
-                    self._emit("on_status", status)
-                return
-            if self._closing:  # stop() is under way: nothing more to fuse or show
-                with self._cond:
-                    self._cond.wait(0.05)
-                continue
-            now = clock.now()
-            tick = now >= next_tick
-            if tick:
-                # A steady schedule; after a stall, start afresh rather than catch up.
-                next_tick = next_tick + period if next_tick + period > now else now + period
-            estimate = self._fuse(outputs, force or tick)
-            for _, output in outputs:
-                self._emit("on_output", output)
-            if estimate is not None:
-                self._emit("on_estimate", estimate)
-            now = clock.now()
-            if now - last_frame_sent >= frame_period:
-                frame = self._preview.take(timeout=0)
-                if frame is not None:
-                    last_frame_sent = now
-                    self._emit("on_frame", frame)
-            level = self._level
-            if (
-                level is not None
-                and level is not level_sent
-                and now - last_level_sent >= level_period
-            ):
-                level_sent, last_level_sent = level, now
-                self._emit(
-                    "on_audio_level", level[0], level[1], self._entries[Modality.VOICE].speech
-                )
-            if now >= next_stall_check:
-                next_stall_check = now + 1.0
-                for m in Modality:
-                    self._refresh_status(m)
-
-    def _captured(self, prediction: ModalityPrediction) -> float:
-        """When the newest input behind a prediction was captured: the end of a voice
-        window (``t`` is its start), the capture time of a frame or entry otherwise."""
-        if prediction.modality is not Modality.VOICE:
-            return prediction.t
-        end = prediction.detail.get("window_end")
-        if isinstance(end, (int, float)):
-            return float(end)
-        return prediction.t + self.voice_window_s
-
-    def _fuse(self, outputs: list[tuple[_Run, EncoderOutput]], due: bool) -> FusedEstimate | None:
-        """Feed new predictions to the fuser; an estimate when due or when any came."""
-        fresh = False
-        with self._lock:
-            current = {m: e.run for m, e in self._entries.items()}
-        with self._fuser_lock:
-            for run, output in outputs:
-                if run.stop.is_set() or current.get(run.modality) is not run:
-                    continue  # from a run stopped meanwhile: it must not come back
-                if isinstance(output, ModalityPrediction):
-                    self._fuser.update(output)
-                    fresh = True
-            if not (fresh or due):
-                return None
-            estimate = self._fuser.estimate(clock.now())
-            for m, maybe_run in current.items():
-                if maybe_run is not None and maybe_run.outputs:
-                    maybe_run.metrics.record_presence(m in estimate.inputs)
-            for m, prediction in estimate.inputs.items():
-                recorder = self._entries[m].metrics
-                if recorder is None:
-                    continue
-                age = estimate.t - self._captured(prediction)
-                recorder.record_age(age)
-                if self._fused_last.get(m) is not prediction:
-                    self._fused_last[m] = prediction
-                    recorder.record_latency(age)
-        self._latest = estimate
-        return estimate
+    def _refresh_all(self) -> None:
+        for m in Modality:
+            self._refresh_status(m)

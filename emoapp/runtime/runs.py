@@ -1,0 +1,75 @@
+"""What a live session holds per modality: the modality's settings (:class:`Entry`) and,
+while it runs, one start..stop of it (:class:`Run`) with its own threads, input buffer
+and stop signal, so that a stopped run can never feed a new one.
+
+Shared by the pieces of :mod:`emoapp.runtime.session`: the source supervisor
+(:mod:`~emoapp.runtime.supervisor`), the worker loops (:mod:`~emoapp.runtime.workers`)
+and the fusion loop (:mod:`~emoapp.runtime.fusion_loop`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from emoapp.capture.base import Source
+from emoapp.core import clock
+from emoapp.core.messages import Modality
+from emoapp.encoders.base import Encoder
+from emoapp.runtime.metrics import ModalityMetrics
+from emoapp.runtime.slots import LatestSlot, RingBuffer
+
+if TYPE_CHECKING:
+    from emoapp.runtime.supervisor import ModalityStatus
+
+
+@dataclass(eq=False)
+class Run:
+    """One start..stop of a modality: its own threads, input buffer and stop signal, so
+    a stopped run can never feed a new one."""
+
+    modality: Modality
+    source: Source | None
+    encoder: Encoder
+    metrics: ModalityMetrics
+    buffer: LatestSlot[Any] | RingBuffer[Any]
+    stop: threading.Event = field(default_factory=threading.Event)
+    source_events: queue.Queue[tuple[int, str, Any]] = field(default_factory=queue.Queue)
+    source_lock: threading.Lock = field(default_factory=threading.Lock)
+    source_open: bool = False
+    source_state: str = "off"  # off | starting | running | retrying | failed | ended
+    source_message: str = ""
+    encoder_error: str = ""
+    outputs: int = 0
+    last_activity: float = field(default_factory=clock.now)
+    threads: list[threading.Thread] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class Entry:
+    """Everything the session holds for one modality."""
+
+    modality: Modality
+    source: Source | None = None
+    encoder: Encoder | None = None
+    unavailable: str = ""
+    enabled: bool = False
+    run: Run | None = None
+    stopped_note: str | None = None
+    metrics: ModalityMetrics | None = None
+    last_status: ModalityStatus | None = None
+    speech: bool | None = None
+
+
+def input_buffer(
+    modality: Modality, audio_buffer_s: float, text_queue_size: int
+) -> LatestSlot[Any] | RingBuffer[Any]:
+    """Where a run's input waits for its worker: the newest frame only (latest wins), a
+    ring of audio bounded in seconds, a bounded queue of text entries."""
+    if modality is Modality.FACE:
+        return LatestSlot()
+    if modality is Modality.VOICE:
+        return RingBuffer(audio_buffer_s, size=lambda chunk: chunk.duration)
+    return RingBuffer(text_queue_size)
