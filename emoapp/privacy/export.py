@@ -14,7 +14,7 @@ the row or in a modality entry) is kept only with ``include_text``; references t
 (``media``, ``frame``, ``audio``, ``*_path`` and the like) only with ``include_media``.
 Any other key is dropped, and named in :attr:`ExportResult.dropped`: a new score field
 must be added to the allow-list here on purpose (a test compares the allow-list with
-what :func:`emoapp.runtime.timeline.row_from_estimate` produces).
+what :func:`emoapp.core.rows.row_from_estimate` produces).
 
 *All or nothing.* The file is written to a temporary file next to the target, fsynced
 and renamed over it (:mod:`emoapp.privacy.atomic`): a full disk or a crash leaves any
@@ -186,7 +186,7 @@ def export_timeline(
     """Write ``rows`` to ``path`` (see the module docstring); the format follows the
     suffix (``.csv``, else JSON lines) unless ``fmt`` is given. ``audit`` defaults to the
     audit log in the config folder."""
-    from emoapp.runtime.timeline import CSV_COLUMNS, flatten_row
+    from emoapp.core.rows import CSV_COLUMNS, flatten_row
 
     target = Path(path)
     format_ = _format_of(target, fmt)

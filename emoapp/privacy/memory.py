@@ -3,7 +3,7 @@
 
 The window's plot keeps only the last minute of probabilities, which is not a timeline
 one can export. :class:`TimelineMemory` keeps the session's fused estimates as timeline
-rows (:func:`emoapp.runtime.timeline.row_from_estimate`, the format of ``emoapp analyze``
+rows (:func:`emoapp.core.rows.row_from_estimate`, the format of ``emoapp analyze``
 and ``emoapp live --out``), at most ``row_rate_hz`` a second and ``max_rows`` in all (the
 oldest go first): by default five a second for the last hour, about 1 kB a row. Nothing
 here touches the disk; an export (:func:`emoapp.privacy.export.export_timeline`) is the
@@ -122,7 +122,7 @@ class TimelineMemory:
     def add_estimate(self, estimate: FusedEstimate) -> bool:
         """Keep a row for ``estimate`` unless one was kept less than 1/rate ago. True
         when kept."""
-        from emoapp.runtime.timeline import row_from_estimate
+        from emoapp.core.rows import row_from_estimate
 
         with self._lock:
             if estimate.t < self._next_row_t:
