@@ -18,7 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from emoapp.commands.common import fusion_config, load_encoders
+from emoapp.commands.common import fusion_options, model_options
+from emoapp.config import fusion_config, load_encoders
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 
@@ -63,12 +64,9 @@ def run_call(args: argparse.Namespace) -> int:
             hop_s=args.hop or defaults.hop_s,
             vad=args.vad or defaults.vad,
         )
-    wanted = argparse.Namespace(**vars(args))
-    for modality in Modality:
-        if modality not in modalities:
-            setattr(wanted, f"{modality.value}_model", "none")
-    loaded = load_encoders(wanted, modalities, modality_configs, strict=True)
-    fusion = fusion_config(args)
+    models = model_options(args)
+    loaded = load_encoders(models.only(modalities), modalities, modality_configs, strict=True)
+    fusion = fusion_config(models, fusion_options(args))
 
     writer = TimelineWriter(args.out)
     try:
