@@ -107,9 +107,10 @@ def test_pull_defaults_to_the_default_profile_and_then_the_app_uses_it(
     parser = argparse.ArgumentParser()
     add_model_options(parser)
 
-    # First run: nothing pulled, so every modality falls back to its baseline, with a note.
+    # First run: nothing pulled, so every modality falls back to its built-in (embedded)
+    # model, with a note.
     choice = choose_models(model_options(parser.parse_args([])))
-    assert all(spec is not None and spec.baseline for spec in choice.specs.values())
+    assert all(spec is not None and spec.bundled for spec in choice.specs.values())
     assert len(choice.notes) == 3 and all("emoapp models pull" in n for n in choice.notes)
 
     code, out, err = run(capsys, "pull", "--no-progress")
@@ -160,7 +161,8 @@ def test_info_on_a_local_directory_reads_its_config(
     [
         (("info", "nonsense"), "is not a registry model"),
         (("pull", "nonsense"), "is not a profile"),
-        (("verify", "baseline/nothing"), "unknown baseline"),
+        (("verify", "baseline/nothing"), "unknown built-in model"),
+        (("info", "embedded/nothing"), "unknown built-in model"),
     ],
 )
 def test_bad_references_are_one_line_errors(
