@@ -47,6 +47,10 @@ def test_every_registry_entry_states_its_facts() -> None:
         assert 0 < entry.reliability <= 1
         if entry.baseline:
             assert model_id.startswith("baseline/") and entry.revision is None
+        elif entry.backend == "embedded":
+            # Shipped in models/embedded/NAME, verified by its own checksums.
+            assert model_id.startswith("embedded/") and entry.revision is None
+            assert entry.size_mb > 0 and "TODO" not in entry.reported + entry.architecture
         else:
             assert re.fullmatch(r"[0-9a-f]{40}", entry.revision or ""), model_id
             assert entry.size_mb > 0
