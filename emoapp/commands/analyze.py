@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from emoapp.commands.common import (
     add_fusion_options,
@@ -38,6 +38,9 @@ from emoapp.commands.common import (
 )
 from emoapp.config import fusion_config, load_encoders
 from emoapp.core.messages import Modality
+
+if TYPE_CHECKING:
+    from emoapp.runtime.analyze import AnalysisConfig
 
 
 def _positive(value: str) -> float:
@@ -86,6 +89,31 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="where rows go: FILE.jsonl, FILE.csv, or - for stdout (default)",
     )
+    add_analysis_options(parser)
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted run: keep the rows already in --out FILE and append "
+        "the rest (without it, an existing --out file is replaced)",
+    )
+    calls = add_call_options(parser)
+    calls.add_argument(
+        "--report",
+        type=Path,
+        metavar="DIR",
+        help="also write a call report to DIR: report.html (plots per speaker) and summary.json",
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"
+    )
+    add_model_options(parser)
+    add_fusion_options(parser)
+    parser.set_defaults(func=run)
+
+
+def add_analysis_options(parser: argparse.ArgumentParser) -> None:
+    """The options that shape how one recording is analysed (shared with ``emoapp batch``,
+    which builds the same :class:`AnalysisConfig` from them)."""
     parser.add_argument(
         "--step",
         type=_seconds_between(0.01),
@@ -118,12 +146,11 @@ def register(subparsers: Any) -> None:
         help="voice-activity gate: silero (default), energy (a level threshold, faster), "
         "or off (classify every window)",
     )
-    parser.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue an interrupted run: keep the rows already in --out FILE and append "
-        "the rest (without it, an existing --out file is replaced)",
-    )
+
+
+def add_call_options(parser: argparse.ArgumentParser) -> Any:
+    """The options for a recorded call, by speaker (shared with ``emoapp batch``); returns
+    their argument group."""
     calls = parser.add_argument_group(
         "calls", "a recorded call, by speaker (text only from --transcript: no speech recognition)"
     )
@@ -146,18 +173,7 @@ def register(subparsers: Any) -> None:
         help="step: a row every --step seconds (default); utterance: one row per speech "
         "segment of each speaker (start, end, the estimate over it)",
     )
-    calls.add_argument(
-        "--report",
-        type=Path,
-        metavar="DIR",
-        help="also write a call report to DIR: report.html (plots per speaker) and summary.json",
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"
-    )
-    add_model_options(parser)
-    add_fusion_options(parser)
-    parser.set_defaults(func=run)
+    return calls
 
 
 class _Progress:
@@ -261,8 +277,45 @@ def _resume_from(args: argparse.Namespace, note: Callable[[str], None]) -> float
     return last_t
 
 
+def analysis_config(
+    args: argparse.Namespace,
+    transcript: Path | None = None,
+    text: str | None = None,
+    resume_after: float | None = None,
+) -> AnalysisConfig:
+    """The :class:`AnalysisConfig` the analysis options ask for (``analyze`` and ``batch``)."""
+    from emoapp.runtime.analyze import AnalysisConfig
+
+    return AnalysisConfig(
+        step_s=args.step,
+        face_fps=args.face_fps,
+        window_s=args.window,
+        hop_s=args.hop,
+        transcript=transcript,
+        text=text,
+        resume_after=resume_after,
+    )
+
+
+def encoder_configs(args: argparse.Namespace) -> dict[Modality, object]:
+    """Per-modality encoder settings the analysis options ask for (the voice window, hop
+    and gate), for :func:`~emoapp.commands.common.load_encoders`."""
+    if not (args.window or args.hop or args.vad):
+        return {}
+    from emoapp.encoders.voice import VoiceConfig
+
+    defaults = VoiceConfig()
+    return {
+        Modality.VOICE: VoiceConfig(
+            window_s=args.window or defaults.window_s,
+            hop_s=args.hop or defaults.hop_s,
+            vad=args.vad or defaults.vad,
+        )
+    }
+
+
 def _run(args: argparse.Namespace) -> int:
-    from emoapp.runtime.analyze import AnalysisConfig, analyze, prepare_inputs
+    from emoapp.runtime.analyze import analyze, prepare_inputs
     from emoapp.runtime.timeline import TimelineWriter
 
     if args.media is None and args.text is None and args.transcript is None:
@@ -280,29 +333,14 @@ def _run(args: argparse.Namespace) -> int:
 
     _refuse_overwriting_inputs(args.out, [args.media, args.transcript])
     resume_after = _resume_from(args, note)
-    config = AnalysisConfig(
-        step_s=args.step,
-        face_fps=args.face_fps,
-        window_s=args.window,
-        hop_s=args.hop,
-        transcript=args.transcript,
-        text=args.text,
-        resume_after=resume_after,
+    config = analysis_config(
+        args, transcript=args.transcript, text=args.text, resume_after=resume_after
     )
 
     # Everything about the input is checked before a model loads.
     inputs = prepare_inputs(args.media, config)
     writer = TimelineWriter(args.out, append=resume_after is not None)
-    modality_configs: dict[Modality, object] = {}
-    if Modality.VOICE in inputs.modalities and (args.window or args.hop or args.vad):
-        from emoapp.encoders.voice import VoiceConfig
-
-        defaults = VoiceConfig()
-        modality_configs[Modality.VOICE] = VoiceConfig(
-            window_s=args.window or defaults.window_s,
-            hop_s=args.hop or defaults.hop_s,
-            vad=args.vad or defaults.vad,
-        )
+    modality_configs = encoder_configs(args) if Modality.VOICE in inputs.modalities else {}
     # Modalities the input lacks are switched off, so that nothing about their models
     # (loading, "not downloaded" notes) reaches the person.
     models = model_options(args)

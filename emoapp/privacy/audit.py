@@ -18,6 +18,7 @@ JSON line per event::
      "why": "no token"}
     {"time": "...", "event": "stream-stopped", "address": "ws://127.0.0.1:8765",
      "clients": 1, "refused": 1, "messages": 310, "dropped": 0}
+    {"time": "...", "event": "batch", "path": "/data/out", "items": 1200, "timelines": 1187}
 
 Only the typed methods below write, and none of them takes content: there is no way to
 put a frame, a sound or a text into the log. The log is append-only; when it grows past
@@ -57,6 +58,7 @@ EXPORT = "export"
 STREAM_STARTED = "stream-started"
 STREAM_CLIENT = "stream-client"
 STREAM_STOPPED = "stream-stopped"
+BATCH = "batch"
 EVENTS = (
     CONSENT_GRANTED,
     CONSENT_REVOKED,
@@ -65,6 +67,7 @@ EVENTS = (
     STREAM_STARTED,
     STREAM_CLIENT,
     STREAM_STOPPED,
+    BATCH,
 )
 
 
@@ -117,6 +120,11 @@ class AuditEntry:
                 f"{self.time}  stream of estimates stopped at {d.get('address', '?')} "
                 f"({d.get('clients', '?')} clients, {d.get('messages', '?')} messages sent, "
                 f"{d.get('dropped', '?')} dropped)"
+            )
+        if self.event == BATCH:
+            return (
+                f"{self.time}  batch of {d.get('items', '?')} inputs: "
+                f"{d.get('timelines', '?')} timelines (scores) in {d.get('path', '?')}"
             )
         what = {
             CONSENT_GRANTED: "granted",
@@ -211,6 +219,13 @@ class AuditLog:
             refused=int(refused),
             messages=int(messages),
             dropped=int(dropped),
+        )
+
+    def batch(self, path: str | os.PathLike[str], items: int, timelines: int) -> bool:
+        """``emoapp batch`` ran: its output folder, how many inputs, how many timelines
+        (scores only) it holds for them."""
+        return self._record(
+            BATCH, path=str(Path(path).resolve()), items=int(items), timelines=int(timelines)
         )
 
     # -- reading ------------------------------------------------------------------------
