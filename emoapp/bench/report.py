@@ -158,6 +158,13 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     else:
         result["startup"] = {"status": "skipped"}
 
+    if config.runs("batch"):
+        from emoapp.bench.batch import run_batch_bench
+
+        result["batch"] = _guard(lambda: run_batch_bench(config, paths))
+    else:
+        result["batch"] = {"status": "skipped"}
+
     result["targets"] = _targets(result)
     result["machine"]["load_average_end"] = load_average()
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
@@ -390,6 +397,7 @@ def render_table(result: dict[str, Any]) -> str:
     out += _render_peers(result.get("peers", {}))
     out += _render_live(result.get("live", {}))
     out += _render_startup(result.get("startup", {}))
+    out += _render_batch(result.get("batch", {"status": "skipped"}))
     t = result.get("targets", {})
     out.append(
         f"targets: voice overhead <= {t.get('overhead_max')}: {_fmt(t.get('voice_overhead_met'))}; "
@@ -535,3 +543,44 @@ def _render_startup(s: dict[str, Any]) -> list[str]:
         f"{f['models_load_s']} s, session start to estimate {f['session_to_first_estimate_s']} s)",
         "",
     ]
+
+
+def _render_batch(b: dict[str, Any]) -> list[str]:
+    if "status" in b:
+        return _status_line("batch", b)
+    out = [
+        f"emoapp batch: {b['items']} items ({b['item']}) per run; wall includes worker "
+        "start-up and model loading, steady excludes it"
+    ]
+    rows = []
+    for engine, runs in b["runs"].items():
+        if "status" in runs:
+            rows.append([engine, "-", runs["status"], "", "", "", ""])
+            continue
+        for n, r in runs.items():
+            rows.append(
+                [
+                    engine,
+                    n,
+                    _fmt(r["wall_s"]),
+                    _fmt(r["ready_s"]),
+                    f"{_fmt(r['items_per_min'])} / {_fmt(r['steady_items_per_min'])}",
+                    f"{_fmt(r['media_hours_per_hour'], 2)} / "
+                    f"{_fmt(r['steady_media_hours_per_hour'], 2)}",
+                    f"{r['done']} done, {r['failed']} failed",
+                ]
+            )
+    out += _table(
+        [
+            "engine",
+            "workers",
+            "wall s",
+            "ready s",
+            "items/min (steady)",
+            "media-h/h (steady)",
+            "outcome",
+        ],
+        rows,
+    )
+    out.append("")
+    return out

@@ -19,9 +19,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "float32, CPU bfloat16 where the CPU runs it natively, CUDA float16 when a GPU "
             "is present), the pipeline's overhead over the bare model forward, scaling with "
             "faces per frame, audio window and text length, a sustained live run on "
-            "replayed media, start-up time, and the fer package on the same video where it "
-            "can run. The models are random-weight copies of the default architectures, "
-            "built once into a cache folder. Prints a table and writes JSON."
+            "replayed media, start-up time, the fer package on the same video where it "
+            "can run, and emoapp batch throughput (local and Ray, 1 and 2 workers). The "
+            "models are random-weight copies of the default architectures, built once into "
+            "a cache folder. Prints a table and writes JSON."
         ),
     )
     parser.add_argument(
@@ -51,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--skip",
         metavar="PART,...",
         default="",
-        help="parts to leave out: encoders, scaling, live, startup, peers",
+        help="parts to leave out: encoders, scaling, live, startup, peers, batch",
     )
     parser.add_argument(
         "--device",

@@ -262,6 +262,7 @@ def run_ray(
     """Analyse ``items`` on a pool of Ray actors (see the module docstring). ``workers``
     None: as many as the cluster's CPUs allow."""
     ray = import_ray()
+    started = time.perf_counter()
     started_here = False
     if not ray.is_initialized():
         if address:
@@ -269,7 +270,6 @@ def run_ray(
         else:
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=False)
         started_here = True
-    started = time.perf_counter()
     actors: list[Any] = []
     try:
         if workers is None:

@@ -40,6 +40,7 @@ TOP_KEYS = (
     "live",
     "startup",
     "peers",
+    "batch",
     "targets",
     "elapsed_s",
 )
@@ -73,6 +74,8 @@ def smoke(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict, str]:
                     "cpu",
                     "--threads",
                     "1",
+                    "--skip",
+                    "batch",  # worker processes and Ray: tests/bench/test_bench_batch.py
                     "--models-dir",
                     str(root / "cache"),
                     "--json",
