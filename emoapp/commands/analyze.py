@@ -232,7 +232,7 @@ killed; Ctrl-C gives 130 (``emoapp.cli``)."""
 
 
 @contextmanager
-def _sigterm_stops_cleanly() -> Iterator[None]:
+def sigterm_stops_cleanly() -> Iterator[None]:
     """While the analysis runs, SIGTERM raises :class:`TerminatedError` in the main thread
     instead of killing the process outright, so that ``finally`` blocks close the timeline
     (Python's default for SIGTERM is to die on the spot). Outside the main thread, where
@@ -252,7 +252,7 @@ def _sigterm_stops_cleanly() -> Iterator[None]:
 
 
 def run(args: argparse.Namespace) -> int:
-    with _sigterm_stops_cleanly():
+    with sigterm_stops_cleanly():
         try:
             return _run(args)
         except TerminatedError:

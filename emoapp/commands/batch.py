@@ -171,8 +171,6 @@ def build_job(args: argparse.Namespace) -> Any:
 def _check_out(out: Path, source: Path) -> None:
     if out.exists() and not out.is_dir():
         raise EmoappError(f"--out {out}: is a file; give a folder")
-    if source.is_file() and out.resolve() == source.resolve().parent / source.name:
-        raise EmoappError(f"--out {out} is the manifest; give a folder")
     parent = out.resolve().parent
     if not out.exists() and not parent.is_dir():
         raise EmoappError(f"--out {out}: folder {parent} does not exist")
@@ -182,6 +180,17 @@ def _check_out(out: Path, source: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from emoapp.commands.analyze import EXIT_TERMINATED, TerminatedError, sigterm_stops_cleanly
+
+    with sigterm_stops_cleanly():
+        try:
+            return _run(args)
+        except TerminatedError:
+            print("emoapp: terminated", file=sys.stderr)
+            return EXIT_TERMINATED
+
+
+def _run(args: argparse.Namespace) -> int:
     from emoapp.runtime.batch import discover
     from emoapp.runtime.batch_engines import import_ray, run_batch
 
@@ -213,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             gpus_per_worker=args.gpus_per_worker,
             progress=not args.quiet and sys.stderr.isatty(),
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, or SIGTERM (TerminatedError)
         print(
             f"emoapp: stopped; finished items stay in {job.out_dir} (the index says which); "
             "run the same command again to do the rest",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -277,6 +278,8 @@ def run_ray(
             workers = max(1, int(cpus // max(cpus_per_worker, 1e-9)))
         count = max(1, min(workers, len(items)))
         stats = EngineStats(workers=count)
+        if job.threads is None:  # as many torch threads as the actor has CPUs
+            job = dataclasses.replace(job, threads=max(1, int(cpus_per_worker)))
         actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(RayItemWorker)
 
         def new_actor() -> Any:
@@ -464,9 +467,13 @@ def run_batch(
     try:
         if todo:
             if engine == "local":
-                report.engine = run_local(
-                    todo, job, workers or default_workers(), on_result, local_target
-                )
+                count = workers or default_workers()
+                if job.threads is None:
+                    # Workers share the cores: torch's default (a thread per core in every
+                    # worker) oversubscribes them.
+                    threads = max(1, (os.cpu_count() or 1) // count)
+                    job = dataclasses.replace(job, threads=threads)
+                report.engine = run_local(todo, job, count, on_result, local_target)
             else:
                 report.engine = run_ray(
                     todo,

@@ -248,23 +248,28 @@ def _crash_once_main(conn, job, marker_dir: str) -> None:
     worker_main(conn, job)
 
 
-def test_a_dying_worker_is_replaced_and_its_item_tried_once_more(samples, tmp_path) -> None:
+def _baseline_job(out: Path) -> BatchJob:
+    """A job on the baseline models (no torch model to load), coarse steps."""
     from emoapp.commands.batch import load_batch_encoders
 
-    wav = samples / "speech.wav"
-    items = [BatchItem(name, wav) for name in ("crash-once", "fine", "crash-always")]
     options = {"profile": "baseline", "profiles_file": None, "face_model": None,
                "voice_model": None, "text_model": None, "device": "cpu", "dtype": "auto",
                "models_dir": None, "download": False}  # fmt: skip
-    job = BatchJob(
+    return BatchJob(
         load=functools.partial(
             load_batch_encoders, options, {Modality.VOICE: VoiceConfig(vad="energy")}
         ),
-        out_dir=tmp_path / "out",
+        out_dir=out,
         analysis=AnalysisConfig(step_s=2.0, window_s=2.0, hop_s=2.0),
         fusion=FusionConfig(),
         models={},
     )
+
+
+def test_a_dying_worker_is_replaced_and_its_item_tried_once_more(samples, tmp_path) -> None:
+    wav = samples / "speech.wav"
+    items = [BatchItem(name, wav) for name in ("crash-once", "fine", "crash-always")]
+    job = _baseline_job(tmp_path / "out")
     report = run_batch(
         items, job, workers=1,
         local_target=functools.partial(_crash_once_main, marker_dir=str(tmp_path)),
@@ -278,6 +283,40 @@ def test_a_dying_worker_is_replaced_and_its_item_tried_once_more(samples, tmp_pa
     assert sorted(p.name for p in tmp_path.glob("crash-*")) == [
         "crash-always.1", "crash-always.2", "crash-once.1", "crash-once.2"
     ]  # fmt: skip
+
+
+def _interrupt_main(conn, job) -> None:
+    """A worker that, on the item named "stop", does what Ctrl-C in a terminal does to the
+    batch's parent (the workers ignore SIGINT), then keeps working on it."""
+    import signal
+    import time
+
+    import emoapp.runtime.batch as batch
+
+    run = batch.ItemWorker.run
+
+    def run_or_interrupt(self, item, attempt=1):
+        if item.id == "stop":
+            os.kill(os.getppid(), signal.SIGINT)
+            time.sleep(60)
+        return run(self, item, attempt)
+
+    batch.ItemWorker.run = run_or_interrupt  # type: ignore[method-assign]
+    worker_main(conn, job)
+
+
+def test_ctrl_c_keeps_finished_items_and_the_next_run_does_the_rest(samples, tmp_path) -> None:
+    job = _baseline_job(tmp_path / "out")
+    items = [BatchItem("first", samples / "speech.wav"), BatchItem("stop", samples / "speech.wav")]
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(items, job, workers=1, local_target=_interrupt_main)
+    rows = _by_id(job.out_dir)
+    assert rows["first"]["status"] == "done" and rows["stop"]["status"] == "pending"
+    assert (job.out_dir / "timelines" / "first.jsonl").is_file()
+    assert not (job.out_dir / "timelines" / "stop.jsonl").exists()
+    report = run_batch(items, job, workers=1)
+    assert report.skipped == 1 and report.count("done") == 2
+    assert not list(job.out_dir.rglob("*.part"))
 
 
 def test_usage_errors_are_one_line(tmp_path, capsys) -> None:
