@@ -109,7 +109,7 @@ def _run(
                     analysis=AnalysisConfig(),
                     fusion=FusionConfig(),
                     models={m: ModelRef(str(paths[m.value])) for m in Modality},
-                    threads=config.threads,
+                    threads=config.threads or 1,  # as a Ray actor with one CPU has
                 )
                 started = time.perf_counter()
                 report = run_batch(batch, job, engine=engine, workers=n)

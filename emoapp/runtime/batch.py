@@ -297,8 +297,11 @@ class BatchJob:
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(getattr(k, "value", k)): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [_jsonable(v) for v in value]
+        return sorted(items, key=repr) if isinstance(value, set | frozenset) else items
+    if hasattr(value, "tolist"):  # numpy arrays and scalars (fitted fusion tables)
+        return value.tolist()
     return value
 
 
