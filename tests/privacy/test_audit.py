@@ -129,9 +129,20 @@ def test_there_is_no_way_to_log_content(tmp_path: Path):
         "stream_started",  # an address, a flag, "generated"/"given": never the token
         "stream_client",  # an action, the client's address, a reason
         "stream_stopped",  # the address and counts
+        "batch",  # the output folder and counts
     }
     with pytest.raises(ValueError, match="unknown audit event"):
         log._record("frame", data="pixels")
     with pytest.raises(ValueError):
         log.consent_granted("I feel sad today", "1")  # type: ignore[arg-type]
     assert not (tmp_path / "audit.jsonl").exists()
+
+
+def test_a_batch_is_one_line_of_counts_and_a_folder(tmp_path: Path):
+    log = AuditLog(tmp_path / "audit.jsonl")
+    assert log.batch(tmp_path / "out", items=12, timelines=10)
+    (entry,) = log.entries()
+    assert entry.event == "batch"
+    assert entry.details == {"path": str((tmp_path / "out").resolve()), "items": 12,
+                             "timelines": 10}  # fmt: skip
+    assert "batch of 12 inputs: 10 timelines (scores)" in entry.describe()
