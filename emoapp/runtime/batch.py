@@ -106,10 +106,10 @@ INDEX_COLUMNS: tuple[tuple[str, str], ...] = (
 """The index columns and their types. ``status``: done, truncated (analysed up to where
 the file breaks off; the timeline holds those rows and ``error`` says where), failed
 (``error`` holds the one-line reason; no timeline), pending (not reached: the run was
-interrupted). ``this_run`` is false for items finished by an earlier run and skipped.
-``<modality>_model``/``_revision``: the models that analysed the item (empty where the
-input has no such modality). ``duration_s`` is the media's length, ``analysed_s`` the
-media time the timeline covers."""
+interrupted). ``this_run``: the item was worked on in this run (false for items finished
+by an earlier run and skipped, and for pending ones). ``<modality>_model``/``_revision``:
+the models that analysed the item (empty where the input has no such modality).
+``duration_s`` is the media's length, ``analysed_s`` the media time the timeline covers."""
 
 
 # --- items ---------------------------------------------------------------------------------
@@ -435,7 +435,7 @@ def base_record(item: BatchItem, job: BatchJob | None = None) -> dict[str, Any]:
         path=str(item.path),
         transcript=str(item.transcript) if item.transcript else None,
         status=PENDING,
-        this_run=True,
+        this_run=False,
         attempts=0,
     )
     return record

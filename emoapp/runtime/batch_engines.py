@@ -261,7 +261,8 @@ def run_ray(
     gpus_per_worker: float = 0.0,
 ) -> EngineStats:
     """Analyse ``items`` on a pool of Ray actors (see the module docstring). ``workers``
-    None: as many as the cluster's CPUs allow."""
+    None: as many as the cluster's CPUs (and GPUs) allow; more than that are not
+    started (they could not be placed)."""
     ray = import_ray()
     started = time.perf_counter()
     started_here = False
@@ -273,10 +274,20 @@ def run_ray(
         started_here = True
     actors: list[Any] = []
     try:
-        if workers is None:
-            cpus = float(ray.cluster_resources().get("CPU", 1.0))
-            workers = max(1, int(cpus // max(cpus_per_worker, 1e-9)))
-        count = max(1, min(workers, len(items)))
+        # Actors the cluster cannot place now would wait forever: as many as fit.
+        resources = ray.cluster_resources()
+        cpus, gpus = float(resources.get("CPU", 0.0)), float(resources.get("GPU", 0.0))
+        if gpus_per_worker > 0 and gpus <= 0:
+            raise EmoappError("--gpus-per-worker: the Ray cluster has no GPU")
+        fit = int(cpus // max(cpus_per_worker, 1e-9))
+        if gpus_per_worker > 0:
+            fit = min(fit, int(gpus // gpus_per_worker))
+        if fit < 1:
+            raise EmoappError(
+                f"the Ray cluster has no room for one worker ({cpus:g} CPUs, {gpus:g} GPUs; "
+                f"a worker needs {cpus_per_worker:g} CPU and {gpus_per_worker:g} GPU)"
+            )
+        count = max(1, min(workers or fit, fit, len(items)))
         stats = EngineStats(workers=count)
         if job.threads is None:  # as many torch threads as the actor has CPUs
             job = dataclasses.replace(job, threads=max(1, int(cpus_per_worker)))

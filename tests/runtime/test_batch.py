@@ -151,6 +151,7 @@ def test_the_key_changes_with_any_option_that_shapes_the_output(tmp_path: Path) 
 # --- the local engine ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_index_names_every_outcome(local_run, inputs) -> None:
     out, code = local_run
     assert code == 1  # one input failed
@@ -178,6 +179,7 @@ def test_index_names_every_outcome(local_run, inputs) -> None:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("item", "source", "transcript"),
     [("face_only", "face_only.mp4", False), ("calls/speech", "calls/speech.wav", True)],
@@ -197,6 +199,7 @@ def test_batch_timelines_are_the_analyze_timelines(
     assert (out / "timelines" / f"{item}.jsonl").read_bytes() == single.read_bytes()
 
 
+@pytest.mark.slow
 def test_a_resumed_run_redoes_only_what_is_not_finished(local_run, inputs, tiny_models) -> None:
     out, _ = local_run
     media, transcripts = inputs
@@ -266,6 +269,7 @@ def _baseline_job(out: Path) -> BatchJob:
     )
 
 
+@pytest.mark.slow
 def test_a_dying_worker_is_replaced_and_its_item_tried_once_more(samples, tmp_path) -> None:
     wav = samples / "speech.wav"
     items = [BatchItem(name, wav) for name in ("crash-once", "fine", "crash-always")]
@@ -305,6 +309,7 @@ def _interrupt_main(conn, job) -> None:
     worker_main(conn, job)
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_finished_items_and_the_next_run_does_the_rest(samples, tmp_path) -> None:
     job = _baseline_job(tmp_path / "out")
     items = [BatchItem("first", samples / "speech.wav"), BatchItem("stop", samples / "speech.wav")]
@@ -349,7 +354,7 @@ def test_without_pyarrow_the_index_is_csv(tmp_path, monkeypatch) -> None:
     monkeypatch.undo()
     assert read_index(tmp_path) == [
         {**dict.fromkeys(n for n, _ in INDEX_COLUMNS), "id": "a", "path": str(tmp_path / "a.wav"),
-         "status": "pending", "this_run": "True", "attempts": "0"}
+         "status": "pending", "this_run": "False", "attempts": "0"}
     ]  # fmt: skip
 
 
@@ -369,6 +374,7 @@ def local_ray():
     ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_gives_the_local_timelines_and_resumes(
     local_ray, local_run, inputs, tiny_models, tmp_path
 ) -> None:
@@ -395,3 +401,13 @@ def test_ray_gives_the_local_timelines_and_resumes(
     assert {i for i, r in again.items() if r["this_run"]} == {"notes"}
     lines = [json.loads(x) for x in (out / "journal.jsonl").read_text().splitlines()[:4]]
     assert {r["id"] for r in lines} == set(rows)
+
+
+def test_ray_refuses_workers_it_cannot_place(local_ray, tmp_path) -> None:
+    from emoapp.runtime.batch_engines import run_ray
+
+    items = [BatchItem("a", tmp_path / "a.wav")]
+    with pytest.raises(EmoappError, match="the Ray cluster has no GPU"):
+        run_ray(items, _job(tmp_path), None, lambda record: None, gpus_per_worker=0.5)
+    with pytest.raises(EmoappError, match="no room for one worker"):
+        run_ray(items, _job(tmp_path), None, lambda record: None, cpus_per_worker=3)
