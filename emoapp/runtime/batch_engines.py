@@ -385,7 +385,8 @@ class BatchReport:
             f"batch: {self.total} items: {done} done, {truncated} truncated, {failed} failed"
             + (f", {pending} not reached" if pending else "")
             + (f" ({self.skipped} finished earlier, skipped)" if self.skipped else ""),
-            f"this run: {worked} items, {self.media_s / 60:.1f} min of media in "
+            f"this run: {worked} item{'' if worked == 1 else 's'}, "
+            f"{self.media_s / 60:.1f} min of media in "
             f"{self.elapsed_s:.1f} s ({rate:.1f} items/min, "
             f"{hours / (self.elapsed_s / 3600) if self.elapsed_s > 0 else 0.0:.1f} "
             f"media-hours/hour) on {self.engine.workers} worker(s)"
