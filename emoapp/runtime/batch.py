@@ -340,6 +340,10 @@ def one_line(error: BaseException) -> str:
 
 # --- the per-item work ---------------------------------------------------------------------
 
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+"""Thread-pool sizes the numeric libraries read once, when they load; a worker's share of
+the cores goes here (unless set already), as Ray does for its actors."""
+
 
 class ItemWorker:
     """Loads the models once, then analyses items one by one (in a worker process, a Ray
@@ -348,13 +352,17 @@ class ItemWorker:
     def __init__(self, job: BatchJob) -> None:
         self.job = job
         if job.threads:
-            os.environ.setdefault("OMP_NUM_THREADS", str(job.threads))
+            for name in THREAD_VARIABLES:
+                os.environ.setdefault(name, str(job.threads))
         # The per-modality "not downloaded; using the baseline" notes were said once by the
         # command; N workers need not repeat them.
         with contextlib.redirect_stderr(io.StringIO()):
             self.encoders = job.load()
-        if job.threads and "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(job.threads)
+        if job.threads:
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(job.threads)
+            if "cv2" in sys.modules:
+                sys.modules["cv2"].setNumThreads(job.threads)
 
     def run(self, item: BatchItem, attempt: int = 1) -> dict[str, Any]:
         """Analyse one item into its timeline; returns its journal record. Never raises

@@ -35,7 +35,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +46,7 @@ from emoapp.runtime.batch import (
     FAILED,
     FINISHED,
     PART_SUFFIX,
+    THREAD_VARIABLES,
     TIMELINES,
     TRUNCATED,
     BatchItem,
@@ -138,7 +139,8 @@ def run_local(
         process = context.Process(
             target=target, args=(child_end, job), name="emoapp-batch-worker", daemon=True
         )
-        process.start()
+        with _thread_limits(job.threads):  # read by numpy's BLAS when the child imports it
+            process.start()
         child_end.close()
         slots.append(_Slot(process, parent_end))
 
@@ -195,6 +197,20 @@ def run_local(
     finally:
         _stop_local(slots)
     return stats
+
+
+@contextlib.contextmanager
+def _thread_limits(threads: int | None) -> Iterator[None]:
+    """The environment a spawned worker starts with: the thread-pool variables set to its
+    share of the cores (those the person set are left alone)."""
+    added = [n for n in THREAD_VARIABLES if threads and n not in os.environ]
+    for name in added:
+        os.environ[name] = str(threads)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
 
 
 def _stop_local(slots: list[_Slot]) -> None:
