@@ -2,15 +2,17 @@
 cluster.
 
     emoapp batch INPUT --out DIR [--engine local|ray] [--workers N] [--ray-address ADDR]
-                 [--gpus-per-worker F] [--transcripts DIR] [analysis, model, fusion options]
+                 [--gpus-per-worker F] [--transcripts DIR] [--speakers channels]
+                 [--speaker-names A,B] [--by step|utterance] [analysis, model, fusion options]
 
 ``INPUT`` is a folder (walked for media files) or a CSV manifest (``path``, optional
 ``transcript`` and ``id``). Every item goes through the pipeline ``emoapp analyze`` runs,
-with the same options, into ``DIR/timelines/<id>.jsonl``; ``DIR/index.parquet`` (or
-``index.csv`` without pyarrow) gets one row per input. Running the same command again
-resumes: items already done with the same input and options are skipped. A broken file is
-one failed row, never the end of the batch. See :mod:`emoapp.runtime.batch` and
-:mod:`emoapp.runtime.batch_engines`.
+with the same options (with ``--speakers``/``--by``, the call analysis of
+``emoapp analyze CALL --speakers ...``), into ``DIR/timelines/<id>.jsonl``;
+``DIR/index.parquet`` (or ``index.csv`` without pyarrow) gets one row per input. Running
+the same command again resumes: items already done with the same input and options are
+skipped. A broken file is one failed row, never the end of the batch. See
+:mod:`emoapp.runtime.batch` and :mod:`emoapp.runtime.batch_engines`.
 
 Exit status: 0 when every item finished (done or truncated), 1 when some failed, 2 for a
 usage error (bad input folder, unknown model, Ray missing), 130 on Ctrl-C.
@@ -70,7 +72,7 @@ def _fraction(value: str) -> float:
 
 
 def register(subparsers: Any) -> None:
-    from emoapp.commands.analyze import add_analysis_options
+    from emoapp.commands.analyze import add_analysis_options, add_call_options
 
     parser = subparsers.add_parser(
         "batch",
@@ -120,6 +122,7 @@ def register(subparsers: Any) -> None:
         help="transcripts matched by file stem: DIR/<stem>.srt, .vtt or .txt",
     )
     add_analysis_options(parser)
+    add_call_options(parser)
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"
     )
@@ -151,6 +154,16 @@ def build_job(args: argparse.Namespace) -> Any:
         raise EmoappError("every modality is off (--face-model/--voice-model/--text-model none)")
     options = {name: getattr(args, name, None) for name in _MODEL_OPTIONS}
     configs = encoder_configs(args)
+    call = None
+    if args.speakers or args.speaker_names or args.by != "step":
+        from emoapp.runtime.batch import CallOptions
+        from emoapp.runtime.calls import parse_names
+
+        call = CallOptions(
+            by_channels=args.speakers == "channels",
+            names=tuple(parse_names(args.speaker_names)),
+            by=args.by,
+        )
     return (
         BatchJob(
             load=functools.partial(load_batch_encoders, options, configs),
@@ -163,6 +176,7 @@ def build_job(args: argparse.Namespace) -> Any:
                 "dtype": args.dtype,
                 "voice": {m.value: repr(c) for m, c in configs.items()},
             },
+            call=call,
         ),
         choice.notes,
     )

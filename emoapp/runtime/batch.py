@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 from emoapp.core.errors import EmoappError
 from emoapp.core.fusion import FusionConfig
@@ -256,6 +256,25 @@ class ModelRef:
     backend: str = "transformers"
 
 
+@dataclass(frozen=True)
+class CallOptions:
+    """``--speakers``/``--speaker-names``/``--by``: every item is a call, by speaker."""
+
+    by_channels: bool = False
+    names: tuple[str, ...] = ()
+    by: Literal["step", "utterance"] = "step"
+
+
+@dataclass
+class _Outcome:
+    """What one analysis gave, for the item's record."""
+
+    duration_s: float | None
+    analysed_s: float
+    models: dict[Modality, str]
+    truncated: EmoappError | None
+
+
 @dataclass
 class BatchJob:
     """Everything a worker needs, picklable (it travels to worker processes and Ray
@@ -271,6 +290,8 @@ class BatchJob:
     """Other settings that shape the output (device, dtype, ...), for the fingerprint."""
     threads: int | None = None
     """torch threads per worker (None: leave torch's choice)."""
+    call: CallOptions | None = None
+    """Analyse every item as a call by speaker (None: as a plain recording)."""
 
     @property
     def fingerprint(self) -> str:
@@ -286,6 +307,7 @@ class BatchJob:
             "fusion": _jsonable(dataclasses.asdict(self.fusion)),
             "models": {m.value: dataclasses.asdict(r) for m, r in sorted(self.models.items())},
             "options": self.options,
+            "call": dataclasses.asdict(self.call) if self.call is not None else None,
         }
         text = json.dumps(payload, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
@@ -367,7 +389,6 @@ class ItemWorker:
     def run(self, item: BatchItem, attempt: int = 1) -> dict[str, Any]:
         """Analyse one item into its timeline; returns its journal record. Never raises
         for a bad item: the error becomes the record's one-line ``error``."""
-        from emoapp.runtime.analyze import analyze, prepare_inputs
         from emoapp.runtime.timeline import TimelineWriter
 
         job = self.job
@@ -385,19 +406,10 @@ class ItemWorker:
             record["media_sha256"] = media_sha
             record["transcript_sha256"] = transcript_sha
             record["config_key"] = item_key(media_sha, transcript_sha, job.fingerprint)
-            config = dataclasses.replace(job.analysis, transcript=item.transcript)
-            inputs = prepare_inputs(item.path, config)
             final.parent.mkdir(parents=True, exist_ok=True)
             writer = TimelineWriter(part, format="jsonl")
             try:
-                summary = analyze(
-                    item.path,
-                    self.encoders,
-                    job.fusion,
-                    config,
-                    on_row=writer.write,
-                    inputs=inputs,
-                )
+                outcome = self._analyse(item, writer.write)
             finally:
                 writer.close()
             if writer.rows_written == 0:
@@ -407,19 +419,48 @@ class ItemWorker:
             return self._failed(record, error, part, final, started)
         except Exception as error:  # noqa: BLE001 - one item's failure must not stop the batch
             return self._failed(record, error, part, final, started)
-        record["status"] = TRUNCATED if summary.truncated is not None else DONE
-        record["error"] = one_line(summary.truncated) if summary.truncated else None
-        record["duration_s"] = inputs.info.duration if inputs.info is not None else None
-        record["analysed_s"] = round(summary.end_t, 3)
-        record["rows"] = summary.rows
-        for modality in summary.models:
+        truncated = outcome.truncated
+        record["status"] = TRUNCATED if truncated is not None else DONE
+        record["error"] = one_line(truncated) if truncated is not None else None
+        record["duration_s"] = outcome.duration_s
+        record["analysed_s"] = round(outcome.analysed_s, 3)
+        record["rows"] = writer.rows_written
+        for modality, model_id in outcome.models.items():
             ref = job.models.get(modality)
-            record[f"{modality.value}_model"] = summary.models[modality]
+            record[f"{modality.value}_model"] = model_id
             record[f"{modality.value}_revision"] = ref.revision if ref is not None else None
         record["timeline"] = str(final.relative_to(job.out_dir).as_posix())
         record["elapsed_s"] = round(time.perf_counter() - started, 3)
         record["finished_at"] = _now()
         return record
+
+    def _analyse(self, item: BatchItem, on_row: Callable[[dict[str, Any]], None]) -> _Outcome:
+        """One item through ``emoapp analyze``'s code: :func:`analyze` or, for calls
+        (``--speakers``, ``--by utterance``), :func:`~emoapp.runtime.calls.analyze_call`."""
+        job = self.job
+        if job.call is None:
+            from emoapp.runtime.analyze import analyze, prepare_inputs
+
+            config = dataclasses.replace(job.analysis, transcript=item.transcript)
+            inputs = prepare_inputs(item.path, config)
+            summary = analyze(
+                item.path, self.encoders, job.fusion, config, on_row=on_row, inputs=inputs
+            )
+            duration = inputs.info.duration if inputs.info is not None else None
+            return _Outcome(duration, summary.end_t, summary.models, summary.truncated)
+        from emoapp.runtime.calls import analyze_call, plan_call
+
+        plan = plan_call(
+            item.path, item.transcript, job.call.names, by_channels=job.call.by_channels
+        )
+        result = analyze_call(
+            plan, self.encoders, job.fusion, job.analysis, on_row=on_row, by=job.call.by
+        )
+        summaries = list(result.summaries.values())
+        models = {m: i for s in summaries for m, i in s.models.items()}
+        end = max((s.end_t for s in summaries), default=0.0)
+        truncated = next((s.truncated for s in summaries if s.truncated is not None), None)
+        return _Outcome(plan.info.duration, end, models, truncated)
 
     @staticmethod
     def _failed(

@@ -200,6 +200,32 @@ def test_batch_timelines_are_the_analyze_timelines(
 
 
 @pytest.mark.slow
+def test_calls_by_speaker_give_the_analyze_timeline(tiny_models, samples, tmp_path) -> None:
+    calls, transcripts = tmp_path / "calls", tmp_path / "transcripts"
+    calls.mkdir()
+    transcripts.mkdir()
+    shutil.copy(samples / "call.flac", calls / "call.flac")
+    shutil.copy(samples / "call.vtt", transcripts / "call.vtt")
+    options = ["--speakers", "channels", "--speaker-names", "Agent,Customer", "--by",
+               "utterance", "-q", *ANALYSIS, *_models(tiny_models)]  # fmt: skip
+    out = tmp_path / "out"
+    code = main(["batch", str(calls), "--out", str(out), "--transcripts", str(transcripts),
+                 "--workers", "1", *options])  # fmt: skip
+    assert code == 0
+    single = tmp_path / "single.jsonl"
+    code = main(["analyze", str(calls / "call.flac"), "--transcript",
+                 str(transcripts / "call.vtt"), "--out", str(single), *options])  # fmt: skip
+    assert code == 0
+    timeline = (out / "timelines" / "call.jsonl").read_bytes()
+    assert timeline == single.read_bytes()
+    rows = [json.loads(line) for line in timeline.splitlines()]
+    assert {row["speaker"] for row in rows} == {"Agent", "Customer"}
+    (row,) = read_index(out)
+    assert row["status"] == "done" and row["rows"] == len(rows)
+    assert row["voice_model"] is not None and row["face_model"] is None
+
+
+@pytest.mark.slow
 def test_a_resumed_run_redoes_only_what_is_not_finished(local_run, inputs, tiny_models) -> None:
     out, _ = local_run
     media, transcripts = inputs
