@@ -56,6 +56,7 @@ def _run(
     items: int | None,
 ) -> dict[str, Any]:
     from emoapp.commands.batch import load_batch_encoders
+    from emoapp.config import ModelOptions
     from emoapp.core.fusion import FusionConfig
     from emoapp.core.messages import Modality
     from emoapp.runtime.analyze import AnalysisConfig
@@ -64,17 +65,9 @@ def _run(
 
     count = items or _items_per_run(config)
     clip, transcript = sample_media("face_speech.mp4"), sample_media("speech.srt")
-    options = {
-        "profile": "auto",
-        "profiles_file": None,
-        "face_model": str(paths["face"]),
-        "voice_model": str(paths["voice"]),
-        "text_model": str(paths["text"]),
-        "device": "cpu",
-        "dtype": "float32",
-        "models_dir": None,
-        "download": False,
-    }
+    options = ModelOptions(
+        models={m: str(paths[m.value]) for m in Modality}, device="cpu", dtype="float32"
+    )
     result: dict[str, Any] = {
         "items": count,
         "item": f"{clip.name} with {transcript.name}",

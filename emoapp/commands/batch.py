@@ -30,25 +30,13 @@ from typing import Any
 from emoapp.commands.common import (
     add_fusion_options,
     add_model_options,
-    choose_models,
-    fusion_config,
-    load_encoders,
+    fusion_options,
+    model_options,
 )
+from emoapp.config import ModelOptions, choose_models, fusion_config, load_encoders
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 from emoapp.encoders.base import Encoder
-
-_MODEL_OPTIONS = (
-    "profile",
-    "profiles_file",
-    "face_model",
-    "voice_model",
-    "text_model",
-    "device",
-    "dtype",
-    "models_dir",
-    "download",
-)
 
 
 def _count(value: str) -> int:
@@ -132,10 +120,10 @@ def register(subparsers: Any) -> None:
 
 
 def load_batch_encoders(
-    options: dict[str, Any], configs: dict[Modality, object]
+    options: ModelOptions, configs: dict[Modality, object]
 ) -> dict[Modality, Encoder]:
     """Load every configured model (in a worker: once, for all its items)."""
-    return load_encoders(argparse.Namespace(**options), None, configs, strict=True).encoders
+    return load_encoders(options, None, configs, strict=True).encoders
 
 
 def build_job(args: argparse.Namespace) -> Any:
@@ -144,7 +132,8 @@ def build_job(args: argparse.Namespace) -> Any:
     from emoapp.commands.analyze import analysis_config, encoder_configs
     from emoapp.runtime.batch import BatchJob, ModelRef
 
-    choice = choose_models(args)
+    options = model_options(args)
+    choice = choose_models(options)
     models = {
         m: ModelRef(spec.model, spec.revision, spec.backend)
         for m, spec in choice.specs.items()
@@ -152,7 +141,6 @@ def build_job(args: argparse.Namespace) -> Any:
     }
     if not models:
         raise EmoappError("every modality is off (--face-model/--voice-model/--text-model none)")
-    options = {name: getattr(args, name, None) for name in _MODEL_OPTIONS}
     configs = encoder_configs(args)
     call = None
     if args.speakers or args.speaker_names or args.by != "step":
@@ -169,7 +157,7 @@ def build_job(args: argparse.Namespace) -> Any:
             load=functools.partial(load_batch_encoders, options, configs),
             out_dir=args.out.resolve(),
             analysis=analysis_config(args),
-            fusion=fusion_config(args),
+            fusion=fusion_config(options, fusion_options(args)),
             models=models,
             options={
                 "device": args.device,

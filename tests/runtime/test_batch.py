@@ -280,10 +280,9 @@ def _crash_once_main(conn, job, marker_dir: str) -> None:
 def _baseline_job(out: Path) -> BatchJob:
     """A job on the baseline models (no torch model to load), coarse steps."""
     from emoapp.commands.batch import load_batch_encoders
+    from emoapp.config import ModelOptions
 
-    options = {"profile": "baseline", "profiles_file": None, "face_model": None,
-               "voice_model": None, "text_model": None, "device": "cpu", "dtype": "auto",
-               "models_dir": None, "download": False}  # fmt: skip
+    options = ModelOptions(profile="baseline", device="cpu")
     return BatchJob(
         load=functools.partial(
             load_batch_encoders, options, {Modality.VOICE: VoiceConfig(vad="energy")}
