@@ -207,7 +207,8 @@ def test_calls_by_speaker_give_the_analyze_timeline(tiny_models, samples, tmp_pa
     shutil.copy(samples / "call.flac", calls / "call.flac")
     shutil.copy(samples / "call.vtt", transcripts / "call.vtt")
     options = ["--speakers", "channels", "--speaker-names", "Agent,Customer", "--by",
-               "utterance", "-q", *ANALYSIS, *_models(tiny_models)]  # fmt: skip
+               "utterance", "--step", "1", "--hop", "1", "-q", *ANALYSIS,
+               *_models(tiny_models)]  # fmt: skip
     out = tmp_path / "out"
     code = main(["batch", str(calls), "--out", str(out), "--transcripts", str(transcripts),
                  "--workers", "1", *options])  # fmt: skip
@@ -297,7 +298,7 @@ def _baseline_job(out: Path) -> BatchJob:
 @pytest.mark.slow
 def test_a_dying_worker_is_replaced_and_its_item_tried_once_more(samples, tmp_path) -> None:
     wav = samples / "speech.wav"
-    items = [BatchItem(name, wav) for name in ("crash-once", "fine", "crash-always")]
+    items = [BatchItem(name, wav) for name in ("crash-once", "crash-always")]
     job = _baseline_job(tmp_path / "out")
     report = run_batch(
         items, job, workers=1,
@@ -305,7 +306,6 @@ def test_a_dying_worker_is_replaced_and_its_item_tried_once_more(samples, tmp_pa
     )  # fmt: skip
     rows = _by_id(job.out_dir)
     assert rows["crash-once"]["status"] == "done" and rows["crash-once"]["attempts"] == 2
-    assert rows["fine"]["status"] == "done" and rows["fine"]["attempts"] == 1
     assert rows["crash-always"]["status"] == "failed"
     assert "died" in rows["crash-always"]["error"] and rows["crash-always"]["attempts"] == 2
     assert report.engine.replaced == 3
