@@ -275,10 +275,12 @@ def run_ray(
     address: str | None = None,
     cpus_per_worker: float = 1.0,
     gpus_per_worker: float = 0.0,
+    worker_class: type[RayItemWorker] = RayItemWorker,
 ) -> EngineStats:
     """Analyse ``items`` on a pool of Ray actors (see the module docstring). ``workers``
     None: as many as the cluster's CPUs (and GPUs) allow; more than that are not
-    started (they could not be placed)."""
+    started (they could not be placed). ``worker_class``: the actors' body
+    (:class:`RayItemWorker`; tests pass one that dies on purpose)."""
     ray = import_ray()
     started = time.perf_counter()
     started_here = False
@@ -307,7 +309,7 @@ def run_ray(
         stats = EngineStats(workers=count)
         if job.threads is None:  # as many torch threads as the actor has CPUs
             job = dataclasses.replace(job, threads=max(1, int(cpus_per_worker)))
-        actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(RayItemWorker)
+        actor_class = ray.remote(num_cpus=cpus_per_worker, num_gpus=gpus_per_worker)(worker_class)
 
         def new_actor() -> Any:
             actor = actor_class.remote(job)

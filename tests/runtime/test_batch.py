@@ -34,7 +34,7 @@ from emoapp.runtime.batch import (
     read_manifest,
     walk_folder,
 )
-from emoapp.runtime.batch_engines import run_batch, worker_main
+from emoapp.runtime.batch_engines import RayItemWorker, run_batch, worker_main
 
 ANALYSIS = ["--vad", "energy", "--face-fps", "2"]
 
@@ -436,3 +436,40 @@ def test_ray_refuses_workers_it_cannot_place(local_ray, tmp_path) -> None:
         run_ray(items, _job(tmp_path), None, lambda record: None, gpus_per_worker=0.5)
     with pytest.raises(EmoappError, match="no room for one worker"):
         run_ray(items, _job(tmp_path), None, lambda record: None, cpus_per_worker=3)
+
+
+class _DyingRayWorker(RayItemWorker):
+    """Dies (as a native crash would) on crash-once's first attempt and on every attempt
+    at crash-always."""
+
+    def run(self, item, attempt):
+        if item.id == "crash-always" or (item.id == "crash-once" and attempt == 1):
+            os._exit(9)
+        return super().run(item, attempt)
+
+
+@pytest.mark.slow
+def test_a_dying_ray_actor_is_replaced_and_its_item_tried_once_more(
+    local_ray, samples, tmp_path
+) -> None:
+    import sys
+
+    from emoapp.runtime.batch_engines import run_ray
+
+    # Ray ships the test's actor class by value: the workers need not import this file.
+    module = sys.modules[__name__]
+    local_ray.cloudpickle.register_pickle_by_value(module)
+    job = _baseline_job(tmp_path / "out")
+    (job.out_dir / "timelines").mkdir(parents=True)
+    items = [BatchItem(name, samples / "speech.wav") for name in ("crash-once", "crash-always")]
+    records: dict[str, dict] = {}
+    try:
+        stats = run_ray(
+            items, job, 1, lambda r: records.setdefault(r["id"], r), worker_class=_DyingRayWorker
+        )
+    finally:
+        local_ray.cloudpickle.unregister_pickle_by_value(module)
+    assert records["crash-once"]["status"] == "done" and records["crash-once"]["attempts"] == 2
+    assert records["crash-always"]["status"] == "failed"
+    assert "died" in records["crash-always"]["error"]
+    assert stats.replaced == 3
