@@ -52,8 +52,8 @@ class ModelOptions:
     """Which model each modality runs, and how models load.
 
     ``profile``: a profile name, or ``auto`` (the default profile's models that are
-    available locally, the baseline for the rest); None means "not given" (the window
-    then uses the profile remembered from last time). ``models``: per-modality overrides
+    available locally, the built-in embedded models for the rest); None means "not given"
+    (the window then uses the profile remembered from last time). ``models``: per-modality overrides
     (registry id, hub id[@revision], local folder, or ``none`` to switch it off)."""
 
     profile: str | None = AUTO_PROFILE

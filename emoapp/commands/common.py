@@ -20,7 +20,7 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         default=AUTO_PROFILE,
         help="model profile: default, cpu, embedded, baseline, or one from your profile file "
         "(default: auto = the default profile's models that are available locally, the "
-        "baseline for the rest)",
+        "built-in embedded models for the rest)",
     )
     group.add_argument("--profiles-file", type=Path, help="an extra profile TOML file")
     for modality in Modality:

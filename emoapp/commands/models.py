@@ -92,7 +92,9 @@ def run(args: argparse.Namespace) -> int:
 def _size(size_bytes: int | None, size_mb: float) -> str:
     if size_bytes is not None:
         return f"{size_bytes / 1e6:,.0f} MB" if size_bytes >= 1e6 else f"{size_bytes / 1e3:,.0f} kB"
-    return f"~{size_mb:,.0f} MB" if size_mb else "-"
+    if not size_mb:
+        return "-"
+    return f"~{size_mb:,.0f} MB" if size_mb >= 1 else f"~{size_mb * 1000:,.0f} kB"
 
 
 def _state_word(

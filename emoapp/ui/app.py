@@ -39,7 +39,8 @@ from emoapp.ui.source_keys import (
 )
 
 _PROFILE_AUTO_NOTE = (
-    "the default profile's models where downloaded, the no-download baseline for the rest"
+    "the default profile's models where downloaded, the built-in embedded models (no "
+    "download) for the rest"
 )
 
 
