@@ -39,7 +39,7 @@ from emoapp.encoders.factory import (
 from emoapp.registry import ModelSpec, profiles, resolve_profile
 
 if TYPE_CHECKING:
-    from emoapp.capture.base import Source
+    from emoapp.capture.base import ConsentCheck, Source
 
 AUTO_PROFILE = "auto"
 
@@ -349,9 +349,13 @@ def _looks_like_file(value: str) -> bool:
     return path.exists() or path.suffix.lower() in _MEDIA_SUFFIXES or "/" in value
 
 
-def build_sources(options: SourceOptions) -> dict[Modality, Source]:
+def build_sources(
+    options: SourceOptions, consent: ConsentCheck | None = None
+) -> dict[Modality, Source]:
     """The sources the options ask for (unopened). Raises EmoappError for bad options
-    and for files that do not exist; a device that is absent fails when opened."""
+    and for files that do not exist; a device that is absent fails when opened.
+    ``consent`` (the run's consent gate) goes with each camera and microphone, which ask
+    it when they open: without it they refuse to open."""
     from emoapp.capture.camera import CameraSource
     from emoapp.capture.microphone import MicrophoneSource
     from emoapp.capture.replay import AudioReplaySource, TextReplaySource, VideoReplaySource
@@ -370,7 +374,7 @@ def build_sources(options: SourceOptions) -> dict[Modality, Source]:
             fps = options.camera_fps
             if fps is not None and fps <= 0:
                 raise EmoappError(f"--camera-fps {fps:g}: must be positive")
-            sources[Modality.FACE] = CameraSource(index, width, height, fps)
+            sources[Modality.FACE] = CameraSource(index, width, height, fps, consent=consent)
         else:
             path = _existing_file("--camera", camera)
             sources[Modality.FACE] = VideoReplaySource(path, speed=speed, loop=loop)
@@ -379,14 +383,14 @@ def build_sources(options: SourceOptions) -> dict[Modality, Source]:
     if mic is not None and mic != "":
         index = _device_index(mic)
         if index is not None:
-            sources[Modality.VOICE] = MicrophoneSource(index)
+            sources[Modality.VOICE] = MicrophoneSource(index, consent=consent)
         elif mic.strip().lower() == "default":
-            sources[Modality.VOICE] = MicrophoneSource(None)
+            sources[Modality.VOICE] = MicrophoneSource(None, consent=consent)
         elif _looks_like_file(mic):
             path = _existing_file("--mic", mic)
             sources[Modality.VOICE] = AudioReplaySource(path, speed=speed, loop=loop)
         else:
-            sources[Modality.VOICE] = MicrophoneSource(mic)
+            sources[Modality.VOICE] = MicrophoneSource(mic, consent=consent)
 
     text_file = options.text_file
     if text_file:

@@ -7,8 +7,8 @@ with each :class:`~emoapp.core.messages.VideoFrame`, :class:`AudioChunk` or
 ring buffer (see :mod:`emoapp.runtime.slots`); it never touches a model or the UI, so a
 source is never slowed down by what happens downstream.
 
-Lifecycle: ``open()`` acquires the device or file (and is the one place a consent gate
-wraps: nothing is captured before it returns), ``start(callback, on_error, on_end)``
+Lifecycle: ``open()`` acquires the device or file (nothing is captured before it
+returns), ``start(callback, on_error, on_end)``
 begins delivery, ``close()`` stops delivery and releases everything; ``close()`` is
 idempotent and may be called from any thread except the source's own.
 
@@ -17,6 +17,14 @@ Failures are data, not crashes: ``open()`` raises :class:`SourceError` (or
 during delivery is handed to ``on_error`` and delivery stops. A file replay calls
 ``on_end`` once its file is played to the end. The live session retries opening a failed
 device with backoff, so a camera that comes back brings its modality back.
+
+**Consent by construction.** A real camera or microphone (``is_device``) carries its
+consent check, ``source.consent`` (the :class:`~emoapp.privacy.consent.ConsentGate` of the
+run, given when the source is built or handed over by ``gate.open(source)``), and its
+``open()`` asks it first: without a check, or without a grant for its modality, it raises
+:class:`~emoapp.core.errors.ConsentRequiredError` and touches no device, whoever called
+it. Probing cameras (:func:`emoapp.capture.camera.list_cameras`) asks the same way.
+Replayed files need none.
 
 Live sources stamp items with :func:`emoapp.core.clock.now`; replays re-stamp media
 time onto the same clock as they pace it out.
@@ -31,7 +39,7 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from emoapp.core import clock
-from emoapp.core.errors import EmoappError, SourceError
+from emoapp.core.errors import ConsentRequiredError, EmoappError, SourceError
 from emoapp.core.messages import AudioChunk, Modality, TextEntry, VideoFrame
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,33 @@ ItemCallback = Callable[[SourceItem], None]
 ErrorCallback = Callable[[SourceError], None]
 EndCallback = Callable[[str], None]
 """Called with a one-line note (empty, or e.g. why a truncated file ended early)."""
+
+
+_DEVICE_NAME = {Modality.FACE: "camera", Modality.VOICE: "microphone"}
+_ALLOW_FLAG = {Modality.FACE: "--allow-camera", Modality.VOICE: "--allow-mic"}
+
+
+class ConsentCheck(Protocol):
+    """What a device source asks before it opens: the consent gate
+    (:class:`emoapp.privacy.consent.ConsentGate`), which raises ConsentRequiredError
+    unless the modality is granted (saved in the consent store, or by a flag for this
+    run)."""
+
+    def require(self, modality: Modality, source: object) -> None: ...
+
+
+def require_consent(consent: ConsentCheck | None, modality: Modality, source: object) -> None:
+    """Raise ConsentRequiredError unless ``consent`` grants ``modality`` now. No check
+    at all is a refusal: a device never opens by default."""
+    if consent is None:
+        device = _DEVICE_NAME.get(modality, modality.value)
+        flag = _ALLOW_FLAG.get(modality)
+        raise ConsentRequiredError(
+            modality,
+            f"{device} not opened: no consent given; grant it in the window"
+            + (f" or pass {flag}" if flag else ""),
+        )
+    consent.require(modality, source)
 
 
 class PermanentSourceError(SourceError):
@@ -60,7 +95,8 @@ class Source(Protocol):
 
     def open(self) -> None:
         """Acquire the device or file. Raises SourceError (PermanentSourceError when
-        retrying cannot help). The only way a device is opened (a consent gate wraps it)."""
+        retrying cannot help); a device without a consent grant raises
+        ConsentRequiredError and stays shut."""
 
     def start(
         self,

@@ -7,6 +7,10 @@ A camera that cannot be opened raises ``SourceError("no camera at index N")``; o
 stops delivering frames mid-stream (unplugged, taken by another program) is reported
 through ``on_error``, and the live session retries it.
 
+Consent: a camera opens, and cameras are probed, only with a consent grant for the face
+modality (see :mod:`emoapp.capture.base`): ``CameraSource(..., consent=gate)`` and
+``list_cameras(consent=gate)``; without one they raise ConsentRequiredError.
+
 OpenCV is imported when a camera is opened or listed, never at import time, and its
 warnings about indices with no camera are silenced while probing.
 """
@@ -20,7 +24,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from emoapp.capture.base import ItemCallback, PermanentSourceError, ThreadedSource
+from emoapp.capture.base import (
+    ConsentCheck,
+    ItemCallback,
+    PermanentSourceError,
+    ThreadedSource,
+    require_consent,
+)
 from emoapp.core import clock
 from emoapp.core.errors import MissingDependencyError, SourceError
 from emoapp.core.messages import Modality, VideoFrame
@@ -87,8 +97,21 @@ def _backend(cap: Any) -> str:
         return ""
 
 
-def list_cameras(max_index: int = MAX_PROBED_INDEX) -> list[CameraInfo]:
-    """The cameras that open, probing indices ``0 .. max_index - 1`` quietly."""
+@dataclass(frozen=True)
+class CameraProbe:
+    """What :func:`list_cameras` shows the consent check: it opens real cameras."""
+
+    name: str = "camera probe"
+    modality: Modality = Modality.FACE
+    is_device: bool = True
+
+
+def list_cameras(
+    *, consent: ConsentCheck | None, max_index: int = MAX_PROBED_INDEX
+) -> list[CameraInfo]:
+    """The cameras that open, probing indices ``0 .. max_index - 1`` quietly. Probing
+    opens each camera briefly, so it needs camera consent (ConsentRequiredError)."""
+    require_consent(consent, Modality.FACE, CameraProbe())
     cv2 = import_cv2()
     found: list[CameraInfo] = []
     with quiet_opencv(cv2):
@@ -119,7 +142,11 @@ class CameraSource(ThreadedSource):
         height: int | None = None,
         fps: float | None = None,
         name: str | None = None,
+        *,
+        consent: ConsentCheck | None = None,
     ) -> None:
+        """``consent``: the check asked before every open (the run's consent gate);
+        without one the camera never opens."""
         super().__init__()
         if index < 0:
             raise ValueError("camera index must not be negative")
@@ -133,10 +160,13 @@ class CameraSource(ThreadedSource):
         self.fps = fps
         self.name = name or f"camera {index}"
         self.actual: CameraSettings | None = None
+        self.consent = consent
         self._cap: Any = None
 
     def open(self) -> None:
-        """Open the device (the one place a camera is opened). SourceError if absent."""
+        """Open the device (the one place a camera is opened), after asking ``consent``:
+        ConsentRequiredError without a grant, SourceError if absent."""
+        require_consent(self.consent, self.modality, self)
         try:
             cv2 = import_cv2()
         except MissingDependencyError as exc:

@@ -6,6 +6,10 @@ PortAudio calls :meth:`MicrophoneSource._on_block` on its own audio thread with 
 The stream finishing on its own (device unplugged, driver error) is reported through
 ``on_error`` so the live session can retry the device.
 
+Consent: a microphone opens only with a consent grant for the voice modality
+(``MicrophoneSource(..., consent=gate)``, see :mod:`emoapp.capture.base`); without one
+``open()`` raises ConsentRequiredError. Listing input devices opens none, so needs none.
+
 ``sounddevice`` is imported only when a microphone is opened or listed. Without the
 package the error says what to install; without the PortAudio library (``sounddevice``
 cannot load it) opening fails with a :class:`SourceError` that says so.
@@ -19,11 +23,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from emoapp.capture.base import (
+    ConsentCheck,
     EndCallback,
     ErrorCallback,
     ItemCallback,
     PermanentSourceError,
     one_line,
+    require_consent,
 )
 from emoapp.core import clock
 from emoapp.core.errors import MissingDependencyError, SourceError
@@ -102,7 +108,11 @@ class MicrophoneSource:
         sample_rate: int = SAMPLE_RATE,
         block_s: float = 0.05,
         name: str | None = None,
+        *,
+        consent: ConsentCheck | None = None,
     ) -> None:
+        """``consent``: the check asked before every open (the run's consent gate);
+        without one the microphone never opens."""
         if sample_rate <= 0 or block_s <= 0:
             raise ValueError("sample_rate and block_s must be positive")
         self.device = device
@@ -111,6 +121,7 @@ class MicrophoneSource:
         self.name = name or ("microphone" if device is None else f"microphone {device}")
         self.overflows = 0
         """Blocks PortAudio reported as overflowed (samples lost before we saw them)."""
+        self.consent = consent
         self._stream: Any = None
         self._lock = threading.Lock()
         self._callback: ItemCallback | None = None
@@ -119,7 +130,9 @@ class MicrophoneSource:
         self._next_t: float | None = None
 
     def open(self) -> None:
-        """Open the input stream (the one place a microphone is opened)."""
+        """Open the input stream (the one place a microphone is opened), after asking
+        ``consent``: ConsentRequiredError without a grant."""
+        require_consent(self.consent, self.modality, self)
         try:
             sd = import_sounddevice()
         except MissingDependencyError as exc:

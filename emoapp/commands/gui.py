@@ -26,7 +26,6 @@ from emoapp.commands.common import (
 from emoapp.commands.sources import add_source_options, describe_devices, source_options
 from emoapp.config import ConsentOptions, WindowConfig
 from emoapp.core.errors import EmoappError
-from emoapp.core.messages import Modality
 from emoapp.privacy.consent import add_consent_options, consent_from_args
 
 # Platform plugins that draw without a display server (or are their own display).
@@ -139,7 +138,7 @@ def window_config(args: argparse.Namespace) -> WindowConfig:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_devices", False):
-        print(describe_devices(camera_refusal=consent_from_args(args).refusal(Modality.FACE)))
+        print(describe_devices(consent_from_args(args)))
         return 0
     config = window_config(args)
     if config.quit_after is not None and config.quit_after < 0:

@@ -10,9 +10,10 @@ Consent: a real camera or microphone opens only with ``--allow-camera`` /
 ``--allow-mic`` (consent for this run, recorded in the audit log when the device opens)
 or with consent granted in the window (saved in ``consent.json``). Without either, that
 modality is refused with a one-line reason, shown as failed, and the rest runs; replayed
-files need nothing. Every device opens through the consent gate, which is asked again
-at each retry, and a grant revoked meanwhile (in the window, by another emoapp, or by
-deleting the consent file) closes its device within a tenth of a second or so.
+files need nothing. Each camera and microphone source carries this run's consent gate
+and asks it whenever it opens (a source without one never opens), again at each retry,
+and a grant revoked meanwhile (in the window, by another emoapp, or by deleting the
+consent file) closes its device within a tenth of a second or so.
 
 ``--out FILE`` holds scores only (the rows of :mod:`emoapp.runtime.timeline`: no frame,
 sound or text), and the run adds one line to the audit log naming the file and the
@@ -177,7 +178,7 @@ class RevocationWatch:
 
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_devices", False):
-        print(describe_devices(camera_refusal=consent_from_args(args).refusal(Modality.FACE)))
+        print(describe_devices(consent_from_args(args)))
         return 0
     if not args.no_gui:
         print(GUI_HINT, file=sys.stderr)
@@ -189,12 +190,12 @@ def run(args: argparse.Namespace) -> int:
     if args.status_every < 0:
         raise EmoappError("--status-every must not be negative")
     stream_address = _stream_address(args)
-    sources = build_sources(args)
+    gate = consent_from_args(args)
+    sources = build_sources(args, consent=gate)
     if not sources:
         raise EmoappError(
             "nothing to capture: give --camera INDEX|FILE, --mic DEVICE|FILE and/or --text-file"
         )
-    gate = consent_from_args(args)
     refused = refused_devices(sources, gate)
     if len(refused) == len(sources):
         raise ConsentRequiredError(next(iter(refused)), "; ".join(refused.values()))
@@ -223,7 +224,6 @@ def run(args: argparse.Namespace) -> int:
         fusion=config,
         rate_hz=max(10.0, args.row_rate),
         unavailable={**loaded.failures, **refused},
-        open_source=gate.open,
     )
     options = LiveRunOptions(
         duration_s=args.duration,

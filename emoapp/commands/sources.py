@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 
 from emoapp import config
-from emoapp.capture.base import Source
+from emoapp.capture.base import ConsentCheck, Source
 from emoapp.config import SourceOptions
-from emoapp.core.errors import EmoappError
+from emoapp.core.errors import ConsentRequiredError, EmoappError
 from emoapp.core.messages import Modality
 
 
@@ -80,33 +80,35 @@ def source_options(args: argparse.Namespace) -> SourceOptions:
     )
 
 
-def build_sources(args: argparse.Namespace) -> dict[Modality, Source]:
+def build_sources(
+    args: argparse.Namespace, consent: ConsentCheck | None = None
+) -> dict[Modality, Source]:
     """The sources the options ask for (unopened), by :func:`emoapp.config.build_sources`.
     Raises EmoappError for bad options and for files that do not exist; a device that is
-    absent fails when opened."""
-    return config.build_sources(source_options(args))
+    absent fails when opened. Each camera and microphone gets ``consent`` (the run's
+    consent gate), which it asks when it opens: without it, it refuses to open."""
+    return config.build_sources(source_options(args), consent)
 
 
-def describe_devices(camera_refusal: str | None = None) -> str:
+def describe_devices(consent: ConsentCheck | None) -> str:
     """The cameras and audio inputs found, as lines of text for --list-devices.
 
-    Finding cameras opens each one briefly; ``camera_refusal`` (why the camera may not
-    be opened) skips that and says why. Listing microphones opens none."""
+    Finding cameras opens each one briefly, so it asks ``consent`` (the run's consent
+    gate) first; refused, it probes none and says why. Listing microphones opens none."""
     from emoapp.capture.camera import CameraInfo, list_cameras
     from emoapp.capture.microphone import list_input_devices
 
     lines = ["cameras:"]
     cameras: list[CameraInfo] = []
-    if camera_refusal:
-        lines.append(f"  (not listed: finding cameras opens each one briefly; {camera_refusal})")
+    try:
+        cameras = list_cameras(consent=consent)
+    except ConsentRequiredError as refusal:
+        lines.append(f"  (not listed: finding cameras opens each one briefly; {refusal})")
+    except EmoappError as exc:
+        lines.append(f"  (cannot list cameras: {exc})")
     else:
-        try:
-            cameras = list_cameras()
-        except EmoappError as exc:
-            lines.append(f"  (cannot list cameras: {exc})")
-        else:
-            if not cameras:
-                lines.append("  none found")
+        if not cameras:
+            lines.append("  none found")
     for cam in cameras:
         s = cam.settings
         fps = f" @ {s.fps:g} fps" if s.fps else ""

@@ -4,6 +4,8 @@ UI shows it next to the part that failed."""
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class EmoappError(Exception):
     """Base class of every error emoapp reports to a person."""
@@ -32,6 +34,17 @@ class MediaError(EmoappError):
 
 class SourceError(EmoappError):
     """A capture source (camera, microphone, replay file) failed."""
+
+
+class ConsentRequiredError(EmoappError):
+    """A camera or microphone was about to open (or be probed) without consent.
+
+    Raised by the device sources themselves (:mod:`emoapp.capture`) and by the consent
+    gate (:mod:`emoapp.privacy.consent`); ``modality`` is the one refused."""
+
+    def __init__(self, modality: Any, message: str) -> None:
+        self.modality = modality
+        super().__init__(message)
 
 
 class MissingDependencyError(EmoappError):

@@ -21,9 +21,13 @@ atomically, records every change in the audit log, and notifies listeners (the l
 runtime closes a device when its consent is revoked). A damaged file counts as no
 grants. Another emoapp process's changes are picked up on the next check.
 
-**The gate.** :class:`ConsentGate` is the one thing allowed to open a device source:
-``gate.require(modality, source)`` raises :class:`ConsentRequiredError` when the source is
-a real device (``source.is_device``) and consent is missing; replayed files need none.
+**The gate.** :class:`ConsentGate` is what hands out consent: a real camera or
+microphone source carries the run's gate (``CameraSource(..., consent=gate)``, or
+``gate.open(source)`` hands it over) and asks it in its own ``open()``, so a device
+opens with a grant or not at all, whoever calls it; a device source given no gate
+refuses too (:mod:`emoapp.capture.base`). ``gate.require(modality, source)`` raises
+:class:`ConsentRequiredError` when the source is a real device (``source.is_device``)
+and consent is missing; replayed files need none.
 On the command line, ``--allow-camera`` / ``--allow-mic`` count as consent for that run
 only: recorded in the audit log when the device opens, never saved as a grant.
 """
@@ -46,7 +50,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from emoapp.core.errors import EmoappError
+from emoapp.core.errors import ConsentRequiredError, EmoappError
 from emoapp.core.messages import Modality
 from emoapp.privacy import paths
 from emoapp.privacy.atomic import atomic_write_text
@@ -78,14 +82,6 @@ _ALIASES = {
 
 class ConsentError(EmoappError):
     """The consent text is missing or malformed, or a consent change cannot be made."""
-
-
-class ConsentRequiredError(EmoappError):
-    """A device was about to open without consent."""
-
-    def __init__(self, modality: Modality, message: str) -> None:
-        self.modality = modality
-        super().__init__(message)
 
 
 def parse_modality(name: str | Modality) -> Modality:
@@ -637,9 +633,18 @@ class ConsentGate:
             why = "no consent given"
         raise ConsentRequiredError(modality, f"{device} not opened: {why}; {how}")
 
+    def bind(self, source: Any) -> Any:
+        """Hand this gate to a device source that asks for consent itself (it has a
+        ``consent`` attribute); returns the source."""
+        if getattr(source, "is_device", True) and hasattr(source, "consent"):
+            source.consent = self
+        return source
+
     def open(self, source: Any, modality: Modality | str | None = None) -> None:
-        """Check consent, then open ``source`` (its ``modality`` unless one is given)."""
+        """Check consent, then open ``source`` (its ``modality`` unless one is given).
+        A device source that asks for consent itself is handed this gate and asks it."""
         self.require(modality if modality is not None else source.modality, source)
+        self.bind(source)
         source.open()
 
     def _record_run_consent(self, modality: Modality) -> None:

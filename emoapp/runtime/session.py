@@ -44,7 +44,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from emoapp.capture.base import Source, SourceItem
@@ -118,15 +118,14 @@ class LiveSession:
         stall_after_s: float = 5.0,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
-        open_source: Callable[[Source], None] | None = None,
     ) -> None:
         """``unavailable`` gives, per modality with no encoder, why (e.g. the model
         failed to load); it is shown as that modality's failed status.
         ``audio_buffer_s`` bounds the audio waiting for the voice worker (default: two
         windows, at least 4 s). An encoder call running longer than ``stall_after_s``
-        shows as degraded. ``open_source`` opens a source in place of ``source.open()``
-        (where a consent gate plugs in: it raises an EmoappError to refuse, and the
-        session shows the reason and asks again at each retry)."""
+        shows as degraded. Sources are opened with ``source.open()``: a camera or
+        microphone asks its own consent check there (ConsentRequiredError, an
+        EmoappError: the session shows the reason and asks again at each retry)."""
         if rate_hz <= 0:
             raise ValueError("rate_hz must be positive")
         if voice_window_s <= 0 or voice_hop_s <= 0:
@@ -139,7 +138,6 @@ class LiveSession:
         self.stall_after_s = float(stall_after_s)
         self.retry_initial_s = float(retry_initial_s)
         self.retry_max_s = float(retry_max_s)
-        self._open_source = open_source or (lambda source: source.open())
 
         self._lock = threading.RLock()  # session and per-modality state
         self._entries: dict[Modality, Entry] = {}
@@ -166,7 +164,6 @@ class LiveSession:
             refresh_statuses=self._refresh_all,
         )
         self._supervisor = SourceSupervisor(
-            lambda source: self._open_source(source),
             self._on_item,
             self._set_source_state,
             self.retry_initial_s,

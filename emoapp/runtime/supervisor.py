@@ -65,20 +65,19 @@ def close_source(source: Source) -> None:
 class SourceSupervisor:
     """Opens a run's source, starts it, and reopens it with backoff when it fails.
 
-    ``open_source`` opens a source (where a consent gate plugs in: an EmoappError
-    refuses, and the refusal is shown and asked again at each retry); ``on_item`` is
-    handed every item the source delivers, on the source's thread; ``set_state``
-    records the source's state and message for the status."""
+    A source is opened with ``source.open()``: a camera or microphone asks its own
+    consent check there (:mod:`emoapp.capture.base`), and a refusal (an EmoappError) is
+    shown and asked again at each retry. ``on_item`` is handed every item the source
+    delivers, on the source's thread; ``set_state`` records the source's state and
+    message for the status."""
 
     def __init__(
         self,
-        open_source: Callable[[Source], None],
         on_item: Callable[[Run, SourceItem], None],
         set_state: Callable[[Run, str, str], None],
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
     ) -> None:
-        self.open_source = open_source
         self.on_item = on_item
         self.set_state = set_state
         self.retry_initial_s = float(retry_initial_s)
@@ -132,7 +131,7 @@ class SourceSupervisor:
     def _open_and_start(self, run: Run, source: Source, attempt: int) -> str | None:
         """None when the source runs; otherwise why not (prefixed "!" when permanent)."""
         try:
-            self.open_source(source)
+            source.open()
         except (PermanentSourceError, MissingDependencyError) as exc:
             return f"!{exc}"
         except EmoappError as exc:

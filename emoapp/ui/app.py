@@ -102,7 +102,10 @@ def build_window(
         store = open_settings(config.settings_file)
     settings = load_settings(store)
     _apply_command_line(config, settings)
-    sources = build_sources(config.sources)
+    gate = ConsentGate(
+        consent_store if consent_store is not None else ConsentStore(), config.consent.allowed
+    )
+    sources = build_sources(config.sources, consent=gate)
     for m, source in sources.items():
         if m is Modality.FACE:
             settings.camera = key_for_source(source)
@@ -133,10 +136,7 @@ def build_window(
         _profiles(config),
         _choices(camera, camera_key(0)),
         _choices(microphone, microphone_key(None)),
-        consent_gate=ConsentGate(
-            consent_store if consent_store is not None else ConsentStore(),
-            config.consent.allowed,
-        ),
+        consent_gate=gate,
     )
     bridge.setParent(window)
     controller.setParent(window)

@@ -17,10 +17,11 @@ metrics, device lists, problems) through the signals below.
 
 Consent: :attr:`SessionController.start_gate` is asked on the UI thread before a
 modality starts (the window's consent dialog), and :attr:`SessionController.consent_gate`
-is the one way the session opens a source (``LiveSession(open_source=gate.open)``): a
-device without consent stays shut even if a command slipped past the first check, and a
-retry after a revocation is refused. Probing cameras for the device list opens each one
-briefly, so it too waits for camera consent.
+goes with every camera and microphone source the controller builds, which ask it
+themselves whenever they open: a device without consent stays shut even if a command
+slipped past the first check (or no gate was set at all), and a retry after a
+revocation is refused. Probing cameras for the device list opens each one briefly, so
+it too asks for camera consent.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from emoapp.config import (
     runtime_options,
 )
 from emoapp.core import clock
-from emoapp.core.errors import EmoappError
+from emoapp.core.errors import ConsentRequiredError, EmoappError
 from emoapp.core.fusion import FusionConfig
 from emoapp.core.messages import Modality
 from emoapp.encoders.base import Encoder, EncoderInfo
@@ -195,8 +196,8 @@ class SessionController(QObject):
         while on); returning False keeps it off. The privacy layer's consent check
         belongs here: it runs before any command that could open a device is sent."""
         self.consent_gate: ConsentGate | None = None
-        """Opens every source of the session (set before :meth:`start`); None opens
-        sources directly."""
+        """Handed to every camera and microphone source the controller builds (set
+        before :meth:`start`); they ask it when they open, and without it never do."""
         # The person's fusion choices, over the current profile's fusion config.
         self._fusion_settings = fusion or FusionSettings()
         self._fusion_base = FusionConfig()
@@ -425,7 +426,6 @@ class SessionController(QObject):
     def _create_session(self, wanted: set[Modality]) -> None:
         from emoapp.runtime.session import LiveSession
 
-        gate = self.consent_gate
         self._session = LiveSession(
             {},
             {},
@@ -433,7 +433,6 @@ class SessionController(QObject):
             rate_hz=self.options.rate_hz,
             voice_window_s=self.options.voice_window_s,
             voice_hop_s=self.options.voice_hop_s,
-            open_source=gate.open if gate is not None else None,
         )
         self._session.add_listener(self.bridge)
         self._session.start()
@@ -448,7 +447,7 @@ class SessionController(QObject):
             if info is None:
                 return False
             if built is None or built[0] != info.key:
-                built = (info.key, build_source(m, info.key, self.replay))
+                built = (info.key, build_source(m, info.key, self.replay, self.consent_gate))
                 self._built[m] = built
         if built is not None and self._given.get(m) is not built[1]:
             self._session.set_source(m, built[1])
@@ -604,21 +603,13 @@ class SessionController(QObject):
 
         cameras: list[tuple[str, str]] = []
         microphones: list[tuple[str, str]] = [("default microphone", "mic:default")]
-        gate = self.consent_gate
-        refusal = gate.refusal(Modality.FACE) if gate is not None else None
         try:
-            if refusal:
-                self.problem.emit(
-                    f"cameras not listed: finding them opens each one briefly; {refusal}"
-                )
-            else:
-                for cam in list_cameras():
-                    size = (
-                        f" ({cam.settings.width}x{cam.settings.height})"
-                        if cam.settings.width
-                        else ""
-                    )
-                    cameras.append((f"{cam.name}{size}", f"camera:{cam.index}"))
+            for cam in list_cameras(consent=self.consent_gate):
+                width, height = cam.settings.width, cam.settings.height
+                size = f" ({width}x{height})" if width else ""
+                cameras.append((f"{cam.name}{size}", f"camera:{cam.index}"))
+        except ConsentRequiredError as refusal:
+            self.problem.emit(f"cameras not listed: finding them opens each one briefly; {refusal}")
         except EmoappError as exc:
             self.problem.emit(f"cannot list cameras: {exc}")
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from emoapp.capture.base import Source
+from emoapp.capture.base import ConsentCheck, Source
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 
@@ -57,8 +57,12 @@ def key_title(key: str) -> str:
     return key
 
 
-def build_source(modality: Modality, key: str, replay: ReplayOptions) -> Source:
-    """An unopened source for ``key``. Raises EmoappError for a key that cannot be one."""
+def build_source(
+    modality: Modality, key: str, replay: ReplayOptions, consent: ConsentCheck | None = None
+) -> Source:
+    """An unopened source for ``key``. Raises EmoappError for a key that cannot be one.
+    A camera or microphone gets ``consent`` (the window's consent gate), which it asks
+    whenever it opens: without one it never opens."""
     kind, _, rest = key.partition(":")
     if kind == "file":
         path = Path(rest)
@@ -75,12 +79,12 @@ def build_source(modality: Modality, key: str, replay: ReplayOptions) -> Source:
     if kind == "camera" and modality is Modality.FACE and rest.isdigit():
         from emoapp.capture.camera import CameraSource
 
-        return CameraSource(int(rest))
+        return CameraSource(int(rest), consent=consent)
     if kind == "mic" and modality is Modality.VOICE and rest:
         from emoapp.capture.microphone import MicrophoneSource
 
         device: int | str | None = (
             None if rest == "default" else (int(rest) if rest.isdigit() else rest)
         )
-        return MicrophoneSource(device)
+        return MicrophoneSource(device, consent=consent)
     raise EmoappError(f"{key!r} is not a {modality.value} source")

@@ -168,9 +168,18 @@ def test_text_replay_types_lines_at_intervals(tmp_path: Path) -> None:
 # --- camera -------------------------------------------------------------------------
 
 
-def test_camera_that_is_absent_is_a_clear_error() -> None:
+@pytest.fixture
+def grant(tmp_path: Path):
+    """Consent for the camera and the microphone for this run (as --allow-camera and
+    --allow-mic give): a device source opens only with one."""
+    from emoapp.privacy.consent import ConsentGate, ConsentStore
+
+    return ConsentGate(ConsentStore(tmp_path / "config"), ["camera", "microphone"])
+
+
+def test_camera_that_is_absent_is_a_clear_error(grant) -> None:
     # This machine has no camera: the real OpenCV path must say so in one line.
-    source = CameraSource(0)
+    source = CameraSource(0, consent=grant)
     assert source.is_device
     with pytest.raises(SourceError, match="no camera at index 0") as caught:
         source.open()
@@ -228,8 +237,8 @@ def scripted_cv2(monkeypatch: pytest.MonkeyPatch):
     return cv2
 
 
-def test_camera_delivers_rgb_frames_then_reports_it_is_gone(scripted_cv2) -> None:
-    source = CameraSource(2, width=640, height=480, fps=30)
+def test_camera_delivers_rgb_frames_then_reports_it_is_gone(scripted_cv2, grant) -> None:
+    source = CameraSource(2, width=640, height=480, fps=30, consent=grant)
     source.lost_after_s = 0.2
     rec = Recorder()
     source.open()
@@ -250,21 +259,21 @@ def test_camera_delivers_rgb_frames_then_reports_it_is_gone(scripted_cv2) -> Non
     assert cap.released
 
 
-def test_camera_index_that_does_not_open(scripted_cv2, monkeypatch) -> None:
+def test_camera_index_that_does_not_open(scripted_cv2, monkeypatch, grant) -> None:
     monkeypatch.setattr(ScriptedCapture, "opened", False)
     with pytest.raises(SourceError, match="no camera at index 3"):
-        CameraSource(3).open()
+        CameraSource(3, consent=grant).open()
     assert ScriptedCapture.instances[-1].released
 
 
-def test_list_cameras_probes_indices_quietly(scripted_cv2, monkeypatch) -> None:
+def test_list_cameras_probes_indices_quietly(scripted_cv2, monkeypatch, grant) -> None:
     def only_index_1(index: int) -> ScriptedCapture:
         cap = ScriptedCapture(index)
         cap.opened = index == 1
         return cap
 
     monkeypatch.setattr(scripted_cv2, "VideoCapture", only_index_1)
-    cameras = list_cameras()
+    cameras = list_cameras(consent=grant)
     assert [c.index for c in cameras] == [1]
     assert cameras[0].backend == "SCRIPTED"
     assert len(ScriptedCapture.instances) == 10
@@ -330,10 +339,10 @@ def _scripted_sounddevice(blocks: int = 6) -> types.ModuleType:
     return sd
 
 
-def test_microphone_stamps_blocks_on_a_steady_clock_and_reports_loss(monkeypatch) -> None:
+def test_microphone_stamps_blocks_on_a_steady_clock_and_reports_loss(monkeypatch, grant) -> None:
     sd = _scripted_sounddevice(blocks=6)
     monkeypatch.setitem(sys.modules, "sounddevice", sd)
-    source = MicrophoneSource("USB Audio", block_s=0.05)
+    source = MicrophoneSource("USB Audio", block_s=0.05, consent=grant)
     assert source.is_device
     rec = Recorder()
     source.open()
@@ -350,10 +359,10 @@ def test_microphone_stamps_blocks_on_a_steady_clock_and_reports_loss(monkeypatch
     assert sd.streams[0].closed
 
 
-def test_microphone_close_is_not_a_failure(monkeypatch) -> None:
+def test_microphone_close_is_not_a_failure(monkeypatch, grant) -> None:
     sd = _scripted_sounddevice(blocks=10_000)
     monkeypatch.setitem(sys.modules, "sounddevice", sd)
-    source = MicrophoneSource()
+    source = MicrophoneSource(consent=grant)
     rec = Recorder()
     source.open()
     rec.start(source)
@@ -365,10 +374,10 @@ def test_microphone_close_is_not_a_failure(monkeypatch) -> None:
     assert len(rec.items) == count
 
 
-def test_microphone_device_that_does_not_open(monkeypatch) -> None:
+def test_microphone_device_that_does_not_open(monkeypatch, grant) -> None:
     monkeypatch.setitem(sys.modules, "sounddevice", _scripted_sounddevice())
     with pytest.raises(SourceError, match=r"microphone \('absent'\) cannot be opened"):
-        MicrophoneSource("absent").open()
+        MicrophoneSource("absent", consent=grant).open()
 
 
 def test_list_input_devices_keeps_inputs_only(monkeypatch) -> None:
@@ -380,10 +389,10 @@ def test_list_input_devices_keeps_inputs_only(monkeypatch) -> None:
     assert devices[0].host_api == "ALSA"
 
 
-def test_microphone_without_sounddevice_says_what_to_install(monkeypatch) -> None:
+def test_microphone_without_sounddevice_says_what_to_install(monkeypatch, grant) -> None:
     monkeypatch.setitem(sys.modules, "sounddevice", None)  # import raises ImportError
     with pytest.raises(PermanentSourceError, match="pip install sounddevice"):
-        MicrophoneSource().open()
+        MicrophoneSource(consent=grant).open()
 
 
 class _NoPortAudio(importlib.abc.MetaPathFinder):
@@ -395,16 +404,16 @@ class _NoPortAudio(importlib.abc.MetaPathFinder):
         return None
 
 
-def test_microphone_without_portaudio_is_a_source_error(monkeypatch) -> None:
+def test_microphone_without_portaudio_is_a_source_error(monkeypatch, grant) -> None:
     monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
     monkeypatch.setattr(sys, "meta_path", [_NoPortAudio(), *sys.meta_path])
     with pytest.raises(SourceError, match="PortAudio library"):
-        MicrophoneSource().open()
+        MicrophoneSource(consent=grant).open()
 
 
-def test_real_microphone_here_fails_cleanly() -> None:
+def test_real_microphone_here_fails_cleanly(grant) -> None:
     # No microphone on this machine (and perhaps no PortAudio): one clear SourceError.
-    source = MicrophoneSource()
+    source = MicrophoneSource(consent=grant)
     try:
         with pytest.raises(SourceError, match=r"microphone|PortAudio"):
             source.open()

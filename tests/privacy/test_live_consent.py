@@ -207,9 +207,8 @@ def session_parts(devices: FakeDevices, tmp_path: Path):
 
     def make() -> LiveSession:
         session = LiveSession(
-            {FACE: CameraSource(0)},
+            {FACE: CameraSource(0, consent=gate)},
             {FACE: SlowFace()},
-            open_source=gate.open,
             retry_initial_s=0.05,
             retry_max_s=0.1,
         )
