@@ -15,7 +15,10 @@ Interrupted runs: every row is flushed as it is written, so Ctrl-C (exit 130) or
 process without running ``finally``) leaves ``--out`` holding every row up to the
 interruption, each whole. Running again replaces the file; with ``--resume`` the rows
 already there are kept and the analysis continues after the last one (see
-:mod:`emoapp.runtime.analyze`), appending. Resuming assumes the same input and options.
+:mod:`emoapp.runtime.analyze`), appending. A file written here starts with a header
+record (:mod:`emoapp.runtime.runheader`: the media's fingerprint, the models and their
+revisions, the options); ``--resume`` refuses, naming the difference, to continue a file
+whose header does not match this run (another clip, other models, other options).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from emoapp.commands.common import (
     fusion_options,
     model_options,
 )
-from emoapp.config import fusion_config, load_encoders
+from emoapp.config import ModelChoice, choose_models, fusion_config, load_encoders
 from emoapp.core.messages import Modality
 
 if TYPE_CHECKING:
@@ -314,6 +317,36 @@ def encoder_configs(args: argparse.Namespace) -> dict[Modality, object]:
     }
 
 
+def _header(
+    args: argparse.Namespace, choice: ModelChoice, modalities: set[Modality], fusion: object
+) -> dict[str, Any]:
+    """The header record of this run (see :mod:`emoapp.runtime.runheader`)."""
+    from emoapp.runtime.runheader import build_header
+
+    models: dict[str, dict[str, Any] | None] = {}
+    for modality in Modality:
+        spec = choice.specs.get(modality) if modality in modalities else None
+        models[modality.value] = (
+            None
+            if spec is None
+            else {"model": spec.model, "revision": spec.revision, "backend": spec.backend}
+        )
+    return build_header(
+        media=args.media,
+        transcript=args.transcript,
+        text=args.text,
+        models=models,
+        options={
+            "step_s": args.step,
+            "face_fps": args.face_fps,
+            "window_s": args.window,
+            "hop_s": args.hop,
+            "vad": args.vad,
+            "fusion": fusion,
+        },
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     from emoapp.runtime.analyze import analyze, prepare_inputs
     from emoapp.runtime.timeline import TimelineWriter
@@ -339,14 +372,19 @@ def _run(args: argparse.Namespace) -> int:
 
     # Everything about the input is checked before a model loads.
     inputs = prepare_inputs(args.media, config)
-    writer = TimelineWriter(args.out, append=resume_after is not None)
-    modality_configs = encoder_configs(args) if Modality.VOICE in inputs.modalities else {}
     # Modalities the input lacks are switched off, so that nothing about their models
     # (loading, "not downloaded" notes) reaches the person.
     models = model_options(args)
     wanted = models.only(inputs.modalities)
-    loaded = load_encoders(wanted, inputs.modalities, modality_configs, strict=True)
     fusion = fusion_config(models, fusion_options(args))
+    header = _header(args, choose_models(wanted), inputs.modalities, fusion)
+    if resume_after is not None:
+        from emoapp.runtime.runheader import check_resume
+
+        check_resume(args.out, header)
+    writer = TimelineWriter(args.out, append=resume_after is not None, header=header)
+    modality_configs = encoder_configs(args) if Modality.VOICE in inputs.modalities else {}
+    loaded = load_encoders(wanted, inputs.modalities, modality_configs, strict=True)
 
     progress = _Progress(
         inputs.info.duration if inputs.info is not None else None,

@@ -49,6 +49,12 @@ given by the caller win over those derived from the outputs.
 
 CSV flattens a row to the columns of :data:`CSV_COLUMNS`; empty cells stand for null.
 
+A file written by ``emoapp analyze`` starts with a **header record** (no ``"t"``; see
+:mod:`emoapp.runtime.runheader`): the media fingerprint, the models and their
+revisions, and the options of the run, which ``--resume`` checks. In JSON lines it is the
+first line; a CSV file keeps it in a sidecar, ``FILE.csv.header.json``. Readers skip it
+(:func:`read_timeline` does; :func:`emoapp.runtime.runheader.is_header` tells it apart).
+
 Writing (:class:`TimelineWriter`): the target is chosen by extension (``.csv`` for CSV,
 anything else JSON lines; ``-`` is stdout as JSON lines). A file is opened only when the
 first row is ready, so a run that fails before producing anything leaves an existing file
@@ -119,10 +125,13 @@ class TimelineWriter:
         format: TimelineFormat | None = None,
         stream: TextIO | None = None,
         append: bool = False,
+        header: Mapping[str, Any] | None = None,
     ) -> None:
         """``append``: add rows to the end of an existing file (after
         :func:`resume_point`) instead of replacing it; a CSV header is written only when
-        the file is empty or missing."""
+        the file is empty or missing. ``header``: the run's header record
+        (:mod:`emoapp.runtime.runheader`), written before the first row of a new file
+        (first JSON line, or a CSV's sidecar); never to stdout, never when appending."""
         self.target = str(target)
         self.format: TimelineFormat = format or format_for(target)
         self.rows_written = 0
@@ -133,6 +142,7 @@ class TimelineWriter:
         self._needs_header = not (
             self.append and Path(self.target).is_file() and Path(self.target).stat().st_size > 0
         )
+        self.header = header if self._needs_header and not self.is_stdout else None
         self.check()
 
     @property
@@ -168,7 +178,19 @@ class TimelineWriter:
                         f"--out {self.target}: cannot write: {error.strerror or error}"
                     ) from error
                 self._owns_stream = True
+                if self.header is not None:
+                    self._write_header_record(self._stream)
         return self._stream
+
+    def _write_header_record(self, stream: TextIO) -> None:
+        from emoapp.runtime.runheader import write_sidecar
+
+        assert self.header is not None
+        if self.format == "csv":
+            write_sidecar(self.target, self.header)
+        else:
+            stream.write(json.dumps(self.header, ensure_ascii=False, separators=(",", ":")) + "\n")
+            stream.flush()
 
     def write(self, row: Mapping[str, Any]) -> None:
         """Write one row and flush it."""
@@ -259,6 +281,10 @@ def resume_point(target: str | Path) -> float | None:
 
 
 def read_timeline(path: str | Path) -> list[dict[str, Any]]:
-    """Read back a JSON-lines timeline (for tests and tools)."""
+    """Read back the rows of a JSON-lines timeline (for tests and tools); the header
+    record, when there is one, is skipped."""
+    from emoapp.runtime.runheader import is_header
+
     with open(path, encoding="utf-8") as file:
-        return [json.loads(line) for line in file if line.strip()]
+        records = [json.loads(line) for line in file if line.strip()]
+    return [record for record in records if not is_header(record)]

@@ -44,10 +44,15 @@ def assert_one_line_error(stderr: str, says: str = "") -> str:
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Every line of a JSON-lines timeline, parsed strictly (NaN/Infinity refused)."""
+    """Every row of a JSON-lines timeline, parsed strictly (NaN/Infinity refused); the
+    header record, which only the first line may be, is left out."""
+    from emoapp.runtime.runheader import is_header
+
     text = path.read_text(encoding="utf-8")
     assert text == "" or text.endswith("\n"), "the last row is cut off"
-    return [json.loads(line, parse_constant=_no_constants) for line in text.splitlines()]
+    records = [json.loads(line, parse_constant=_no_constants) for line in text.splitlines()]
+    assert not any(is_header(r) for r in records[1:]), "a header record after the first line"
+    return [r for r in records if not is_header(r)]
 
 
 def read_csv_rows(path: Path) -> list[dict[str, str]]:

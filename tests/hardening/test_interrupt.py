@@ -87,19 +87,32 @@ def _interrupt_after_rows(
 
 
 @pytest.fixture(scope="module")
-def reference(
+def reference_file(
     long_video: Path, tiny_models: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
-) -> list[dict]:
-    """The timeline of an uninterrupted run, to compare interrupted ones with."""
+) -> Path:
+    """The timeline file of an uninterrupted run (header record, then rows)."""
     out = tmp_path_factory.mktemp("reference") / "reference.jsonl"
     assert (
         main(["analyze", str(long_video), *FAST, *_models(tiny_models), "-q", "--out", str(out)])
         == 0
     )
-    rows = read_rows(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_file: Path) -> list[dict]:
+    """The rows of an uninterrupted run, to compare interrupted ones with."""
+    rows = read_rows(reference_file)
     assert_valid_rows(rows)
     assert rows[-1]["t"] >= LONG_S - 1.0
     return rows
+
+
+def _header_line(reference_file: Path) -> str:
+    """The header record the run wrote (what a resumed run checks)."""
+    first = reference_file.read_text(encoding="utf-8").splitlines()[0]
+    assert "t" not in json.loads(first) and "header" in json.loads(first)
+    return first + "\n"
 
 
 def _assert_same_rows(got: list[dict], want: list[dict]) -> None:
@@ -151,13 +164,15 @@ def test_sigterm_leaves_whole_rows_and_resume_continues(
 @pytest.mark.parametrize("kept", [26, 41], ids=["after-12.5s", "after-20s"])
 def test_resume_from_any_row_matches_an_uninterrupted_run(
     kept: int, long_video: Path, tiny_models: dict[str, Path], reference: list[dict],
-    tmp_path: Path,
+    reference_file: Path, tmp_path: Path,
 ) -> None:  # fmt: skip
     """Rows a resumed run adds are those of an uninterrupted run, whichever row the first
     run stopped after, including rows that depend on outputs from before the cut (a face
     frame every 2 s, a voice window every second)."""
     out = tmp_path / "t.jsonl"
-    out.write_text("".join(json.dumps(row) + "\n" for row in reference[:kept]))
+    out.write_text(
+        _header_line(reference_file) + "".join(json.dumps(row) + "\n" for row in reference[:kept])
+    )
     args = [str(long_video), *FAST, *_models(tiny_models), "-q", "--out", str(out), "--resume"]
     assert main(["analyze", *args]) == 0
     _assert_same_rows(read_rows(out), reference)
@@ -191,11 +206,12 @@ def test_resume_of_a_finished_timeline_adds_nothing(
     long_video: Path,
     tiny_models: dict[str, Path],
     reference: list[dict],
+    reference_file: Path,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     out = tmp_path / "done.jsonl"
-    out.write_text("".join(json.dumps(r) + "\n" for r in reference))
+    out.write_text(_header_line(reference_file) + "".join(json.dumps(r) + "\n" for r in reference))
     before = out.read_bytes()
     assert (
         main(
