@@ -57,7 +57,11 @@ def wait_for(condition: Callable[[], Any], timeout: float = 10.0) -> Any:
     ("modality", "make", "log_of"),
     [
         (FACE, lambda consent: CameraSource(0, consent=consent), lambda d: d.camera.log),
-        (VOICE, lambda consent: MicrophoneSource(None, consent=consent), lambda d: d.microphone.log),
+        (
+            VOICE,
+            lambda consent: MicrophoneSource(None, consent=consent),
+            lambda d: d.microphone.log,
+        ),
     ],
     ids=["camera", "microphone"],
 )
