@@ -116,6 +116,10 @@ class SourceSupervisor:
                     note = payload or f"end of {source.name}"
                     self.set_state(run, "ended", note)
                     return
+                if isinstance(payload, (PermanentSourceError, MissingDependencyError)):
+                    # A failure retrying cannot fix (a file gone mid-way): no retry.
+                    self.set_state(run, "failed", one_line(payload))
+                    return
                 problem = one_line(payload)
                 if clock.now() - opened_at > 10 * self.retry_max_s:
                     backoff = self.retry_initial_s  # it worked for a good while: start over

@@ -231,8 +231,8 @@ def test_a_source_that_dies_mid_stream_is_retried(
 
 
 def test_a_file_that_fails_for_good_is_not_retried(samples: Path, sessions, tmp_path: Path):
-    """A replayed file that becomes unreadable mid-way: its modality stops with the reason
-    and the other goes on."""
+    """A replayed file that becomes unreadable mid-way: its modality fails with the reason,
+    is never opened again (however many retry intervals pass), and the other goes on."""
 
     def script() -> Iterator[Any]:
         for _ in range(5):
@@ -247,9 +247,17 @@ def test_a_file_that_fails_for_good_is_not_retried(samples: Path, sessions, tmp_
     probe = Probe()
     session.add_listener(probe)
     session.start()
-    wait_for(lambda: probe.has_state(FACE, "degraded", "file vanished (test)")
-             or probe.has_state(FACE, "failed", "file vanished (test)"), 10)  # fmt: skip
-    _keeps_going(probe, VOICE, clock.now())
+    wait_for(lambda: probe.has_state(FACE, "failed", "file vanished (test)"), 10)
+    assert clip.opens == 1
+    failed_at = clock.now()
+    # Voice goes on for several seconds: dozens of retry intervals (the backoff is at most
+    # 0.2 s here), during which a retry would have reopened the clip.
+    _keeps_going(probe, VOICE, failed_at, n=6)
+    wait_for(lambda: clock.now() - failed_at > 1.0, 5)
+    assert clip.opens == 1, "a file that failed for good was opened again"
+    assert not probe.has_state(FACE, "retrying") and not probe.has_state(FACE, "degraded")
+    status = session.status()[FACE]
+    assert status.state == "failed" and "file vanished (test)" in status.message
 
 
 def test_a_stalled_source_ages_out_of_fusion_and_comes_back(samples: Path, sessions) -> None:
