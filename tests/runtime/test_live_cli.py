@@ -96,8 +96,23 @@ def test_absent_camera_is_reported_and_the_rest_keeps_running(
     assert rows[-1]["notes"]["face"].startswith("no camera at index 0")
 
 
+def _interrupt_once_handled(sent: list[bool], give_up: threading.Event) -> None:
+    """Send SIGINT to this process once `emoapp live` handles it (its handler replaced
+    Python's default), never before: a SIGINT while the models load is an ordinary Ctrl-C
+    (KeyboardInterrupt, exit 130), and on a busy machine loading takes any time."""
+    while not give_up.is_set():
+        if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+            return
+        give_up.wait(0.01)
+
+
 def test_sigint_stops_the_run_cleanly(samples: Path, tiny_models: dict[str, Path], capsys) -> None:
-    timer = threading.Timer(1.5, os.kill, args=(os.getpid(), signal.SIGINT))
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    sent: list[bool] = []
+    give_up = threading.Event()
+    timer = threading.Thread(target=_interrupt_once_handled, args=(sent, give_up))
     timer.start()
     try:
         code = main([
@@ -105,9 +120,11 @@ def test_sigint_stops_the_run_cleanly(samples: Path, tiny_models: dict[str, Path
             "--status-every", "0", *_models(tiny_models),
         ])  # fmt: skip
     finally:
+        give_up.set()
         timer.join()
     err = capsys.readouterr().err
-    assert code == 0
+    assert sent, "the run ended before SIGINT was sent"
+    assert code == 0, err
     assert "stopped by SIGINT" in err and "interrupted after" in err
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
