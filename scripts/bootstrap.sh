@@ -23,8 +23,24 @@ fi
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     echo "bootstrap: installing Debian packages: ${missing[*]}" >&2
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # Another apt or dpkg (unattended upgrades, a CI image still settling) may hold the
+    # locks: wait for them (up to EMOAPP_APT_LOCK_TIMEOUT seconds) rather than fail.
+    # DPkg::Lock::Timeout makes apt wait for dpkg's locks; the package lists' lock that
+    # `update` takes is waited for here, by retrying while apt says it is held.
+    lock_timeout="${EMOAPP_APT_LOCK_TIMEOUT:-600}"
+    lock_wait=(-o "DPkg::Lock::Timeout=$lock_timeout")
+    waited=0
+    until err="$(apt-get "${lock_wait[@]}" update -qq 2>&1 >/dev/null)"; do
+      if ! grep -q "Could not get lock" <<<"$err" || [ "$waited" -ge "$lock_timeout" ]; then
+        echo "$err" >&2
+        exit 1
+      fi
+      [ "$waited" = 0 ] && echo "bootstrap: waiting for another apt to release its lock" >&2
+      sleep 5
+      waited=$((waited + 5))
+    done
+    DEBIAN_FRONTEND=noninteractive apt-get "${lock_wait[@]}" install -y -qq \
+      --no-install-recommends "${missing[@]}" >/dev/null
   else
     echo "bootstrap: please install these system packages: ${missing[*]}" >&2
   fi
