@@ -25,6 +25,14 @@ and for each one:
    ``<models dir>/models--ORG--NAME/emoapp-manifests/<commit>.json`` with the id, revision,
    each file's size and SHA-256, and when it was pulled.
 
+**Pins the hub does not have.** A registry model is pulled at its pinned commit. When
+the hub does not have that commit, the pull stops with one line that says so and offers
+``--revision latest``. ``revision="latest"`` (the hub's ``main``) or a commit sha fetches
+that instead; the manifest records the commit actually fetched, what was asked for and
+the registry's pin, and the commit is recorded in the user's profile file
+(:func:`emoapp.registry.record_user_revision`), so that the registry id loads at that
+commit from then on, offline.
+
 :func:`verify` re-hashes the files a manifest lists and reports the missing and changed
 ones. huggingface_hub is imported only inside the functions that talk to the hub.
 """
@@ -58,6 +66,7 @@ from emoapp.registry import (
     RegistryError,
     find_entry,
     profiles,
+    resolve_model,
     resolve_profile,
 )
 
@@ -164,6 +173,10 @@ class Manifest:
     pulled_at: str
     task: str = ""
     endpoint: str = ""
+    requested: str = ""
+    """What was asked for: ``pin`` (the registry's), ``latest``, a commit, or a branch."""
+    registry_revision: str = ""
+    """The registry's pin of this model ("" outside the registry)."""
 
     @property
     def size(self) -> int:
@@ -189,6 +202,8 @@ class Manifest:
                 pulled_at=str(data.get("pulled_at", "")),
                 task=str(data.get("task", "")),
                 endpoint=str(data.get("endpoint", "")),
+                requested=str(data.get("requested", "")),
+                registry_revision=str(data.get("registry_revision", "")),
             )
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             raise PullError(f"manifest {origin} is damaged ({exc}); pull the model again") from exc
@@ -249,6 +264,15 @@ class PullTarget:
     modality: Modality | None = None
     entry: ModelEntry | None = None
     label_overrides: dict[str, str] = field(default_factory=dict)
+    requested: str = ""
+    """What the person asked for (``latest``, a commit) in place of the revision the
+    reference resolved to; empty: that revision."""
+
+    @property
+    def is_registry_pin(self) -> bool:
+        return (
+            self.entry is not None and not self.requested and (self.revision == self.entry.revision)
+        )
 
     @property
     def task(self) -> str | None:
@@ -288,17 +312,9 @@ def plan_pull(ref: str | ModelSpec, extra_profiles: Path | None = None) -> PullP
         else:
             entry = find_entry(ref)
             if entry is not None:
-                _, _, revision = ref.partition("@")
-                registered = ModelSpec(
-                    entry.modality,
-                    entry.id,
-                    revision or entry.revision,
-                    entry.backend,
-                    dict(entry.label_overrides),
-                    entry.reliability,
-                    entry,
-                )
-                specs = {entry.modality: registered}
+                # As loading resolves it: id@revision, else the user's recorded commit,
+                # else the registry's pin.
+                specs = {entry.modality: resolve_model(entry.modality, ref)}
                 label = entry.id
             elif ref.startswith(("baseline/", "embedded/")):
                 raise RegistryError(
@@ -494,20 +510,60 @@ def pull(
     extra_profiles: Path | None = None,
     on_skip: Callable[[str], None] | None = None,
     tqdm_class: type | None = None,
+    revision: str | None = None,
 ) -> list[PullResult]:
     """Pull every hub model ``ref`` stands for (a profile name, a registry id, a hub id
     ``org/name[@revision]``, or a resolved spec). Models already pulled are checked, not
     fetched again (``force`` fetches anyway). ``on_skip`` hears about what needs no
     download. ``tqdm_class`` (a ``tqdm.auto.tqdm`` subclass) receives the byte progress,
-    for a window's progress bar."""
+    for a window's progress bar. ``revision`` (``latest`` or a commit sha; one model
+    only) fetches that in place of the pinned revision and records the commit fetched
+    (see the module docstring)."""
     plan = plan_pull(ref, extra_profiles)
+    if revision is not None:
+        plan = PullPlan([_with_revision(plan, ref, revision)], plan.skipped)
     for note in plan.skipped:
         if on_skip is not None:
             on_skip(note)
-    return [
+    results = [
         pull_model(t, cache_dir, progress, force=force, endpoint=endpoint, tqdm_class=tqdm_class)
         for t in plan.targets
     ]
+    if revision is not None:
+        _record_fetched(plan.targets[0], results[0])
+    return results
+
+
+def _with_revision(plan: PullPlan, ref: str | ModelSpec, revision: str) -> PullTarget:
+    """The one target of ``plan``, asked for at ``revision`` (``latest`` or a commit)."""
+    wanted = revision.strip().lower()
+    if wanted != "latest" and not _COMMIT.match(wanted):
+        raise RegistryError(
+            f"--revision {revision!r}: give latest (the hub's newest commit) or a full "
+            "40-character commit sha"
+        )
+    if len(plan.targets) != 1 or (isinstance(ref, str) and ref.strip() in profiles()):
+        raise RegistryError(
+            f"--revision applies to one hub model: `emoapp models pull MODEL --revision {revision}`"
+        )
+    if isinstance(ref, str) and "@" in ref:
+        raise RegistryError(f"{ref}: give the revision either after @ or with --revision")
+    target = plan.targets[0]
+    return dataclasses.replace(
+        target, revision="main" if wanted == "latest" else wanted, requested=wanted
+    )
+
+
+def _record_fetched(target: PullTarget, result: PullResult) -> None:
+    """Remember, in the user's profile file, the commit a registry model was fetched at
+    in place of its pin (or forget it when that is the pin itself)."""
+    if target.entry is None:
+        return  # outside the registry: the hub's refs in the cache resolve it offline
+    from emoapp.registry import record_user_revision
+
+    record_user_revision(
+        target.id, None if result.revision == target.entry.revision else result.revision
+    )
 
 
 def pull_model(
@@ -521,7 +577,7 @@ def pull_model(
 ) -> PullResult:
     """Pull one model; see the module docstring for the steps."""
     cache = models_dir(cache_dir)
-    if not force:
+    if not force and target.requested != "latest":  # "latest" asks the hub what that is
         present = _already_pulled(target, cache)
         if present is not None:
             return present
@@ -554,6 +610,12 @@ def pull_model(
             "(`emoapp models list` shows the registry)"
         ) from exc
     except RevisionNotFoundError as exc:
+        if target.is_registry_pin and target.revision:
+            raise PullError(
+                f"the hub does not have {target.id} at the registry's pinned commit "
+                f"{target.revision[:12]}; `emoapp models pull {target.id} --revision latest` "
+                "fetches its newest commit and records it"
+            ) from exc
         raise PullError(
             f"revision {target.revision} of {target.id} is not on the hub; check the revision"
         ) from exc
@@ -610,6 +672,11 @@ def _pull(
         if not info.sha:
             raise PullError(f"the hub did not say which commit {target.ref} is")
         revision = info.sha
+        if not force:
+            present = _already_pulled(dataclasses.replace(target, revision=revision), cache)
+            if present is not None:
+                _write_ref(repo_folder(target.id, cache), target.revision or "main", revision)
+                return present
     listing = [
         f
         for f in api.list_repo_tree(target.id, recursive=True, revision=revision)
@@ -680,6 +747,8 @@ def _pull(
         pulled_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         task=task,
         endpoint=endpoint,
+        requested=target.requested or ("pin" if target.is_registry_pin else target.revision or ""),
+        registry_revision=(target.entry.revision or "") if target.entry is not None else "",
     )
     _write_manifest(manifest, cache)
     if target.revision != revision:

@@ -13,6 +13,13 @@ profile file), is one of:
 In a user profile file, a relative directory (``./my-face-model``) is taken relative to
 that file's folder, so a profile can travel with the models it names.
 
+**Pins.** Each hub model of the registry is pinned to a commit (``revision``), and
+``revision_source`` says where that pin was confirmed (or that it could not be). When the
+hub no longer has a pinned commit, ``emoapp models pull ID --revision latest`` (or
+``--revision SHA``) fetches another and records it in the user's profile file, in a
+``[revisions]`` table (registry id -> commit); a registry id named without ``@revision``
+then resolves to that commit (see :func:`user_revisions`), so loading works offline.
+
 The registry files sit at the top of a checkout (``models/``) and inside the package of
 an installed wheel (``emoapp/_data/models``); :func:`data_dir` finds either.
 """
@@ -78,6 +85,12 @@ class ModelEntry:
     observation: dict[str, list[str]] = field(default_factory=dict)
     """Catch-all outputs: canonical output label -> the true labels it stands for (the
     smile detector's "neutral" is really "no smile"); see emoapp.core.observation."""
+    revision_source: str = ""
+    """Where the pinned ``revision`` was confirmed (``confirmed: ...``), or why it could
+    not be (``unconfirmed: ...``)."""
+    sampling_rate: int | None = None
+    """A voice model: the sampling rate its feature extractor must state (checked at load
+    time; the rate itself always comes from the model's own config)."""
 
     @property
     def baseline(self) -> bool:
@@ -87,6 +100,10 @@ class ModelEntry:
     def bundled(self) -> bool:
         """Ships with emoapp (a rule baseline or an embedded trained model): no download."""
         return self.backend in BUNDLED_BACKENDS
+
+    @property
+    def pin_confirmed(self) -> bool:
+        return self.revision_source.startswith("confirmed")
 
 
 @dataclass(frozen=True)
@@ -100,6 +117,9 @@ class ModelSpec:
     label_overrides: dict[str, str] = field(default_factory=dict)
     reliability: float | None = None
     entry: ModelEntry | None = None
+    revision_origin: str = ""
+    """Where ``revision`` came from: ``registry``, ``user`` (the ``[revisions]`` table of
+    the user's profile file) or ``given`` (``id@revision``); empty outside the registry."""
 
     @property
     def baseline(self) -> bool:
@@ -157,7 +177,13 @@ def registry() -> dict[str, ModelEntry]:
             raise RegistryError(
                 f"model {model_id!r} in {path}: modality must be face, voice or text"
             ) from exc
-        entries[model_id] = ModelEntry(id=model_id, **fields)
+        entry = ModelEntry(id=model_id, **fields)
+        if not entry.bundled and not entry.revision_source:
+            raise RegistryError(
+                f"model {model_id!r} in {path}: a hub model needs revision_source (where its "
+                "pin was confirmed, or 'unconfirmed: why')"
+            )
+        entries[model_id] = entry
     return entries
 
 
@@ -219,6 +245,72 @@ def user_profiles_path() -> Path:
     return base / "emoapp" / "profiles.toml"
 
 
+REVISIONS_TABLE = "revisions"
+_REVISIONS_COMMENT = (
+    "# Written by `emoapp models pull --revision`: the commit fetched in place of the\n"
+    "# registry's pin, per registry model (delete a line to go back to the pin).\n"
+)
+
+
+def user_revisions() -> dict[str, str]:
+    """The ``[revisions]`` table of the user's profile file: registry id -> the commit
+    to load in place of the registry's pin."""
+    path = user_profiles_path()
+    if not path.is_file():
+        return {}
+    table = _read_toml(path).get(REVISIONS_TABLE, {})
+    if not isinstance(table, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in table.items()
+    ):
+        raise RegistryError(f"{path}: [{REVISIONS_TABLE}] must map model ids to commits")
+    return dict(table)
+
+
+def record_user_revision(model_id: str, commit: str | None) -> Path:
+    """Record in the user's profile file that registry model ``model_id`` loads at
+    ``commit`` (None removes the record: back to the registry's pin). The rest of the
+    file is kept as written; the ``[revisions]`` table is rewritten at its end."""
+    path = user_profiles_path()
+    before = _read_toml(path) if path.is_file() else {}
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    revisions = user_revisions()  # refuses a table that is not ids -> commits
+    if commit is None:
+        revisions.pop(model_id, None)
+    else:
+        revisions[model_id] = commit
+    ours = set(_REVISIONS_COMMENT.splitlines())
+    kept: list[str] = []
+    skipping = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            skipping = stripped == f"[{REVISIONS_TABLE}]"
+        if not skipping and stripped not in ours:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    body = "\n".join(kept) + ("\n" if kept else "")
+    if revisions:
+        lines = "".join(f'"{k}" = "{v}"\n' for k, v in sorted(revisions.items()))
+        body += ("\n" if kept else "") + _REVISIONS_COMMENT + f"[{REVISIONS_TABLE}]\n" + lines
+    try:
+        after = tomllib.loads(body)
+    except tomllib.TOMLDecodeError:
+        after = {}
+    if {k: v for k, v in after.items() if k != REVISIONS_TABLE} != {
+        k: v for k, v in before.items() if k != REVISIONS_TABLE
+    }:
+        raise RegistryError(
+            f"{path}: cannot record the revision of {model_id} without changing the rest "
+            f'of the file; add it by hand under [{REVISIONS_TABLE}]: "{model_id}" = "{commit}"'
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".emoapp-tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
 def profiles(extra_file: Path | None = None) -> dict[str, Profile]:
     """Built-in profiles, then the user's profile file, then ``extra_file``; later files
     override earlier profiles of the same name."""
@@ -244,6 +336,14 @@ def resolve_model(modality: Modality, ref: str) -> ModelSpec | None:
             raise RegistryError(
                 f"{model!r} is a {entry.modality.value} model, not a {modality.value} model"
             )
+        if revision:
+            origin = "given"
+        elif entry.bundled:
+            origin = ""
+        elif mine := user_revisions().get(entry.id):
+            revision, origin = mine, "user"
+        else:
+            revision, origin = entry.revision or "", "registry"
         return ModelSpec(
             modality=modality,
             model=entry.id,
@@ -252,6 +352,7 @@ def resolve_model(modality: Modality, ref: str) -> ModelSpec | None:
             label_overrides=dict(entry.label_overrides),
             reliability=entry.reliability,
             entry=entry,
+            revision_origin=origin,
         )
     for prefix in ("baseline/", "embedded/"):
         if model.startswith(prefix):

@@ -50,7 +50,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="download a profile's models or one model",
         description="Download a profile's models (default: the "
         "'default' profile) or one model: a registry id, or a hub id "
-        "org/name[@revision]. Records each file's checksum.",
+        "org/name[@revision]. Records each file's checksum. A registry model is fetched at "
+        "its pinned commit; when the hub no longer has it, --revision latest fetches the "
+        "newest commit instead and records it in your profile file, so that the model "
+        "loads at that commit from then on (offline too).",
     )
     sub.add_argument("target", nargs="?", default=DEFAULT_PULL, metavar="PROFILE|MODEL")
     sub.add_argument(
@@ -59,6 +62,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="download again even if present (repairs a damaged copy)",
     )
     sub.add_argument("--no-progress", action="store_true", help="no progress bars")
+    sub.add_argument(
+        "--revision",
+        metavar="latest|SHA",
+        help="one model only: fetch the hub's newest commit (latest) or this commit in "
+        "place of the registry's pin, and record it in your profile file",
+    )
     common(sub)
     sub = actions.add_parser("verify", help="re-check pulled models against their checksums")
     sub.add_argument(
@@ -189,6 +198,7 @@ def run_pull(args: argparse.Namespace) -> int:
         force=args.force,
         extra_profiles=args.profiles_file,
         on_skip=note,
+        revision=getattr(args, "revision", None),
     )
     for result in results:
         what = "already pulled, files check out" if result.status == "present" else "pulled"
@@ -196,9 +206,26 @@ def run_pull(args: argparse.Namespace) -> int:
             f"  {result.id}@{result.revision[:12]}: {what} "
             f"({len(result.manifest.files)} files, {_size(result.size, 0)})"
         )
+    if getattr(args, "revision", None) and results:
+        _say_recorded(results[0].id, results[0].revision)
     if not results:
         print("  nothing to download")
     return 0
+
+
+def _say_recorded(model_id: str, commit: str) -> None:
+    from emoapp.registry import find_entry, user_profiles_path
+
+    entry = find_entry(model_id)
+    if entry is None:
+        return
+    if commit == entry.revision:
+        print(f"  {model_id} is at the registry's pin; it loads at that commit")
+    else:
+        print(
+            f"  recorded in {user_profiles_path()}: {model_id} loads at {commit[:12]} "
+            f"(the registry pins {(entry.revision or '-')[:12]})"
+        )
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -251,7 +278,8 @@ def run_info(args: argparse.Namespace) -> int:
         rows = [
             ("modality", entry.modality.value),
             ("task", entry.task),
-            ("revision", entry.revision or "-"),
+            ("revision", _revision_row(spec.revision, spec.revision_origin, entry.revision)),
+            ("pin confirmed", entry.revision_source or "-"),
             ("architecture", entry.architecture),
             ("size", _size(None, entry.size_mb)),
             ("licence", entry.license),
@@ -302,6 +330,16 @@ def run_info(args: argparse.Namespace) -> int:
         print(f"    {raw:<{raw_width}} -> {target}")
     _print_cannot([label for label, m in zip(CANONICAL_LABELS, label_map.mask, strict=True) if m])
     return 0
+
+
+def _revision_row(revision: str | None, origin: str, pin: str | None) -> str:
+    if not revision:
+        return "-"
+    if origin == "user":
+        return f"{revision} (recorded by `emoapp models pull --revision`; the registry pins {pin})"
+    if origin == "given":
+        return f"{revision} (as given; the registry pins {pin})"
+    return revision
 
 
 def _print_cannot(can: list[str]) -> None:

@@ -97,6 +97,9 @@ class EncoderConfig:
     label_overrides: dict[str, str] = field(default_factory=dict)
     model_name: str | None = None
     """How to name the model in outputs (defaults to ``model``)."""
+    expected_sampling_rate: int | None = None
+    """A voice model: the rate the registry says its feature extractor states (None: no
+    expectation). The rate used always comes from the model's own config."""
 
 
 @dataclass
@@ -161,6 +164,8 @@ class TransformersEncoder(ABC):
     modality: ClassVar[Modality]
     task: ClassVar[str]  # e.g. "image-classification", for messages
     auto_model: ClassVar[str]  # e.g. "AutoModelForImageClassification"
+    task_mapping: ClassVar[str] = ""  # transformers' architectures for the task, e.g.
+    # "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES" ("" checks none)
     baseline: ClassVar[bool] = False
 
     def __init__(self, config: EncoderConfig) -> None:
@@ -210,6 +215,7 @@ class TransformersEncoder(ABC):
             raise ModelLoadError(f"model {self.model_id!r}: {_first_line(exc)}") from exc
         except OSError as exc:
             raise ModelLoadError(self._not_found_message(exc)) from exc
+        self._check_architecture(model.config)
         self.label_map = build_label_map(
             self.model_id, model.config.id2label, self.config.label_overrides
         )
@@ -219,6 +225,23 @@ class TransformersEncoder(ABC):
         self.model = model.to(device=self.device, dtype=self.dtype)
         self.processor = processor
         self.after_load()
+
+    def _check_architecture(self, config: Any) -> None:
+        """Refuse a model whose own config names an architecture that is not a classifier
+        for this task (a speech recogniser or a bare encoder would load into a
+        classification head of random weights, and answer noise)."""
+        from transformers.models.auto import modeling_auto
+
+        architectures = list(getattr(config, "architectures", None) or [])
+        if not architectures or not self.task_mapping:
+            return  # nothing stated: its model type was accepted for the task above
+        allowed = set(getattr(modeling_auto, self.task_mapping).values())
+        if not allowed & set(architectures):
+            raise ModelLoadError(
+                f"model {self.model_id!r} is a {', '.join(architectures)} by its config, not "
+                f"a {self.task} model, so its classification head would be untrained; "
+                f"choose a {self.task} model for the {self.modality.value}"
+            )
 
     def _pretrained_kwargs(self) -> dict[str, Any]:
         kwargs: dict[str, Any] = {"local_files_only": self.config.local_files_only}

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from emoapp.core.errors import MissingDependencyError
+from emoapp.core.errors import MissingDependencyError, ModelLoadError
 from emoapp.core.messages import (
     EncoderOutput,
     FaceDetection,
@@ -363,6 +363,7 @@ class FaceEncoder(TransformersEncoder):
     modality: ClassVar[Modality] = Modality.FACE
     task: ClassVar[str] = "image-classification"
     auto_model: ClassVar[str] = "AutoModelForImageClassification"
+    task_mapping: ClassVar[str] = "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES"
 
     def __init__(
         self,
@@ -378,6 +379,32 @@ class FaceEncoder(TransformersEncoder):
         return transformers.AutoImageProcessor.from_pretrained(source, **kwargs)
 
     def after_load(self) -> None:
+        # Image size, mean and std come from the model's own image processor; one that
+        # states none, or a size its model was not built for, is refused.
+        size = _processor_size(self.processor)
+        if size is None:
+            self.model = None
+            raise ModelLoadError(
+                f"model {self.model_id!r}: its image processor states no image size, so its "
+                "images cannot be prepared as it was trained"
+            )
+        if getattr(self.processor, "do_normalize", False) and (
+            getattr(self.processor, "image_mean", None) is None
+            or getattr(self.processor, "image_std", None) is None
+        ):
+            self.model = None
+            raise ModelLoadError(
+                f"model {self.model_id!r}: its image processor normalises but states no "
+                "image mean and std"
+            )
+        built_for = getattr(getattr(self.model, "config", None), "image_size", None)
+        if isinstance(built_for, int) and size != (built_for, built_for):
+            self.model = None
+            raise ModelLoadError(
+                f"model {self.model_id!r}: its image processor makes {size[0]}x{size[1]} "
+                f"images, but the model was built for {built_for}x{built_for}; its configs "
+                "disagree"
+            )
         if self.detector is None:
             self.detector = make_detector(self.face)
 
@@ -455,3 +482,20 @@ class FaceEncoder(TransformersEncoder):
                 )
             )
         return outputs
+
+
+def _processor_size(processor: Any) -> tuple[int, int] | None:
+    """(height, width) an image processor resizes to, when it states one."""
+    size = getattr(processor, "size", None)
+    if isinstance(size, int):
+        return size, size
+    if not isinstance(size, dict):
+        size = getattr(size, "__dict__", None) or None
+    if not size:
+        return None
+    if size.get("height") and size.get("width"):
+        return int(size["height"]), int(size["width"])
+    if size.get("shortest_edge"):
+        edge = int(size["shortest_edge"])
+        return edge, edge
+    return None

@@ -69,6 +69,7 @@ def encoder_config(spec: ModelSpec, options: RuntimeOptions) -> EncoderConfig:
         cache_dir=options.cache_dir(),
         batch_size=options.batch_size,
         label_overrides=dict(spec.label_overrides),
+        expected_sampling_rate=spec.entry.sampling_rate if spec.entry is not None else None,
     )
 
 

@@ -31,6 +31,7 @@ class TextEncoder(TransformersEncoder):
 
     modality: ClassVar[Modality] = Modality.TEXT
     task: ClassVar[str] = "text-classification"
+    task_mapping: ClassVar[str] = "MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES"
     auto_model: ClassVar[str] = "AutoModelForSequenceClassification"
 
     max_length: int = _FALLBACK_MAX_LENGTH

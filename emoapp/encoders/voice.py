@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from emoapp.core.errors import ModelLoadError
 from emoapp.core.messages import (
     AudioChunk,
     EncoderOutput,
@@ -378,6 +379,7 @@ class VoiceEncoder(TransformersEncoder):
     modality: ClassVar[Modality] = Modality.VOICE
     task: ClassVar[str] = "audio-classification"
     auto_model: ClassVar[str] = "AutoModelForAudioClassification"
+    task_mapping: ClassVar[str] = "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES"
 
     def __init__(
         self,
@@ -395,8 +397,25 @@ class VoiceEncoder(TransformersEncoder):
         return transformers.AutoFeatureExtractor.from_pretrained(source, **kwargs)
 
     def after_load(self) -> None:
+        # The rate audio is resampled to comes from the model's own feature extractor,
+        # never from an assumption; one that states none, or another rate than the
+        # registry describes for this model, is refused.
         rate = getattr(self.processor, "sampling_rate", None)
-        self.sampling_rate = int(rate) if isinstance(rate, int) and rate > 0 else 16_000
+        if isinstance(rate, bool) or not isinstance(rate, int) or rate <= 0:
+            self.model = None
+            raise ModelLoadError(
+                f"model {self.model_id!r}: its feature extractor states no sampling rate "
+                f"({rate!r}), so its audio cannot be prepared as it was trained"
+            )
+        expected = self.config.expected_sampling_rate
+        if expected is not None and rate != expected:
+            self.model = None
+            raise ModelLoadError(
+                f"model {self.model_id!r}: its feature extractor expects {rate} Hz audio, but "
+                f"the registry describes this model at {expected} Hz; it is not the model "
+                "the registry names (check the revision)"
+            )
+        self.sampling_rate = rate
         if not self._gate_given:
             self.gate = make_gate(self.voice.vad, self.voice.vad_threshold, self.voice.energy_dbfs)
 

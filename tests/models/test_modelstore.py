@@ -361,7 +361,7 @@ def test_unknown_models_and_revisions(hub: FakeHub, cache: Path) -> None:
         modelstore.pull(f"{TEXT_ID}@{'c' * 40}", cache, progress=False, endpoint=hub.endpoint)
     with pytest.raises(RegistryError, match="not a profile"):
         modelstore.pull("no-such-thing", cache, progress=False, endpoint=hub.endpoint)
-    with pytest.raises(RegistryError, match="unknown baseline"):
+    with pytest.raises(RegistryError, match="unknown built-in model"):
         modelstore.pull("baseline/nothing", cache, progress=False, endpoint=hub.endpoint)
 
 
