@@ -5,7 +5,7 @@ refuse to continue it with another clip, other models or other options.
 
     {"header": {
         "format": "emoapp-timeline", "version": 1, "written_by": "emoapp analyze",
-        "media": {"name": "clip.mp4", "size": 1234567, "mtime_ns": ...,
+        "media": {"size": 1234567, "mtime_ns": ...,
                   "sha256_head": "...", "sha256_tail": "..."},   # null without media
         "transcript": {...same fingerprint...} | null,
         "text": {"chars": 17} | null,             # typed --text: its length, never the text
@@ -19,8 +19,9 @@ In a JSON-lines file it is the first line (it has no ``"t"``: a row always has o
 CSV file keeps its header record in a sidecar, ``FILE.csv.header.json``. Rows on stdout
 get none (they cannot be resumed). The media fingerprint is the file's size and
 modification time and the SHA-256 of its first and last MiB: cheap on a long recording,
-and it tells another file, or the same file edited, from the one analysed. The name is
-recorded but not compared (a renamed file is the same recording).
+and it tells another file, or the same file edited, from the one analysed. Its name and
+path are not recorded (a renamed file is the same recording, and a timeline holds no
+more about the person's files than it needs); nor is any content.
 
 Readers of timeline files skip the header record (:func:`is_header`;
 :func:`emoapp.runtime.timeline.read_timeline` does).
@@ -43,7 +44,7 @@ FORMAT = "emoapp-timeline"
 VERSION = 1
 SIDECAR_SUFFIX = ".header.json"
 _MIB = 1 << 20
-_NOT_COMPARED = frozenset({("media", "name"), ("transcript", "name"), ("written_by",)})
+_NOT_COMPARED = frozenset({("written_by",)})
 
 
 def is_header(record: Any) -> bool:
@@ -68,7 +69,6 @@ def fingerprint(path: str | Path) -> dict[str, Any]:
     except OSError as error:
         raise EmoappError(f"{path}: cannot read: {error.strerror or error}") from error
     return {
-        "name": path.name,
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "sha256_head": head,
@@ -165,8 +165,7 @@ def _shown(value: Any) -> str:
 
 
 def differences(stored: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """What differs between two header records, one ``key: stored vs current`` each
-    (the modification time and name of the media are named, never hashes alone)."""
+    """What differs between two header records, one ``key: stored vs current`` each."""
     old = _flatten(stored.get(HEADER_KEY, {}))
     new = _flatten(current.get(HEADER_KEY, {}))
     found = []
