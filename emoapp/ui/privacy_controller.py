@@ -7,9 +7,10 @@ export of the timeline kept in memory, and the "What is stored" and model-card v
   a camera or microphone without consent shows the consent dialog
   (:mod:`emoapp.ui.consent_dialog`); "Allow" saves a grant in the consent store, "Not
   now" keeps the device shut. Replayed files and typed text pass;
-- ``controller.consent_gate``: the session opens every source through
-  :meth:`ConsentGate.open`, so a device without consent stays shut even if something
-  slipped past the first door, and a retry after a revocation is refused.
+- ``controller.consent_gate``: every camera and microphone source carries this gate and
+  asks it whenever it opens (:mod:`emoapp.capture.base`), so a device without consent
+  stays shut even if something slipped past the first door, and a retry after a
+  revocation is refused.
 
 Revocation is immediate. The consent store calls its listeners on the thread that made
 or noticed the change (the Privacy menu on the UI thread; another emoapp process, or a
