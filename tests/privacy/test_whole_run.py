@@ -90,7 +90,11 @@ def test_a_whole_analysis_in_a_fresh_process_keeps_and_sends_nothing(
         str(out),
         "-q",
     ]
-    with FileWatcher(dirs.roots, allowed=[out]) as watch:
+    # A CSV timeline keeps its header record (media fingerprint, models, options) beside
+    # itself, written atomically through a temporary name.
+    sidecar = out.with_name(out.name + ".header.json")
+    sidecar_tmp = sidecar.with_name(sidecar.name + ".tmp")
+    with FileWatcher(dirs.roots, allowed=[out, sidecar, sidecar_tmp]) as watch:
         result = guarded_run(dirs, args, writes)
     assert result.returncode == 0, result.stderr[-2000:]
     # Importing transformers' model code imports torch._dynamo, which creates an empty
@@ -99,7 +103,7 @@ def test_a_whole_analysis_in_a_fresh_process_keeps_and_sends_nothing(
     torch_dirs = [p for p in watch.changes.created if p.parent == dirs.tmp]
     assert all(p.name.startswith("torchinductor_") and p.is_dir() for p in torch_dirs)
     assert all(not any(p.iterdir()) for p in torch_dirs)
-    assert [p for p in watch.changes.created if p not in torch_dirs] == [out]
+    assert sorted(p for p in watch.changes.created if p not in torch_dirs) == sorted([out, sidecar])
     assert not watch.changes.modified and not watch.changes.deleted
     events = json.loads(writes.read_text())
     written = {
@@ -109,10 +113,11 @@ def test_a_whole_analysis_in_a_fresh_process_keeps_and_sends_nothing(
         # to a random name and removes it at once) is the standard library's.
         if not e["where"].endswith("_get_default_tempdir")
     } - set(torch_dirs)
-    assert written == {out}, written
+    assert written in ({out, sidecar, sidecar_tmp}, {out, sidecar}), written
     lines = out.read_text().splitlines()
     assert len(lines) > 5 and lines[0].startswith("t,fused_label")
-    text = out.read_text()
+    text = out.read_text() + sidecar.read_text()
+    assert "face_speech" not in sidecar.read_text()  # no file name, no content
     for words in ("see you today", "wonderful news", "worried about tomorrow"):
         assert words not in text  # the transcript is analysed, never written
 
