@@ -12,6 +12,7 @@ import pytest
 
 from emoapp.cli import main
 from emoapp.runtime.stream import SCHEMA_VERSION, schema_path
+from emoapp.runtime.timeline import read_timeline
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +33,7 @@ def test_face_and_text_rows_follow_the_schema(
         "--out", str(out), "-q",
     ])  # fmt: skip
     assert code == 0
-    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = read_timeline(out)  # the rows; the header record before them is not a row
     assert any(row["modalities"]["face"] for row in rows)
     assert any(row["modalities"]["text"] for row in rows)
     for row in rows:
