@@ -3,8 +3,10 @@
 ``emoapp batch`` (:mod:`emoapp.commands.batch`) turns a folder or a CSV manifest into
 :class:`BatchItem` s and runs every one through the very code ``emoapp analyze`` runs
 (:func:`emoapp.runtime.analyze.prepare_inputs` and :func:`~emoapp.runtime.analyze.analyze`,
-with a :class:`~emoapp.runtime.timeline.TimelineWriter`), so that a batch timeline and an
-``analyze --out`` timeline of the same file are the same bytes. The engines that spread the
+with a :class:`~emoapp.runtime.timeline.TimelineWriter`), so that a batch timeline holds
+the same bytes as the rows of an ``analyze --out`` timeline of the same file (which
+begins with a header record, :mod:`emoapp.runtime.runheader`, for ``--resume``; a batch
+keeps what a run was in its journal instead). The engines that spread the
 items over processes or machines live in :mod:`emoapp.runtime.batch_engines`; what they run
 per worker is an :class:`ItemWorker`: it loads the models once (``BatchJob.load``), then
 analyses one item after another.
