@@ -48,12 +48,11 @@ sys.path.insert(0, str(REPO))
 from emoapp.core.labelmap import GOEMOTIONS_EKMAN  # noqa: E402
 from emoapp.core.messages import Modality  # noqa: E402
 from emoapp.core.taxonomy import CANONICAL_LABELS  # noqa: E402
-from emoapp.encoders.embedded.artefacts import write_checksums  # noqa: E402
+from emoapp.encoders.embedded.artefacts import write_checksums, write_npz  # noqa: E402
 from emoapp.encoders.embedded.text import (  # noqa: E402
     Block,
     GoEmotionsTextEncoder,
     vocab_array,
-    write_npz,
 )
 from emoapp.evaluation.metrics import (  # noqa: E402
     expected_calibration_error,

@@ -52,13 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from emoapp.core.labelmap import build_label_map  # noqa: E402
-from emoapp.encoders.embedded.artefacts import write_checksums  # noqa: E402
+from emoapp.encoders.embedded.artefacts import write_checksums, write_npz  # noqa: E402
 from emoapp.encoders.embedded.voice import (  # noqa: E402
     DEFAULT_FEATURES,
     SAMPLE_RATE,
     WEIGHTS,
     feature_names,
-    save_weights,
     softmax_classifier,
     window_features,
 )
@@ -464,7 +463,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    save_weights(out / WEIGHTS, {k: v.astype(np.float64) for k, v in weights.items()})
+    write_npz(out / WEIGHTS, {k: v.astype(np.float64) for k, v in weights.items()})
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     sums = write_checksums(out)
     print(

@@ -354,6 +354,23 @@ def locate_faces(detector: FaceLocator, image: np.ndarray, face: FaceConfig) -> 
     return FrameFaces(boxes, primary, found, detect_s, (width, height))
 
 
+def face_detail(
+    info: FrameFaces, n_faces: int, classify_s: float, n_rows: int, detector: object
+) -> dict[str, Any]:
+    """The ``detail`` of a face prediction: faces found and kept, the primary one, and
+    where the time went (the batch's classification time shared by face count)."""
+    return {
+        "faces": n_faces,
+        "faces_found": info.found,
+        "primary_index": info.primary,
+        "detect_s": info.detect_s,
+        "classify_s": classify_s * n_faces / max(1, n_rows),
+        "batch_classify_s": classify_s,
+        "frame_size": info.size,
+        "detector": getattr(detector, "name", "custom"),
+    }
+
+
 class FaceEncoder(TransformersEncoder):
     """Facial-expression classification of video frames (``VideoFrame`` or an RGB array).
 
@@ -468,17 +485,7 @@ class FaceEncoder(TransformersEncoder):
                     model_id=self.model_id,
                     latency_s=per_item,
                     faces=faces,
-                    detail={
-                        "faces": len(faces),
-                        "faces_found": info.found,
-                        "primary_index": info.primary,
-                        "detect_s": info.detect_s,
-                        # The batch's classification time, shared by face count.
-                        "classify_s": classify_s * len(faces) / n_rows,
-                        "batch_classify_s": classify_s,
-                        "frame_size": info.size,
-                        "detector": getattr(self.detector, "name", "custom"),
-                    },
+                    detail=face_detail(info, len(faces), classify_s, n_rows, self.detector),
                 )
             )
         return outputs

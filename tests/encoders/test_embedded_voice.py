@@ -19,13 +19,13 @@ from emoapp.encoders.embedded.artefacts import (
     read_checksums,
     sha256_of,
     write_checksums,
+    write_npz,
 )
 from emoapp.encoders.embedded.voice import (
     DEFAULT_FEATURES,
     WEIGHTS,
     RavdessVoiceEncoder,
     feature_names,
-    save_weights,
     softmax_classifier,
     window_features,
 )
@@ -100,7 +100,7 @@ def test_a_corrupted_copy_is_refused(tmp_path):
 def test_weights_that_do_not_fit_the_features_are_refused(tmp_path):
     copy = tmp_path / "voice"
     shutil.copytree(artefact_dir(MODEL), copy)
-    save_weights(copy / WEIGHTS, {"mean": np.zeros(3), "scale": np.ones(3)})
+    write_npz(copy / WEIGHTS, {"mean": np.zeros(3), "scale": np.ones(3)})
     write_checksums(copy)
     with pytest.raises(ModelLoadError, match="lacks"):
         make_encoder(str(copy)).load()
@@ -199,8 +199,8 @@ def test_features_do_not_depend_on_the_recording_level(gain, f0):
 
 def test_the_weights_file_is_byte_for_byte_reproducible(tmp_path):
     arrays = {"b": np.arange(3.0), "a": np.eye(2)}
-    save_weights(tmp_path / "one.npz", arrays)
-    save_weights(tmp_path / "two.npz", dict(reversed(arrays.items())))
+    write_npz(tmp_path / "one.npz", arrays)
+    write_npz(tmp_path / "two.npz", dict(reversed(arrays.items())))
     assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
     with np.load(tmp_path / "one.npz") as data:
         np.testing.assert_array_equal(data["a"], np.eye(2))

@@ -16,9 +16,14 @@ corrupted or hand-edited artefact never loads silently.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from emoapp.core.errors import ModelLoadError
 from emoapp.registry import data_dir
@@ -109,3 +114,16 @@ def load_meta(model_id: str, check: bool = True) -> tuple[Path, dict[str, Any]]:
     if not isinstance(meta.get("labels"), list) or not meta["labels"]:
         raise ModelLoadError(f"{folder / META} lists no labels")
     return folder, meta
+
+
+def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write arrays as an ``.npz`` whose bytes depend only on the arrays (sorted names, a
+    fixed time stamp, unlike ``np.savez``), so a rebuilt artefact compares byte for byte."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(arrays):
+            buffer = io.BytesIO()
+            np.save(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o644 << 16
+            zf.writestr(info, buffer.getvalue())

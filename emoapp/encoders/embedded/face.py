@@ -38,6 +38,7 @@ from emoapp.encoders.face import (
     FrameFaces,
     crop,
     expand_box,
+    face_detail,
     locate_faces,
     make_detector,
     to_rgb_uint8,
@@ -168,16 +169,7 @@ class MiniXceptionFaceEncoder(EmbeddedEncoder):
                     mine[info.primary],
                     per_item,
                     faces=faces,
-                    detail={
-                        "faces": len(faces),
-                        "faces_found": info.found,
-                        "primary_index": info.primary,
-                        "detect_s": info.detect_s,
-                        "classify_s": classify_s * len(faces) / n_rows,
-                        "batch_classify_s": classify_s,
-                        "frame_size": info.size,
-                        "detector": getattr(self.detector, "name", "custom"),
-                    },
+                    detail=face_detail(info, len(faces), classify_s, n_rows, self.detector),
                 )
             )
         return outputs

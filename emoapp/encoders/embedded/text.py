@@ -27,7 +27,6 @@ the text: :meth:`GoEmotionsTextEncoder.attributions`.
 
 from __future__ import annotations
 
-import io
 import math
 import re
 import time
@@ -321,19 +320,6 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         raise ModelLoadError(f"{path} is missing from the embedded model") from None
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ModelLoadError(f"{path} cannot be read: {exc}") from exc
-
-
-def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays as an ``.npz`` that is byte-for-byte the same for the same arrays (a
-    fixed time stamp and order, unlike ``np.savez``)."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(arrays):
-            buffer = io.BytesIO()
-            np.save(buffer, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buffer.getvalue())
 
 
 def vocab_array(terms: Sequence[str]) -> np.ndarray:

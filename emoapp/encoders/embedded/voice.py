@@ -23,7 +23,6 @@ below) and ``model`` (its kind), so training and inference share one feature fun
 
 from __future__ import annotations
 
-import io
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
@@ -178,19 +177,6 @@ def window_features(samples: np.ndarray, settings: Mapping[str, Any] | None = No
 
 
 # --- the classifier -------------------------------------------------------------------
-
-
-def save_weights(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    """Write arrays as an ``.npz`` whose bytes depend only on the arrays (fixed order,
-    fixed timestamps), so a rebuild can be compared byte for byte."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(arrays):
-            buf = io.BytesIO()
-            np.save(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            info.external_attr = 0o644 << 16
-            zf.writestr(info, buf.getvalue())
 
 
 def softmax_classifier(x: np.ndarray, weights: Mapping[str, np.ndarray]) -> np.ndarray:
