@@ -38,6 +38,7 @@ from emoapp.commands.common import (
     add_model_options,
     fusion_options,
     model_options,
+    positive_number,
 )
 from emoapp.config import ModelChoice, choose_models, fusion_config, load_encoders
 from emoapp.core.messages import Modality
@@ -46,23 +47,13 @@ if TYPE_CHECKING:
     from emoapp.runtime.analyze import AnalysisConfig
 
 
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from error
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r} must be a positive number")
-    return number
-
-
 def _seconds_between(low: float, high: float | None = None) -> Callable[[str], float]:
     """A positive number of seconds within [low, high]: a step or hop of a nanosecond
     would mean billions of rows or windows (a run that never ends), and a window of a
     billion seconds a buffer no memory holds."""
 
     def parse(value: str) -> float:
-        number = _positive(value)
+        number = positive_number(value)
         if number < low or (high is not None and number > high):
             limit = f"between {low:g} and {high:g}" if high is not None else f"at least {low:g}"
             raise argparse.ArgumentTypeError(f"{value!r} must be {limit} seconds")
@@ -126,7 +117,7 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--face-fps",
-        type=_positive,
+        type=positive_number,
         default=2.0,
         metavar="F",
         help="video frames classified per second (2)",

@@ -32,21 +32,12 @@ from emoapp.commands.common import (
     add_model_options,
     fusion_options,
     model_options,
+    whole_number,
 )
 from emoapp.config import ModelOptions, choose_models, fusion_config, load_encoders
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 from emoapp.encoders.base import Encoder
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from error
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
-    return number
 
 
 def _fraction(value: str) -> float:
@@ -85,7 +76,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--workers",
-        type=_count,
+        type=whole_number(1),
         metavar="N",
         help="worker processes/actors, each holding its own models (default: local, one "
         "per two CPU cores; ray, one per CPU of the cluster)",

@@ -6,6 +6,7 @@ which encoders, which fusion) is decided in :mod:`emoapp.config`."""
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
 from emoapp.config import AUTO_PROFILE, FusionOptions, ModelOptions, parse_weights
@@ -99,3 +100,36 @@ def fusion_options(args: argparse.Namespace) -> FusionOptions:
         smoothing_s=args.smoothing,
         hysteresis=getattr(args, "hysteresis", None),
     )
+
+
+# --- argument types shared by the commands ------------------------------------------------
+
+
+def positive_number(value: str) -> float:
+    """A finite number above 0 (argparse type)."""
+    try:
+        number = float(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from error
+    if not number > 0 or number == float("inf"):
+        raise argparse.ArgumentTypeError(f"{value!r} must be a positive number")
+    return number
+
+
+def whole_number(low: int = 0) -> Callable[[str], int]:
+    """An argparse type: a whole number of at least ``low``."""
+
+    def parse(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from error
+        if number < low:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} must not be negative"
+                if low == 0
+                else f"{value!r} must be at least {low}"
+            )
+        return number
+
+    return parse

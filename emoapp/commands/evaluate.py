@@ -24,6 +24,8 @@ from emoapp.commands.common import (
     add_model_options,
     fusion_options,
     model_options,
+    positive_number,
+    whole_number,
 )
 from emoapp.config import fusion_config, load_encoders
 from emoapp.core.errors import EmoappError
@@ -33,28 +35,8 @@ from emoapp.evaluation.datasets import FORMATS
 PROFILE_FILE = "profile.toml"
 
 
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from error
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"{value!r} must be a positive number")
-    return number
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from error
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"{value!r} must not be negative")
-    return number
-
-
 def _fraction(value: str) -> float:
-    number = _positive(value)
+    number = positive_number(value)
     if number >= 1:
         raise argparse.ArgumentTypeError(f"{value!r} must be between 0 and 1")
     return number
@@ -145,7 +127,10 @@ def register(subparsers: Any) -> None:
         help="write README.md, metrics.json, figures and the prediction cache here",
     )
     parser.add_argument(
-        "--limit", type=_count, metavar="N", help="evaluate a random (seeded) sample of N items"
+        "--limit",
+        type=whole_number(0),
+        metavar="N",
+        help="evaluate a random (seeded) sample of N items",
     )
     parser.add_argument(
         "--group-by",
@@ -171,7 +156,7 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument(
         "--bootstrap",
-        type=_count,
+        type=whole_number(0),
         default=1000,
         metavar="N",
         help="bootstrap resamples for the intervals (1000; 0: none)",
@@ -198,12 +183,12 @@ def register(subparsers: Any) -> None:
         help="like --where, for one --pair set (e.g. voice:actor=15-18)",
     )
     paired.add_argument(
-        "--pairs", type=_count, default=1000, metavar="N", help="tuples to draw (1000)"
+        "--pairs", type=whole_number(0), default=1000, metavar="N", help="tuples to draw (1000)"
     )
     media = parser.add_argument_group("media")
     media.add_argument(
         "--face-fps",
-        type=_positive,
+        type=positive_number,
         default=2.0,
         metavar="F",
         help="frames per second classified per clip (2)",
@@ -212,10 +197,13 @@ def register(subparsers: Any) -> None:
         "--max-frames", type=int, default=120, metavar="N", help="frames per clip at most (120)"
     )
     media.add_argument(
-        "--window", type=_positive, metavar="S", help="voice window in seconds (default 2)"
+        "--window", type=positive_number, metavar="S", help="voice window in seconds (default 2)"
     )
     media.add_argument(
-        "--hop", type=_positive, metavar="S", help="seconds between voice windows (default 0.5)"
+        "--hop",
+        type=positive_number,
+        metavar="S",
+        help="seconds between voice windows (default 0.5)",
     )
     media.add_argument(
         "--vad",
