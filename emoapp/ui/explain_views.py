@@ -22,8 +22,11 @@ EXPLAIN_EVERY_S = 1.0
 """While an explanation view is on: at most one explanation per modality this often."""
 EXPLANATION_MAX_AGE_S = 3.0
 """A face overlay older than this (frame clock) is not drawn: the face has moved on."""
-OVERLAY_ALPHA = 150
+OVERLAY_ALPHA = 170
 """Opacity (0-255) of the strongest saliency cell."""
+OVERLAY_COLOR = "#00c8ff"
+"""Saliency cells are this cyan (it stands out on every skin tone and on the label
+colours); the dashed outline around them is the explained label's colour."""
 
 MEANING = (
     "Where the model looked (face), which words moved it (text), which moments of the "
@@ -57,14 +60,15 @@ def help_html(every_s: float) -> str:
 def draw_saliency(
     painter: QPainter, target: QRectF, scale: float, faces: tuple[FaceSaliency, ...]
 ) -> None:
-    """Each face's grid over its region, one translucent cell per grid cell, in the
-    colour of the label it explains (stronger where the model's evidence was)."""
+    """Each face's grid over its region, one translucent cyan cell per grid cell
+    (stronger where the model's evidence was), outlined in the explained label's
+    colour."""
     painter.save()
     painter.setPen(Qt.PenStyle.NoPen)
     for face in faces:
         x, y, w, h = face.box
         rows, cols = face.grid.shape
-        color = QColor(LABEL_COLORS[face.label])
+        color = QColor(OVERLAY_COLOR)
         cw, ch = w * scale / cols, h * scale / rows
         left, top = target.x() + x * scale, target.y() + y * scale
         for r in range(rows):

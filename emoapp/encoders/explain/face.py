@@ -20,6 +20,7 @@ This module imports torch: import it only when an explanation is asked for.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -67,9 +68,13 @@ def grad_cam(
     """Grad-CAM maps (N x h x w, ReLU'd, unscaled) of ``score(model(x))`` (one score per
     row) at ``layer``'s output."""
     captured: dict[str, torch.Tensor] = {}
+    mine = threading.get_ident()
 
     def keep(_module: Any, _inputs: Any, output: torch.Tensor) -> None:
-        captured["a"] = output
+        # The encoder's own worker may run the same model meanwhile (a hook is seen by
+        # every thread): keep only this call's activations.
+        if threading.get_ident() == mine and output.requires_grad:
+            captured["a"] = output
 
     handle = layer.register_forward_hook(keep)
     try:
