@@ -107,7 +107,8 @@ def highlighted_html(explanation: TextExplanation) -> str:
 
 
 class WordHighlights(QLabel):
-    """The explained text with its words highlighted by weight."""
+    """The explained text with its words highlighted by weight (held only while shown:
+    the words are what the person typed)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -124,6 +125,9 @@ class WordHighlights(QLabel):
         self.setText(
             f"<b>{html.escape(explanation.label)}</b> because of: " + highlighted_html(explanation)
         )
+
+    def clear_explanation(self) -> None:
+        self.set_explanation(None)
 
 
 class MomentBand(QWidget):

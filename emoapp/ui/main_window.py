@@ -301,6 +301,8 @@ class MainWindow(QMainWindow):
         self.privacy.message.connect(self.show_problem)
         self.privacy.forgotten.connect(self.timeline.clear)
         self.privacy.forgotten.connect(self.streaming.stop)
+        # the highlighted words are the typed text: forgotten with the rest
+        self.privacy.forgotten.connect(self.text_panel.words.clear_explanation)
         self.streaming.message.connect(self.show_problem)
 
         ctl = self.controls

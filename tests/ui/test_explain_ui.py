@@ -133,5 +133,7 @@ def test_a_panel_box_brings_explanations_into_the_window(open_window, window_arg
     qtbot.mouseClick(window.text_panel.submit_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.text_panel.words.explanation is not None, timeout=WAIT_MS)
     assert window.text_panel.words.explanation.modality is Modality.TEXT
+    window.privacy.forgotten.emit()  # "Revoke all and stop": the typed words go too
+    assert window.text_panel.words.explanation is None and window.text_panel.words.text() == ""
     window.camera_panel.explain_box.setChecked(False)
     qtbot.waitUntil(lambda: window.camera_panel.view.saliency() == (), timeout=WAIT_MS)
