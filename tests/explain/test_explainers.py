@@ -377,3 +377,42 @@ def test_encoders_without_a_method_offer_no_explainer():
     ):
         enc = build_encoder(resolve_model(modality, ref))
         assert explainer_for(enc) is None
+
+
+# --- weight randomisation for the text and voice explainers -------------------------------
+
+
+def test_text_attributions_change_when_the_linear_model_is_randomised(text_encoder):
+    explainer = explainer_for(text_encoder)
+    shuffled = copy.copy(text_encoder)
+    rng = np.random.default_rng(0)
+    coef = text_encoder._coef_t
+    shuffled._coef_t = rng.normal(0.0, coef.std(), size=coef.shape)
+    before, after = [], []
+    for sentence in SENTENCES:
+        [prediction] = text_encoder.encode([sentence])
+        before.append(np.array([w.weight for w in explainer.explain(sentence, prediction).words]))
+        words = explainer_for(shuffled).explain(sentence, prediction).words
+        after.append(np.array([w.weight for w in words]))
+    assert mean_rank_correlation(before, before) == pytest.approx(1.0)
+    assert mean_rank_correlation(before, after) < 0.3
+
+
+def test_voice_moments_change_when_the_voice_model_is_randomised(voice_encoder, speech):
+    explainer = explainer_for(voice_encoder)
+    shuffled = copy.copy(voice_encoder)
+    rng = np.random.default_rng(0)
+    shuffled.weights = {
+        k: (rng.normal(0.0, v.std(), size=v.shape) if k.endswith("_w") else v)
+        for k, v in voice_encoder.weights.items()
+    }
+    rate = 16_000
+    before, after = [], []
+    for start in (0.0, 0.5, 1.0):
+        item = AudioChunk(start, speech[int(start * rate) : int(start * rate) + 2 * rate], rate)
+        [prediction] = voice_encoder.encode([item])
+        assert isinstance(prediction, ModalityPrediction)
+        before.append(np.array([m.weight for m in explainer.explain(item, prediction).moments]))
+        moments = explainer_for(shuffled).explain(item, prediction).moments
+        after.append(np.array([m.weight for m in moments]))
+    assert mean_rank_correlation(before, after) < 0.5
