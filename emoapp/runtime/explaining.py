@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 NICENESS = 10
 """How much the explanation thread lowers its own priority (Linux threads only)."""
+SETTLE_S = 0.1
+"""An offer is explained no sooner than this after it was made, so that the fusion
+thread has fused and shown the new prediction first (explaining competes with it for the
+interpreter)."""
 
 
 @dataclass
@@ -53,6 +57,7 @@ class _Offer:
     item: Any
     prediction: ModalityPrediction
     seq: int
+    offered_at: float
 
 
 @dataclass
@@ -107,7 +112,8 @@ class ExplanationWorker:
             return
         with self._cond:
             self._seq += 1
-            self._states[modality].offer = _Offer(encoder, item, output, self._seq)
+            offer = _Offer(encoder, item, output, self._seq, time.monotonic())
+            self._states[modality].offer = offer
             self._cond.notify()
 
     def request(self, modality: Modality | None = None) -> None:
@@ -166,12 +172,16 @@ class ExplanationWorker:
             offer = state.offer
             if offer is None:
                 continue
+            settled = offer.offered_at + SETTLE_S
             if state.requested:
-                state.requested = False
-                return m, offer
+                if settled <= now:
+                    state.requested = False
+                    return m, offer
+                wait = settled - now if wait is None else min(wait, settled - now)
+                continue
             if self.every_s is None or offer.seq == state.explained_seq:
                 continue
-            due = state.last_started + self.every_s
+            due = max(state.last_started + self.every_s, settled)
             if due <= now:
                 return m, offer
             wait = due - now if wait is None else min(wait, due - now)
