@@ -359,6 +359,8 @@ def _header(
             "hop_s": args.hop,
             "vad": args.vad,
             "fusion": fusion,
+            # rows with and without explanations do not mix in one file (--resume)
+            **({"explain": True, "include_text": args.include_text} if args.explain else {}),
         },
     )
 

@@ -20,6 +20,7 @@ from emoapp.core.rows import row_from_estimate
 from emoapp.encoders.explain import ExplainingEncoder
 from emoapp.privacy.export import export_row
 from emoapp.runtime.stream import schema_path
+from emoapp.runtime.timeline import read_timeline
 
 EMBEDDED = [
     "--face-model", "embedded/face-minixception",
@@ -34,18 +35,23 @@ def validator() -> jsonschema.Draft202012Validator:
 
 
 def rows_of(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return read_timeline(path)  # the rows; the header record before them is not a row
 
 
 @pytest.fixture(scope="module")
-def explained(samples: Path, tmp_path_factory) -> list[dict]:
+def explained_file(samples: Path, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("explain") / "rows.jsonl"
     code = main([
         "analyze", str(samples / "face_only.mp4"), "--text", "I am so glad today",
         *EMBEDDED, "--face-fps", "1", "--step", "1", "--explain", "--out", str(out), "-q",
     ])  # fmt: skip
     assert code == 0
-    return rows_of(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def explained(explained_file: Path) -> list[dict]:
+    return rows_of(explained_file)
 
 
 def test_explained_rows_follow_the_schema(explained, validator) -> None:
@@ -70,12 +76,17 @@ def test_each_face_gets_a_coarse_grid_of_numbers(explained) -> None:
     assert entry["explain"]["method"] == "grad-cam"
 
 
-def test_words_stay_out_of_the_file_unless_text_is_opted_in(explained, tmp_path) -> None:
+def test_words_stay_out_of_the_file_unless_text_is_opted_in(
+    explained, explained_file, tmp_path
+) -> None:
     text = next(row["modalities"]["text"] for row in explained if row["modalities"]["text"])
     words = text["explain"]["words"]
     assert [w["i"] for w in words] == [0, 1, 2, 3, 4]
     assert all(set(w) == {"i", "weight"} for w in words)
     assert "glad" not in json.dumps(explained)
+    header = json.loads(explained_file.read_text(encoding="utf-8").splitlines()[0])
+    assert "t" not in header and "glad" not in json.dumps(header)
+    assert '"explain": true' in json.dumps(header)  # --resume cannot mix runs
 
     out = tmp_path / "with-text.jsonl"
     code = main([
