@@ -112,9 +112,13 @@ def live_media(config: BenchConfig) -> tuple[Path, Path, Path]:
 
 
 def run_live(
-    config: BenchConfig, encoders: dict[Modality, Any], variant_name: str
+    config: BenchConfig,
+    encoders: dict[Modality, Any],
+    variant_name: str,
+    explain_every_s: float | None = None,
 ) -> dict[str, Any]:
-    """Run the live session for ``config.duration_s`` (plus the warm-up) and measure it."""
+    """Run the live session for ``config.duration_s`` (plus the warm-up) and measure it;
+    with ``explain_every_s``, with explanations on (every modality, that often)."""
     from emoapp.capture.replay import AudioReplaySource, TextReplaySource, VideoReplaySource
     from emoapp.runtime.session import LiveSession
 
@@ -130,6 +134,8 @@ def run_live(
         encoder.load()
     say(f"live: {warmup:g} s warm-up, then {duration:g} s measured")
     session = LiveSession(sources, encoders, rate_hz=10.0)
+    if explain_every_s is not None:
+        session.enable_explanations(explain_every_s)
     recorder = EstimateRecorder()
     session.add_listener(recorder)
     load_start = load_average()
@@ -153,6 +159,15 @@ def run_live(
             rss_samples.append((wall, rss))
         after = session.metrics()
         status = session.status()
+        explained = {
+            m.value: {
+                "count": c.count,
+                "failures": c.failures,
+                "mean_ms": _s_to_ms(c.mean_s),
+                "max_ms": _s_to_ms(c.max_s),
+            }
+            for m, c in session.explanation_costs().items()
+        }
     finally:
         left = session.stop()
     modalities: dict[str, Any] = {}
@@ -209,6 +224,7 @@ def run_live(
         "rss_max_mb": max(rss_values) if rss_values else None,
         "rss_trend_mb_per_min": _slope_mb_per_min(rss_samples),
         "threads_left_running": left,
+        **({"explanations": explained} if explain_every_s is not None else {}),
         "load_average_start": load_start,
         "load_average_end": load_average(),
     }

@@ -5,9 +5,10 @@ The JSON's top level carries the headline figures under fixed keys (see
 docs/benchmarks.md): ``face_encode_ms``, ``voice_encode_ms``, ``text_encode_ms``,
 ``voice_overhead``, ``text_overhead``, ``face_overhead_classification``,
 ``face_overhead_total``, ``face_detection_ms`` (all from the primary variant), then
-``machine``, ``models``, ``variants``, ``encoders``, ``scaling``, ``live``, ``startup``,
-``peers`` and ``targets``. A part that was skipped says ``{"status": "skipped"}``; one
-that could not run says ``{"status": "failed", "reason": ...}``.
+``machine``, ``models``, ``variants``, ``encoders``, ``scaling``, ``live``, ``explain``
+(:mod:`emoapp.bench.explain`), ``startup``, ``peers`` and ``targets``. A part that was
+skipped says ``{"status": "skipped"}``; one that could not run says ``{"status":
+"failed", "reason": ...}``.
 """
 
 from __future__ import annotations
@@ -136,6 +137,22 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         result["live"] = _guard(live)
     else:
         result["live"] = {"status": "skipped"}
+
+    if config.runs("explain"):
+        from emoapp.bench.explain import run_explain
+
+        def explain() -> dict[str, Any]:
+            loaded = primary_encoders()
+            encoders = {
+                Modality.FACE: loaded.face,
+                Modality.VOICE: loaded.voice,
+                Modality.TEXT: loaded.text,
+            }
+            return run_explain(config, encoders, primary.name, result.get("live"))
+
+        result["explain"] = _guard(explain)
+    else:
+        result["explain"] = {"status": "skipped"}
     kept = None
     gc.collect()
 
@@ -238,7 +255,7 @@ def _targets(result: dict[str, Any]) -> dict[str, Any]:
 def failed_parts(result: dict[str, Any]) -> list[str]:
     return [
         name
-        for name in ("encoders", "scaling", "peers", "live", "startup")
+        for name in ("encoders", "scaling", "peers", "live", "explain", "startup")
         if isinstance(result.get(name), dict) and result[name].get("status") == "failed"
     ]
 
@@ -396,6 +413,10 @@ def render_table(result: dict[str, Any]) -> str:
     out += _render_scaling(result.get("scaling", {}))
     out += _render_peers(result.get("peers", {}))
     out += _render_live(result.get("live", {}))
+    if "explain" in result:
+        from emoapp.bench.explain import render as render_explain
+
+        out += ["", *render_explain(result["explain"])]
     out += _render_startup(result.get("startup", {}))
     out += _render_batch(result.get("batch", {"status": "skipped"}))
     t = result.get("targets", {})

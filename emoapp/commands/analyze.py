@@ -90,6 +90,20 @@ def register(subparsers: Any) -> None:
         help="continue an interrupted run: keep the rows already in --out FILE and append "
         "the rest (without it, an existing --out file is replaced)",
     )
+    parser.add_argument(
+        "--explain",
+        action="store_true",
+        help="explain each prediction in the rows: a 7x7 saliency grid per face (where the "
+        "face model looked, numbers only), which stretches of each voice window drove its "
+        "label, each word's weight for the text label. They show what the model used, not "
+        "why anyone feels anything",
+    )
+    parser.add_argument(
+        "--include-text",
+        action="store_true",
+        help="with --explain, write the attributed words themselves (text is content: "
+        "without this, each word is only its position and weight)",
+    )
     calls = add_call_options(parser)
     calls.add_argument(
         "--report",
@@ -288,6 +302,8 @@ def analysis_config(
         transcript=transcript,
         text=text,
         resume_after=resume_after,
+        explain=bool(getattr(args, "explain", False)),
+        include_text=bool(getattr(args, "include_text", False)),
     )
 
 
@@ -334,6 +350,8 @@ def _header(
             "hop_s": args.hop,
             "vad": args.vad,
             "fusion": fusion,
+            # rows with and without explanations do not mix in one file (--resume)
+            **({"explain": True, "include_text": args.include_text} if args.explain else {}),
         },
     )
 
@@ -346,8 +364,19 @@ def _run(args: argparse.Namespace) -> int:
         from emoapp.core.errors import EmoappError
 
         raise EmoappError("analyze needs MEDIA, --transcript FILE, or --text TEXT")
+    if args.include_text and not args.explain:
+        from emoapp.core.errors import EmoappError
+
+        raise EmoappError("--include-text only says whether --explain writes words: add --explain")
     if args.speakers or args.speaker_names or args.by != "step" or args.report:
         from emoapp.commands.analyze_call import run_call
+
+        if args.explain:
+            from emoapp.core.errors import EmoappError
+
+            raise EmoappError(
+                "--explain writes one timeline: not with --speakers, --by or --report"
+            )
 
         return run_call(args)
 

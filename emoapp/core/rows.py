@@ -15,6 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from emoapp.core.explanation import (
+    EXPLANATION,
+    EXPLANATION_ERROR,
+    FaceExplanation,
+    explanation_entry,
+    face_saliency_entries,
+)
 from emoapp.core.messages import (
     EncoderOutput,
     FusedEstimate,
@@ -59,8 +66,12 @@ def prediction_entry(
     origin: float = 0.0,
     support: float | None = None,
     posterior: np.ndarray | None = None,
+    include_text: bool = False,
 ) -> dict[str, Any]:
-    """The row entry of one modality's prediction (times relative to ``origin``)."""
+    """The row entry of one modality's prediction (times relative to ``origin``). A
+    prediction carrying an explanation (``detail["explanation"]``, see
+    :mod:`emoapp.core.explanation`) gets an ``explain`` object (and a ``saliency`` grid per
+    face); the words of a text explanation only with ``include_text``."""
     entry: dict[str, Any] = {
         "t": _num(prediction.t - origin),
         "label": prediction.label,
@@ -90,6 +101,16 @@ def prediction_entry(
         )
     elif prediction.modality is Modality.VOICE:
         entry["speech"] = _num(prediction.detail.get("speech_fraction"))
+    explanation = prediction.detail.get(EXPLANATION)
+    if prediction.detail.get(EXPLANATION_ERROR):
+        entry["explain"] = {"error": str(prediction.detail[EXPLANATION_ERROR])}
+    elif explanation is not None:
+        entry["explain"] = explanation_entry(explanation, origin, include_text)
+        if isinstance(explanation, FaceExplanation):
+            for face, saliency in zip(
+                entry["faces"], face_saliency_entries(explanation), strict=False
+            ):
+                face["saliency"] = saliency
     return entry
 
 
@@ -108,6 +129,7 @@ def row_from_estimate(
     outputs_at_step: Mapping[Modality, EncoderOutput | None] | None = None,
     notes: Mapping[Modality, str] | Mapping[str, str] | None = None,
     origin: float = 0.0,
+    include_text: bool = False,
 ) -> dict[str, Any]:
     """One timeline row. Times are written relative to ``origin`` (the live runner passes
     the moment the run started, so live rows count seconds from there, as analysis rows
@@ -115,7 +137,8 @@ def row_from_estimate(
 
     ``outputs_at_step`` maps each modality to its latest encoder output up to this step
     (a prediction or a NoPrediction), from which the notes are derived; ``notes`` adds or
-    overrides notes per modality (keys are modalities or their names).
+    overrides notes per modality (keys are modalities or their names). ``include_text``
+    lets the words of text explanations into the row (the person opted in to text).
     """
     row: dict[str, Any] = {"t": _num(estimate.t - origin)}
     if estimate.abstained or estimate.probs is None:
@@ -153,6 +176,7 @@ def row_from_estimate(
                 origin,
                 estimate.support.get(modality),
                 estimate.posteriors.get(modality),
+                include_text=include_text,
             )
         derived = _derived_note(modality, outputs.get(modality), estimate)
         if derived:

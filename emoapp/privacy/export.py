@@ -67,8 +67,11 @@ ENTRY_SCORE_KEYS = (
     "faces",
     "primary",
     "speech",
+    "explain",
 )
-FACE_KEYS = ("box", "label", "probs")
+FACE_KEYS = ("box", "label", "probs", "saliency")
+EXPLAIN_TEXT_KEYS = ("word",)
+"""Keys of an ``explain`` object's words that hold the words themselves (text)."""
 TEXT_KEYS = ("text", "transcript")
 """Keys that hold typed or transcribed text."""
 MEDIA_KEYS = (
@@ -138,6 +141,18 @@ def _entry(
             _pick(face, FACE_KEYS + extra, f"modalities.{name}.faces", dropped)
             for face in out["faces"]
             if isinstance(face, Mapping)
+        ]
+    explain = out.get("explain")
+    if (
+        isinstance(explain, dict)
+        and isinstance(explain.get("words"), list)
+        and not (set(TEXT_KEYS) & set(extra))
+    ):
+        # the attributed words are text: only their positions and weights stay
+        explain["words"] = [
+            {k: v for k, v in word.items() if k not in EXPLAIN_TEXT_KEYS}
+            for word in explain["words"]
+            if isinstance(word, dict)
         ]
     return out
 

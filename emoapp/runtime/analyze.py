@@ -111,6 +111,12 @@ class AnalysisConfig:
     emitted again. Decoding and encoding restart early enough before it (each modality's
     fusion ``max_age``, plus five smoothing time constants) that the rows after it are
     those an uninterrupted run makes (see :func:`analyze`)."""
+    explain: bool = False
+    """Explain every prediction (:mod:`emoapp.encoders.explain`): face saliency grids,
+    per-word attributions, voice moments, in each row's modality entries."""
+    include_text: bool = False
+    """Let the words of text explanations into the rows (text is content: off by
+    default, when each word is only its position and weight)."""
 
     def __post_init__(self) -> None:
         for name in ("step_s", "face_fps"):
@@ -422,6 +428,21 @@ def _finite(prediction: ModalityPrediction) -> bool:
     return bool(np.all(np.isfinite(prediction.probs))) and np.isfinite(prediction.confidence)
 
 
+def _explaining(used: dict[Modality, Encoder], note: NoteCallback) -> dict[Modality, Encoder]:
+    """The encoders, each wrapped to explain its predictions where it offers a method."""
+    from emoapp.encoders.explain import ExplainingEncoder, explainer_for
+
+    out: dict[Modality, Encoder] = {}
+    for modality, encoder in used.items():
+        explainer = explainer_for(encoder)
+        if explainer is None:
+            note(f"{modality.value}: {encoder.model_id} offers no explanation")
+            out[modality] = encoder
+        else:
+            out[modality] = ExplainingEncoder(encoder, explainer)
+    return out
+
+
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -470,6 +491,9 @@ def analyze(
             + ")"
         )
 
+    if config.explain:
+        used = _explaining(used, note)
+
     resume_after = config.resume_after
     starts = _restart_points(resume_after, fusion, config)
     row_notes = dict(inputs.notes)
@@ -515,7 +539,7 @@ def analyze(
         estimate = fuser.estimate(t)  # also when not written: smoothing follows every step
         if resume_after is not None and t <= resume_after + _EPS:
             return
-        row = row_from_estimate(estimate, latest, row_notes)
+        row = row_from_estimate(estimate, latest, row_notes, include_text=config.include_text)
         if on_row is not None:
             on_row(row)
         rows += 1

@@ -3,9 +3,10 @@
 Workers post their outputs and the session posts status changes here; the loop feeds
 predictions to the :class:`~emoapp.core.fusion.Fuser`, produces an estimate at about
 ``rate_hz`` and on each new prediction (coalesced), and hands estimates, outputs,
-preview frames (at most 30 a second), audio levels (at most 20 a second) and status
-changes to the listeners. It is the only thread that calls listeners, never with a lock
-held; a slow listener only delays this thread, whose pending work is bounded.
+preview frames (at most 30 a second), audio levels (at most 20 a second), status
+changes and explanations (:mod:`emoapp.runtime.explaining`) to the listeners. It is the
+only thread that calls listeners, never with a lock held; a slow listener only delays
+this thread, whose pending work is bounded.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import threading
 from collections.abc import Callable, Mapping
 
 from emoapp.core import clock
+from emoapp.core.explanation import Explanation
 from emoapp.core.fusion import Fuser, FusionConfig
 from emoapp.core.messages import (
     EncoderOutput,
@@ -72,6 +74,7 @@ class FusionLoop:
         self._cond = threading.Condition(threading.Lock())
         self._pending_outputs: list[tuple[Run, EncoderOutput]] = []
         self._pending_status: dict[Modality, ModalityStatus] = {}
+        self._pending_explanations: dict[Modality, Explanation] = {}  # the newest per modality
         self._force_estimate = False
         self.preview: LatestSlot[VideoFrame] = LatestSlot()
         self._level: tuple[float, float] | None = None
@@ -108,6 +111,13 @@ class FusionLoop:
     def post_status(self, status: ModalityStatus) -> None:
         with self._cond:
             self._pending_status[status.modality] = status
+            self._cond.notify()
+
+    def post_explanation(self, explanation: Explanation) -> None:
+        """An explanation (:mod:`emoapp.core.explanation`) for the listeners'
+        ``on_explanation``; a newer one of the same modality replaces it."""
+        with self._cond:
+            self._pending_explanations[explanation.modality] = explanation
             self._cond.notify()
 
     def show_frame(self, frame: VideoFrame) -> None:
@@ -149,6 +159,7 @@ class FusionLoop:
                     stop.is_set()
                     or self._pending_outputs
                     or self._pending_status
+                    or self._pending_explanations
                     or self._force_estimate
                 ):
                     now = clock.now()
@@ -162,6 +173,7 @@ class FusionLoop:
                     self._cond.wait(min(wait, frame_period))
                 outputs, self._pending_outputs = self._pending_outputs, []
                 statuses, self._pending_status = self._pending_status, {}
+                explained, self._pending_explanations = self._pending_explanations, {}
                 force, self._force_estimate = self._force_estimate, False
             for status in statuses.values():
                 self._emit("on_status", status)
@@ -185,6 +197,8 @@ class FusionLoop:
                 self._emit("on_output", output)
             if estimate is not None:
                 self._emit("on_estimate", estimate)
+            for explanation in explained.values():
+                self._emit("on_explanation", explanation)
             now = clock.now()
             if now - last_frame_sent >= frame_period:
                 frame = self.preview.take(timeout=0)

@@ -49,6 +49,7 @@ from typing import Any, Protocol
 
 from emoapp.capture.base import Source, SourceItem
 from emoapp.core import clock
+from emoapp.core.explanation import Explanation
 from emoapp.core.fusion import FusionConfig
 from emoapp.core.messages import (
     AudioChunk,
@@ -61,6 +62,7 @@ from emoapp.core.messages import (
 from emoapp.encoders.base import Encoder
 from emoapp.encoders.vad import rms_dbfs
 from emoapp.runtime import workers
+from emoapp.runtime.explaining import ExplanationCost, ExplanationWorker
 from emoapp.runtime.fusion_loop import LEVEL_MAX_HZ, PREVIEW_MAX_HZ, FusionLoop
 from emoapp.runtime.metrics import ModalityMetrics, ModalityMetricsSnapshot
 from emoapp.runtime.runs import Entry, Run, input_buffer
@@ -98,6 +100,8 @@ class SessionListener(Protocol):
     def on_audio_level(self, t: float, rms_dbfs: float, speech: bool | None) -> None: ...
 
     def on_status(self, status: ModalityStatus) -> None: ...
+
+    def on_explanation(self, explanation: Explanation) -> None: ...
 
 
 class LiveSession:
@@ -171,8 +175,13 @@ class LiveSession:
         )
 
         self._worker_host = workers.WorkerHost(
-            self._load_failed, self._encoder_failed, self._deliver, self._refresh_status
+            self._load_failed,
+            self._encoder_failed,
+            self._deliver,
+            self._refresh_status,
+            self._offer,
         )
+        self._explainer: ExplanationWorker | None = None
 
         self._running = False
         self._closing = False
@@ -226,6 +235,8 @@ class LiveSession:
             for m in Modality:
                 if self._entries[m].enabled:
                     self._start_run(m)
+            if self._explainer is not None:
+                self._threads.append(self._explainer.start())
         self._refresh_all()
 
     def stop(self, timeout: float = 5.0) -> list[str]:
@@ -243,6 +254,8 @@ class LiveSession:
             self._refresh_all()
         self._fusion_stop.set()
         self._fusion.notify_stop()
+        if self._explainer is not None:
+            self._explainer.stop(timeout=0)
         deadline = time.monotonic() + timeout
         with self._lock:
             threads = list(self._threads)
@@ -324,6 +337,34 @@ class LiveSession:
             return False
         self._on_item(run, entry)
         return True
+
+    # -- explanations -------------------------------------------------------------------
+
+    def enable_explanations(self, every_s: float | None = None) -> None:
+        """Explain the newest prediction of each modality on :meth:`request_explanation`
+        and, with ``every_s``, at most that often, on one low-priority thread
+        (:mod:`emoapp.runtime.explaining`); listeners get ``on_explanation``."""
+        with self._lock:
+            if self._explainer is None:
+                self._explainer = ExplanationWorker(self._fusion.post_explanation, every_s=every_s)
+                if self._running:
+                    self._threads.append(self._explainer.start())
+            else:
+                self._explainer.set_every(every_s)
+
+    def request_explanation(self, m: Modality | None = None) -> bool:
+        """Explain the newest prediction of ``m`` (all: None) now. False when
+        explanations are not enabled."""
+        explainer = self._explainer
+        if explainer is None:
+            return False
+        explainer.request(m)
+        return True
+
+    def explanation_costs(self) -> dict[Modality, ExplanationCost]:
+        """What explanations have cost so far, per modality (empty when not enabled)."""
+        explainer = self._explainer
+        return explainer.costs() if explainer is not None else {}
 
     # -- reading ------------------------------------------------------------------------
 
@@ -483,6 +524,13 @@ class LiveSession:
             self._entries[m].speech = workers.speech_flag(outputs[-1])
         self._fusion.post_outputs(run, outputs)
         self._refresh_status(m)
+
+    def _offer(self, run: Run, items: list[Any], outputs: list[EncoderOutput]) -> None:
+        explainer = self._explainer
+        if explainer is None or len(items) != len(outputs):
+            return
+        for item, output in zip(items, outputs, strict=True):
+            explainer.offer(run.modality, run.encoder, item, output)
 
     # -- status -------------------------------------------------------------------------
 

@@ -38,6 +38,8 @@ class WorkerHost:
     """An encoder call succeeded with these outputs."""
     refresh_status: Callable[[Modality], None]
     """Something about the modality's status may have changed."""
+    offer: Callable[[Run, list[Any], list[EncoderOutput]], None] | None = None
+    """The inputs and their outputs, for the explanation worker (it keeps the newest)."""
 
 
 def speech_flag(output: EncoderOutput) -> bool | None:
@@ -125,3 +127,5 @@ def encode(run: Run, items: list[Any], host: WorkerHost) -> None:
     if run.stop.is_set():
         return
     host.deliver(run, outputs)
+    if host.offer is not None:
+        host.offer(run, items, outputs)

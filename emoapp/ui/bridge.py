@@ -97,6 +97,7 @@ class SessionBridge(QObject):
     frame_received = Signal(object)  # VideoFrame
     audio_level_received = Signal(object)  # AudioLevel
     status_received = Signal(object)  # ModalityStatus
+    explanation_received = Signal(object)  # Explanation (emoapp.core.explanation)
 
     _wake = Signal()
 
@@ -108,6 +109,7 @@ class SessionBridge(QObject):
         self._level: LatestSlot[AudioLevel] = LatestSlot()
         self._status_lock = threading.Lock()
         self._statuses: dict[Modality, Any] = {}
+        self._explanations: dict[Modality, Any] = {}  # the newest per modality
         self._wake_lock = threading.Lock()
         self._wake_pending = False
         self._wakeups = 0
@@ -137,6 +139,11 @@ class SessionBridge(QObject):
     def on_status(self, status: Any) -> None:
         with self._status_lock:
             self._statuses[status.modality] = status
+        self._notify()
+
+    def on_explanation(self, explanation: Any) -> None:
+        with self._status_lock:
+            self._explanations[explanation.modality] = explanation
         self._notify()
 
     # -- plumbing ----------------------------------------------------------------------
@@ -177,6 +184,11 @@ class SessionBridge(QObject):
             self.status_received.emit(status)
         for output in self._outputs.take_all():
             self.output_received.emit(output)
+        with self._status_lock:
+            explanations = list(self._explanations.values())
+            self._explanations.clear()
+        for explanation in explanations:
+            self.explanation_received.emit(explanation)
         for estimate in self._estimates.take_all():
             self.estimate_received.emit(estimate)
         level = self._level.take()

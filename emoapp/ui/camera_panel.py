@@ -16,6 +16,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, QRect, QRectF, QSize, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPen
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGroupBox,
     QHBoxLayout,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from emoapp.core.explanation import FaceExplanation, FaceSaliency
 from emoapp.core.messages import (
     EncoderOutput,
     FaceDetection,
@@ -34,6 +36,7 @@ from emoapp.core.messages import (
     VideoFrame,
 )
 from emoapp.core.taxonomy import LABEL_INDEX
+from emoapp.ui.explain_views import EXPLANATION_MAX_AGE_S, MEANING, draw_saliency
 from emoapp.ui.style import LABEL_COLORS
 from emoapp.ui.widgets import ProbabilityBars
 
@@ -102,6 +105,7 @@ class PreviewView(QWidget):
         super().__init__(parent)
         self._image: QImage | None = None
         self._faces: tuple[FaceDetection, ...] = ()
+        self._saliency: tuple[FaceSaliency, ...] = ()
         self._message = "No camera picture"
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMinimumSize(160, 120)
@@ -109,10 +113,20 @@ class PreviewView(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(480, 360)
 
-    def set_picture(self, image: QImage | None, faces: tuple[FaceDetection, ...]) -> None:
+    def set_picture(
+        self,
+        image: QImage | None,
+        faces: tuple[FaceDetection, ...],
+        saliency: tuple[FaceSaliency, ...] = (),
+    ) -> None:
         self._image = image
         self._faces = faces
+        self._saliency = saliency if image is not None else ()
         self.update()
+
+    def saliency(self) -> tuple[FaceSaliency, ...]:
+        """The saliency grids drawn over the picture now."""
+        return self._saliency
 
     def set_message(self, message: str) -> None:
         self._message = message
@@ -142,6 +156,8 @@ class PreviewView(QWidget):
         )
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.drawImage(target, self._image)
+        if self._saliency:
+            draw_saliency(painter, target, scale, self._saliency)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         font = QFont(self.font())
         font.setBold(True)
@@ -167,18 +183,25 @@ class CameraPanel(QGroupBox):
     """Preview, privacy mode and the latest face prediction."""
 
     mode_changed = Signal(object)  # PreviewMode
+    explain_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Camera · face", parent)
         self._mode = PreviewMode.PICTURE
         self._faces: tuple[FaceDetection, ...] = ()
         self._faces_t: float | None = None
+        self._explanation: FaceExplanation | None = None
 
         self.mode_box = QComboBox()
         for mode in PreviewMode:
             self.mode_box.addItem(mode.caption, mode.value)
         self.mode_box.setToolTip("Privacy: blur faces in the preview, or show no picture at all")
         self.mode_box.currentIndexChanged.connect(self._mode_box_changed)
+        self.explain_box = QCheckBox("Where the model looked")
+        self.explain_box.setToolTip(
+            MEANING + " Drawn only while the picture is shown (never blurred or hidden)."
+        )
+        self.explain_box.toggled.connect(self._explain_toggled)
         self.view = PreviewView()
         self.result = QLabel("Face: —")
         font = QFont(self.font())
@@ -192,6 +215,7 @@ class CameraPanel(QGroupBox):
         header.addWidget(QLabel("Preview:"))
         header.addWidget(self.mode_box)
         header.addStretch(1)
+        header.addWidget(self.explain_box)
         layout = QVBoxLayout(self)
         layout.addLayout(header)
         layout.addWidget(self.view, 1)
@@ -223,6 +247,8 @@ class CameraPanel(QGroupBox):
         # Never keep a picture across a switch into a stricter mode.
         self.view.set_picture(None, ())
         scores_only = mode is PreviewMode.SCORES_ONLY
+        # The overlay shows where a face is: only over a picture that shows it.
+        self.explain_box.setEnabled(mode is PreviewMode.PICTURE)
         self.view.set_message("Picture hidden: scores only" if scores_only else "No camera picture")
         self.bars.setVisible(scores_only)
         if changed:
@@ -242,7 +268,7 @@ class CameraPanel(QGroupBox):
                     pixelate(image, _expanded(face.box, _BLUR_MARGIN))
             else:
                 pixelate(image, image.rect())
-        self.view.set_picture(image, faces)
+        self.view.set_picture(image, faces, self._overlay(frame.t))
 
     @Slot(object)
     def show_output(self, output: EncoderOutput) -> None:
@@ -266,8 +292,31 @@ class CameraPanel(QGroupBox):
         self.reason.setText(f"{n} face{'s' if n != 1 else ''}" if n else "")
         self.bars.set_distribution(output.probs, output.mask)
 
+    # -- explanations ------------------------------------------------------------------
+
+    def explaining(self) -> bool:
+        """True while the overlay is asked for and may be drawn (picture mode)."""
+        return self.explain_box.isChecked() and self._mode is PreviewMode.PICTURE
+
+    def _explain_toggled(self, on: bool) -> None:
+        if not on:
+            self._explanation = None
+        self.explain_toggled.emit(on)
+
+    @Slot(object)
+    def show_explanation(self, explanation: object) -> None:
+        if isinstance(explanation, FaceExplanation) and self.explain_box.isChecked():
+            self._explanation = explanation
+
+    def _overlay(self, frame_t: float) -> tuple[FaceSaliency, ...]:
+        e = self._explanation
+        if e is None or not self.explaining() or abs(frame_t - e.t) > EXPLANATION_MAX_AGE_S:
+            return ()
+        return e.faces
+
     def clear(self, message: str = "No camera picture") -> None:
         self._faces, self._faces_t = (), None
+        self._explanation = None
         self.view.set_picture(None, ())
         if self._mode is not PreviewMode.SCORES_ONLY:
             self.view.set_message(message)

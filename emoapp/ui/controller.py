@@ -206,6 +206,7 @@ class SessionController(QObject):
         self._fusion_base_ready.connect(self._on_fusion_base)
         # UI-thread state.
         self._wanted: set[Modality] = set()
+        self._explaining: set[Modality] = set()  # panels whose explanation view is on
         self._paused: set[Modality] | None = None
         self._source_info: dict[Modality, SourceInfo | None] = {m: None for m in Modality}
         self._initial_sources = dict(sources or {})
@@ -339,6 +340,27 @@ class SessionController(QObject):
             self._wanted.discard(modality)
             self.wanted_changed.emit(modality, False)
 
+    def set_explaining(self, modality: Modality, on: bool) -> None:
+        """A panel's explanation view was switched on or off: while any is on, the
+        session explains each modality's newest prediction at most every
+        ``EXPLAIN_EVERY_S`` seconds (and this one at once)."""
+        if self._shutting_down:
+            return
+        if on:
+            self._explaining.add(modality)
+        else:
+            self._explaining.discard(modality)
+        self._commands.submit("explanations", self._apply_explaining, modality if on else None)
+
+    def _apply_explaining(self, modality: Modality | None = None) -> None:
+        from emoapp.ui.explain_views import EXPLAIN_EVERY_S
+
+        if self._session is None:
+            return
+        self._session.enable_explanations(EXPLAIN_EVERY_S if self._explaining else None)
+        if modality is not None:
+            self._session.request_explanation(modality)
+
     def toggle_pause(self) -> None:
         """Stop every modality at once; the next call starts again those that were on."""
         if self._paused is None:
@@ -435,7 +457,9 @@ class SessionController(QObject):
             voice_hop_s=self.options.voice_hop_s,
         )
         self._session.add_listener(self.bridge)
+        self._session.enable_explanations(None)  # on request only, until a view is on
         self._session.start()
+        self._apply_explaining()
         for m in sorted(wanted):
             self._start_modality(m)
 

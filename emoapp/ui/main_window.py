@@ -253,6 +253,9 @@ class MainWindow(QMainWindow):
         about = QAction("&About emoapp", self)
         about.triggered.connect(self._about)
         help_menu.addAction(about)
+        explain = QAction("What the &explanations mean", self)
+        explain.triggered.connect(self._explanations_help)
+        help_menu.addAction(explain)
         keys = QAction("&Keyboard shortcuts", self)
         keys.triggered.connect(self._shortcuts_help)
         help_menu.addAction(keys)
@@ -272,6 +275,15 @@ class MainWindow(QMainWindow):
         b.output_received.connect(self.camera_panel.show_output)
         b.output_received.connect(self.voice_panel.show_output)
         b.output_received.connect(self.text_panel.show_output)
+        b.explanation_received.connect(self.camera_panel.show_explanation)
+        b.explanation_received.connect(self.voice_panel.show_explanation)
+        b.explanation_received.connect(self.text_panel.show_explanation)
+        for panel, m in (
+            (self.camera_panel, Modality.FACE),
+            (self.voice_panel, Modality.VOICE),
+            (self.text_panel, Modality.TEXT),
+        ):
+            panel.explain_toggled.connect(lambda on, m=m: c.set_explaining(m, on))
         b.frame_received.connect(self._on_frame)
         b.audio_level_received.connect(self._on_audio_level)
         b.status_received.connect(self._on_session_status)
@@ -289,6 +301,8 @@ class MainWindow(QMainWindow):
         self.privacy.message.connect(self.show_problem)
         self.privacy.forgotten.connect(self.timeline.clear)
         self.privacy.forgotten.connect(self.streaming.stop)
+        # the highlighted words are the typed text: forgotten with the rest
+        self.privacy.forgotten.connect(self.text_panel.words.clear_explanation)
         self.streaming.message.connect(self.show_problem)
 
         ctl = self.controls
@@ -445,6 +459,18 @@ class MainWindow(QMainWindow):
             "fuses them late, and shows how the fused estimate was reached.<br><br>"
             f"<b>{CAVEAT}</b><br><br>Everything runs on this computer.",
         )
+
+    def _explanations_help(self) -> None:
+        from emoapp.ui.explain_views import EXPLAIN_EVERY_S, help_html
+
+        self.explanations_help = QMessageBox(
+            QMessageBox.Icon.Information,
+            "What the explanations mean",
+            help_html(EXPLAIN_EVERY_S),
+            parent=self,
+        )
+        self.explanations_help.setTextFormat(Qt.TextFormat.RichText)
+        self.explanations_help.open()
 
     def _shortcuts_help(self) -> None:
         lines = [f"{SHORTCUT_KEYS[m]}: start/stop {MODALITY_TITLES[m].lower()}" for m in Modality]

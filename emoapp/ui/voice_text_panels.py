@@ -19,9 +19,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from emoapp.core.explanation import TextExplanation, VoiceExplanation
 from emoapp.core.messages import EncoderOutput, Modality, ModalityPrediction, NoPrediction
 from emoapp.core.taxonomy import LABEL_INDEX
 from emoapp.ui.bridge import AudioLevel
+from emoapp.ui.explain_views import MEANING, MomentBand, WordHighlights
 from emoapp.ui.widgets import LevelMeter, ProbabilityBars, StateDot
 
 
@@ -50,6 +52,8 @@ def _show_result(panel: Any, title: str, output: EncoderOutput) -> None:
 class VoicePanel(QGroupBox):
     """Microphone level, speech/silence, and the latest voice prediction."""
 
+    explain_toggled = Signal(bool)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Microphone · voice", parent)
         self.meter = LevelMeter()
@@ -63,6 +67,11 @@ class VoicePanel(QGroupBox):
         self.reason = QLabel("")
         self.reason.setEnabled(False)
         self.bars = ProbabilityBars(compact=True)
+        self.explain_box = QCheckBox("Which moments")
+        self.explain_box.setToolTip(MEANING)
+        self.explain_box.toggled.connect(self._explain_toggled)
+        self.moments = MomentBand()
+        self.moments.setVisible(False)
 
         level_row = QHBoxLayout()
         level_row.addWidget(QLabel("Level:"))
@@ -74,10 +83,23 @@ class VoicePanel(QGroupBox):
         result_row = QHBoxLayout()
         result_row.addWidget(self.result)
         result_row.addWidget(self.reason, 1)
+        result_row.addWidget(self.explain_box)
         layout = QVBoxLayout(self)
         layout.addLayout(level_row)
+        layout.addWidget(self.moments)
         layout.addLayout(result_row)
         layout.addWidget(self.bars)
+
+    def _explain_toggled(self, on: bool) -> None:
+        self.moments.setVisible(on)
+        if not on:
+            self.moments.set_explanation(None)
+        self.explain_toggled.emit(on)
+
+    @Slot(object)
+    def show_explanation(self, explanation: object) -> None:
+        if isinstance(explanation, VoiceExplanation) and self.explain_box.isChecked():
+            self.moments.set_explanation(explanation)
 
     @Slot(object)
     def show_level(self, level: AudioLevel) -> None:
@@ -103,6 +125,7 @@ class VoicePanel(QGroupBox):
         self.level_text.setText("— dBFS")
         self.speech_dot.set_color("#8c8c8c")
         self.speech_text.setText("no input")
+        self.moments.set_explanation(None)
         self.result.setText("Voice: —")
         self.result.setEnabled(True)
         self.reason.setText("")
@@ -113,6 +136,7 @@ class TextPanel(QGroupBox):
     """Typed text in, the latest text prediction out."""
 
     text_submitted = Signal(str)
+    explain_toggled = Signal(bool)
 
     def __init__(self, parent: QWidget | None = None, debounce_ms: int = 700) -> None:
         super().__init__("Text", parent)
@@ -136,6 +160,11 @@ class TextPanel(QGroupBox):
         self.reason = QLabel("")
         self.reason.setEnabled(False)
         self.bars = ProbabilityBars(compact=True)
+        self.explain_box = QCheckBox("Which words")
+        self.explain_box.setToolTip(MEANING)
+        self.explain_box.toggled.connect(self._explain_toggled)
+        self.words = WordHighlights()
+        self.words.setVisible(False)
 
         entry_row = QHBoxLayout()
         entry_row.addWidget(self.entry, 1)
@@ -144,10 +173,23 @@ class TextPanel(QGroupBox):
         result_row.addWidget(self.result)
         result_row.addWidget(self.reason, 1)
         result_row.addWidget(self.live_box)
+        result_row.addWidget(self.explain_box)
         layout = QVBoxLayout(self)
         layout.addLayout(entry_row)
         layout.addLayout(result_row)
+        layout.addWidget(self.words)
         layout.addWidget(self.bars)
+
+    def _explain_toggled(self, on: bool) -> None:
+        self.words.setVisible(on)
+        if not on:
+            self.words.set_explanation(None)
+        self.explain_toggled.emit(on)
+
+    @Slot(object)
+    def show_explanation(self, explanation: object) -> None:
+        if isinstance(explanation, TextExplanation) and self.explain_box.isChecked():
+            self.words.set_explanation(explanation)
 
     @Slot()
     def submit(self) -> None:
@@ -173,6 +215,7 @@ class TextPanel(QGroupBox):
             _show_result(self, "Text", output)
 
     def clear(self) -> None:
+        self.words.set_explanation(None)
         self.result.setText("Text: —")
         self.result.setEnabled(True)
         self.reason.setText("")

@@ -38,6 +38,7 @@ TOP_KEYS = (
     "encoders",
     "scaling",
     "live",
+    "explain",
     "startup",
     "peers",
     "batch",
@@ -147,6 +148,22 @@ def test_live_run_reports_every_modality(smoke):
     assert live["cpu_cores_used"] > 0
     assert live["threads_left_running"] == []
     assert "age_from_window_end_p95_ms" in live["modalities"]["voice"]
+
+
+def test_explanation_cost_per_modality_and_live_age_growth(smoke):
+    _, result, printed = smoke
+    explain = result["explain"]
+    for key in ("cost", "cost_embedded"):
+        assert set(explain[key]) == {"face", "voice", "text"}, key
+        for name, cost in explain[key].items():
+            assert cost["explain"]["median_ms"] > 0 and cost["encode"]["median_ms"] > 0, name
+    assert explain["cost_embedded"]["face"]["method"] == "grad-cam"
+    assert explain["cost_embedded"]["text"]["method"] == "exact-linear"
+    growth = explain["live"]["age_growth"]
+    assert set(growth) == {"face", "voice", "text"}
+    assert growth["voice"]["figure"] == "age_from_window_end_p50_ms"
+    assert sum(m["count"] for m in explain["live"]["explanations"].values()) > 0
+    assert "Explanations (one input" in printed
 
 
 def test_startup_and_peers(smoke):
