@@ -211,6 +211,155 @@ class FaceDetector:
             return list(zip(boxes, self.last_scores, strict=True))
 
 
+class TrackingLocator:
+    """Finds faces with ``inner`` on one frame in ``every`` and tracks them in between.
+
+    For a live stream fed in order: the detector (a Haar cascade, tens of milliseconds on
+    a laptop CPU) runs on the first frame, then every ``every`` frames; in between, each
+    face found is looked for near where it was (a window one box-size wider on every side)
+    by normalised cross-correlation with its look when last detected
+    (``cv2.matchTemplate``, on a copy whose longest side is ``track_max_side``: a
+    millisecond or so). When any face's best match scores under ``min_match`` (it turned
+    away, left, or the scene cut) or the frame's size changes, the frame is detected
+    afresh. :meth:`locate_scored` says which happened: ``detected`` or ``tracked``.
+
+    Calls are serialised (one tracking state); meant for one stream at a time."""
+
+    def __init__(
+        self,
+        inner: FaceLocator,
+        every: int = 5,
+        min_match: float = 0.6,
+        track_max_side: int = 320,
+    ) -> None:
+        if every < 1:
+            raise ValueError("every must be at least 1")
+        if not 0.0 < min_match <= 1.0:
+            raise ValueError("min_match must be in (0, 1]")
+        self._cv2 = _import_cv2()
+        self.inner = inner
+        self.every = int(every)
+        self.min_match = float(min_match)
+        self.track_max_side = int(track_max_side)
+        self.name = f"{getattr(inner, 'name', 'custom')}+track"
+        self._lock = threading.Lock()
+        self.detections = 0
+        self.tracked = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the faces: the next frame is detected."""
+        self._scored: list[tuple[Box, float]] = []
+        self._templates: list[np.ndarray] = []
+        self._size: tuple[int, int] | None = None
+        self._since = 0
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        return [box for box, _ in self.locate_scored(image)[0]]
+
+    def detect_scored(self, image: np.ndarray) -> list[tuple[Box, float]]:
+        return self.locate_scored(image)[0]
+
+    def locate_scored(self, image: np.ndarray) -> tuple[list[tuple[Box, float]], str]:
+        """The faces of an RGB uint8 ``image`` with their strengths, and ``detected``
+        or ``tracked``."""
+        with self._lock:
+            small, scale = self._small_gray(image)
+            size = (image.shape[1], image.shape[0])
+            if self._templates and size == self._size and self._since < self.every - 1:
+                tracked = self._track(small, scale, size)
+                if tracked is not None:
+                    self._since += 1
+                    self.tracked += 1
+                    self._scored = tracked
+                    return list(tracked), "tracked"
+            scored = self._detect(image)
+            self.detections += 1
+            self._size = size
+            self._since = 0
+            self._scored = scored
+            self._templates = [self._template(small, scale, box) for box, _ in scored]
+            return list(scored), "detected"
+
+    def _detect(self, image: np.ndarray) -> list[tuple[Box, float]]:
+        detect_scored = getattr(self.inner, "detect_scored", None)
+        if detect_scored is not None:
+            return list(detect_scored(image))
+        return [(box, 1.0) for box in self.inner.detect(image)]
+
+    def _small_gray(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        cv2 = self._cv2
+        gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        height, width = gray.shape[:2]
+        longest = max(height, width)
+        if not self.track_max_side or longest <= self.track_max_side:
+            return gray, 1.0
+        scale = self.track_max_side / longest
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), scale
+
+    @staticmethod
+    def _scaled(box: Box, scale: float) -> Box:
+        x, y, w, h = box
+        return (
+            round(x * scale),
+            round(y * scale),
+            max(1, round(w * scale)),
+            max(1, round(h * scale)),
+        )
+
+    def _template(self, small: np.ndarray, scale: float, box: Box) -> np.ndarray:
+        return crop(small, self._scaled(box, scale)).copy()
+
+    def _track(
+        self, small: np.ndarray, scale: float, size: tuple[int, int]
+    ) -> list[tuple[Box, float]] | None:
+        cv2 = self._cv2
+        out: list[tuple[Box, float]] = []
+        height, width = small.shape[:2]
+        for (box, strength), template in zip(self._scored, self._templates, strict=True):
+            th, tw = template.shape[:2]
+            if th < 4 or tw < 4:
+                return None
+            x, y, w, h = self._scaled(box, scale)
+            area = _clip_box(x - w, y - h, 3 * w, 3 * h, width, height)
+            if area is None or area[2] < tw or area[3] < th:
+                return None
+            window = crop(small, area)
+            scores = cv2.matchTemplate(window, template, cv2.TM_CCOEFF_NORMED)
+            _, best, _, (bx, by) = cv2.minMaxLoc(scores)
+            if not np.isfinite(best) or best < self.min_match:
+                return None
+            moved = _clip_box(
+                round((area[0] + bx) / scale),
+                round((area[1] + by) / scale),
+                box[2],
+                box[3],
+                size[0],
+                size[1],
+            )
+            if moved is None:
+                return None
+            out.append((moved, strength))
+        return out
+
+
+def track_faces(encoder: object, every: int) -> bool:
+    """Make a face encoder (anything with a ``detector``) detect faces on one frame in
+    ``every`` and track them in between; a tracker already there is reset and set to
+    ``every``. False when the encoder has no detector (yet) or ``every`` is 1 or less."""
+    detector = getattr(encoder, "detector", None)
+    if detector is None or every <= 1:
+        return False
+    if isinstance(detector, TrackingLocator):
+        with detector._lock:
+            detector.every = int(every)
+            detector.reset()
+        return True
+    encoder.detector = TrackingLocator(detector, every)  # type: ignore[attr-defined]
+    return True
+
+
 def make_detector(config: FaceConfig) -> FaceLocator:
     """The face detector ``config.detector`` names."""
     if config.detector == "haar":
@@ -329,6 +478,9 @@ class FrameFaces:
     detect_s: float
     size: tuple[int, int]
     """The frame's (width, height)."""
+    located: str = "detected"
+    """``detected`` (the detector ran on this frame) or ``tracked`` (the faces were
+    followed from an earlier frame: :class:`TrackingLocator`)."""
 
 
 def locate_faces(detector: FaceLocator, image: np.ndarray, face: FaceConfig) -> FrameFaces | None:
@@ -337,8 +489,12 @@ def locate_faces(detector: FaceLocator, image: np.ndarray, face: FaceConfig) -> 
     Shared by every face encoder."""
     height, width = image.shape[:2]
     started = time.perf_counter()
+    located = "detected"
+    locate_scored = getattr(detector, "locate_scored", None)
     detect_scored = getattr(detector, "detect_scored", None)
-    if detect_scored is not None:
+    if locate_scored is not None:
+        scored, located = locate_scored(image)
+    elif detect_scored is not None:
         scored = detect_scored(image)
     else:
         scored = [(box, 1.0) for box in detector.detect(image)]
@@ -351,7 +507,7 @@ def locate_faces(detector: FaceLocator, image: np.ndarray, face: FaceConfig) -> 
     boxes = [box for box, _ in scored]
     strengths = [strength for _, strength in scored]
     primary = choose_primary(boxes, width, height, face.primary, strengths)
-    return FrameFaces(boxes, primary, found, detect_s, (width, height))
+    return FrameFaces(boxes, primary, found, detect_s, (width, height), located)
 
 
 def face_detail(
@@ -368,6 +524,7 @@ def face_detail(
         "batch_classify_s": classify_s,
         "frame_size": info.size,
         "detector": getattr(detector, "name", "custom"),
+        "located": info.located,
     }
 
 

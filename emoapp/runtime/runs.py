@@ -45,6 +45,9 @@ class Run:
     outputs: int = 0
     last_activity: float = field(default_factory=clock.now)
     threads: list[threading.Thread] = field(default_factory=list)
+    face_detect_every: int = 0
+    """Face runs: detect faces on one frame in this many and track them in between
+    (0 or 1: detect on every frame)."""
 
 
 @dataclass(eq=False)

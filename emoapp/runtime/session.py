@@ -66,6 +66,7 @@ from emoapp.runtime.explaining import ExplanationCost, ExplanationWorker
 from emoapp.runtime.fusion_loop import LEVEL_MAX_HZ, PREVIEW_MAX_HZ, FusionLoop
 from emoapp.runtime.metrics import ModalityMetrics, ModalityMetricsSnapshot
 from emoapp.runtime.runs import Entry, Run, input_buffer
+from emoapp.runtime.threads import ThreadPlan, apply_plan, plan_for_session
 from emoapp.runtime.supervisor import (
     STATES,
     ModalityStatus,
@@ -122,6 +123,9 @@ class LiveSession:
         stall_after_s: float = 5.0,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
+        threads: int | None = None,
+        plan_threads: bool = True,
+        face_detect_every: int = 0,
     ) -> None:
         """``unavailable`` gives, per modality with no encoder, why (e.g. the model
         failed to load); it is shown as that modality's failed status.
@@ -129,7 +133,13 @@ class LiveSession:
         windows, at least 4 s). An encoder call running longer than ``stall_after_s``
         shows as degraded. Sources are opened with ``source.open()``: a camera or
         microphone asks its own consent check there (ConsentRequiredError, an
-        EmoappError: the session shows the reason and asks again at each retry)."""
+        EmoappError: the session shows the reason and asks again at each retry).
+
+        With ``plan_threads`` the libraries' thread pools are sized at :meth:`start` by
+        :mod:`emoapp.runtime.threads` (``threads``: the per-worker count by hand; None:
+        ``EMOAPP_THREADS`` or chosen from the cores); :attr:`thread_plan` says what was
+        set. ``face_detect_every`` > 1 makes the face encoder detect faces on one frame in
+        that many and track them in between (:class:`~emoapp.encoders.face.TrackingLocator`)."""
         if rate_hz <= 0:
             raise ValueError("rate_hz must be positive")
         if voice_window_s <= 0 or voice_hop_s <= 0:
@@ -142,6 +152,10 @@ class LiveSession:
         self.stall_after_s = float(stall_after_s)
         self.retry_initial_s = float(retry_initial_s)
         self.retry_max_s = float(retry_max_s)
+        self.threads = threads
+        self.plan_threads = bool(plan_threads)
+        self.face_detect_every = int(face_detect_every)
+        self.thread_plan: ThreadPlan | None = None
 
         self._lock = threading.RLock()  # session and per-modality state
         self._entries: dict[Modality, Entry] = {}
@@ -224,6 +238,8 @@ class LiveSession:
             self._closing = False
             self._fusion_stop = threading.Event()
             self._fusion.reset_preview()
+            if self.plan_threads:
+                self.thread_plan = apply_plan(plan_for_session(self._model_workers(), self.threads))
             fusion = threading.Thread(
                 target=self._fusion.run,
                 args=(self._fusion_stop,),
@@ -412,6 +428,15 @@ class LiveSession:
                 return False
         return True
 
+    def _model_workers(self) -> list[str]:
+        """The modalities whose worker will run a model (for the thread plan)."""
+        with self._lock:
+            return [
+                m.value
+                for m, e in self._entries.items()
+                if e.enabled and e.encoder is not None and not e.encoder.baseline
+            ]
+
     # -- runs ---------------------------------------------------------------------------
 
     def _current_runs(self) -> dict[Modality, Run | None]:
@@ -428,6 +453,8 @@ class LiveSession:
         buffer = input_buffer(m, self.audio_buffer_s, self.text_queue_size)
         self._threads = [t for t in self._threads if t.is_alive()]
         run = Run(m, entry.source, entry.encoder, metrics, buffer)
+        if m is Modality.FACE:
+            run.face_detect_every = self.face_detect_every
         run.source_state = "starting" if entry.source is not None else "running"
         entry.run = run
         entry.metrics = metrics

@@ -64,6 +64,10 @@ def work(run: Run, host: WorkerHost, voice_window_s: float, voice_hop_s: float) 
         log.warning("%s", message)
         host.load_failed(run, message)
         return
+    if m is Modality.FACE and run.face_detect_every > 1:
+        from emoapp.encoders.face import track_faces
+
+        track_faces(run.encoder, run.face_detect_every)
     host.refresh_status(m)  # the device is known once loaded
     windows = None
     overflow_seen = 0.0

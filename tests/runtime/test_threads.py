@@ -1,0 +1,88 @@
+"""The live session's thread and core budget (emoapp.runtime.threads)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from emoapp.core.errors import EmoappError
+from emoapp.runtime.threads import (
+    THREADS_ENV,
+    apply_plan,
+    parse_threads,
+    plan_for_session,
+    plan_threads,
+)
+
+NAMES = ("face", "voice", "text", "asr")
+
+
+def test_two_cores_three_workers_get_one_thread_each():
+    plan = plan_threads(2, ["face", "voice", "text"])
+    assert (plan.torch_threads, plan.opencv_threads, plan.blas_threads) == (1, 1, 1)
+    assert plan.interop_threads == 1 and plan.source == "auto"
+    assert "2 core(s), 3 model worker(s) (face, voice, text)" in plan.describe()
+
+
+def test_one_core_is_kept_for_the_rest_from_four_cores():
+    assert plan_threads(8, ["face", "voice", "text"]).torch_threads == 2  # 7 // 3
+    assert plan_threads(4, ["face"]).torch_threads == 3
+    assert plan_threads(3, ["face"]).torch_threads == 3
+    assert plan_threads(16, []).torch_threads == 15
+
+
+@given(st.integers(1, 256), st.lists(st.sampled_from(NAMES), max_size=6))
+def test_the_workers_never_ask_for_more_than_the_cores(cores, workers):
+    plan = plan_threads(cores, workers)
+    n = len(set(workers))
+    assert plan.torch_threads >= 1
+    assert len(plan.workers) == n
+    if n and cores >= n:
+        assert plan.torch_threads * n <= cores
+
+
+@given(st.integers(1, 64), st.integers(1, 32))
+def test_an_override_is_used_as_given(cores, override):
+    plan = plan_threads(cores, ["face", "voice"], override, "--threads")
+    assert plan.torch_threads == plan.opencv_threads == override
+    assert plan.source == "--threads"
+
+
+def test_the_environment_sets_it_unless_the_option_does(monkeypatch):
+    monkeypatch.setenv(THREADS_ENV, "3")
+    assert plan_for_session(["face"], cores=2).torch_threads == 3
+    assert plan_for_session(["face"], cores=2).source == THREADS_ENV
+    assert plan_for_session(["face"], override=2, cores=8).source == "--threads"
+    monkeypatch.setenv(THREADS_ENV, "many")
+    with pytest.raises(EmoappError, match="EMOAPP_THREADS"):
+        plan_for_session(["face"], cores=2)
+    monkeypatch.delenv(THREADS_ENV)
+    assert plan_for_session(["face", "voice"], cores=2).source == "auto"
+
+
+def test_bad_counts_are_refused():
+    assert parse_threads(None, "--threads") is None
+    assert parse_threads(" ", "--threads") is None
+    with pytest.raises(EmoappError, match="--threads"):
+        parse_threads("0", "--threads")
+    with pytest.raises(ValueError):
+        plan_threads(0, ["face"])
+    with pytest.raises(ValueError):
+        plan_threads(2, ["face"], 0)
+
+
+def test_applying_sets_the_libraries_it_finds():
+    import cv2
+    import torch
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    try:
+        plan = apply_plan(plan_threads(2, ["face", "voice"]))
+        assert torch.get_num_threads() == 1
+        assert cv2.getNumThreads() == 1
+        assert "torch intra-op 1" in plan.applied and "OpenCV 1" in plan.applied
+        assert "applied: " in plan.describe()
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
