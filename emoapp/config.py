@@ -11,6 +11,7 @@ and nothing below (core, capture, encoders, privacy, runtime) imports this modul
 - :class:`FusionOptions`: how the modalities are combined;
 - :class:`SourceOptions`: which camera, microphone and text feed (devices or files);
 - :class:`ConsentOptions`: consent given for this run only (``--allow-*``);
+- :class:`LiveOptions`: threads per worker and how often faces are detected, live;
 - :class:`WindowConfig`: all of the above plus the window's own options.
 """
 
@@ -119,6 +120,23 @@ class ConsentOptions:
 
 
 @dataclass(frozen=True)
+class LiveOptions:
+    """How a live session uses this computer: ``threads`` per model worker (None:
+    ``EMOAPP_THREADS`` or chosen from the cores, :mod:`emoapp.runtime.threads`), and
+    ``face_detect_every``: faces are detected on one frame in this many and tracked in
+    between (1: detected on every frame)."""
+
+    threads: int | None = None
+    face_detect_every: int = 5
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise EmoappError(f"--threads {self.threads}: give 1 or more")
+        if self.face_detect_every < 1:
+            raise EmoappError(f"--face-detect-every {self.face_detect_every}: give 1 or more")
+
+
+@dataclass(frozen=True)
 class WindowConfig:
     """Everything the window is started with."""
 
@@ -126,6 +144,7 @@ class WindowConfig:
     fusion: FusionOptions = field(default_factory=lambda: FusionOptions(rule=None))
     sources: SourceOptions = field(default_factory=SourceOptions)
     consent: ConsentOptions = field(default_factory=ConsentOptions)
+    live: LiveOptions = field(default_factory=LiveOptions)
     settings_file: Path | None = None
     quit_after: float | None = None
 

@@ -79,6 +79,10 @@ class BenchConfig:
     """torch intra-op threads for this process and the start-up child (default: torch's
     own choice, one per core)."""
     argv: list[str] = field(default_factory=list)
+    profile: str | None = None
+    """Only the live part, with this profile's models (:mod:`emoapp.bench.profile`)."""
+    face_detect_every: int = 5
+    """The live run detects faces on one frame in this many (as ``emoapp live``)."""
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -93,6 +97,8 @@ class BenchConfig:
             raise BenchError("--duration must be a positive number of seconds")
         if self.threads is not None and self.threads < 1:
             raise BenchError("--threads must be at least 1")
+        if self.face_detect_every < 1:
+            raise BenchError("--face-detect-every must be at least 1")
 
     @property
     def mode(self) -> str:

@@ -104,6 +104,17 @@ def _slope_mb_per_min(samples: list[tuple[float, float]]) -> float | None:
     return round(float(np.polyfit(t, y, 1)[0]) * 60.0, 2)
 
 
+def _slope_after_warmup(samples: list[tuple[float, float]]) -> float | None:
+    """Least-squares trend of RSS (MiB per minute) over every sample after the warm-up."""
+    if len(samples) < 3:
+        return None
+    t = np.array([s[0] for s in samples])
+    y = np.array([s[1] for s in samples])
+    if float(np.ptp(t)) <= 0:
+        return None
+    return round(float(np.polyfit(t, y, 1)[0]) * 60.0, 2)
+
+
 def live_media(config: BenchConfig) -> tuple[Path, Path, Path]:
     """The 30 fps clip, the speech file and the typed lines (made once, in the cache)."""
     media = config.cache_dir() / "media"
@@ -116,9 +127,13 @@ def run_live(
     encoders: dict[Modality, Any],
     variant_name: str,
     explain_every_s: float | None = None,
+    profile: str | None = None,
 ) -> dict[str, Any]:
     """Run the live session for ``config.duration_s`` (plus the warm-up) and measure it;
-    with ``explain_every_s``, with explanations on (every modality, that often)."""
+    with ``explain_every_s``, with explanations on (every modality, that often).
+    The session plans its threads (``config.threads``: the per-worker count by hand) and
+    detects faces every ``config.face_detect_every`` frames, as ``emoapp live`` does;
+    ``profile`` names the profile whose models these are, for the record."""
     from emoapp.capture.replay import AudioReplaySource, TextReplaySource, VideoReplaySource
     from emoapp.runtime.session import LiveSession
 
@@ -133,7 +148,13 @@ def run_live(
     for encoder in encoders.values():
         encoder.load()
     say(f"live: {warmup:g} s warm-up, then {duration:g} s measured")
-    session = LiveSession(sources, encoders, rate_hz=10.0)
+    session = LiveSession(
+        sources,
+        encoders,
+        rate_hz=10.0,
+        threads=config.threads,
+        face_detect_every=config.face_detect_every,
+    )
     if explain_every_s is not None:
         session.enable_explanations(explain_every_s)
     recorder = EstimateRecorder()
@@ -159,6 +180,12 @@ def run_live(
             rss_samples.append((wall, rss))
         after = session.metrics()
         status = session.status()
+        plan = session.thread_plan
+        detector = getattr(encoders.get(Modality.FACE), "detector", None)
+        located = {
+            "detected": getattr(detector, "detections", None),
+            "tracked": getattr(detector, "tracked", None),
+        }
         explained = {
             m.value: {
                 "count": c.count,
@@ -205,6 +232,10 @@ def run_live(
     rss_values = [r for _, r in rss_samples]
     return {
         "variant": variant_name,
+        "profile": profile,
+        "thread_plan": plan.describe() if plan is not None else None,
+        "face_detect_every": config.face_detect_every,
+        "face_frames_located": located,
         "measured_s": round(wall, 1),
         "warmup_s": warmup,
         "video": f"{clip.name}: the sample video at 30 fps, looped",
@@ -223,6 +254,7 @@ def run_live(
         "rss_delta_mb": round(rss_values[-1] - rss_values[0], 1) if rss_values else None,
         "rss_max_mb": max(rss_values) if rss_values else None,
         "rss_trend_mb_per_min": _slope_mb_per_min(rss_samples),
+        "rss_slope_mib_per_min": _slope_after_warmup(rss_samples),
         "threads_left_running": left,
         **({"explanations": explained} if explain_every_s is not None else {}),
         "load_average_start": load_start,

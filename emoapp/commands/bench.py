@@ -70,7 +70,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--threads",
         type=int,
         metavar="N",
-        help="torch threads (default: torch's choice, one per core)",
+        help="torch threads (default: torch's choice, one per core; the live run: per "
+        "worker, default from the cores as `emoapp live` does)",
+    )
+    parser.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="run only the live part, with this profile's models (embedded and baseline "
+        "as shipped; cpu and default as random-weight full-size architectures), and judge "
+        "it against that profile's live targets",
+    )
+    parser.add_argument(
+        "--face-detect-every",
+        type=int,
+        default=5,
+        metavar="N",
+        help="the live run detects faces on one frame in N, as `emoapp live` (default: 5)",
     )
     parser.add_argument(
         "--fer-python",
@@ -92,6 +107,10 @@ def _as_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--skip", args.skip]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]
+    if args.profile is not None:
+        argv += ["--profile", args.profile]
+    if args.face_detect_every != 5:
+        argv += ["--face-detect-every", str(args.face_detect_every)]
     if args.json is not None:
         argv += ["--json", str(args.json)]
     return argv
@@ -113,7 +132,17 @@ def run(args: argparse.Namespace) -> int:
         json_path=args.json,
         threads=args.threads,
         argv=_as_argv(args),
+        profile=args.profile,
+        face_detect_every=args.face_detect_every,
     )
+    if config.profile is not None:
+        from emoapp.bench.profile import render_profile, run_profile_bench
+
+        result = run_profile_bench(config)
+        path = write_json(result, config.json_path or config.cache_dir() / "last-run.json")
+        print(render_profile(result))
+        print(f"\nJSON: {path}")
+        return 1 if result["live"].get("status") == "failed" else 0
     result = run_bench(config)
     path = write_json(result, config.json_path or config.cache_dir() / "last-run.json")
     print(render_table(result))

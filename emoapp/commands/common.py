@@ -9,7 +9,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from emoapp.config import AUTO_PROFILE, FusionOptions, ModelOptions, parse_weights
+from emoapp.config import AUTO_PROFILE, FusionOptions, LiveOptions, ModelOptions, parse_weights
 from emoapp.core.fusion import RULE_ALIASES
 from emoapp.core.messages import Modality
 
@@ -133,3 +133,30 @@ def whole_number(low: int = 0) -> Callable[[str], int]:
         return number
 
     return parse
+
+
+def add_live_options(parser: argparse.ArgumentParser) -> None:
+    """The live session's use of the computer (``emoapp live`` and the window)."""
+    group = parser.add_argument_group("performance")
+    group.add_argument(
+        "--threads",
+        type=int,
+        metavar="N",
+        help="threads per model worker for torch, OpenCV and BLAS (default: "
+        "EMOAPP_THREADS, else the cores shared among the running workers)",
+    )
+    group.add_argument(
+        "--face-detect-every",
+        type=int,
+        default=5,
+        metavar="N",
+        help="detect faces on one frame in N and track them in between (1: every frame; "
+        "default: 5)",
+    )
+
+
+def live_options(args: argparse.Namespace) -> LiveOptions:
+    return LiveOptions(
+        threads=getattr(args, "threads", None),
+        face_detect_every=getattr(args, "face_detect_every", 5),
+    )

@@ -19,8 +19,10 @@ from pathlib import Path
 
 from emoapp.commands.common import (
     add_fusion_options,
+    add_live_options,
     add_model_options,
     fusion_options,
+    live_options,
     model_options,
 )
 from emoapp.commands.sources import add_source_options, describe_devices, source_options
@@ -103,6 +105,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_consent_options(parser)
     add_model_options(parser)
     add_fusion_options(parser)
+    add_live_options(parser)
     window = parser.add_argument_group("window")
     window.add_argument(
         "--settings-file",
@@ -131,6 +134,7 @@ def window_config(args: argparse.Namespace) -> WindowConfig:
             allow_camera=bool(getattr(args, "allow_camera", False)),
             allow_mic=bool(getattr(args, "allow_mic", False)),
         ),
+        live=live_options(args),
         settings_file=getattr(args, "settings_file", None),
         quit_after=getattr(args, "quit_after", None),
     )

@@ -35,8 +35,10 @@ from typing import TYPE_CHECKING
 from emoapp.capture.base import Source
 from emoapp.commands.common import (
     add_fusion_options,
+    add_live_options,
     add_model_options,
     fusion_options,
+    live_options,
     model_options,
 )
 from emoapp.commands.sources import add_source_options, build_sources, describe_devices
@@ -119,8 +121,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="S",
         help="print a status line on stderr every S seconds (0: only at the end; default: 5)",
     )
+    out.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also say on stderr how the cores are shared (threads per worker) and "
+        "how often faces were detected rather than tracked",
+    )
     add_model_options(parser)
     add_fusion_options(parser)
+    add_live_options(parser)
     parser.set_defaults(func=run)
 
 
@@ -176,6 +185,36 @@ class RevocationWatch:
         self._unsubscribe()
 
 
+class VerboseReport:
+    """``--verbose``: the thread plan on stderr whenever it changes, and at the end how
+    many frames had their faces detected and how many tracked."""
+
+    def __init__(self, session: LiveSession) -> None:
+        self.session = session
+        self._shown: object = None
+
+    def check(self) -> None:
+        plan = self.session.thread_plan
+        if plan is not None and plan != self._shown:
+            self._shown = plan
+            print(f"emoapp live: {plan.describe()}", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        self.check()
+        encoder = self.session.encoder(Modality.FACE)
+        detector = getattr(encoder, "detector", None)
+        detections = getattr(detector, "detections", None)
+        tracked = getattr(detector, "tracked", None)
+        if detections is not None and tracked is not None:
+            every = getattr(detector, "every", 1)
+            print(
+                f"emoapp live: face: {detections} frame(s) detected, {tracked} tracked "
+                f"(detection every {every} frames, and when the tracker loses the face)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_devices", False):
         print(describe_devices(consent_from_args(args)))
@@ -202,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
     for reason in refused.values():
         print(f"emoapp live: {reason}", file=sys.stderr, flush=True)
     runnable = {m: s for m, s in sources.items() if m not in refused}
+    live = live_options(args)
 
     from emoapp.runtime.live import LiveRunOptions, run_live
     from emoapp.runtime.session import LiveSession
@@ -224,6 +264,8 @@ def run(args: argparse.Namespace) -> int:
         fusion=config,
         rate_hz=max(10.0, args.row_rate),
         unavailable={**loaded.failures, **refused},
+        threads=live.threads,
+        face_detect_every=live.face_detect_every,
     )
     options = LiveRunOptions(
         duration_s=args.duration,
@@ -235,9 +277,18 @@ def run(args: argparse.Namespace) -> int:
     watch = RevocationWatch(
         gate, session, {m for m, s in runnable.items() if getattr(s, "is_device", True)}
     )
+    verbose = VerboseReport(session) if getattr(args, "verbose", False) else None
+
+    def tick() -> None:
+        watch.check()
+        if verbose is not None:
+            verbose.check()
+
     try:
-        summary = run_live(session, sink, options, on_tick=watch.check)
+        summary = run_live(session, sink, options, on_tick=tick)
     finally:
+        if verbose is not None:
+            verbose.finish()
         watch.close()
         if stream is not None:
             figures = stream.stop()

@@ -41,6 +41,7 @@ state and the threads and wires them together):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -238,8 +239,6 @@ class LiveSession:
             self._closing = False
             self._fusion_stop = threading.Event()
             self._fusion.reset_preview()
-            if self.plan_threads:
-                self.thread_plan = apply_plan(plan_for_session(self._model_workers(), self.threads))
             fusion = threading.Thread(
                 target=self._fusion.run,
                 args=(self._fusion_stop,),
@@ -387,6 +386,11 @@ class LiveSession:
     def latest_estimate(self) -> FusedEstimate | None:
         return self._fusion.latest
 
+    def encoder(self, m: Modality) -> Encoder | None:
+        """The encoder ``m`` runs (None: none)."""
+        with self._lock:
+            return self._entries[Modality(m)].encoder
+
     def status(self) -> dict[Modality, ModalityStatus]:
         return {m: self._compute_status(m) for m in Modality}
 
@@ -428,14 +432,19 @@ class LiveSession:
                 return False
         return True
 
-    def _model_workers(self) -> list[str]:
-        """The modalities whose worker will run a model (for the thread plan)."""
-        with self._lock:
-            return [
-                m.value
-                for m, e in self._entries.items()
-                if e.enabled and e.encoder is not None and not e.encoder.baseline
-            ]
+    def _replan_threads(self) -> None:
+        """Size the libraries' thread pools for the model workers now running (with
+        self._lock held): called whenever a run starts."""
+        if not self.plan_threads:
+            return
+        workers = [
+            m.value
+            for m, e in self._entries.items()
+            if e.run is not None and e.encoder is not None and not e.encoder.baseline
+        ]
+        plan = plan_for_session(workers, self.threads)
+        if self.thread_plan is None or dataclasses.replace(self.thread_plan, applied=()) != plan:
+            self.thread_plan = apply_plan(plan)
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -461,6 +470,7 @@ class LiveSession:
         entry.unavailable = ""
         entry.stopped_note = None
         entry.speech = None
+        self._replan_threads()
         worker = threading.Thread(
             target=workers.work,
             args=(run, self._worker_host, self.voice_window_s, self.voice_hop_s),

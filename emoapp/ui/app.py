@@ -118,7 +118,10 @@ def build_window(
         sources=sources,
         fusion=settings.fusion,
         replay=ReplayOptions(speed=config.sources.replay_speed or 1.0, loop=config.sources.loop),
-        options=session_options,
+        options=session_options
+        or SessionOptions(
+            threads=config.live.threads, face_detect_every=config.live.face_detect_every
+        ),
         encoder_hook=encoder_hook,
     )
     camera = settings.camera or camera_key(0)

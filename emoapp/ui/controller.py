@@ -115,6 +115,10 @@ class SessionOptions:
     voice_window_s: float = 2.0
     voice_hop_s: float = 0.5
     metrics_interval_ms: int = 1000
+    threads: int | None = None
+    """Per-worker thread count (None: ``EMOAPP_THREADS`` or chosen from the cores)."""
+    face_detect_every: int = 5
+    """Detect faces on one frame in this many and track them in between."""
 
 
 class _CommandThread:
@@ -455,6 +459,8 @@ class SessionController(QObject):
             rate_hz=self.options.rate_hz,
             voice_window_s=self.options.voice_window_s,
             voice_hop_s=self.options.voice_hop_s,
+            threads=self.options.threads,
+            face_detect_every=self.options.face_detect_every,
         )
         self._session.add_listener(self.bridge)
         self._session.enable_explanations(None)  # on request only, until a view is on

@@ -67,6 +67,10 @@ log = logging.getLogger(__name__)
 # States in which a modality's source may be open (starting: being opened).
 _SOURCE_OPEN_STATES = ("starting", "running", "degraded")
 CLOSE_DEADLINE_MS = 8000
+LAG_MEANING = (
+    "How late the window's event loop runs (95th percentile of a 20 ms timer's "
+    "lateness): the window's own responsiveness"
+)
 
 
 class MainWindow(QMainWindow):
@@ -151,10 +155,7 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.message_label, 1)
         self.lag_label = QLabel("")
         self.lag_label.setEnabled(False)
-        self.lag_label.setToolTip(
-            "How late the window's event loop runs (95th percentile of a 20 ms timer's "
-            "lateness): the window's own responsiveness"
-        )
+        self.lag_label.setToolTip(LAG_MEANING)
         bar.addPermanentWidget(self.lag_label)
         caveat = QLabel(CAVEAT)
         caveat.setEnabled(False)
@@ -356,6 +357,9 @@ class MainWindow(QMainWindow):
         lag = self.lag_meter.percentiles()
         if lag is not None:
             self.lag_label.setText(f"UI lag p95 {lag.p95_ms:.0f} ms")
+        plan = getattr(self.controller.session, "thread_plan", None)
+        if plan is not None:
+            self.lag_label.setToolTip(f"{LAG_MEANING}\n{plan.describe()}")
 
     def closeEvent(self, event: QCloseEvent) -> None:
         if self._shutdown_done:

@@ -1,0 +1,159 @@
+"""``emoapp bench --profile NAME``: only the sustained live run, with one profile's models,
+judged against the live-on-a-laptop-CPU targets.
+
+The ``embedded`` and ``baseline`` profiles ship with emoapp and run as they are. For
+``cpu`` (and ``default``), whose models are downloaded, the benchmark runs random-weight
+copies of the full-size architectures (:mod:`emoapp.bench.common`: ViT-base/16,
+wav2vec2-base, a 6-layer RoBERTa; the ``cpu`` profile's shapes, and random weights cost
+the same compute as trained ones), on the CPU in float32.
+
+The record keeps the keys of a whole ``emoapp bench`` run (``live.modalities.face.
+age_p95_ms``, ``encoder_rate_hz``, ...), the other parts marked skipped, and adds
+``live.profile``, ``live.rss_slope_mib_per_min`` and ``targets`` (the figures this
+profile should reach on a 2-core machine, and whether it did).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from typing import Any
+
+from emoapp.bench.common import (
+    SCHEMA,
+    SECTIONS,
+    BenchConfig,
+    BenchError,
+    load_average,
+    machine_info,
+    say,
+)
+from emoapp.core.errors import EmoappError
+from emoapp.core.messages import Modality
+
+RANDOM_WEIGHT_PROFILES = frozenset({"cpu", "default"})
+"""Profiles whose models are downloaded: benchmarked with random-weight copies."""
+
+TARGETS: dict[str, dict[str, float]] = {
+    "embedded": {
+        "face_encoder_rate_hz_min": 10.0,
+        "face_age_p95_ms_max": 250.0,
+        "voice_age_p95_ms_max": 1000.0,
+    },
+    "cpu": {
+        "face_encoder_rate_hz_min": 3.0,
+        "face_age_p95_ms_max": 700.0,
+        "voice_age_p95_ms_max": 2500.0,
+    },
+}
+"""The issue's targets on a 2-core machine (the window's lag is not measured here)."""
+
+
+def profile_encoders(config: BenchConfig) -> tuple[dict[Modality, Any], str]:
+    """The encoders of ``config.profile`` (loaded) and how they were made."""
+    name = str(config.profile)
+    if name in RANDOM_WEIGHT_PROFILES:
+        from emoapp.bench.common import Variant, ensure_models
+        from emoapp.bench.encoders import load_bench_encoders
+
+        paths = ensure_models(config.cache_dir(), "full", say)
+        loaded = load_bench_encoders(paths, Variant("cpu", "float32", primary=True), "full")
+        encoders: dict[Modality, Any] = {
+            Modality.FACE: loaded.face,
+            Modality.VOICE: loaded.voice,
+            Modality.TEXT: loaded.text,
+        }
+        return encoders, "full-size architectures (random weights), CPU float32"
+    from emoapp.config import ModelOptions, load_encoders
+
+    try:
+        loaded_profile = load_encoders(ModelOptions(profile=name, device="cpu"), strict=True)
+    except EmoappError as exc:
+        raise BenchError(f"--profile {name}: {exc}") from exc
+    return dict(loaded_profile.encoders), f"the {name} profile's own models"
+
+
+def judge(profile: str, live: dict[str, Any]) -> dict[str, Any]:
+    """The profile's targets and whether the live run met each (None: not measured)."""
+    wanted = TARGETS.get(profile)
+    if wanted is None or "modalities" not in live:
+        return {}
+    face = live["modalities"].get("face", {})
+    voice = live["modalities"].get("voice", {})
+
+    def at_least(value: Any, floor: float) -> bool | None:
+        return None if value is None else bool(value >= floor)
+
+    def at_most(value: Any, ceiling: float) -> bool | None:
+        return None if value is None else bool(value <= ceiling)
+
+    return {
+        **wanted,
+        "face_encoder_rate_met": at_least(
+            face.get("encoder_rate_hz"), wanted["face_encoder_rate_hz_min"]
+        ),
+        "face_age_p95_met": at_most(face.get("age_p95_ms"), wanted["face_age_p95_ms_max"]),
+        "voice_age_p95_met": at_most(voice.get("age_p95_ms"), wanted["voice_age_p95_ms_max"]),
+    }
+
+
+def run_profile_bench(config: BenchConfig) -> dict[str, Any]:
+    """The live run with ``config.profile``'s models, as a bench record."""
+    import torch
+
+    from emoapp.bench.live import run_live
+
+    started = time.perf_counter()
+    name = str(config.profile)
+    result: dict[str, Any] = {
+        "schema": SCHEMA,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "command": "emoapp bench " + " ".join(config.argv),
+        "mode": config.mode,
+        "machine": machine_info(torch),
+    }
+    encoders, made = profile_encoders(config)
+    result["models"] = {
+        "size": name,
+        "profile": name,
+        "made": made,
+        **{m.value: getattr(e, "model_id", type(e).__name__) for m, e in encoders.items()},
+    }
+    result["variants"] = ["cpu-fp32"]
+    result["primary_variant"] = "cpu-fp32"
+    for section in SECTIONS:
+        result[section] = {"status": "skipped"}
+    try:
+        result["live"] = run_live(config, encoders, f"profile {name}", profile=name)
+    except BenchError as exc:
+        result["live"] = {"status": "failed", "reason": str(exc)}
+    result["targets"] = judge(name, result["live"])
+    result["machine"]["load_average_end"] = load_average()
+    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def render_profile(result: dict[str, Any]) -> str:
+    """The profile run as text (what the command prints)."""
+    from emoapp.bench.report import _render_live
+
+    m = result["machine"]
+    out = [
+        f"emoapp bench --profile {result['models']['profile']}: {m['cpu']}, "
+        f"{m['logical_cpus']} CPUs, torch {m['torch']}; load average "
+        f"{m.get('load_average_start')} -> {m.get('load_average_end')}",
+        f"models: {result['models']['made']}",
+    ]
+    live = result.get("live", {})
+    if "thread_plan" in live:
+        out.append(str(live["thread_plan"]))
+    out += _render_live(live)
+    if "rss_slope_mib_per_min" in live:
+        out.append(f"RSS slope after warm-up: {live['rss_slope_mib_per_min']} MiB/min")
+    targets = result.get("targets") or {}
+    if targets:
+        out.append(
+            "targets: "
+            + "; ".join(f"{key} {value}" for key, value in targets.items() if "_met" in key)
+        )
+    return "\n".join(out)
