@@ -67,7 +67,6 @@ from emoapp.runtime.explaining import ExplanationCost, ExplanationWorker
 from emoapp.runtime.fusion_loop import LEVEL_MAX_HZ, PREVIEW_MAX_HZ, FusionLoop
 from emoapp.runtime.metrics import ModalityMetrics, ModalityMetricsSnapshot
 from emoapp.runtime.runs import Entry, Run, input_buffer
-from emoapp.runtime.threads import ThreadPlan, apply_plan, plan_for_session
 from emoapp.runtime.supervisor import (
     STATES,
     ModalityStatus,
@@ -75,6 +74,7 @@ from emoapp.runtime.supervisor import (
     close_source,
     modality_status,
 )
+from emoapp.runtime.threads import ThreadPlan, apply_plan, plan_for_session
 
 __all__ = [
     "LEVEL_MAX_HZ",

@@ -80,7 +80,7 @@ def parse_threads(value: str | int | None, where: str) -> int | None:
     try:
         n = int(value)
     except ValueError:
-        raise EmoappError(f"{where} {value!r}: give a whole number of threads (1 or more)")
+        n = 0
     if n < 1:
         raise EmoappError(f"{where} {value!r}: give a whole number of threads (1 or more)")
     return n

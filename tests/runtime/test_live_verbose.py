@@ -1,0 +1,52 @@
+"""`emoapp live --verbose`: the thread plan and the face path (detected / tracked)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from emoapp.cli import main
+
+
+@pytest.fixture
+def restore_threads():
+    import cv2
+    import torch
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    yield
+    torch.set_num_threads(before[0])  # the session's thread plan is process-wide
+    cv2.setNumThreads(before[1])
+
+
+def test_verbose_shows_the_thread_plan_and_how_faces_were_found(
+    samples: Path, capsys: pytest.CaptureFixture[str], restore_threads
+) -> None:
+    code = main([
+        "live", "--no-gui", "--camera", str(samples / "face_speech.mp4"),
+        "--profile", "embedded", "--duration", "3", "--status-every", "0",
+        "--verbose", "--threads", "1", "--face-detect-every", "3",
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    plan = next(line for line in err.splitlines() if "threads:" in line)
+    assert "1 model worker(s) (face)" in plan and "torch 1" in plan and "(--threads)" in plan
+    assert "applied: torch intra-op 1" in plan
+    found = re.search(r"face: (\d+) frame\(s\) detected, (\d+) tracked", err)
+    assert found, err
+    detected, tracked = int(found[1]), int(found[2])
+    assert detected >= 1 and tracked >= 1
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--threads", "0"), ("--face-detect-every", "0")]
+)
+def test_bad_counts_are_one_line_errors(samples: Path, capsys, option: str, value: str) -> None:
+    code = main([
+        "live", "--no-gui", "--camera", str(samples / "face_speech.mp4"),
+        "--profile", "embedded", option, value,
+    ])  # fmt: skip
+    assert code == 2
+    assert option in capsys.readouterr().err
