@@ -40,9 +40,7 @@ def test_verbose_shows_the_thread_plan_and_how_faces_were_found(
     assert detected >= 1 and tracked >= 1
 
 
-@pytest.mark.parametrize(
-    ("option", "value"), [("--threads", "0"), ("--face-detect-every", "0")]
-)
+@pytest.mark.parametrize(("option", "value"), [("--threads", "0"), ("--face-detect-every", "0")])
 def test_bad_counts_are_one_line_errors(samples: Path, capsys, option: str, value: str) -> None:
     code = main([
         "live", "--no-gui", "--camera", str(samples / "face_speech.mp4"),
