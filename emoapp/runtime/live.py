@@ -104,9 +104,11 @@ def format_status_line(
     status: dict[Modality, ModalityStatus],
     metrics: dict[Modality, ModalityMetricsSnapshot],
     estimates_per_s: float | None = None,
+    face_path: str | None = None,
 ) -> str:
     """One line: per modality its state, input and encoder rates, drops, encoder time
-    and estimate age (p50/p95, in ms)."""
+    and estimate age (p50/p95, in ms); ``face_path`` (:func:`face_path_note`) is added
+    to the face's part."""
     parts = [f"emoapp live {elapsed_s:6.1f} s"]
     for m in Modality:
         st = status.get(m)
@@ -123,12 +125,28 @@ def format_status_line(
             )
             if snap.presence is not None:
                 text += f" used in {snap.presence:.0%} of estimates"
+            if m is Modality.FACE and face_path:
+                text += f" {face_path}"
         if st.message and st.message != st.state:
             text += f" [{st.message}]"
         parts.append(text)
     if estimates_per_s is not None:
         parts.append(f"estimates {estimates_per_s:.1f}/s")
     return " | ".join(parts)
+
+
+def face_path_note(encoder: object) -> str | None:
+    """How the face encoder found its faces so far, when it tracks them between
+    detections (:class:`~emoapp.encoders.face.TrackingLocator`): e.g. ``faces 80%
+    tracked, detected every 5``; None otherwise."""
+    detector = getattr(encoder, "detector", None)
+    detections = getattr(detector, "detections", None)
+    tracked = getattr(detector, "tracked", None)
+    if not isinstance(detections, int) or not isinstance(tracked, int):
+        return None
+    total = detections + tracked
+    share = f"{tracked / total:.0%}" if total else "-"
+    return f"faces {share} tracked, detected every {getattr(detector, 'every', 1)}"
 
 
 def _notes(statuses: dict[Modality, ModalityStatus]) -> dict[Modality, str]:
@@ -214,7 +232,13 @@ def run_live(
     def status_line() -> str:
         elapsed = clock.now() - started
         rate = collector.received / elapsed if elapsed > 0 else None
-        return format_status_line(elapsed, session.status(), session.metrics(), rate)
+        return format_status_line(
+            elapsed,
+            session.status(),
+            session.metrics(),
+            rate,
+            face_path_note(session.encoder(Modality.FACE)),
+        )
 
     with _StopSignals(stop) as signals:
         try:

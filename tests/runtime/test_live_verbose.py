@@ -26,7 +26,7 @@ def test_verbose_shows_the_thread_plan_and_how_faces_were_found(
 ) -> None:
     code = main([
         "live", "--no-gui", "--camera", str(samples / "face_speech.mp4"),
-        "--profile", "embedded", "--duration", "3", "--status-every", "0",
+        "--profile", "embedded", "--duration", "3", "--status-every", "1",
         "--verbose", "--threads", "1", "--face-detect-every", "3",
     ])  # fmt: skip
     err = capsys.readouterr().err
@@ -38,6 +38,25 @@ def test_verbose_shows_the_thread_plan_and_how_faces_were_found(
     assert found, err
     detected, tracked = int(found[1]), int(found[2])
     assert detected >= 1 and tracked >= 1
+    status = [line for line in err.splitlines() if line.startswith("emoapp live ")][-1]
+    assert re.search(r"face running: .* faces \d+% tracked, detected every 3", status), status
+
+
+def test_the_face_path_note_reads_the_tracker():
+    from emoapp.encoders.face import FaceDetector, TrackingLocator
+    from emoapp.runtime.live import face_path_note
+
+    class Encoder:
+        detector: object = FaceDetector()
+
+    encoder = Encoder()
+    assert face_path_note(encoder) is None  # detects every frame: nothing to say
+    assert face_path_note(None) is None
+    tracker = TrackingLocator(FaceDetector(), every=4)
+    encoder.detector = tracker
+    assert face_path_note(encoder) == "faces - tracked, detected every 4"
+    tracker.detections, tracker.tracked = 1, 3
+    assert face_path_note(encoder) == "faces 75% tracked, detected every 4"
 
 
 @pytest.mark.parametrize(("option", "value"), [("--threads", "0"), ("--face-detect-every", "0")])
