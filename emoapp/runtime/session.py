@@ -440,7 +440,9 @@ class LiveSession:
         workers = [
             m.value
             for m, e in self._entries.items()
-            if e.run is not None and e.encoder is not None and not e.encoder.baseline
+            if e.run is not None
+            and e.encoder is not None
+            and not getattr(e.encoder, "baseline", False)
         ]
         plan = plan_for_session(workers, self.threads)
         if self.thread_plan is None or dataclasses.replace(self.thread_plan, applied=()) != plan:
