@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from emoapp.commands.asr_options import add_asr_option, transcribe_into
 from emoapp.commands.common import (
     add_fusion_options,
     add_model_options,
@@ -114,6 +115,7 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"
     )
+    add_asr_option(parser)
     add_model_options(parser)
     add_fusion_options(parser)
     parser.set_defaults(func=run)
@@ -392,6 +394,8 @@ def _run(args: argparse.Namespace) -> int:
 
     # Everything about the input is checked before a model loads.
     inputs = prepare_inputs(args.media, config)
+    # No transcript: the recording's speech is transcribed (in memory) for the text model.
+    transcribe_into(args, inputs, model_options(args), note)
     # Modalities the input lacks are switched off, so that nothing about their models
     # (loading, "not downloaded" notes) reaches the person.
     models = model_options(args)

@@ -33,6 +33,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from emoapp.capture.base import Source
+from emoapp.commands.asr_options import add_asr_option, live_transcriber
 from emoapp.commands.common import (
     add_fusion_options,
     add_live_options,
@@ -127,6 +128,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="also say on stderr how the cores are shared (threads per worker) and "
         "how often faces were detected rather than tracked",
     )
+    add_asr_option(parser)
     add_model_options(parser)
     add_fusion_options(parser)
     add_live_options(parser)
@@ -254,7 +256,9 @@ def run(args: argparse.Namespace) -> int:
     # A live estimate is read as it happens: steady it by default (rows keep the raw one).
     models = model_options(args)
     config = fusion_config(models, fusion_options(args), DISPLAY_SMOOTHING_S, DISPLAY_HYSTERESIS)
-    loaded = load_encoders(models, modalities=set(runnable), strict=False)
+    transcriber = live_transcriber(args.asr, models, runnable)
+    wanted = set(runnable) | ({Modality.TEXT} if transcriber is not None else set())
+    loaded = load_encoders(models, modalities=wanted, strict=False)
     if not loaded.encoders:
         reasons = "; ".join(f"{m.value}: {why}" for m, why in loaded.failures.items())
         raise EmoappError(f"no model could be loaded ({reasons or 'every modality is off'})")
@@ -266,6 +270,7 @@ def run(args: argparse.Namespace) -> int:
         unavailable={**loaded.failures, **refused},
         threads=live.threads,
         face_detect_every=live.face_detect_every,
+        transcriber=transcriber if Modality.TEXT in loaded.encoders else None,
     )
     options = LiveRunOptions(
         duration_s=args.duration,

@@ -46,7 +46,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from emoapp.capture.base import Source, SourceItem
 from emoapp.core import clock
@@ -75,6 +75,9 @@ from emoapp.runtime.supervisor import (
     modality_status,
 )
 from emoapp.runtime.threads import ThreadPlan, apply_plan, plan_for_session
+
+if TYPE_CHECKING:
+    from emoapp.runtime.transcriber import LiveTranscriber
 
 __all__ = [
     "LEVEL_MAX_HZ",
@@ -127,6 +130,7 @@ class LiveSession:
         threads: int | None = None,
         plan_threads: bool = True,
         face_detect_every: int = 0,
+        transcriber: LiveTranscriber | None = None,
     ) -> None:
         """``unavailable`` gives, per modality with no encoder, why (e.g. the model
         failed to load); it is shown as that modality's failed status.
@@ -140,7 +144,11 @@ class LiveSession:
         :mod:`emoapp.runtime.threads` (``threads``: the per-worker count by hand; None:
         ``EMOAPP_THREADS`` or chosen from the cores); :attr:`thread_plan` says what was
         set. ``face_detect_every`` > 1 makes the face encoder detect faces on one frame in
-        that many and track them in between (:class:`~emoapp.encoders.face.TrackingLocator`)."""
+        that many and track them in between (:class:`~emoapp.encoders.face.TrackingLocator`).
+        ``transcriber`` (a :class:`~emoapp.runtime.transcriber.LiveTranscriber`) hears
+        the voice source's audio and hands each finished speech segment to the text worker
+        as a heard entry; it stops with the session and forgets its audio when the voice
+        stops."""
         if rate_hz <= 0:
             raise ValueError("rate_hz must be positive")
         if voice_window_s <= 0 or voice_hop_s <= 0:
@@ -203,6 +211,10 @@ class LiveSession:
         self._fusion_stop = threading.Event()
         self._threads: list[threading.Thread] = []
 
+        self.transcriber = transcriber
+        if transcriber is not None:
+            transcriber.on_entry = self.submit_heard
+
     # -- listeners ----------------------------------------------------------------------
 
     def add_listener(self, listener: Any) -> None:
@@ -252,6 +264,8 @@ class LiveSession:
                     self._start_run(m)
             if self._explainer is not None:
                 self._threads.append(self._explainer.start())
+            if self.transcriber is not None:
+                self.transcriber.start()
         self._refresh_all()
 
     def stop(self, timeout: float = 5.0) -> list[str]:
@@ -265,6 +279,8 @@ class LiveSession:
             for m in Modality:
                 if self._entries[m].run is not None:
                     self._stop_run(m, note="stopped")
+        if self.transcriber is not None:
+            self.transcriber.stop(timeout)
         if was_running:
             self._refresh_all()
         self._fusion_stop.set()
@@ -353,6 +369,17 @@ class LiveSession:
         self._on_item(run, entry)
         return True
 
+    def submit_heard(self, entry: TextEntry) -> bool:
+        """A heard (transcribed) entry, with its segment's time span, for the text
+        worker; listeners' ``on_heard`` get it too. False when text is not running."""
+        with self._lock:
+            run = self._entries[Modality.TEXT].run
+        if run is None:
+            return False
+        self._emit("on_heard", entry)
+        self._on_item(run, entry)
+        return True
+
     # -- explanations -------------------------------------------------------------------
 
     def enable_explanations(self, every_s: float | None = None) -> None:
@@ -430,6 +457,15 @@ class LiveSession:
                 return False
             if now - run.last_activity < quiet_s:
                 return False
+        if self.transcriber is not None and self.transcriber.running:
+            # Heard text still on its way: the recogniser, then the text worker.
+            text = self._entries[Modality.TEXT].run
+            if self.transcriber.busy or (
+                text is not None and (len(text.buffer) or text.metrics.busy_for(now) is not None)
+            ):
+                return False
+            if text is not None and now - text.last_activity < quiet_s:
+                return False
         return True
 
     def _replan_threads(self) -> None:
@@ -506,6 +542,8 @@ class LiveSession:
         run.stop.set()
         run.source_events.put((0, "stop", None))
         run.buffer.close()
+        if m is Modality.VOICE and self.transcriber is not None:
+            self.transcriber.forget()
         with run.source_lock:
             if run.source_open and run.source is not None:
                 run.source_open = False
@@ -528,6 +566,8 @@ class LiveSession:
             self._fusion.show_frame(item)
         elif isinstance(item, AudioChunk):
             self._fusion.set_level(item.t, rms_dbfs(item.samples))
+            if self.transcriber is not None:
+                self.transcriber.feed(item)
         elif isinstance(item, TextEntry):
             run.metrics.record_input(1)
             run.metrics.record_dropped(buffer.dropped - dropped_before)

@@ -10,6 +10,7 @@ of the session, which owns the shared state).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -50,6 +51,16 @@ def speech_flag(output: EncoderOutput) -> bool | None:
     if reason == "silence" or reason.startswith("no speech"):
         return False
     return None
+
+
+def with_span(output: EncoderOutput, item: Any) -> EncoderOutput:
+    """A text prediction of an entry that spans time (heard speech) ends where the
+    entry ends, so its age counts from the last word, as a typed entry's counts from
+    when it was sent."""
+    end = getattr(item, "end", None)
+    if isinstance(output, ModalityPrediction) and output.t_end is None and end is not None:
+        return dataclasses.replace(output, t_end=float(end))
+    return output
 
 
 def work(run: Run, host: WorkerHost, voice_window_s: float, voice_hop_s: float) -> None:
@@ -118,6 +129,10 @@ def encode(run: Run, items: list[Any], host: WorkerHost) -> None:
     started = time.perf_counter()
     try:
         outputs = run.encoder.encode(items)
+        if m is Modality.TEXT:
+            outputs = [
+                with_span(output, item) for output, item in zip(outputs, items, strict=False)
+            ]
     # An encoder may fail in any way (torch, a bad input, a bug): the worker must survive,
     # and the reason is carried to the modality's status.
     except Exception as exc:  # noqa: BLE001

@@ -179,3 +179,76 @@ def make_all(root: Path, size: Size = "tiny") -> dict[str, Path]:
         "voice": make_voice_model(root / f"{size}-voice", size=size),
         "text": make_text_model(root / f"{size}-text", size=size),
     }
+
+
+WHISPER_SPECIALS = ("<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>")
+WHISPER_NO_TIMESTAMPS = "<|notimestamps|>"
+
+
+def make_asr_model(path: Path, seed: int = 0) -> Path:
+    """A tiny English-only Whisper speech recogniser (random weights) with its feature
+    extractor and a byte-level BPE tokenizer trained offline on a few sentences: it
+    transcribes gibberish, but through the same loading and generation code as
+    ``openai/whisper-*``."""
+    import torch
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import (
+        GenerationConfig,
+        WhisperConfig,
+        WhisperFeatureExtractor,
+        WhisperForConditionalGeneration,
+        WhisperProcessor,
+        WhisperTokenizer,
+    )
+
+    torch.manual_seed(seed)
+    path.mkdir(parents=True, exist_ok=True)
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(
+        _CORPUS * 4,
+        vocab_size=300,
+        min_frequency=1,
+        special_tokens=[*WHISPER_SPECIALS, WHISPER_NO_TIMESTAMPS],
+    )
+    tokenizer = WhisperTokenizer(
+        tokenizer_object=bpe._tokenizer,
+        bos_token="<|endoftext|>",
+        eos_token="<|endoftext|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|endoftext|>",
+        model_max_length=64,
+    )
+    feature_extractor = WhisperFeatureExtractor(feature_size=80)
+    WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(path)
+    ids = {name: bpe.token_to_id(name) for name in (*WHISPER_SPECIALS, WHISPER_NO_TIMESTAMPS)}
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=1500,
+        max_target_positions=64,
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+    )
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        no_timestamps_token_id=ids[WHISPER_NO_TIMESTAMPS],
+        is_multilingual=False,
+        # Random weights: keep the special tokens out so the output is words (gibberish).
+        suppress_tokens=[ids[name] for name in (*WHISPER_SPECIALS[1:], WHISPER_NO_TIMESTAMPS)],
+        begin_suppress_tokens=[ids["<|endoftext|>"]],
+    )
+    model.save_pretrained(path)
+    return path

@@ -29,7 +29,10 @@ from emoapp.privacy.consent import (
 
 # What each version of the consent text says may never change once written: a change
 # needs a new version (so that grants given for the old words stop counting).
-PINNED_TEXTS = {"1": "454418e974d63ac763dd0d5a14b54b2d1e8ab25de3d521e443982e36b1aa5ba0"}
+PINNED_TEXTS = {
+    "1": "454418e974d63ac763dd0d5a14b54b2d1e8ab25de3d521e443982e36b1aa5ba0",
+    "2": "bbd35bc1561769c093e8c2779a4fd10ae68fd3b5868ecd5b52d6125eadbd4daa",
+}
 
 
 @pytest.fixture
