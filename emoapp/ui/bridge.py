@@ -98,6 +98,7 @@ class SessionBridge(QObject):
     audio_level_received = Signal(object)  # AudioLevel
     status_received = Signal(object)  # ModalityStatus
     explanation_received = Signal(object)  # Explanation (emoapp.core.explanation)
+    heard_received = Signal(object)  # TextEntry heard by the speech recogniser
 
     _wake = Signal()
 
@@ -105,6 +106,7 @@ class SessionBridge(QObject):
         super().__init__(parent)
         self._estimates: BoundedMailbox[FusedEstimate] = BoundedMailbox(capacity)
         self._outputs: BoundedMailbox[EncoderOutput] = BoundedMailbox(capacity)
+        self._heard: BoundedMailbox[Any] = BoundedMailbox(capacity)
         self._frame: LatestSlot[VideoFrame] = LatestSlot()
         self._level: LatestSlot[AudioLevel] = LatestSlot()
         self._status_lock = threading.Lock()
@@ -126,6 +128,10 @@ class SessionBridge(QObject):
 
     def on_output(self, output: EncoderOutput) -> None:
         self._outputs.put(output)
+        self._notify()
+
+    def on_heard(self, entry: Any) -> None:
+        self._heard.put(entry)
         self._notify()
 
     def on_frame(self, frame: VideoFrame) -> None:
@@ -182,6 +188,8 @@ class SessionBridge(QObject):
             self._statuses.clear()
         for status in statuses:
             self.status_received.emit(status)
+        for entry in self._heard.take_all():
+            self.heard_received.emit(entry)
         for output in self._outputs.take_all():
             self.output_received.emit(output)
         with self._status_lock:

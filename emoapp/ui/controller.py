@@ -221,6 +221,10 @@ class SessionController(QObject):
         self._started = False
         self._shutting_down = False
         self._metrics_pending = False
+        # Speech recognition (the profile's recogniser; switched by set_transcription).
+        self._asr_on = True
+        self._asr_profile = ""
+        self._transcriber: Any = None
         # Command-thread state.
         self._session: Any = None
         # key -> source built for it; and the source the session currently holds.
@@ -269,6 +273,7 @@ class SessionController(QObject):
             return
         self._started = True
         self._wanted = {m for m in wanted if self._allowed(m)}
+        self._asr_profile = profile
         self._commands.submit("starting the session", self._create_session, set(self._wanted))
         for m in Modality:
             self.wanted_changed.emit(m, m in self._wanted)
@@ -283,6 +288,9 @@ class SessionController(QObject):
         with self._gen_lock:
             self._generation += 1
             generation = self._generation
+        if self._started and profile != self._asr_profile:
+            self._asr_profile = profile
+            self._commands.submit("choosing the speech recogniser", self._swap_recognizer, profile)
         order = sorted(Modality, key=lambda m: (m not in self._wanted, m is not Modality.TEXT))
         thread = threading.Thread(
             target=self._load_models,
@@ -412,6 +420,18 @@ class SessionController(QObject):
     def submit_text(self, text: str) -> None:
         self._commands.submit("analysing text", self._submit_text, text)
 
+    @property
+    def transcription(self) -> bool:
+        """Whether speech heard by the microphone is transcribed into the text channel."""
+        return self._asr_on
+
+    def set_transcription(self, on: bool) -> None:
+        """Switch transcription on or off (off drops the audio it holds at once)."""
+        self._asr_on = bool(on)
+        transcriber = self._transcriber
+        if transcriber is not None:
+            transcriber.set_enabled(self._asr_on)
+
     def poll_metrics(self) -> None:
         """Ask for fresh metrics (at most one request in flight)."""
         if self._metrics_pending or self._shutting_down:
@@ -452,6 +472,7 @@ class SessionController(QObject):
     def _create_session(self, wanted: set[Modality]) -> None:
         from emoapp.runtime.session import LiveSession
 
+        self._transcriber = self._make_transcriber(self._asr_profile)
         self._session = LiveSession(
             {},
             {},
@@ -461,6 +482,7 @@ class SessionController(QObject):
             voice_hop_s=self.options.voice_hop_s,
             threads=self.options.threads,
             face_detect_every=self.options.face_detect_every,
+            transcriber=self._transcriber,
         )
         self._session.add_listener(self.bridge)
         self._session.enable_explanations(None)  # on request only, until a view is on
@@ -468,6 +490,45 @@ class SessionController(QObject):
         self._apply_explaining()
         for m in sorted(wanted):
             self._start_modality(m)
+
+    def _recognizer(self, profile: str) -> Any:
+        """The (unloaded) recogniser of ``profile``, or None; it loads on the
+        transcription thread."""
+        from emoapp.encoders.asr import build_recognizer
+        from emoapp.runtime.transcriber import choose_recognizer
+
+        models = self.plan.models
+        try:
+            choice = choose_recognizer("auto", profile, models.models_dir, models.download)
+            if choice.spec is None:
+                return None
+            return build_recognizer(
+                choice.spec, models.device, models.dtype, models.models_dir, models.download
+            )
+        except EmoappError as exc:
+            self.problem.emit(f"speech recognition is off: {exc}")
+            return None
+
+    def _make_transcriber(self, profile: str) -> Any:
+        from emoapp.encoders.vad import EnergyVAD
+        from emoapp.runtime.transcriber import LiveTranscriber
+
+        recognizer = self._recognizer(profile)
+        if recognizer is None:
+            return None
+        transcriber = LiveTranscriber(
+            recognizer,
+            on_entry=lambda entry: None,  # the session connects itself
+            gate=EnergyVAD(),
+            on_error=self.problem.emit,
+        )
+        transcriber.set_enabled(self._asr_on)
+        return transcriber
+
+    def _swap_recognizer(self, profile: str) -> None:
+        recognizer = self._recognizer(profile)
+        if self._transcriber is not None and recognizer is not None:
+            self._transcriber.recognizer = recognizer
 
     def _ensure_source(self, m: Modality) -> bool:
         """Give the session the chosen source of ``m``; False when there is none."""

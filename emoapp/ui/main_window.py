@@ -285,6 +285,7 @@ class MainWindow(QMainWindow):
             (self.text_panel, Modality.TEXT),
         ):
             panel.explain_toggled.connect(lambda on, m=m: c.set_explaining(m, on))
+        b.heard_received.connect(self.text_panel.show_heard)
         b.frame_received.connect(self._on_frame)
         b.audio_level_received.connect(self._on_audio_level)
         b.status_received.connect(self._on_session_status)
@@ -315,6 +316,8 @@ class MainWindow(QMainWindow):
         ctl.profile_chosen.connect(self._choose_profile)
         ctl.fusion_changed.connect(self._apply_fusion)
         self.text_panel.text_submitted.connect(c.submit_text)
+        self.text_panel.asr_box.toggled.connect(c.set_transcription)
+        self.text_panel.asr_box.toggled.connect(self.text_panel.set_transcribing)
         self.camera_panel.mode_changed.connect(self._on_preview_mode)
         self.timeline.source_box.currentIndexChanged.connect(self._remember_timeline_source)
         self.text_panel.live_box.toggled.connect(self._remember_typing)

@@ -100,6 +100,8 @@ class PrivacyController(QObject):
         bridge.estimate_received.connect(self._on_estimate)
         bridge.output_received.connect(self._on_output)
         bridge.status_received.connect(self._on_status)
+        # Heard text is held like typed text: in memory, exported only if asked.
+        bridge.heard_received.connect(lambda e: self.memory.add_text(e.t, e.t, e.text))
 
         self._store_changed.connect(self._apply_change)  # direct on the UI thread
         self._unsubscribe = self.store.add_listener(self._store_changed.emit)

@@ -20,7 +20,13 @@ from PySide6.QtWidgets import (
 )
 
 from emoapp.core.explanation import TextExplanation, VoiceExplanation
-from emoapp.core.messages import EncoderOutput, Modality, ModalityPrediction, NoPrediction
+from emoapp.core.messages import (
+    EncoderOutput,
+    Modality,
+    ModalityPrediction,
+    NoPrediction,
+    TextEntry,
+)
 from emoapp.core.taxonomy import LABEL_INDEX
 from emoapp.ui.bridge import AudioLevel
 from emoapp.ui.explain_views import MEANING, MomentBand, WordHighlights
@@ -165,6 +171,17 @@ class TextPanel(QGroupBox):
         self.explain_box.toggled.connect(self._explain_toggled)
         self.words = WordHighlights()
         self.words.setVisible(False)
+        self.heard = QLabel("Heard: —")
+        self.heard.setWordWrap(True)
+        self.heard.setToolTip(
+            "What the speech recogniser heard from the microphone (on this computer; held "
+            "in memory only). Heard text is analysed like typed text."
+        )
+        self.asr_box = QCheckBox("Transcribe speech")
+        self.asr_box.setChecked(True)
+        self.asr_box.setToolTip(
+            "Transcribe what the microphone hears into the text channel, on this computer"
+        )
 
         entry_row = QHBoxLayout()
         entry_row.addWidget(self.entry, 1)
@@ -178,6 +195,10 @@ class TextPanel(QGroupBox):
         layout.addLayout(entry_row)
         layout.addLayout(result_row)
         layout.addWidget(self.words)
+        heard_row = QHBoxLayout()
+        heard_row.addWidget(self.heard, 1)
+        heard_row.addWidget(self.asr_box)
+        layout.addLayout(heard_row)
         layout.addWidget(self.bars)
 
     def _explain_toggled(self, on: bool) -> None:
@@ -214,8 +235,20 @@ class TextPanel(QGroupBox):
         if output.modality is Modality.TEXT:
             _show_result(self, "Text", output)
 
+    @Slot(object)
+    def show_heard(self, entry: TextEntry) -> None:
+        """Show heard (transcribed) text, marked as heard, with the recogniser's name."""
+        name = entry.source.removeprefix("heard:")
+        self.heard.setText(f"Heard ({name}): \u201c{entry.text}\u201d")
+
+    @Slot(bool)
+    def set_transcribing(self, on: bool) -> None:
+        if not on:
+            self.heard.setText("Heard: — (transcription off)")
+
     def clear(self) -> None:
         self.words.set_explanation(None)
+        self.heard.setText("Heard: —")
         self.result.setText("Text: —")
         self.result.setEnabled(True)
         self.reason.setText("")

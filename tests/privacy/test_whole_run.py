@@ -123,6 +123,44 @@ def test_a_whole_analysis_in_a_fresh_process_keeps_and_sends_nothing(
 
 
 @pytest.mark.slow
+def test_a_whole_analysis_with_speech_recognition_keeps_and_sends_nothing(
+    tmp_path: Path, samples: Path
+):
+    """No transcript: the recording's speech is transcribed by the embedded recogniser
+    in a fresh, watched process. No connection, --out is the only file written, and
+    none of the words heard is in it."""
+    from emoapp.encoders.asr import EMBEDDED_ASR, build_recognizer, resolve_recognizer
+    from emoapp.encoders.vad import make_gate
+    from emoapp.runtime.transcriber import transcribe_recording
+    from emoapp.testing.filewatch import isolated_user_dirs
+
+    dirs = isolated_user_dirs(tmp_path / "user")
+    out = dirs.work / "timeline.jsonl"
+    writes = tmp_path / "writes.json"
+    args = ["analyze", str(samples / "speech.wav"), "--profile", "embedded",
+            "--out", str(out)]  # fmt: skip
+    with FileWatcher(dirs.roots, allowed=[out]) as watch:
+        result = guarded_run(dirs, args, writes)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"with {EMBEDDED_ASR}" in result.stderr  # transcription was on
+    torch_dirs = [p for p in watch.changes.created if p.parent == dirs.tmp]
+    assert all(p.name.startswith("torchinductor_") and not any(p.iterdir()) for p in torch_dirs)
+    assert [p for p in watch.changes.created if p not in torch_dirs] == [out]
+    assert not watch.changes.modified and not watch.changes.deleted
+    assert written_paths(writes) - set(torch_dirs) == {out}
+    rows = read_timeline(out)
+    assert any(row["modalities"]["text"] for row in rows)
+    recognizer = build_recognizer(resolve_recognizer(EMBEDDED_ASR))  # type: ignore[arg-type]
+    heard = transcribe_recording(samples / "speech.wav", recognizer, make_gate("silero"))
+    # Phrases long enough not to turn up in a row by chance (a label, a model id).
+    phrases = [e.text for e in heard.entries if len(e.text) >= 12]
+    assert phrases
+    text = out.read_text()
+    for phrase in phrases:
+        assert phrase not in text  # heard, analysed, never written
+
+
+@pytest.mark.slow
 def test_a_model_download_is_the_network_use_the_guard_catches(tmp_path: Path):
     """The control: asking for a download does try the hub, and the guard sees it."""
     from emoapp.testing.filewatch import isolated_user_dirs
