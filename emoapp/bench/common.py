@@ -29,7 +29,16 @@ from emoapp.core.errors import EmoappError
 
 Size = Literal["tiny", "full"]
 SIZES: tuple[str, ...] = ("tiny", "full")
-SECTIONS: tuple[str, ...] = ("encoders", "scaling", "live", "explain", "startup", "peers", "batch")
+SECTIONS: tuple[str, ...] = (
+    "encoders",
+    "scaling",
+    "live",
+    "explain",
+    "startup",
+    "peers",
+    "batch",
+    "asr",
+)
 """The parts of a run, in order; ``--skip`` takes any of them."""
 
 MODELS_ENV = "EMOAPP_BENCH_DIR"

@@ -128,12 +128,14 @@ def run_live(
     variant_name: str,
     explain_every_s: float | None = None,
     profile: str | None = None,
+    transcriber: Any = None,
 ) -> dict[str, Any]:
     """Run the live session for ``config.duration_s`` (plus the warm-up) and measure it;
     with ``explain_every_s``, with explanations on (every modality, that often).
     The session plans its threads (``config.threads``: the per-worker count by hand) and
     detects faces every ``config.face_detect_every`` frames, as ``emoapp live`` does;
-    ``profile`` names the profile whose models these are, for the record."""
+    ``profile`` names the profile whose models these are, for the record. With
+    ``transcriber`` (a LiveTranscriber), speech is transcribed too."""
     from emoapp.capture.replay import AudioReplaySource, TextReplaySource, VideoReplaySource
     from emoapp.runtime.session import LiveSession
 
@@ -154,6 +156,7 @@ def run_live(
         rate_hz=10.0,
         threads=config.threads,
         face_detect_every=config.face_detect_every,
+        transcriber=transcriber,
     )
     if explain_every_s is not None:
         session.enable_explanations(explain_every_s)
@@ -230,7 +233,21 @@ def run_live(
                 recorder.fresh_ages_s.get(m), 95
             )
     rss_values = [r for _, r in rss_samples]
+    asr = None
+    if transcriber is not None:
+        stats = transcriber.stats
+        asr = {
+            "model": transcriber.model_id,
+            "segments": stats.segments,
+            "transcribed": stats.transcribed,
+            "dropped": stats.dropped,
+            "entries": stats.entries,
+            "realtime_factor": round(stats.transcribe_s / stats.speech_s, 3)
+            if stats.speech_s
+            else None,
+        }
     return {
+        "asr": asr,
         "variant": variant_name,
         "profile": profile,
         "thread_plan": plan.describe() if plan is not None else None,

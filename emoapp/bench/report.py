@@ -6,9 +6,9 @@ docs/benchmarks.md): ``face_encode_ms``, ``voice_encode_ms``, ``text_encode_ms``
 ``voice_overhead``, ``text_overhead``, ``face_overhead_classification``,
 ``face_overhead_total``, ``face_detection_ms`` (all from the primary variant), then
 ``machine``, ``models``, ``variants``, ``encoders``, ``scaling``, ``live``, ``explain``
-(:mod:`emoapp.bench.explain`), ``startup``, ``peers`` and ``targets``. A part that was
-skipped says ``{"status": "skipped"}``; one that could not run says ``{"status":
-"failed", "reason": ...}``.
+(:mod:`emoapp.bench.explain`), ``startup``, ``peers``, ``asr`` (speech recognition:
+:mod:`emoapp.bench.asr`) and ``targets``. A part that was skipped says ``{"status":
+"skipped"}``; one that could not run says ``{"status": "failed", "reason": ...}``.
 """
 
 from __future__ import annotations
@@ -153,6 +153,26 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
         result["explain"] = _guard(explain)
     else:
         result["explain"] = {"status": "skipped"}
+
+    if config.runs("asr"):
+        from emoapp.bench.asr import run_asr
+
+        def asr() -> dict[str, Any]:
+            loaded = primary_encoders() if config.runs("live") else None
+            encoders = (
+                {
+                    Modality.FACE: loaded.face,
+                    Modality.VOICE: loaded.voice,
+                    Modality.TEXT: loaded.text,
+                }
+                if loaded is not None
+                else None
+            )
+            return run_asr(config, encoders, primary.name)
+
+        result["asr"] = _guard(asr)
+    else:
+        result["asr"] = {"status": "skipped"}
     kept = None
     gc.collect()
 
@@ -255,7 +275,7 @@ def _targets(result: dict[str, Any]) -> dict[str, Any]:
 def failed_parts(result: dict[str, Any]) -> list[str]:
     return [
         name
-        for name in ("encoders", "scaling", "peers", "live", "explain", "startup")
+        for name in ("encoders", "scaling", "peers", "live", "explain", "startup", "asr")
         if isinstance(result.get(name), dict) and result[name].get("status") == "failed"
     ]
 
@@ -417,6 +437,7 @@ def render_table(result: dict[str, Any]) -> str:
         from emoapp.bench.explain import render as render_explain
 
         out += ["", *render_explain(result["explain"])]
+    out += _render_asr(result.get("asr", {}))
     out += _render_startup(result.get("startup", {}))
     out += _render_batch(result.get("batch", {"status": "skipped"}))
     t = result.get("targets", {})
@@ -505,6 +526,24 @@ def _render_peers(p: dict[str, Any]) -> list[str]:
         ),
         "",
     ]
+
+
+def _render_asr(asr: dict[str, Any]) -> list[str]:
+    if not asr or "status" in asr:
+        return _status_line("asr", asr) if asr else []
+    out = ["", "Speech recognition (real-time factor: recogniser time / speech, wall (CPU)):"]
+    for r in asr.get("recognizers", []):
+        out.append(
+            f"  {r['model']:28} {r['device']:5} {r['realtime_factor']} "
+            f"({r['realtime_factor_cpu']}) over {r['speech_s']} s of speech"
+        )
+    live = asr.get("live")
+    if live:
+        out.append(
+            f"  live, transcription on vs off: age ratios {live['age_ratios']} "
+            f"(target <= {live['target']}: {'met' if live['met'] else 'NOT met'})"
+        )
+    return out
 
 
 def _render_live(live: dict[str, Any]) -> list[str]:

@@ -166,6 +166,19 @@ def test_explanation_cost_per_modality_and_live_age_growth(smoke):
     assert "Explanations (one input" in printed
 
 
+def test_speech_recognition_part(smoke):
+    _, result, printed = smoke
+    asr = result["asr"]
+    embedded = asr["recognizers"][0]
+    assert embedded["model"] == "embedded/asr-pocketsphinx"
+    assert embedded["realtime_factor"] > 0 and embedded["speech_s"] > 0
+    live = asr["live"]
+    assert "face_age_p50_ratio" in live["age_ratios"]  # a 2 s run may have no voice age
+    assert live["on"]["asr"]["model"] == "embedded/asr-pocketsphinx"
+    assert live["target"] == 1.10 and isinstance(live["met"], bool)
+    assert "Speech recognition" in printed
+
+
 def test_startup_and_peers(smoke):
     _, result, _ = smoke
     help_part = result["startup"]["help"]
