@@ -85,8 +85,10 @@ def whisper_rtf(name: str, device: str, segments: list[Any], reps: int) -> dict[
     """A full-size random-weight Whisper of ``name``'s shape, decoding a fixed number of
     tokens per second of speech."""
     import torch
+    import transformers
     from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration
 
+    transformers.utils.logging.set_verbosity_error()  # generate's per-call notes
     torch.manual_seed(0)
     config = WhisperConfig(**WHISPER_SHAPES[name], num_mel_bins=80)
     dtype = torch.float16 if device.startswith("cuda") else torch.float32
@@ -117,27 +119,44 @@ def whisper_rtf(name: str, device: str, segments: list[Any], reps: int) -> dict[
     }
 
 
-def live_impact(config: BenchConfig, encoders: dict[Modality, Any], variant: str) -> dict:
+def live_impact(
+    config: BenchConfig, encoders: dict[Modality, Any], variant: str, pairs: int = 1
+) -> dict:
+    """The live run with transcription off, then on, ``pairs`` times (interleaved, so
+    that a change in the machine's other load hits both alike); ages are averaged over
+    the runs of each kind."""
     from emoapp.bench.live import run_live
     from emoapp.encoders.embedded.asr_sphinx import SphinxRecognizer
     from emoapp.encoders.vad import EnergyVAD
     from emoapp.runtime.transcriber import LiveTranscriber
 
-    say("asr: the live run without transcription")
-    off = run_live(config, encoders, variant)
-    say("asr: the live run with the embedded recogniser transcribing")
-    transcriber = LiveTranscriber(SphinxRecognizer(), lambda e: None, EnergyVAD())
-    on = run_live(config, encoders, variant, transcriber=transcriber)
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for i in range(pairs):
+        say(f"asr: live run {i + 1}/{pairs} without transcription")
+        runs["off"].append(run_live(config, encoders, variant))
+        say(f"asr: live run {i + 1}/{pairs} with the embedded recogniser transcribing")
+        transcriber = LiveTranscriber(SphinxRecognizer(), lambda e: None, EnergyVAD())
+        runs["on"].append(run_live(config, encoders, variant, transcriber=transcriber))
+
+    def mean_age(kind: str, m: str, p: str) -> float | None:
+        values = [r["modalities"].get(m, {}).get(p) for r in runs[kind]]
+        present = [v for v in values if v is not None]
+        return round(sum(present) / len(present), 1) if len(present) == len(values) else None
+
+    ages: dict[str, Any] = {}
     ratios: dict[str, Any] = {}
     for m in ("face", "voice"):
-        a, b = off["modalities"].get(m, {}), on["modalities"].get(m, {})
         for p in ("age_p50_ms", "age_p95_ms"):
-            if a.get(p) and b.get(p) is not None:
-                ratios[f"{m}_{p.removesuffix('_ms')}_ratio"] = round(b[p] / a[p], 3)
+            off, on = mean_age("off", m, p), mean_age("on", m, p)
+            ages[f"{m}_{p}"] = {"off": off, "on": on}
+            if off and on is not None:
+                ratios[f"{m}_{p.removesuffix('_ms')}_ratio"] = round(on / off, 3)
     worst = max(ratios.values()) if ratios else None
     return {
-        "off": {k: off[k] for k in ("modalities", "cpu_cores_used", "estimate_rate_hz")},
-        "on": {k: on[k] for k in ("modalities", "cpu_cores_used", "estimate_rate_hz", "asr")},
+        "pairs": pairs,
+        "ages_ms": ages,
+        "cpu_cores_used": {k: [r["cpu_cores_used"] for r in v] for k, v in runs.items()},
+        "asr": [r["asr"] for r in runs["on"]],
         "age_ratios": ratios,
         "worst_age_ratio": worst,
         "target": AGE_RATIO_TARGET,
@@ -163,5 +182,6 @@ def run_asr(
             say(f"asr: {name} ({device})")
             result["recognizers"].append(whisper_rtf(name, device, segments, 1))
     if encoders is not None and config.runs("live"):
-        result["live"] = live_impact(config, encoders, variant)
+        pairs = 1 if config.quick or config.size == "tiny" else 2
+        result["live"] = live_impact(config, encoders, variant, pairs)
     return result

@@ -62,6 +62,9 @@ class WhisperRecognizer:
         if self.config.revision and not local:
             kwargs["revision"] = self.config.revision
         transformers.utils.logging.disable_progress_bar()
+        # Whisper's generate warns on every call about settings it overrides itself
+        # (max_length beside max_new_tokens, suppress_tokens): keep stderr for people.
+        transformers.utils.logging.set_verbosity_error()
         try:
             processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
             model = transformers.AutoModelForSpeechSeq2Seq.from_pretrained(source, **kwargs)

@@ -208,7 +208,7 @@ def make_asr_model(path: Path, seed: int = 0) -> Path:
         _CORPUS * 4,
         vocab_size=300,
         min_frequency=1,
-        special_tokens=[*WHISPER_SPECIALS, WHISPER_NO_TIMESTAMPS],
+        special_tokens=list(WHISPER_SPECIALS),
     )
     tokenizer = WhisperTokenizer(
         tokenizer_object=bpe._tokenizer,
@@ -218,9 +218,15 @@ def make_asr_model(path: Path, seed: int = 0) -> Path:
         pad_token="<|endoftext|>",
         model_max_length=64,
     )
+    # Whisper reads every id above <|notimestamps|> as a timestamp: it must be the last.
+    tokenizer.add_special_tokens({"additional_special_tokens": [WHISPER_NO_TIMESTAMPS]})
     feature_extractor = WhisperFeatureExtractor(feature_size=80)
     WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer).save_pretrained(path)
-    ids = {name: bpe.token_to_id(name) for name in (*WHISPER_SPECIALS, WHISPER_NO_TIMESTAMPS)}
+    ids: dict[str, int] = {
+        name: int(tokenizer.convert_tokens_to_ids(name))  # type: ignore[arg-type]
+        for name in (*WHISPER_SPECIALS, WHISPER_NO_TIMESTAMPS)
+    }
+    assert ids[WHISPER_NO_TIMESTAMPS] == len(tokenizer) - 1
     config = WhisperConfig(
         vocab_size=len(tokenizer),
         num_mel_bins=80,
