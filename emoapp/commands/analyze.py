@@ -327,9 +327,14 @@ def encoder_configs(args: argparse.Namespace) -> dict[Modality, object]:
 
 
 def _header(
-    args: argparse.Namespace, choice: ModelChoice, modalities: set[Modality], fusion: object
+    args: argparse.Namespace,
+    choice: ModelChoice,
+    modalities: set[Modality],
+    fusion: object,
+    heard_by: str | None = None,
 ) -> dict[str, Any]:
-    """The header record of this run (see :mod:`emoapp.runtime.runheader`)."""
+    """The header record of this run (see :mod:`emoapp.runtime.runheader`); ``heard_by``:
+    the speech recogniser that transcribed the recording, if one did."""
     from emoapp.runtime.runheader import build_header
 
     models: dict[str, dict[str, Any] | None] = {}
@@ -352,6 +357,7 @@ def _header(
             "hop_s": args.hop,
             "vad": args.vad,
             "fusion": fusion,
+            "asr": heard_by,
             # rows with and without explanations do not mix in one file (--resume)
             **({"explain": True, "include_text": args.include_text} if args.explain else {}),
         },
@@ -395,13 +401,13 @@ def _run(args: argparse.Namespace) -> int:
     # Everything about the input is checked before a model loads.
     inputs = prepare_inputs(args.media, config)
     # No transcript: the recording's speech is transcribed (in memory) for the text model.
-    transcribe_into(args, inputs, model_options(args), note)
+    heard_by = transcribe_into(args, inputs, model_options(args), note)
     # Modalities the input lacks are switched off, so that nothing about their models
     # (loading, "not downloaded" notes) reaches the person.
     models = model_options(args)
     wanted = models.only(inputs.modalities)
     fusion = fusion_config(models, fusion_options(args))
-    header = _header(args, choose_models(wanted), inputs.modalities, fusion)
+    header = _header(args, choose_models(wanted), inputs.modalities, fusion, heard_by)
     if resume_after is not None:
         from emoapp.runtime.runheader import check_resume
 

@@ -72,14 +72,15 @@ def transcribe_into(
     inputs: AnalysisInputs,
     models: ModelOptions,
     note: Callable[[str], None],
-) -> None:
+) -> str | None:
     """``emoapp analyze``: with no ``--transcript``, the recording's speech transcribed
-    into ``inputs.entries`` (in memory)."""
+    into ``inputs.entries`` (in memory). Returns the recogniser's id (None: nothing was
+    transcribed)."""
     if args.transcript is not None or inputs.info is None or not inputs.info.has_audio:
-        return
+        return None
     recognizer = build_asr(args.asr, models, note)
     if recognizer is None:
-        return
+        return None
     from emoapp.encoders.vad import make_gate
     from emoapp.runtime.transcriber import transcribe_recording
 
@@ -94,6 +95,7 @@ def transcribe_into(
     )
     if heard.truncated is not None:
         print(f"emoapp: speech recognition: {heard.truncated}", file=sys.stderr)
+    return recognizer.model_id
 
 
 def live_transcriber(

@@ -186,9 +186,10 @@ def test_audio_file_gives_voice_only_as_csv(tiny_models, samples, tmp_path, capf
     out = tmp_path / "voice.csv"
     models = _models(tiny_models)
     models[1] = str(tmp_path / "no-such-face-model")  # a wav must not load the face model
+    # --asr off: with it on, the speech would be transcribed into text.
     code = main(
         ["analyze", str(samples / "speech.wav"), "--out", str(out), "--vad", "energy", "-q",
-         *models]
+         "--asr", "off", *models]
     )  # fmt: skip
     assert code == 0, capfd.readouterr().err
     import csv
