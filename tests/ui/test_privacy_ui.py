@@ -20,7 +20,7 @@ from PySide6.QtWidgets import QApplication
 
 from emoapp.core import clock
 from emoapp.core.messages import Modality
-from emoapp.privacy.consent import ConsentStore
+from emoapp.privacy.consent import ConsentStore, load_consent_text
 from emoapp.ui.consent_dialog import ConsentDialog, ask_consent
 from emoapp.ui.export_dialog import ExportDialog
 from emoapp.ui.privacy_views import ModelCardsDialog, StoredDialog
@@ -137,7 +137,8 @@ def test_no_camera_opens_until_the_person_allows_it(
     assert "capturing (camera 0)" in window.capture_indicators.indicator(FACE).text.text()
     qtbot.waitUntil(lambda: contributes(window, FACE), timeout=WAIT_MS)
     saved = json.loads((config / "consent.json").read_text())["modalities"]
-    assert saved["face"]["granted"] is True and saved["face"]["version"] == "1"
+    current = load_consent_text().version  # the grant is for the current text
+    assert saved["face"]["granted"] is True and saved["face"]["version"] == current
     assert [(e["event"], e["modality"], e["via"]) for e in audit(config)] == [
         ("consent-granted", "face", "window")
     ]
@@ -329,7 +330,8 @@ def test_what_is_stored_and_about_the_models(
     assert str(config / "consent.json") in stored and str(config / "audit.jsonl") in stored
     assert str(tmp_path / "settings.ini") in stored  # this window's real settings file
     assert "microphone: granted" in stored and "camera: not granted" in stored
-    assert "voice consent granted (text version 1, via window)" in stored  # the audit log
+    version = load_consent_text().version
+    assert f"voice consent granted (text version {version}, via window)" in stored  # audit log
     assert "timeline row(s) of scores" in stored
 
     answer_dialog(qtbot, ModelCardsDialog, read("models"))
