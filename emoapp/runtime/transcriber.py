@@ -13,6 +13,8 @@
   (latest wins: older finished segments waiting behind a slow recogniser are dropped and
   counted), and hands each result on as a heard text entry for the text encoder. Partial
   results of the segment in progress may be reported for display; they are never fused.
+  On Linux its thread runs 10 steps nicer than the process, so that on a busy CPU the
+  face and voice workers come first.
 
 Transcripts are held in memory only and handed on; nothing here writes anything.
 """
@@ -20,6 +22,8 @@ Transcripts are held in memory only and handed on; nothing here writes anything.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import time
 from collections import deque
@@ -163,6 +167,21 @@ class TranscriberStats:
     transcribe_s: float = 0.0
 
 
+def lower_thread_priority(increment: int) -> bool:
+    """Make the calling thread ``increment`` steps nicer (Linux, where each thread has
+    its own nice value), so that on a busy CPU the face and voice workers come first;
+    False where that is not possible."""
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
+    except (OSError, AttributeError):
+        return False
+    return True
+
+
 class LiveTranscriber:
     """Transcribes a live audio stream's speech segments on its own thread.
 
@@ -185,6 +204,7 @@ class LiveTranscriber:
         max_buffer_s: float = 30.0,
         segmenter: SegmenterConfig | None = None,
         idle_end_s: float = 0.75,
+        nice: int = 10,
     ) -> None:
         self.recognizer = recognizer
         self.on_entry = on_entry
@@ -193,6 +213,7 @@ class LiveTranscriber:
         self.partial_every_s = partial_every_s
         self.max_buffer_s = float(max_buffer_s)
         self.idle_end_s = float(idle_end_s)
+        self.nice = int(nice)
         self._working = False
         self._segmenter = SpeechSegmenter(gate, segmenter)
         self._chunks: deque[AudioChunk] = deque()
@@ -279,6 +300,7 @@ class LiveTranscriber:
             return chunks
 
     def _work(self) -> None:
+        lower_thread_priority(self.nice)
         try:
             self.recognizer.load()
         except Exception as exc:  # noqa: BLE001 - any load failure turns transcription off

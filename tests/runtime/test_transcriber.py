@@ -4,6 +4,7 @@ session feeding heard text to the text encoder, and both commands end to end."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from pathlib import Path
@@ -257,3 +258,26 @@ def test_the_session_feeds_heard_text_to_the_text_encoder_and_stops_the_worker(s
     assert heard and all(e.source == "heard:fake/asr" for e in heard)
     assert outputs and all(o.t_end is not None and o.t_end > o.t for o in outputs)
     assert not transcriber.running and transcriber.buffered == 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_transcription_thread_yields_the_cpu_to_face_and_voice():
+    import os
+
+    from emoapp.runtime.transcriber import lower_thread_priority
+
+    seen: list[tuple[int, int, bool]] = []
+
+    def probe() -> None:
+        tid = threading.get_native_id()
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        done = lower_thread_priority(5)
+        seen.append((before, os.getpriority(os.PRIO_PROCESS, tid), done))
+
+    thread = threading.Thread(target=probe)
+    thread.start()
+    thread.join()
+    ((before, after, done),) = seen
+    assert done and after == min(19, before + 5)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == before  # the rest of the process is untouched
+    assert lower_thread_priority(0) is False
