@@ -162,7 +162,9 @@ def add_call_options(parser: argparse.ArgumentParser) -> Any:
     """The options for a recorded call, by speaker (shared with ``emoapp batch``); returns
     their argument group."""
     calls = parser.add_argument_group(
-        "calls", "a recorded call, by speaker (text only from --transcript: no speech recognition)"
+        "calls",
+        "a recorded call, by speaker (text only from --transcript: speech recognition "
+        "does not run on calls yet)",
     )
     calls.add_argument(
         "--speakers",

@@ -286,7 +286,7 @@ def render_html(result: CallResult, summary: dict[str, Any]) -> str:
         f"<p class='muted'>{summary['duration_s']:.1f} s, {len(summary['speakers'])} "
         "speaker(s), one per channel. Text from "
         + ("the transcript" if summary["text_from"] else "no transcript")
-        + " (emoapp has no speech recognition yet).</p>",
+        + " (speech recognition does not run on calls yet).</p>",
         f"<p class='caveat'>{e(CAVEAT)}</p>",
         "<h2>Who talked when</h2>",
         "<table><tr><th>speaker</th><th>talk time</th><th>share</th><th>mean valence</th>"
