@@ -497,7 +497,9 @@ class SessionController(QObject):
         from emoapp.encoders.asr import build_recognizer
         from emoapp.runtime.transcriber import choose_recognizer
 
-        models = self.plan.models
+        models = getattr(self.plan, "models", None)
+        if models is None:  # a plan that names no model options has no recogniser either
+            return None
         try:
             choice = choose_recognizer("auto", profile, models.models_dir, models.download)
             if choice.spec is None:
