@@ -70,10 +70,11 @@ def _start(args: list[str]) -> subprocess.Popen[bytes]:
 def _interrupt_after_rows(
     process: subprocess.Popen[bytes], out: Path, rows: int, signum: int
 ) -> tuple[int, str]:
-    """Send ``signum`` once ``out`` holds ``rows`` whole lines; the exit status and stderr."""
+    """Send ``signum`` once ``out`` holds ``rows`` whole rows (after its header record);
+    the exit status and stderr."""
     deadline = time.monotonic() + 180
     try:
-        while _complete_lines(out) < rows:
+        while _complete_lines(out) < rows + 1:  # + the header record
             assert process.poll() is None, "the analysis ended before it could be interrupted"
             assert time.monotonic() < deadline, "no rows within 180 s"
             time.sleep(0.02)
