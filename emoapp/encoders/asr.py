@@ -36,6 +36,7 @@ import numpy as np
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import AudioChunk, TextEntry
 from emoapp.encoders.vad import EnergyVAD, VoiceActivityGate
+from emoapp.encoders.voice import resample
 
 HEARD_PREFIX = "heard:"
 """A text entry whose ``source`` starts with this was heard (transcribed), not typed."""
@@ -105,10 +106,8 @@ def heard_entry(segment: HeardSegment) -> TextEntry | None:
 def to_asr_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mono float32 at 16 kHz, clipped to [-1, 1], NaN and inf made 0."""
     x = np.nan_to_num(np.asarray(samples, dtype=np.float32).reshape(-1), posinf=0.0, neginf=0.0)
-    if sample_rate != ASR_RATE and x.size:
-        import librosa
-
-        x = librosa.resample(x, orig_sr=sample_rate, target_sr=ASR_RATE).astype(np.float32)
+    if x.size:
+        x = resample(x, sample_rate, ASR_RATE)
     return np.clip(x, -1.0, 1.0)
 
 

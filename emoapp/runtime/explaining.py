@@ -14,9 +14,7 @@ so the encoders' workers win the CPU when both want it.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +24,7 @@ from typing import Any
 from emoapp.capture.base import one_line
 from emoapp.core.explanation import Explanation
 from emoapp.core.messages import Modality, ModalityPrediction
+from emoapp.runtime.threads import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -188,8 +187,7 @@ class ExplanationWorker:
         return wait
 
     def _run(self) -> None:
-        with contextlib.suppress(AttributeError, OSError):  # not Linux, or not allowed
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), NICENESS)
+        lower_thread_priority(NICENESS)  # False where not possible: runs at normal priority
         while not self._stop.is_set():
             with self._cond:
                 job = self._next(time.monotonic())

@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
@@ -152,3 +153,18 @@ def apply_plan(plan: ThreadPlan) -> ThreadPlan:
         applied.append(f"BLAS {plan.blas_threads}")
     log.info("%s", plan.describe())
     return replace(plan, applied=tuple(applied))
+
+
+def lower_thread_priority(increment: int) -> bool:
+    """Make the calling thread ``increment`` steps nicer (Linux, where each thread has
+    its own nice value), so that on a busy CPU the face and voice workers come first;
+    False where that is not possible."""
+    if increment <= 0 or not sys.platform.startswith("linux"):
+        return False
+    try:
+        tid = threading.get_native_id()
+        current = os.getpriority(os.PRIO_PROCESS, tid)
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
+    except (OSError, AttributeError):
+        return False
+    return True

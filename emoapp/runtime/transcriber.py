@@ -22,8 +22,6 @@ Transcripts are held in memory only and handed on; nothing here writes anything.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 import threading
 import time
 from collections import deque
@@ -47,6 +45,7 @@ from emoapp.encoders.asr import (
     resolve_recognizer,
 )
 from emoapp.encoders.vad import VoiceActivityGate
+from emoapp.runtime.threads import lower_thread_priority
 
 log = logging.getLogger(__name__)
 
@@ -165,21 +164,6 @@ class TranscriberStats:
     failures: int = 0
     speech_s: float = 0.0
     transcribe_s: float = 0.0
-
-
-def lower_thread_priority(increment: int) -> bool:
-    """Make the calling thread ``increment`` steps nicer (Linux, where each thread has
-    its own nice value), so that on a busy CPU the face and voice workers come first;
-    False where that is not possible."""
-    if increment <= 0 or not sys.platform.startswith("linux"):
-        return False
-    try:
-        tid = threading.get_native_id()
-        current = os.getpriority(os.PRIO_PROCESS, tid)
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
-    except (OSError, AttributeError):
-        return False
-    return True
 
 
 class LiveTranscriber:
