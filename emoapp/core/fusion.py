@@ -276,7 +276,10 @@ def disagreement(
     """Mean pairwise Jensen-Shannon divergence between the predictions' full posteriors.
     0 with fewer than two."""
     obs = observations or {}
-    posts = [expand(p, obs.get(p.model_id)) for p in predictions]
+    return _mean_pairwise_js([expand(p, obs.get(p.model_id)) for p in predictions])
+
+
+def _mean_pairwise_js(posts: list[np.ndarray]) -> float:
     values = [
         _js_divergence(posts[i], posts[j])
         for i in range(len(posts))
@@ -389,7 +392,7 @@ class Fuser:
             arousal=arousal,
             contributions=shares,
             weights=weights,
-            disagreement=disagreement(present.values(), cfg.observation),
+            disagreement=_mean_pairwise_js(list(posteriors.values())),
             inputs=present,
             rule=cfg.rule,
             raw_probs=raw,
