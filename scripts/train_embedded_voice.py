@@ -136,15 +136,23 @@ def settings_for_cache() -> dict[str, Any]:
     return {**DEFAULT_FEATURES, "mel_means": True}
 
 
-def extract(root: Path, actors: Sequence[int], cache: Path, vad: str) -> Clips:
-    """Features of every gated window of the actors' clips (cached per actor)."""
+def extract(
+    root: Path,
+    actors: Sequence[int],
+    cache: Path,
+    vad: str,
+    window_s: float = 2.0,
+    hop_s: float = 0.5,
+) -> Clips:
+    """Features of every gated window (``window_s`` every ``hop_s``) of the actors' clips
+    (cached per actor)."""
     import soundfile as sf
 
     from emoapp.encoders.vad import make_gate
     from emoapp.encoders.voice import VoiceConfig, gate_windows, sliding_windows
 
     settings = settings_for_cache()
-    voice = VoiceConfig(vad=vad)  # type: ignore[arg-type]
+    voice = VoiceConfig(vad=vad, window_s=window_s, hop_s=hop_s)  # type: ignore[arg-type]
     # The cache is keyed by the settings and by the code that cuts, gates and describes
     # the windows, so a change to either re-extracts.
     code = [
@@ -351,6 +359,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--vad", choices=("silero", "energy"), default="silero")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
+        "--window-s",
+        type=float,
+        default=2.0,
+        help="window length in seconds (default 2, the app's; another length needs --out "
+        "and is for measuring what a shorter window costs)",
+    )
+    parser.add_argument("--hop-s", type=float, default=0.5, help="window hop (default 0.5)")
+    parser.add_argument(
         "--candidates",
         metavar="N,N",
         help="only these candidate numbers (0-based; default: all)",
@@ -362,6 +378,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.holdout_actors:
             parser.error("--holdout-actors needs --out DIR (the shipped model uses every actor)")
         args.out = ROOT / "models" / "embedded" / "voice-ravdess"
+    if args.window_s <= 0 or args.hop_s <= 0:
+        parser.error("--window-s and --hop-s must be positive")
+    shipped = ROOT / "models" / "embedded" / "voice-ravdess"
+    if (args.window_s, args.hop_s) != (2.0, 0.5) and args.out.resolve() == shipped.resolve():
+        parser.error("a window other than 2 s every 0.5 s needs --out DIR (the app cuts 2 s)")
     actors = [a for a in ALL_ACTORS if a not in args.holdout_actors]
     if len(actors) < 4:
         parser.error("keep at least four actors for training")
@@ -376,7 +397,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(1)
-        data = extract(root, actors, args.cache, args.vad)
+        data = extract(root, actors, args.cache, args.vad, args.window_s, args.hop_s)
     candidates = list(CANDIDATES)
     if args.candidates:
         candidates = [CANDIDATES[int(i)] for i in args.candidates.split(",")]
@@ -424,7 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             "held_out_actors": [f"{a:02d}" for a in args.holdout_actors],
             "clips": len(data.names),
             "windows": len(data.x),
-            "windowing": "2 s every 0.5 s (the app's), gated by the app's voice-activity "
+            "windowing": f"{args.window_s:g} s every {args.hop_s:g} s"
+            + (" (the app's)" if (args.window_s, args.hop_s) == (2.0, 0.5) else "")
+            + ", gated by the app's voice-activity "
             f"gate ({args.vad}); each window labelled with its clip's emotion",
             "seed": args.seed,
             "script": "scripts/train_embedded_voice.py",
