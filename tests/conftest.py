@@ -4,6 +4,7 @@ folder kept out of the user's, and a guard that fails any test leaving threads r
 from __future__ import annotations
 
 import os
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -14,6 +15,10 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 # No test may reach the Hugging Face hub.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# --dtype auto reads this machine's CPU precision record: never the user's in tests.
+os.environ["EMOAPP_PRECISION_FILE"] = str(
+    Path(tempfile.mkdtemp(prefix="emoapp-precision-")) / "precision.json"
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "resources" / "samples"

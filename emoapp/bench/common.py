@@ -30,6 +30,7 @@ from emoapp.core.errors import EmoappError
 Size = Literal["tiny", "full"]
 SIZES: tuple[str, ...] = ("tiny", "full")
 SECTIONS: tuple[str, ...] = (
+    "precision",
     "encoders",
     "scaling",
     "live",
@@ -39,7 +40,8 @@ SECTIONS: tuple[str, ...] = (
     "batch",
     "asr",
 )
-"""The parts of a run, in order; ``--skip`` takes any of them."""
+"""The parts of a run, in order; ``--skip`` and ``--part`` take any of them."""
+
 
 MODELS_ENV = "EMOAPP_BENCH_DIR"
 SCHEMA = "emoapp-bench/1"
@@ -47,6 +49,21 @@ SCHEMA = "emoapp-bench/1"
 
 class BenchError(EmoappError):
     """A benchmark that cannot run as asked (bad option, missing device or media)."""
+
+
+def parts_to_skip(skip: frozenset[str], only: frozenset[str]) -> frozenset[str]:
+    """The parts to leave out, from ``--skip`` and ``--part`` (``--part``: every part not
+    named). BenchError for an unknown part."""
+    for option, parts in (("--skip", skip), ("--part", only)):
+        unknown = set(parts) - set(SECTIONS)
+        if unknown:
+            raise BenchError(
+                f"{option}: unknown part {', '.join(sorted(unknown))}; "
+                f"choose from {', '.join(SECTIONS)}"
+            )
+    if not only:
+        return skip
+    return frozenset(skip | (set(SECTIONS) - set(only)))
 
 
 # --- settings -----------------------------------------------------------------------------
@@ -332,13 +349,9 @@ def primary_variant(variants: list[Variant]) -> Variant:
 
 
 def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from emoapp.encoders.precision import cpu_model
+
+    return cpu_model()
 
 
 def _cpu_flags() -> list[str]:

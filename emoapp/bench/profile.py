@@ -5,7 +5,11 @@ The ``embedded`` and ``baseline`` profiles ship with emoapp and run as they are.
 ``cpu`` (and ``default``), whose models are downloaded, the benchmark runs random-weight
 copies of the full-size architectures (:mod:`emoapp.bench.common`: ViT-base/16,
 wav2vec2-base, a 6-layer RoBERTa; the ``cpu`` profile's shapes, and random weights cost
-the same compute as trained ones), on the CPU in float32.
+the same compute as trained ones), on the CPU. Their CPU precision is measured first (a
+few forwards of float32, bfloat16 where native, and int8: :mod:`emoapp.bench.precision`,
+also written to this machine's precision record) and the live run uses what ``--dtype
+auto`` chooses from it, recorded per modality in ``live.precision`` (the measurement in
+``precision``). Random weights make the agreement part of that choice a weak test.
 
 The record keeps the keys of a whole ``emoapp bench`` run (``live.modalities.face.
 age_p95_ms``, ``encoder_rate_hz``, ...), the other parts marked skipped, and adds
@@ -49,21 +53,39 @@ TARGETS: dict[str, dict[str, float]] = {
 """The issue's targets on a 2-core machine (the window's lag is not measured here)."""
 
 
-def profile_encoders(config: BenchConfig) -> tuple[dict[Modality, Any], str]:
-    """The encoders of ``config.profile`` (loaded) and how they were made."""
+PROFILE_PRECISION_REPS = 3
+"""Timed forwards per precision when a profile run measures precision first."""
+
+
+def profile_encoders(
+    config: BenchConfig, precision: dict[str, Any] | None = None
+) -> tuple[dict[Modality, Any], str]:
+    """The encoders of ``config.profile`` (loaded) and how they were made. For the
+    random-weight profiles, CPU precision is measured first (a few forwards each; the
+    result goes into ``precision`` when given, and into this machine's record) and the
+    encoders load with ``--dtype auto``, so they run in what ``auto`` chooses from it."""
     name = str(config.profile)
     if name in RANDOM_WEIGHT_PROFILES:
         from emoapp.bench.common import Variant, ensure_models
         from emoapp.bench.encoders import load_bench_encoders
+        from emoapp.bench.precision import run_precision
 
         paths = ensure_models(config.cache_dir(), "full", say)
-        loaded = load_bench_encoders(paths, Variant("cpu", "float32", primary=True), "full")
+        if precision is not None:
+            try:
+                precision.update(run_precision(config, paths, reps=PROFILE_PRECISION_REPS))
+            except BenchError as exc:
+                precision.update({"status": "failed", "reason": str(exc)})
+        loaded = load_bench_encoders(paths, Variant("cpu", "auto", primary=True), "full")
         encoders: dict[Modality, Any] = {
             Modality.FACE: loaded.face,
             Modality.VOICE: loaded.voice,
             Modality.TEXT: loaded.text,
         }
-        return encoders, "full-size architectures (random weights), CPU float32"
+        chosen = ", ".join(
+            f"{m.value} {getattr(e.precision, 'name', '?')}" for m, e in encoders.items()
+        )
+        return encoders, f"full-size architectures (random weights), CPU --dtype auto: {chosen}"
     from emoapp.config import ModelOptions, load_encoders
 
     try:
@@ -71,6 +93,17 @@ def profile_encoders(config: BenchConfig) -> tuple[dict[Modality, Any], str]:
     except EmoappError as exc:
         raise BenchError(f"--profile {name}: {exc}") from exc
     return dict(loaded_profile.encoders), f"the {name} profile's own models"
+
+
+def precision_choices(encoders: dict[Modality, Any]) -> dict[str, dict[str, str]]:
+    """Per modality, the precision each torch encoder runs in and why (numpy and
+    rule-based encoders have none)."""
+    chosen: dict[str, dict[str, str]] = {}
+    for m, encoder in encoders.items():
+        choice = getattr(encoder, "precision", None)
+        if choice is not None:
+            chosen[m.value] = {"dtype": choice.name, "reason": choice.reason}
+    return chosen
 
 
 def judge(profile: str, live: dict[str, Any]) -> dict[str, Any]:
@@ -112,21 +145,28 @@ def run_profile_bench(config: BenchConfig) -> dict[str, Any]:
         "mode": config.mode,
         "machine": machine_info(torch),
     }
-    encoders, made = profile_encoders(config)
+    precision: dict[str, Any] = {}
+    encoders, made = profile_encoders(config, precision)
+    chosen = precision_choices(encoders)
     result["models"] = {
         "size": name,
         "profile": name,
         "made": made,
         **{m.value: getattr(e, "model_id", type(e).__name__) for m, e in encoders.items()},
     }
-    result["variants"] = ["cpu-fp32"]
-    result["primary_variant"] = "cpu-fp32"
+    variant = "cpu-auto" if name in RANDOM_WEIGHT_PROFILES else "cpu-float32"
+    result["variants"] = [variant]
+    result["primary_variant"] = variant
     for section in SECTIONS:
         result[section] = {"status": "skipped"}
+    if precision:
+        result["precision"] = precision
     try:
         result["live"] = run_live(config, encoders, f"profile {name}", profile=name)
     except BenchError as exc:
         result["live"] = {"status": "failed", "reason": str(exc)}
+    if chosen:
+        result["live"]["precision"] = chosen
     result["targets"] = judge(name, result["live"])
     result["machine"]["load_average_end"] = load_average()
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
@@ -144,7 +184,12 @@ def render_profile(result: dict[str, Any]) -> str:
         f"{m.get('load_average_start')} -> {m.get('load_average_end')}",
         f"models: {result['models']['made']}",
     ]
+    from emoapp.bench.precision import render_precision
+
+    out += render_precision(result.get("precision", {}))
     live = result.get("live", {})
+    for modality, chosen in live.get("precision", {}).items():
+        out.append(f"{modality} runs {chosen['dtype']} ({chosen['reason']})")
     if "thread_plan" in live:
         out.append(str(live["thread_plan"]))
     out += _render_live(live)

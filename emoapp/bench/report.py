@@ -82,6 +82,13 @@ def run_bench(config: BenchConfig) -> dict[str, Any]:
     for key in HEADLINE_KEYS:
         result[key] = None
 
+    if config.runs("precision"):
+        from emoapp.bench.precision import run_precision
+
+        result["precision"] = _guard(lambda: run_precision(config, paths))
+    else:
+        result["precision"] = {"status": "skipped"}
+
     kept = None
     if config.runs("encoders"):
         from emoapp.bench.encoders import run_variants
@@ -275,7 +282,16 @@ def _targets(result: dict[str, Any]) -> dict[str, Any]:
 def failed_parts(result: dict[str, Any]) -> list[str]:
     return [
         name
-        for name in ("encoders", "scaling", "peers", "live", "explain", "startup", "asr")
+        for name in (
+            "precision",
+            "encoders",
+            "scaling",
+            "peers",
+            "live",
+            "explain",
+            "startup",
+            "asr",
+        )
         if isinstance(result.get(name), dict) and result[name].get("status") == "failed"
     ]
 
@@ -354,6 +370,14 @@ def render_table(result: dict[str, Any]) -> str:
         f"primary: {result['primary_variant']}",
         "",
     ]
+    from emoapp.bench.precision import render_precision
+
+    precision = result.get("precision", {})
+    if precision.get("status") == "failed":
+        out.append(f"precision: failed {precision.get('reason', '')}".rstrip())
+    lines = render_precision(precision)
+    if lines:
+        out += [*lines, ""]
     encoders = result.get("encoders", {})
     if "status" in encoders:
         out.append(f"encoders: {encoders['status']} {encoders.get('reason', '')}".rstrip())

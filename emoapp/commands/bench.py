@@ -52,7 +52,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--skip",
         metavar="PART,...",
         default="",
-        help="parts to leave out: encoders, scaling, live, startup, peers, batch",
+        help="parts to leave out: precision, encoders, scaling, live, explain, startup, "
+        "peers, batch, asr",
+    )
+    parser.add_argument(
+        "--part",
+        metavar="PART,...",
+        default="",
+        help="run only these parts (e.g. --part precision: measure float32, bfloat16 and "
+        "int8 on this CPU and keep the result for --dtype auto)",
     )
     parser.add_argument(
         "--device",
@@ -105,6 +113,8 @@ def _as_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--duration", f"{args.duration:g}"]
     if args.skip:
         argv += ["--skip", args.skip]
+    if args.part:
+        argv += ["--part", args.part]
     if args.threads is not None:
         argv += ["--threads", str(args.threads)]
     if args.profile is not None:
@@ -117,10 +127,14 @@ def _as_argv(args: argparse.Namespace) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emoapp.bench.common import BenchConfig, say
+    from emoapp.bench.common import BenchConfig, BenchError, parts_to_skip, say
     from emoapp.bench.report import failed_parts, render_table, run_bench, write_json
 
     skip = frozenset(p.strip() for p in args.skip.split(",") if p.strip())
+    only = frozenset(p.strip() for p in args.part.split(",") if p.strip())
+    if only and args.profile is not None:
+        raise BenchError("--part and --profile do not go together (--profile runs the live part)")
+    skip = parts_to_skip(skip, only)
     config = BenchConfig(
         size=args.models,
         quick=args.quick,

@@ -33,7 +33,11 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
         )
     group.add_argument("--device", default="auto", help="auto (CUDA, MPS, CPU), cpu, cuda[:N], mps")
     group.add_argument(
-        "--dtype", default="auto", help="auto (float16 on CUDA), float32, float16, bfloat16"
+        "--dtype",
+        default="auto",
+        help="auto (float16 on CUDA; on the CPU float32, or bfloat16/int8 where `emoapp bench "
+        "--part precision` measured it faster and in agreement on this machine), float32, "
+        "float16, bfloat16, int8 (CPU only: text and voice linear layers quantised)",
     )
     group.add_argument(
         "--models-dir",

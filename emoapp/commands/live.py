@@ -125,7 +125,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     out.add_argument(
         "--verbose",
         action="store_true",
-        help="also say on stderr how the cores are shared (threads per worker) and "
+        help="also say on stderr each model's device and precision (and why), how the "
+        "cores are shared (threads per worker) and "
         "how often faces were detected rather than tracked",
     )
     add_asr_option(parser)
@@ -188,14 +189,30 @@ class RevocationWatch:
 
 
 class VerboseReport:
-    """``--verbose``: the thread plan on stderr whenever it changes, and at the end how
-    many frames had their faces detected and how many tracked."""
+    """``--verbose``: each torch encoder's device and precision with the reason (once),
+    the thread plan on stderr whenever it changes, and at the end how many frames had
+    their faces detected and how many tracked."""
 
     def __init__(self, session: LiveSession) -> None:
         self.session = session
         self._shown: object = None
+        self._precision_shown = False
+
+    def precision_lines(self) -> list[str]:
+        """Per torch encoder: where and in what precision it runs, and why."""
+        lines = []
+        for m in Modality:
+            encoder = self.session.encoder(m)
+            describe = getattr(encoder, "describe_precision", None)
+            if callable(describe):
+                lines.append(f"{m.value}: {describe()}")
+        return lines
 
     def check(self) -> None:
+        if not self._precision_shown:
+            self._precision_shown = True
+            for line in self.precision_lines():
+                print(f"emoapp live: {line}", file=sys.stderr, flush=True)
         plan = self.session.thread_plan
         if plan is not None and plan != self._shown:
             self._shown = plan

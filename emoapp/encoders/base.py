@@ -12,9 +12,11 @@ subclass :class:`TransformersEncoder` and write three steps:
   one output per item.
 
 Everything else lives here once: device choice (CUDA, then MPS, then CPU, overridable),
-dtype (half precision on CUDA), ``torch.inference_mode()``, splitting rows into batches,
-moving results back to the CPU, softmax, the label map, and falling back to the CPU when
-the GPU runs out of memory. torch and transformers are imported only when a model loads.
+precision (half precision on CUDA; on the CPU float32, or bfloat16 or int8 where this
+machine's measurement says so: :mod:`emoapp.encoders.precision`),
+``torch.inference_mode()``, splitting rows into batches, moving results back to the CPU,
+softmax, the label map, and falling back to the CPU when the GPU runs out of memory.
+torch and transformers are imported only when a model loads.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ import numpy as np
 from emoapp.core.errors import MissingDependencyError, ModelLoadError
 from emoapp.core.labelmap import LabelMap, build_label_map
 from emoapp.core.messages import EncoderOutput, Modality, ModalityPrediction, NoPrediction
+from emoapp.encoders.precision import (
+    PrecisionChoice,
+    model_key,
+    quantize_linear_int8,
+    resolve_precision,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -76,6 +84,8 @@ class EncoderInfo:
     label_mapping: list[tuple[str, str]] = field(default_factory=list)
     revision: str | None = None
     source: str = ""
+    precision: str = ""
+    """Why it runs in ``dtype`` (``auto``'s choice and its measurement, or ``--dtype``)."""
 
 
 @dataclass
@@ -89,7 +99,9 @@ class EncoderConfig:
     device: str = "auto"
     """``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     dtype: str = "auto"
-    """``auto`` (float16 on CUDA, else float32), ``float32``, ``float16`` or ``bfloat16``."""
+    """``auto`` (float16 on CUDA; on the CPU what this machine's precision measurement
+    chose, else float32), ``float32``, ``float16``, ``bfloat16`` or ``int8`` (CPU only:
+    text and voice linear layers quantised); see :mod:`emoapp.encoders.precision`."""
     local_files_only: bool = True
     """Never touch the network unless told to (``emoapp models pull`` sets this False)."""
     cache_dir: str | None = None
@@ -141,16 +153,27 @@ def select_device(requested: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-_DTYPES = ("float32", "float16", "bfloat16")
+_DTYPES = ("float32", "float16", "bfloat16", "int8")
 
 
 def select_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """float16 on CUDA and float32 elsewhere, unless a dtype is requested."""
+    """The tensor dtype: float16 on CUDA and float32 elsewhere, unless a dtype is
+    requested. ``int8`` (CPU only) runs float32 tensors: quantising the linear layers is
+    the caller's step (:class:`TransformersEncoder` does it; the speech recogniser, which
+    has no precision measurement, runs float32). The CPU precision measurement is read
+    by :class:`TransformersEncoder`, not here."""
     torch = _import_torch()
     if requested == "auto":
         return torch.float16 if device.type == "cuda" else torch.float32
     if requested not in _DTYPES:
         raise ModelLoadError(f"unknown dtype {requested!r}; choose auto or one of {_DTYPES}")
+    if requested == "int8":
+        if device.type != "cpu":
+            raise ModelLoadError(
+                f"--dtype int8 (dynamic int8 quantisation of linear layers) runs on the CPU "
+                f"only, not on {device.type}; use --dtype auto or float16 there, or --device cpu"
+            )
+        return torch.float32
     return getattr(torch, requested)
 
 
@@ -175,6 +198,7 @@ class TransformersEncoder(ABC):
         self.label_map: LabelMap | None = None
         self.device: torch.device | None = None
         self.dtype: torch.dtype | None = None
+        self.precision: PrecisionChoice | None = None
         self.fell_back_to_cpu: str | None = None
         self._load_lock = threading.Lock()
 
@@ -220,9 +244,16 @@ class TransformersEncoder(ABC):
             self.model_id, model.config.id2label, self.config.label_overrides
         )
         self.device = select_device(self.config.device)
-        self.dtype = select_dtype(self.config.dtype, self.device)
+        torch = _import_torch()
+        key = model_key(self.model_id, self.config.revision, model.config, torch.__version__)
+        self.precision = resolve_precision(
+            self.config.dtype, self.device.type, self.modality.value, key
+        )
+        quantize = self.precision.name == "int8"
+        self.dtype = torch.float32 if quantize else getattr(torch, self.precision.name)
         model.eval()
-        self.model = model.to(device=self.device, dtype=self.dtype)
+        model = model.to(device=self.device, dtype=self.dtype)
+        self.model = quantize_linear_int8(model) if quantize else model
         self.processor = processor
         self.after_load()
 
@@ -326,6 +357,7 @@ class TransformersEncoder(ABC):
             self.fell_back_to_cpu = reason
             self.device = torch.device("cpu")
             self.dtype = torch.float32
+            self.precision = PrecisionChoice("float32", reason)
             self.model = self.model.to(device=self.device, dtype=self.dtype)
             if hasattr(torch, "cuda"):
                 torch.cuda.empty_cache()
@@ -350,12 +382,19 @@ class TransformersEncoder(ABC):
             modality=self.modality,
             model_id=self.model_id,
             device=str(self.device) if self.device is not None else "not loaded",
-            dtype=str(self.dtype).removeprefix("torch.") if self.dtype is not None else "",
+            dtype=self.precision.name if self.precision is not None else "",
             baseline=self.baseline,
             label_mapping=self.label_map.describe() if self.label_map else [],
             revision=self.config.revision,
             source=self.config.model,
+            precision=self.precision.reason if self.precision is not None else "",
         )
+
+    def describe_precision(self) -> str:
+        """Where and in what precision it runs, and why (``cpu int8 (auto: ...)``)."""
+        if self.device is None or self.precision is None:
+            return "not loaded"
+        return f"{self.device} {self.precision.describe()}"
 
 
 NON_FINITE = "the model's output is not a number (NaN or inf): the model or its input is broken"

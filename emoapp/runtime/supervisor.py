@@ -171,9 +171,12 @@ class SourceSupervisor:
 
 
 def _encoder_device(encoder: Encoder) -> str:
+    """Where the encoder runs, with its precision when it has one (``cpu int8``)."""
     device = getattr(encoder, "device", None)
     if device is not None:
-        return str(device)
+        precision = getattr(encoder, "precision", None)
+        name = getattr(precision, "name", None)
+        return f"{device} {name}" if isinstance(name, str) and name else str(device)
     try:
         return encoder.info().device
     except EmoappError:

@@ -35,6 +35,7 @@ TOP_KEYS = (
     "variants",
     "primary_variant",
     *HEADLINE_KEYS,
+    "precision",
     "encoders",
     "scaling",
     "live",
@@ -102,6 +103,42 @@ def test_smoke_run_writes_every_documented_key(smoke):
         assert isinstance(result[key], float) and result[key] > 0, key
     assert "Encoder cost at batch 1" in printed
     assert "JSON:" in printed
+
+
+def test_precision_part_measures_and_records_each_model(smoke):
+    import os
+
+    from emoapp.encoders.precision import RECORD_ENV, read_record
+
+    _, result, printed = smoke
+    part = result["precision"]
+    assert part["rule"]["speedup_margin"] == 1.15
+    assert part["record"] == os.environ[RECORD_ENV]
+    for modality in ("face", "voice", "text"):
+        m = part["modalities"][modality]
+        assert set(m["measurements"]) == set(part["precisions"]) >= {"float32", "int8"}
+        f32 = m["measurements"]["float32"]
+        assert f32["max_prob_diff"] == 0 and f32["top_agreement"] == 1 and f32["speedup"] == 1
+        for figures in m["measurements"].values():
+            assert figures["median_ms"] > 0 and 0 <= figures["max_prob_diff"] < 0.1
+        assert m["auto"] in m["candidates"]
+        assert "random weights" in m["note"]
+    assert "int8" not in part["modalities"]["face"]["candidates"]
+    entries = read_record()
+    assert entries is not None
+    assert any("bench/tiny-text" in key for key in entries)
+    assert "CPU precision" in printed
+
+
+def test_part_runs_only_the_parts_named():
+    from emoapp.bench.common import SECTIONS, parts_to_skip
+
+    assert parts_to_skip(frozenset(), frozenset({"precision"})) == frozenset(SECTIONS) - {
+        "precision"
+    }
+    assert parts_to_skip(frozenset({"live"}), frozenset()) == {"live"}
+    with pytest.raises(BenchError, match="--part: unknown part nothing"):
+        parts_to_skip(frozenset(), frozenset({"nothing"}))
 
 
 def test_encoder_figures_per_variant(smoke):
