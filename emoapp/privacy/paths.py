@@ -18,6 +18,8 @@ platformdirs). Everything else is written only when the person asks for it:
   (``HKEY_CURRENT_USER\\Software\\emoapp\\emoapp``) on Windows; choices only;
 - the models folder (:func:`emoapp.modelstore.models_dir`), written only by
   ``emoapp models pull`` or a command run with ``--download``;
+- the CPU precision record (:func:`emoapp.encoders.precision.record_path`), written only
+  by ``emoapp bench``;
 - the files named by ``--out`` or chosen in the export dialog.
 
 :func:`stored_locations` lists these for the README's privacy section and for a "what is
@@ -90,6 +92,7 @@ def stored_locations(qsettings_file: str | os.PathLike[str] | None = None) -> li
     ``qsettings_file`` is what ``QSettings.fileName()`` says (the window passes it); without
     it the Linux location is named.
     """
+    from emoapp.encoders.precision import record_path as precision_record_path
     from emoapp.modelstore import models_dir
 
     if qsettings_file is not None:
@@ -137,6 +140,15 @@ def stored_locations(qsettings_file: str | os.PathLike[str] | None = None) -> li
             written_when="only `emoapp models pull`, or a command run with --download",
             content=False,
             remove="delete the model folders (models--ORG--NAME)",
+        ),
+        StoredLocation(
+            name="precision measurements",
+            path=precision_record_path(),
+            holds="per CPU model, torch version and model: forward times and agreement of "
+            "float32, bfloat16 and int8 (what --dtype auto reads); no content",
+            written_when="only `emoapp bench` (its precision part, or --profile cpu)",
+            content=False,
+            remove="delete the file (--dtype auto then runs float32 on the CPU)",
         ),
         StoredLocation(
             name="exports",

@@ -85,3 +85,26 @@ def test_an_unknown_profile_is_a_one_line_error(capsys):
     assert "no-such-profile" in capsys.readouterr().err
     assert main(["bench", "--profile", "embedded", "--face-detect-every", "0"]) == 2
     assert "--face-detect-every" in capsys.readouterr().err
+
+
+def test_the_precision_each_torch_encoder_runs_is_recorded(tiny_models):
+    from emoapp.bench.profile import precision_choices
+    from emoapp.core.messages import Modality
+    from emoapp.encoders.base import EncoderConfig
+    from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder
+    from emoapp.encoders.text import TextEncoder
+
+    text = TextEncoder(EncoderConfig(model=str(tiny_models["text"]), dtype="int8"))
+    text.load()
+    chosen = precision_choices(
+        {
+            Modality.TEXT: text,
+            Modality.FACE: MiniXceptionFaceEncoder.__new__(MiniXceptionFaceEncoder),
+        }
+    )
+    assert chosen == {"text": {"dtype": "int8", "reason": "--dtype"}}  # numpy models: none
+
+
+def test_profile_and_part_do_not_go_together(capsys):
+    assert main(["bench", "--profile", "cpu", "--part", "precision"]) == 2
+    assert "--part and --profile" in capsys.readouterr().err

@@ -36,7 +36,18 @@ def test_stored_locations_name_every_place(tmp_path: Path, monkeypatch):
     monkeypatch.delenv("EMOAPP_CONFIG_DIR", raising=False)
     monkeypatch.setenv("EMOAPP_MODELS_DIR", str(tmp_path / "models"))
     places = {p.name: p for p in stored_locations()}
-    assert set(places) == {"consent", "audit log", "window settings", "models", "exports"}
+    monkeypatch.setenv("EMOAPP_PRECISION_FILE", str(tmp_path / "precision.json"))
+    places = {p.name: p for p in stored_locations()}
+    assert set(places) == {
+        "consent",
+        "audit log",
+        "window settings",
+        "models",
+        "precision measurements",
+        "exports",
+    }
+    assert places["precision measurements"].path == tmp_path / "precision.json"
+    assert "emoapp bench" in places["precision measurements"].written_when
     assert places["consent"].path == tmp_path / "xdg" / "emoapp" / "consent.json"
     assert places["audit log"].path == tmp_path / "xdg" / "emoapp" / "audit.jsonl"
     assert places["window settings"].path == tmp_path / "xdg" / "emoapp" / "emoapp.conf"
