@@ -238,6 +238,7 @@ def run_precision(
         "precisions": precisions(torch),
         "record": str(record_path()),
         "command": MEASURE_COMMAND,
+        "torch_threads": torch.get_num_threads(),
         "load_average_start": load_average(),
         "modalities": {},
     }

@@ -63,7 +63,8 @@ def profile_encoders(
     """The encoders of ``config.profile`` (loaded) and how they were made. For the
     random-weight profiles, CPU precision is measured first (a few forwards each; the
     result goes into ``precision`` when given, and into this machine's record) and the
-    encoders load with ``--dtype auto``, so they run in what ``auto`` chooses from it."""
+    encoders load with ``--dtype auto``, so they run in what ``auto`` chooses from it.
+    The measurement runs with the torch threads each live worker will get."""
     name = str(config.profile)
     if name in RANDOM_WEIGHT_PROFILES:
         from emoapp.bench.common import Variant, ensure_models
@@ -72,10 +73,20 @@ def profile_encoders(
 
         paths = ensure_models(config.cache_dir(), "full", say)
         if precision is not None:
+            import torch
+
+            from emoapp.runtime.threads import plan_for_session
+
+            # Measure with the torch threads each live worker will have.
+            plan = plan_for_session(("face", "voice", "text"), config.threads)
+            before = torch.get_num_threads()
+            torch.set_num_threads(plan.torch_threads)
             try:
                 precision.update(run_precision(config, paths, reps=PROFILE_PRECISION_REPS))
             except BenchError as exc:
                 precision.update({"status": "failed", "reason": str(exc)})
+            finally:
+                torch.set_num_threads(before)
         loaded = load_bench_encoders(paths, Variant("cpu", "auto", primary=True), "full")
         encoders: dict[Modality, Any] = {
             Modality.FACE: loaded.face,

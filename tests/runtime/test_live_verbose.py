@@ -67,3 +67,18 @@ def test_bad_counts_are_one_line_errors(samples: Path, capsys, option: str, valu
     ])  # fmt: skip
     assert code == 2
     assert option in capsys.readouterr().err
+
+
+def test_verbose_names_each_models_precision_and_why(
+    tiny_models, tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_threads
+) -> None:
+    lines = tmp_path / "typed.txt"
+    lines.write_text("I am so happy today\nThis is awful\n")
+    code = main([
+        "live", "--no-gui", "--text-file", str(lines), "--profile", "embedded",
+        "--text-model", str(tiny_models["text"]), "--dtype", "int8", "--duration", "1",
+        "--verbose", "--threads", "1",
+    ])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "emoapp live: text: cpu int8 (--dtype)" in err

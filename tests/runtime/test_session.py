@@ -273,7 +273,8 @@ def test_replayed_camera_and_microphone_through_tiny_models(
     assert probe.has_state(FACE, "stopped", "end of face_speech.mp4")
     status = session.status()
     assert status[FACE].model_id == tiny_encoders[FACE].model_id
-    assert status[FACE].device == "cpu" and status[FACE].source == "face_speech.mp4"
+    assert status[FACE].device == "cpu float32"  # where, and in what precision
+    assert status[FACE].source == "face_speech.mp4"
 
     # Metrics: every frame is either encoded or counted as dropped.
     metrics = session.metrics()
