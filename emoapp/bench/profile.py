@@ -64,7 +64,8 @@ def profile_encoders(
     random-weight profiles, CPU precision is measured first (a few forwards each; the
     result goes into ``precision`` when given, and into this machine's record) and the
     encoders load with ``--dtype auto``, so they run in what ``auto`` chooses from it.
-    The measurement runs with the torch threads each live worker will get."""
+    The measurement runs with the torch threads each live worker will get; with
+    ``--skip precision`` the encoders read the record as it is."""
     name = str(config.profile)
     if name in RANDOM_WEIGHT_PROFILES:
         from emoapp.bench.common import Variant, ensure_models
@@ -72,7 +73,7 @@ def profile_encoders(
         from emoapp.bench.precision import run_precision
 
         paths = ensure_models(config.cache_dir(), "full", say)
-        if precision is not None:
+        if precision is not None and config.runs("precision"):
             import torch
 
             from emoapp.runtime.threads import plan_for_session
