@@ -119,21 +119,33 @@ class ConsentOptions:
         return [modality for modality, given in flags if given]
 
 
+def check_reclassify_after(seconds: float) -> None:
+    """``--face-reclassify-after``: 0 or more seconds, finite (raises EmoappError)."""
+    if not (seconds >= 0 and seconds < float("inf")):
+        raise EmoappError(
+            f"--face-reclassify-after {seconds:g}: give 0 or more seconds (0: classify every frame)"
+        )
+
+
 @dataclass(frozen=True)
 class LiveOptions:
     """How a live session uses this computer: ``threads`` per model worker (None:
     ``EMOAPP_THREADS`` or chosen from the cores, :mod:`emoapp.runtime.threads`), and
     ``face_detect_every``: faces are detected on one frame in this many and tracked in
-    between (1: detected on every frame)."""
+    between (1: detected on every frame); ``face_reclassify_after``: a tracked face that
+    neither moved nor changed keeps its classification for up to this many seconds (0:
+    classified on every frame)."""
 
     threads: int | None = None
     face_detect_every: int = 5
+    face_reclassify_after: float = 1.0
 
     def __post_init__(self) -> None:
         if self.threads is not None and self.threads < 1:
             raise EmoappError(f"--threads {self.threads}: give 1 or more")
         if self.face_detect_every < 1:
             raise EmoappError(f"--face-detect-every {self.face_detect_every}: give 1 or more")
+        check_reclassify_after(self.face_reclassify_after)
 
 
 @dataclass(frozen=True)

@@ -109,6 +109,9 @@ class BenchConfig:
     """Only the live part, with this profile's models (:mod:`emoapp.bench.profile`)."""
     face_detect_every: int = 5
     """The live run detects faces on one frame in this many (as ``emoapp live``)."""
+    face_reclassify_after: float = 1.0
+    """The live run lets a tracked, unchanged face keep its classification this many
+    seconds at most (as ``emoapp live``; 0: classified on every frame)."""
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -125,6 +128,8 @@ class BenchConfig:
             raise BenchError("--threads must be at least 1")
         if self.face_detect_every < 1:
             raise BenchError("--face-detect-every must be at least 1")
+        if not (self.face_reclassify_after >= 0 and self.face_reclassify_after < float("inf")):
+            raise BenchError("--face-reclassify-after must be 0 or more seconds")
 
     @property
     def mode(self) -> str:

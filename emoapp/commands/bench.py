@@ -96,6 +96,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the live run detects faces on one frame in N, as `emoapp live` (default: 5)",
     )
     parser.add_argument(
+        "--face-reclassify-after",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="the live run lets a tracked, unchanged face keep its classification for up "
+        "to S seconds, as `emoapp live` (0: classify every frame; default: 1)",
+    )
+    parser.add_argument(
         "--fer-python",
         metavar="PYTHON",
         help="a Python interpreter that can import fer, to time it on the same "
@@ -121,6 +129,8 @@ def _as_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--profile", args.profile]
     if args.face_detect_every != 5:
         argv += ["--face-detect-every", str(args.face_detect_every)]
+    if args.face_reclassify_after != 1.0:
+        argv += ["--face-reclassify-after", f"{args.face_reclassify_after:g}"]
     if args.json is not None:
         argv += ["--json", str(args.json)]
     return argv
@@ -148,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
         argv=_as_argv(args),
         profile=args.profile,
         face_detect_every=args.face_detect_every,
+        face_reclassify_after=args.face_reclassify_after,
     )
     if config.profile is not None:
         from emoapp.bench.profile import render_profile, run_profile_bench

@@ -157,10 +157,20 @@ def add_live_options(parser: argparse.ArgumentParser) -> None:
         help="detect faces on one frame in N and track them in between (1: every frame; "
         "default: 5)",
     )
+    group.add_argument(
+        "--face-reclassify-after",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="a tracked face that neither moved nor changed keeps its classification for "
+        "up to S seconds instead of being classified again (0: classify every frame; "
+        "default: 1)",
+    )
 
 
 def live_options(args: argparse.Namespace) -> LiveOptions:
     return LiveOptions(
         threads=getattr(args, "threads", None),
         face_detect_every=getattr(args, "face_detect_every", 5),
+        face_reclassify_after=getattr(args, "face_reclassify_after", 1.0),
     )

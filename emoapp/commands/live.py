@@ -191,7 +191,7 @@ class RevocationWatch:
 class VerboseReport:
     """``--verbose``: each torch encoder's device and precision with the reason (once),
     the thread plan on stderr whenever it changes, and at the end how many frames had
-    their faces detected and how many tracked."""
+    their faces detected and how many tracked, and on how many the classifier ran."""
 
     def __init__(self, session: LiveSession) -> None:
         self.session = session
@@ -229,6 +229,15 @@ class VerboseReport:
             print(
                 f"emoapp live: face: {detections} frame(s) detected, {tracked} tracked "
                 f"(detection every {every} frames, and when the tracker loses the face)",
+                file=sys.stderr,
+                flush=True,
+            )
+        reuse = getattr(encoder, "reuse", None)
+        if reuse is not None:
+            print(
+                f"emoapp live: face: classifier ran on {reuse.run} frame(s), "
+                f"{reuse.reused} reused an earlier classification (at most "
+                f"{reuse.max_age_s:g} s old, tracked faces that neither moved nor changed)",
                 file=sys.stderr,
                 flush=True,
             )
@@ -287,6 +296,7 @@ def run(args: argparse.Namespace) -> int:
         unavailable={**loaded.failures, **refused},
         threads=live.threads,
         face_detect_every=live.face_detect_every,
+        face_reclassify_after=live.face_reclassify_after,
         transcriber=transcriber if Modality.TEXT in loaded.encoders else None,
     )
     options = LiveRunOptions(

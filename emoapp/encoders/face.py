@@ -360,6 +360,205 @@ def track_faces(encoder: object, every: int) -> bool:
     return True
 
 
+# --- reusing a classification -----------------------------------------------------------
+
+REUSE_MAX_AGE_S = 1.0
+"""A tracked face keeps its classification for at most this long (seconds;
+``--face-reclassify-after``)..."""
+REUSE_MAX_SHIFT = 0.1
+"""... and only while its box's centre moved at most this share of the face's size since
+the frame it was classified on, and its width and height changed at most this share."""
+REUSE_MAX_DIFF = 6.0
+"""... and its look changed at most this much: the mean absolute difference, in grey
+levels of 255, of its 32 x 32 grey crop against the crop last classified, in the block
+of a 4 x 4 split that changed most. These thresholds are chosen by
+``scripts/measure_face_reuse.py`` (README, "Live on a CPU"): 51 % of frames reused with
+98.9 % top-label agreement with a fresh classification on the sample video and
+synthetic changes."""
+THUMB_SIDE = 32
+THUMB_GRID = 4
+"""The face's look is compared block by block (THUMB_GRID x THUMB_GRID blocks); the
+largest block's mean absolute difference counts, so a change in one part of the face
+(the mouth) is not averaged away by the rest."""
+
+
+@dataclass
+class _Classified:
+    """A face as it was when last classified: its box, small grey crop, output, time."""
+
+    box: Box
+    thumb: np.ndarray
+    output: np.ndarray
+    t: float
+    size: tuple[int, int]
+    """The frame's (width, height)."""
+
+
+@dataclass
+class ReusePlan:
+    """Per face of one frame: the earlier output to reuse (None: classify it) and how old
+    it is, with what :meth:`ClassifyReuse.remember` needs afterwards."""
+
+    reused: list[np.ndarray | None]
+    ages: list[float]
+    thumbs: list[np.ndarray]
+    t: float | None
+
+    @property
+    def fresh(self) -> list[int]:
+        """Indices of the faces that must be classified."""
+        return [i for i, r in enumerate(self.reused) if r is None]
+
+    @property
+    def all_reused(self) -> bool:
+        return bool(self.reused) and all(r is not None for r in self.reused)
+
+
+def face_thumb(image: np.ndarray, box: Box) -> np.ndarray:
+    """A face's look for comparing frames: its box (no margin) as THUMB_SIDE x THUMB_SIDE
+    float32 grey levels (0-255)."""
+    cv2 = _import_cv2()
+    face = crop(image, box)
+    if face.ndim == 3:
+        face = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY)
+    small = cv2.resize(face, (THUMB_SIDE, THUMB_SIDE), interpolation=cv2.INTER_AREA)
+    return small.astype(np.float32)
+
+
+def look_change(old: np.ndarray, new: np.ndarray, grid: int | None = None) -> float:
+    """How much a face's look changed between two thumbs (:func:`face_thumb`): the
+    largest mean absolute difference, in grey levels, over a ``grid`` x ``grid`` split
+    of the face (default THUMB_GRID)."""
+    g = THUMB_GRID if grid is None else grid
+    diff = np.abs(new - old)
+    side = diff.shape[0] // g
+    blocks = diff[: side * g, : side * g].reshape(g, side, g, side)
+    return float(blocks.mean(axis=(1, 3)).max())
+
+
+def box_change(old: Box, new: Box) -> tuple[float, float]:
+    """How far ``new`` is from ``old``: the centre shift and the larger relative change of
+    width or height, both as shares of ``old``'s size."""
+    ox, oy, ow, oh = old
+    nx, ny, nw, nh = new
+    size = float(max(ow, oh, 1))
+    shift = float(np.hypot((nx + nw / 2.0) - (ox + ow / 2.0), (ny + nh / 2.0) - (oy + oh / 2.0)))
+    scale = max(abs(nw - ow) / max(ow, 1), abs(nh - oh) / max(oh, 1))
+    return shift / size, float(scale)
+
+
+class ClassifyReuse:
+    """Classify a tracked face only when it moved, changed, or enough time passed.
+
+    For a live stream fed in order, with a :class:`TrackingLocator`: on a frame whose faces
+    were *tracked*, a face whose box is within ``max_shift`` (centre shift and size
+    change, as shares of the face's size) of its box when last classified, whose crop
+    (32 x 32 grey) differs from the crop last classified by at most ``max_diff`` grey
+    levels on average in every block of a 4 x 4 split (:func:`look_change`), and whose
+    last classification is younger than ``max_age_s`` (by the frames' own times), keeps
+    that classification: the classifier does not run on it. A detected frame is always
+    classified. Faces are matched to their earlier selves by box (the nearest centre).
+    :attr:`run` and :attr:`reused` count frames with faces: ``reused`` when none of its
+    faces was classified.
+
+    Calls are serialised (one state); meant for one stream at a time."""
+
+    def __init__(
+        self,
+        max_age_s: float = REUSE_MAX_AGE_S,
+        max_shift: float = REUSE_MAX_SHIFT,
+        max_diff: float = REUSE_MAX_DIFF,
+    ) -> None:
+        if not max_age_s > 0 or not np.isfinite(max_age_s):
+            raise ValueError("max_age_s must be a positive number of seconds")
+        if max_shift < 0 or max_diff < 0:
+            raise ValueError("max_shift and max_diff must not be negative")
+        self.max_age_s = float(max_age_s)
+        self.max_shift = float(max_shift)
+        self.max_diff = float(max_diff)
+        self._lock = threading.Lock()
+        self.run = 0
+        self.reused = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the faces: the next frame is classified."""
+        self._faces: list[_Classified] = []
+
+    def plan(self, image: np.ndarray, info: FrameFaces, t: float | None) -> ReusePlan:
+        """Which faces of ``info`` (found in the RGB ``image`` of time ``t``; None: no
+        time, never reused) may keep their earlier classification."""
+        thumbs = [face_thumb(image, box) for box in info.boxes]
+        reused: list[np.ndarray | None] = [None] * len(info.boxes)
+        ages = [0.0] * len(info.boxes)
+        if info.located != "tracked" or t is None:
+            return ReusePlan(reused, ages, thumbs, t)
+        with self._lock:
+            free = list(self._faces)
+        for i, box in enumerate(info.boxes):
+            if not free:
+                break
+            changes = [box_change(old.box, box) for old in free]
+            j = min(range(len(free)), key=lambda k: changes[k][0])
+            old = free[j]
+            shift, scale = changes[j]
+            age = t - old.t
+            if (
+                shift <= self.max_shift
+                and scale <= self.max_shift
+                and 0.0 <= age < self.max_age_s
+                and old.size == info.size
+                and look_change(old.thumb, thumbs[i]) <= self.max_diff
+            ):
+                reused[i] = old.output
+                ages[i] = age
+                free.pop(j)
+        return ReusePlan(reused, ages, thumbs, t)
+
+    def remember(self, info: FrameFaces, plan: ReusePlan, outputs: Sequence[np.ndarray]) -> None:
+        """After classifying: ``outputs`` holds every face's output (fresh or reused);
+        the fresh ones become what later frames are compared with."""
+        faces: list[_Classified] = []
+        with self._lock:
+            previous = {id(f.output): f for f in self._faces}
+            for box, thumb, earlier, output in zip(
+                info.boxes, plan.thumbs, plan.reused, outputs, strict=True
+            ):
+                if earlier is not None:
+                    if id(earlier) in previous:  # (else: reset meanwhile, forget it)
+                        faces.append(previous[id(earlier)])
+                elif plan.t is not None:
+                    output = np.array(output, copy=True)
+                    faces.append(_Classified(box, thumb, output, plan.t, info.size))
+            self._faces = faces
+            if plan.all_reused:
+                self.reused += 1
+            elif info.boxes:
+                self.run += 1
+
+
+def reuse_classes(encoder: object, max_age_s: float) -> bool:
+    """Make a face encoder (one with a ``reuse`` slot) keep a tracked, unchanged face's
+    classification for up to ``max_age_s`` seconds (:class:`ClassifyReuse`); 0 turns it
+    off. One already there is reset and set to ``max_age_s``. False when the encoder
+    cannot, or it was turned off."""
+    if not hasattr(encoder, "reuse"):
+        return False
+    if max_age_s < 0:
+        raise ValueError("max_age_s must not be negative")
+    if max_age_s == 0:
+        encoder.reuse = None
+        return False
+    current = encoder.reuse
+    if isinstance(current, ClassifyReuse):
+        with current._lock:
+            current.max_age_s = float(max_age_s)
+            current.reset()
+        return True
+    encoder.reuse = ClassifyReuse(max_age_s)
+    return True
+
+
 def make_detector(config: FaceConfig) -> FaceLocator:
     """The face detector ``config.detector`` names."""
     if config.detector == "haar":
@@ -511,20 +710,36 @@ def locate_faces(detector: FaceLocator, image: np.ndarray, face: FaceConfig) -> 
 
 
 def face_detail(
-    info: FrameFaces, n_faces: int, classify_s: float, n_rows: int, detector: object
+    info: FrameFaces,
+    n_faces: int,
+    classify_s: float,
+    n_rows: int,
+    detector: object,
+    reuse: ReusePlan | None = None,
 ) -> dict[str, Any]:
-    """The ``detail`` of a face prediction: faces found and kept, the primary one, and
-    where the time went (the batch's classification time shared by face count)."""
+    """The ``detail`` of a face prediction: faces found and kept, the primary one, where
+    the time went (the batch's classification time shared by the faces classified), and
+    whether the classifier ran (``classified``: ``run``, or ``reused`` when every face
+    kept its earlier classification, :class:`ClassifyReuse`; ``classified_age_s``: how
+    old the primary face's classification is)."""
+    reused = 0 if reuse is None else n_faces - len(reuse.fresh)
+    run = n_faces - reused
+    age = 0.0
+    if reuse is not None and 0 <= info.primary < len(reuse.ages):
+        age = reuse.ages[info.primary]
     return {
         "faces": n_faces,
         "faces_found": info.found,
         "primary_index": info.primary,
         "detect_s": info.detect_s,
-        "classify_s": classify_s * n_faces / max(1, n_rows),
+        "classify_s": classify_s * run / max(1, n_rows),
         "batch_classify_s": classify_s,
         "frame_size": info.size,
         "detector": getattr(detector, "name", "custom"),
         "located": info.located,
+        "classified": "reused" if n_faces and run == 0 else "run",
+        "faces_reused": reused,
+        "classified_age_s": age,
     }
 
 
@@ -548,6 +763,9 @@ class FaceEncoder(TransformersEncoder):
         super().__init__(config)
         self.face = face or FaceConfig()
         self.detector: FaceLocator | None = detector
+        self.reuse: ClassifyReuse | None = None
+        """When set (:func:`reuse_classes`), tracked unchanged faces keep their earlier
+        classification."""
 
     def load_processor(self, transformers: Any, source: str, kwargs: dict[str, Any]) -> Any:
         return transformers.AutoImageProcessor.from_pretrained(source, **kwargs)
@@ -586,6 +804,8 @@ class FaceEncoder(TransformersEncoder):
         assert self.detector is not None
         prepared = Prepared()
         frames: dict[int, FrameFaces] = {}
+        plans: dict[int, ReusePlan] = {}
+        reuse = self.reuse
         for index, item in enumerate(items):
             try:
                 image = to_rgb_uint8(item)
@@ -598,9 +818,15 @@ class FaceEncoder(TransformersEncoder):
                 continue
             frames[index] = located
             width, height = located.size
-            for box in located.boxes:
+            boxes = located.boxes
+            if reuse is not None:
+                plan = reuse.plan(image, located, frame_time(item))
+                plans[index] = plan
+                boxes = [boxes[i] for i in plan.fresh]
+            for box in boxes:
                 prepared.add(index, crop(image, expand_box(box, self.face.margin, width, height)))
         prepared.extra["frames"] = frames
+        prepared.extra["reuse"] = plans
         return prepared
 
     def collate(self, rows: list[np.ndarray]) -> dict[str, Any]:
@@ -616,6 +842,7 @@ class FaceEncoder(TransformersEncoder):
         assert self.label_map is not None
         per_item = latency_s / max(1, len(items))
         frames: dict[int, FrameFaces] = prepared.extra.get("frames", {})
+        plans: dict[int, ReusePlan] = prepared.extra.get("reuse", {})
         classify_s = float(prepared.extra.get("classify_s", 0.0))
         n_rows = max(1, len(prepared.rows))
         owners = np.asarray(prepared.owners, dtype=int)
@@ -628,8 +855,12 @@ class FaceEncoder(TransformersEncoder):
                 outputs.append(NoPrediction(Modality.FACE, t, reason, self.model_id, per_item))
                 continue
             rows = np.flatnonzero(owners == index)
+            plan = plans.get(index)
+            face_probs = merge_reused(plan, [probs[row] for row in rows])
+            if plan is not None and self.reuse is not None:
+                self.reuse.remember(info, plan, face_probs)
             faces = tuple(
-                FaceDetection(box, probs[row]) for box, row in zip(info.boxes, rows, strict=True)
+                FaceDetection(box, p) for box, p in zip(info.boxes, face_probs, strict=True)
             )
             p = faces[info.primary].probs
             outputs.append(
@@ -642,10 +873,26 @@ class FaceEncoder(TransformersEncoder):
                     model_id=self.model_id,
                     latency_s=per_item,
                     faces=faces,
-                    detail=face_detail(info, len(faces), classify_s, n_rows, self.detector),
+                    detail=face_detail(info, len(faces), classify_s, n_rows, self.detector, plan),
                 )
             )
         return outputs
+
+
+def frame_time(item: object) -> float | None:
+    """A frame's time (None for a bare image, which has none)."""
+    return float(item.t) if isinstance(item, VideoFrame) else None
+
+
+def merge_reused(plan: ReusePlan | None, fresh: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Every face's output in order: the reused ones from ``plan``, the others taken in
+    turn from ``fresh`` (the classifier's outputs for :attr:`ReusePlan.fresh`)."""
+    if plan is None:
+        return list(fresh)
+    if len(fresh) != len(plan.fresh):
+        raise ValueError(f"{len(fresh)} outputs for {len(plan.fresh)} faces classified")
+    given = iter(fresh)
+    return [next(given) if r is None else r.copy() for r in plan.reused]
 
 
 def _processor_size(processor: Any) -> tuple[int, int] | None:

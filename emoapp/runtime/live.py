@@ -136,9 +136,11 @@ def format_status_line(
 
 
 def face_path_note(encoder: object) -> str | None:
-    """How the face encoder found its faces so far, when it tracks them between
-    detections (:class:`~emoapp.encoders.face.TrackingLocator`): e.g. ``faces 80%
-    tracked, detected every 5``; None otherwise."""
+    """How the face encoder found and classified its faces so far, when it tracks them
+    between detections (:class:`~emoapp.encoders.face.TrackingLocator`): e.g. ``faces
+    80% tracked, 60% reused, detected every 5`` (reused: frames whose faces all kept
+    their earlier classification, :class:`~emoapp.encoders.face.ClassifyReuse`; left out
+    when reuse is off); None otherwise."""
     detector = getattr(encoder, "detector", None)
     detections = getattr(detector, "detections", None)
     tracked = getattr(detector, "tracked", None)
@@ -146,7 +148,13 @@ def face_path_note(encoder: object) -> str | None:
         return None
     total = detections + tracked
     share = f"{tracked / total:.0%}" if total else "-"
-    return f"faces {share} tracked, detected every {getattr(detector, 'every', 1)}"
+    note = f"faces {share} tracked"
+    reuse = getattr(encoder, "reuse", None)
+    run, reused = getattr(reuse, "run", None), getattr(reuse, "reused", None)
+    if isinstance(run, int) and isinstance(reused, int):
+        frames = run + reused
+        note += f", {reused / frames:.0%} reused" if frames else ", - reused"
+    return f"{note}, detected every {getattr(detector, 'every', 1)}"
 
 
 def _notes(statuses: dict[Modality, ModalityStatus]) -> dict[Modality, str]:

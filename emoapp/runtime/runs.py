@@ -48,6 +48,9 @@ class Run:
     face_detect_every: int = 0
     """Face runs: detect faces on one frame in this many and track them in between
     (0 or 1: detect on every frame)."""
+    face_reclassify_after: float = 0.0
+    """Face runs: a tracked face that neither moved nor changed keeps its classification
+    for up to this many seconds (0: classify every frame)."""
 
 
 @dataclass(eq=False)

@@ -131,6 +131,7 @@ class LiveSession:
         plan_threads: bool = True,
         face_detect_every: int = 0,
         transcriber: LiveTranscriber | None = None,
+        face_reclassify_after: float = 0.0,
     ) -> None:
         """``unavailable`` gives, per modality with no encoder, why (e.g. the model
         failed to load); it is shown as that modality's failed status.
@@ -144,7 +145,10 @@ class LiveSession:
         :mod:`emoapp.runtime.threads` (``threads``: the per-worker count by hand; None:
         ``EMOAPP_THREADS`` or chosen from the cores); :attr:`thread_plan` says what was
         set. ``face_detect_every`` > 1 makes the face encoder detect faces on one frame in
-        that many and track them in between (:class:`~emoapp.encoders.face.TrackingLocator`).
+        that many and track them in between (:class:`~emoapp.encoders.face.TrackingLocator`);
+        ``face_reclassify_after`` > 0 then lets a tracked face that neither moved nor
+        changed keep its classification for up to that many seconds
+        (:class:`~emoapp.encoders.face.ClassifyReuse`).
         ``transcriber`` (a :class:`~emoapp.runtime.transcriber.LiveTranscriber`) hears
         the voice source's audio and hands each finished speech segment to the text worker
         as a heard entry; it stops with the session and forgets its audio when the voice
@@ -164,6 +168,9 @@ class LiveSession:
         self.threads = threads
         self.plan_threads = bool(plan_threads)
         self.face_detect_every = int(face_detect_every)
+        if face_reclassify_after < 0:
+            raise ValueError("face_reclassify_after must not be negative")
+        self.face_reclassify_after = float(face_reclassify_after)
         self.thread_plan: ThreadPlan | None = None
 
         self._lock = threading.RLock()  # session and per-modality state
@@ -214,6 +221,7 @@ class LiveSession:
         self.transcriber = transcriber
         if transcriber is not None:
             transcriber.on_entry = self.submit_heard
+            transcriber.on_loaded = self._apply_plan_on_asr_thread
 
     # -- listeners ----------------------------------------------------------------------
 
@@ -470,7 +478,8 @@ class LiveSession:
 
     def _replan_threads(self) -> None:
         """Size the libraries' thread pools for the model workers now running (with
-        self._lock held): called whenever a run starts."""
+        self._lock held): called whenever a run starts. Speech recognition counts as a
+        worker (``asr``) when the session has a transcriber."""
         if not self.plan_threads:
             return
         workers = [
@@ -480,9 +489,19 @@ class LiveSession:
             and e.encoder is not None
             and not getattr(e.encoder, "baseline", False)
         ]
+        if self.transcriber is not None:
+            workers.append("asr")
         plan = plan_for_session(workers, self.threads)
         if self.thread_plan is None or dataclasses.replace(self.thread_plan, applied=()) != plan:
             self.thread_plan = apply_plan(plan)
+
+    def _apply_plan_on_asr_thread(self) -> None:
+        """The transcriber's thread, once its recogniser is loaded: the recogniser may
+        have imported torch only now, after the plan was applied; apply it again."""
+        with self._lock:
+            plan = self.thread_plan
+            if plan is not None and self.plan_threads:
+                self.thread_plan = apply_plan(dataclasses.replace(plan, applied=()))
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -502,6 +521,7 @@ class LiveSession:
         run = Run(m, entry.source, entry.encoder, metrics, buffer)
         if m is Modality.FACE:
             run.face_detect_every = self.face_detect_every
+            run.face_reclassify_after = self.face_reclassify_after
         run.source_state = "starting" if entry.source is not None else "running"
         entry.run = run
         entry.metrics = metrics

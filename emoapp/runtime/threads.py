@@ -1,6 +1,7 @@
 """The live session's thread and core budget.
 
-Each modality's worker runs its encoder on its own thread; torch, OpenCV and the BLAS
+Each modality's worker runs its encoder on its own thread, and so does speech recognition
+when the session transcribes (worker ``asr``); torch, OpenCV and the BLAS
 library under numpy each keep a pool of threads *per calling thread* and by default size
 it to every core. Three workers on two cores then run six or more busy threads and the
 cores thrash (the hardening note measured a 4.6x slower forward). The plan here gives

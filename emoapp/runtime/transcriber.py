@@ -208,6 +208,9 @@ class LiveTranscriber:
         self.stats = TranscriberStats()
         self.error = ""
         self.enabled = True
+        self.on_loaded: Callable[[], None] | None = None
+        """Called on the transcriber's thread once the recogniser is loaded (the live
+        session applies its thread plan there: :mod:`emoapp.runtime.threads`)."""
 
     @property
     def model_id(self) -> str:
@@ -290,6 +293,8 @@ class LiveTranscriber:
         except Exception as exc:  # noqa: BLE001 - any load failure turns transcription off
             self._fail(f"speech recognition failed to load: {one_line(exc)}")
             return
+        if self.on_loaded is not None:
+            self.on_loaded()
         last_partial = last_audio = time.monotonic()
         while not self._stop.is_set():
             chunks = self._take()

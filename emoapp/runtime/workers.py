@@ -75,10 +75,14 @@ def work(run: Run, host: WorkerHost, voice_window_s: float, voice_hop_s: float) 
         log.warning("%s", message)
         host.load_failed(run, message)
         return
-    if m is Modality.FACE and run.face_detect_every > 1:
-        from emoapp.encoders.face import track_faces
+    if m is Modality.FACE:
+        from emoapp.encoders.face import reuse_classes, track_faces
 
-        track_faces(run.encoder, run.face_detect_every)
+        if run.face_detect_every > 1:
+            track_faces(run.encoder, run.face_detect_every)
+        # Only tracked faces keep a classification: without tracking, reuse is off.
+        tracking = run.face_detect_every > 1
+        reuse_classes(run.encoder, run.face_reclassify_after if tracking else 0.0)
     host.refresh_status(m)  # the device is known once loaded
     windows = None
     overflow_seen = 0.0

@@ -120,7 +120,9 @@ def build_window(
         replay=ReplayOptions(speed=config.sources.replay_speed or 1.0, loop=config.sources.loop),
         options=session_options
         or SessionOptions(
-            threads=config.live.threads, face_detect_every=config.live.face_detect_every
+            threads=config.live.threads,
+            face_detect_every=config.live.face_detect_every,
+            face_reclassify_after=config.live.face_reclassify_after,
         ),
         encoder_hook=encoder_hook,
     )

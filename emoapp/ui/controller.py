@@ -119,6 +119,9 @@ class SessionOptions:
     """Per-worker thread count (None: ``EMOAPP_THREADS`` or chosen from the cores)."""
     face_detect_every: int = 5
     """Detect faces on one frame in this many and track them in between."""
+    face_reclassify_after: float = 1.0
+    """A tracked face that neither moved nor changed keeps its classification this many
+    seconds at most (0: classified on every frame)."""
 
 
 class _CommandThread:
@@ -482,6 +485,7 @@ class SessionController(QObject):
             voice_hop_s=self.options.voice_hop_s,
             threads=self.options.threads,
             face_detect_every=self.options.face_detect_every,
+            face_reclassify_after=self.options.face_reclassify_after,
             transcriber=self._transcriber,
         )
         self._session.add_listener(self.bridge)

@@ -60,6 +60,13 @@ def test_the_embedded_profile_runs_live_with_its_own_models(embedded):
     assert live["face_detect_every"] == 3
     located = live["face_frames_located"]
     assert located["detected"] >= 1 and located["tracked"] >= 1
+    assert live["face_reclassify_after_s"] == 1.0
+    classified = live["face_frames_classified"]
+    assert set(classified) == {"run", "reused"}
+    assert classified["run"] >= located["detected"]  # a detected frame is always classified
+    assert classified["run"] + classified["reused"] <= located["detected"] + located["tracked"]
+    # beside encoder_rate_hz (predictions issued): how often the classifier itself ran
+    assert face["classifier_rate_hz"] >= 0
     assert set(result["targets"]) >= {"face_encoder_rate_met", "voice_age_p95_met"}
     assert "targets:" in printed and "JSON:" in printed
 
@@ -85,6 +92,8 @@ def test_an_unknown_profile_is_a_one_line_error(capsys):
     assert "no-such-profile" in capsys.readouterr().err
     assert main(["bench", "--profile", "embedded", "--face-detect-every", "0"]) == 2
     assert "--face-detect-every" in capsys.readouterr().err
+    assert main(["bench", "--profile", "embedded", "--face-reclassify-after", "-0.5"]) == 2
+    assert "--face-reclassify-after" in capsys.readouterr().err
 
 
 def test_the_precision_each_torch_encoder_runs_is_recorded(tiny_models):

@@ -39,7 +39,12 @@ def test_verbose_shows_the_thread_plan_and_how_faces_were_found(
     detected, tracked = int(found[1]), int(found[2])
     assert detected >= 1 and tracked >= 1
     status = [line for line in err.splitlines() if line.startswith("emoapp live ")][-1]
-    assert re.search(r"face running: .* faces \d+% tracked, detected every 3", status), status
+    assert re.search(
+        r"face running: .* faces \d+% tracked, \d+% reused, detected every 3", status
+    ), status
+    found = re.search(r"face: classifier ran on (\d+) frame\(s\), (\d+) reused", err)
+    assert found, err
+    assert int(found[1]) >= detected  # a detected frame is always classified
 
 
 def test_the_face_path_note_reads_the_tracker():
@@ -57,16 +62,33 @@ def test_the_face_path_note_reads_the_tracker():
     assert face_path_note(encoder) == "faces - tracked, detected every 4"
     tracker.detections, tracker.tracked = 1, 3
     assert face_path_note(encoder) == "faces 75% tracked, detected every 4"
+    # with classification reuse on: the share of frames whose classification was reused
+    from emoapp.encoders.face import ClassifyReuse
+
+    encoder.reuse = ClassifyReuse(1.0)
+    assert face_path_note(encoder) == "faces 75% tracked, - reused, detected every 4"
+    encoder.reuse.run, encoder.reuse.reused = 2, 3
+    assert face_path_note(encoder) == "faces 75% tracked, 60% reused, detected every 4"
 
 
-@pytest.mark.parametrize(("option", "value"), [("--threads", "0"), ("--face-detect-every", "0")])
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("--threads", "0"),
+        ("--face-detect-every", "0"),
+        ("--face-reclassify-after", "-1"),
+        ("--face-reclassify-after", "nan"),
+        ("--face-reclassify-after", "inf"),
+    ],
+)
 def test_bad_counts_are_one_line_errors(samples: Path, capsys, option: str, value: str) -> None:
     code = main([
         "live", "--no-gui", "--camera", str(samples / "face_speech.mp4"),
         "--profile", "embedded", option, value,
     ])  # fmt: skip
     assert code == 2
-    assert option in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert option in err and len(err.strip().splitlines()) == 1, err
 
 
 def test_verbose_names_each_models_precision_and_why(
@@ -82,3 +104,17 @@ def test_verbose_names_each_models_precision_and_why(
     err = capsys.readouterr().err
     assert code == 0, err
     assert "emoapp live: text: cpu int8 (--dtype)" in err
+
+
+def test_the_reclassify_option_reaches_the_live_options():
+    import argparse
+
+    from emoapp.commands.common import add_live_options, live_options
+
+    parser = argparse.ArgumentParser()
+    add_live_options(parser)
+    assert live_options(parser.parse_args([])).face_reclassify_after == 1.0
+    off = live_options(parser.parse_args(["--face-reclassify-after", "0"]))
+    assert off.face_reclassify_after == 0
+    options = live_options(parser.parse_args(["--face-reclassify-after", "2.5"]))
+    assert options.face_reclassify_after == 2.5

@@ -86,3 +86,66 @@ def test_applying_sets_the_libraries_it_finds():
     finally:
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
+
+
+def test_speech_recognition_counts_as_a_worker():
+    plan = plan_threads(4, ["face", "voice", "text", "asr"])
+    assert plan.workers == ("face", "voice", "text", "asr")
+    assert plan.torch_threads == 1  # (4 - 1) // 4, at least one
+    assert "4 model worker(s) (face, voice, text, asr)" in plan.describe()
+    assert plan_threads(9, ["face", "asr"]).torch_threads == 4  # (9 - 1) // 2
+
+
+def test_the_session_plans_for_its_transcriber_and_applies_the_plan_on_its_thread():
+    """A live session with speech recognition counts it (``asr``) in its plan, and once
+    the recogniser has loaded on its own thread (where it may first import torch and
+    change its pools), the plan is applied again there."""
+    import threading
+
+    import cv2
+    import torch
+
+    from emoapp.config import ModelOptions, load_encoders
+    from emoapp.core.messages import Modality
+    from emoapp.encoders.asr import HeardSegment
+    from emoapp.encoders.vad import EnergyVAD
+    from emoapp.runtime.session import LiveSession
+    from emoapp.runtime.transcriber import LiveTranscriber
+
+    loaded_on: list[str] = []
+    applied = threading.Event()
+
+    class Recognizer:
+        model_id = "fake/asr"
+
+        def load(self) -> None:
+            loaded_on.append(threading.current_thread().name)
+            torch.set_num_threads(3)  # as a library loading its model might
+
+        def transcribe(self, samples, sample_rate, t=0.0) -> HeardSegment:
+            return HeardSegment(t, t + 0.1, "", self.model_id)
+
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    loaded = load_encoders(ModelOptions(profile="embedded"), {Modality.TEXT})
+    transcriber = LiveTranscriber(Recognizer(), lambda e: None, EnergyVAD())
+    session = LiveSession({}, loaded.encoders, transcriber=transcriber, threads=2)
+    hook = transcriber.on_loaded
+    assert hook is not None
+
+    def on_loaded() -> None:
+        hook()
+        applied.set()
+
+    transcriber.on_loaded = on_loaded
+    try:
+        session.start()
+        assert applied.wait(20)
+        plan = session.thread_plan
+        assert plan is not None and plan.workers == ("text", "asr")
+        assert "2 model worker(s) (text, asr)" in plan.describe()
+        assert loaded_on == ["emoapp-asr"]
+        assert torch.get_num_threads() == 2 and "torch intra-op 2" in plan.applied
+    finally:
+        session.stop()
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])

@@ -11,10 +11,19 @@ def test_the_status_bar_tooltip_shows_the_thread_plan(qtbot, window_args, open_w
 
     before = torch.get_num_threads(), cv2.getNumThreads()
     try:
-        config = window_args("--threads", "1", "--face-detect-every", "3", mic=False)
+        config = window_args(
+            "--threads", "1", "--face-detect-every", "3", "--face-reclassify-after", "0.5",
+            mic=False,
+        )  # fmt: skip
         assert config.live.threads == 1 and config.live.face_detect_every == 3
+        assert config.live.face_reclassify_after == 0.5
         window = open_window(config, wanted={Modality.FACE})
-        qtbot.waitUntil(lambda: window.controller.session.thread_plan is not None, timeout=20_000)
+        # the session is made on the window's command thread: wait for it, then its plan
+        qtbot.waitUntil(
+            lambda: getattr(window.controller.session, "thread_plan", None) is not None,
+            timeout=20_000,
+        )
+        assert window.controller.session.face_reclassify_after == 0.5
         window._show_lag()
         tooltip = window.lag_label.toolTip()
         assert "event loop" in tooltip

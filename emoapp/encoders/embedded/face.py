@@ -33,14 +33,18 @@ from emoapp.core.messages import (
 from emoapp.encoders.embedded.base import EmbeddedEncoder
 from emoapp.encoders.face import (
     NO_FACE,
+    ClassifyReuse,
     FaceConfig,
     FaceLocator,
     FrameFaces,
+    ReusePlan,
     crop,
     expand_box,
     face_detail,
+    frame_time,
     locate_faces,
     make_detector,
+    merge_reused,
     to_rgb_uint8,
 )
 from emoapp.registry import ModelSpec
@@ -87,6 +91,9 @@ class MiniXceptionFaceEncoder(EmbeddedEncoder):
         super().__init__(spec)
         self.face = face or FaceConfig()
         self.detector = detector
+        self.reuse: ClassifyReuse | None = None
+        """When set (:func:`~emoapp.encoders.face.reuse_classes`), tracked unchanged faces
+        keep their earlier classification."""
         self.model: Any = None
         self.crop_margin = DEFAULT_CROP_MARGIN
 
@@ -126,7 +133,9 @@ class MiniXceptionFaceEncoder(EmbeddedEncoder):
         started = time.perf_counter()
         skipped: dict[int, str] = {}
         frames: dict[int, FrameFaces] = {}
+        plans: dict[int, ReusePlan] = {}
         crops: list[np.ndarray] = []
+        reuse = self.reuse
         for index, item in enumerate(items):
             try:
                 image = to_rgb_uint8(item)
@@ -138,7 +147,13 @@ class MiniXceptionFaceEncoder(EmbeddedEncoder):
                 skipped[index] = NO_FACE
                 continue
             frames[index] = located
-            crops.append(face_inputs(image, located.boxes, self.crop_margin))
+            boxes = located.boxes
+            if reuse is not None:
+                planned = reuse.plan(image, located, frame_time(item))
+                plans[index] = planned
+                boxes = [boxes[i] for i in planned.fresh]
+            if boxes:
+                crops.append(face_inputs(image, boxes, self.crop_margin))
         classify_s = 0.0
         raw = np.empty((0, len(self.label_map.raw_labels)))
         if crops:
@@ -157,8 +172,12 @@ class MiniXceptionFaceEncoder(EmbeddedEncoder):
                 reason = skipped.get(index, NO_FACE)
                 outputs.append(NoPrediction(Modality.FACE, t, reason, self.model_id, per_item))
                 continue
-            mine = raw[row : row + len(info.boxes)]
-            row += len(info.boxes)
+            plan = plans.get(index)
+            n_fresh = len(info.boxes) if plan is None else len(plan.fresh)
+            mine = merge_reused(plan, list(raw[row : row + n_fresh]))
+            row += n_fresh
+            if plan is not None and reuse is not None:
+                reuse.remember(info, plan, mine)
             faces = tuple(
                 FaceDetection(box, self.label_map.apply(p))
                 for box, p in zip(info.boxes, mine, strict=True)
@@ -169,7 +188,7 @@ class MiniXceptionFaceEncoder(EmbeddedEncoder):
                     mine[info.primary],
                     per_item,
                     faces=faces,
-                    detail=face_detail(info, len(faces), classify_s, n_rows, self.detector),
+                    detail=face_detail(info, len(faces), classify_s, n_rows, self.detector, plan),
                 )
             )
         return outputs
