@@ -827,6 +827,7 @@ class FaceEncoder(TransformersEncoder):
                 prepared.add(index, crop(image, expand_box(box, self.face.margin, width, height)))
         prepared.extra["frames"] = frames
         prepared.extra["reuse"] = plans
+        prepared.extra["reuse_gate"] = reuse
         return prepared
 
     def collate(self, rows: list[np.ndarray]) -> dict[str, Any]:
@@ -843,6 +844,7 @@ class FaceEncoder(TransformersEncoder):
         per_item = latency_s / max(1, len(items))
         frames: dict[int, FrameFaces] = prepared.extra.get("frames", {})
         plans: dict[int, ReusePlan] = prepared.extra.get("reuse", {})
+        reuse: ClassifyReuse | None = prepared.extra.get("reuse_gate")
         classify_s = float(prepared.extra.get("classify_s", 0.0))
         n_rows = max(1, len(prepared.rows))
         owners = np.asarray(prepared.owners, dtype=int)
@@ -857,8 +859,8 @@ class FaceEncoder(TransformersEncoder):
             rows = np.flatnonzero(owners == index)
             plan = plans.get(index)
             face_probs = merge_reused(plan, [probs[row] for row in rows])
-            if plan is not None and self.reuse is not None:
-                self.reuse.remember(info, plan, face_probs)
+            if plan is not None and reuse is not None:
+                reuse.remember(info, plan, face_probs)
             faces = tuple(
                 FaceDetection(box, p) for box, p in zip(info.boxes, face_probs, strict=True)
             )
