@@ -112,6 +112,13 @@ class BenchConfig:
     face_reclassify_after: float = 1.0
     """The live run lets a tracked, unchanged face keep its classification this many
     seconds at most (as ``emoapp live``; 0: classified on every frame)."""
+    real_models: str = "all"
+    """The real (pulled) models the precision part measures besides its own, where they
+    are present here: ``all`` (every hub model of the registry), ``none``, or profile
+    names, model ids and local folders (:func:`emoapp.bench.precision.real_models`)."""
+    real_models_dir: str | None = None
+    """The models folder they load from (default as ``emoapp live``: ``EMOAPP_MODELS_DIR``,
+    else the Hugging Face cache)."""
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:

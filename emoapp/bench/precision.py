@@ -23,7 +23,11 @@ them is a weaker test than on trained weights (the record says so); speed is the
 from __future__ import annotations
 
 import gc
+import json
+import re
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,7 @@ from emoapp.bench.common import (
     BenchError,
     cpu_bf16_supported,
     load_average,
+    sample_media,
     say,
 )
 from emoapp.core.errors import EmoappError
@@ -43,6 +48,7 @@ from emoapp.encoders.precision import (
     MAX_PROB_DIFF,
     MEASURE_COMMAND,
     MIN_TOP_AGREEMENT,
+    REAL_MODELS_OPTION,
     SPEEDUP_MARGIN,
     TIE_MARGIN,
     PrecisionMeasurement,
@@ -53,6 +59,7 @@ from emoapp.encoders.precision import (
     record_path,
     write_entry,
 )
+from emoapp.registry import ModelSpec
 
 MODALITIES = ("face", "voice", "text")
 RANDOM_WEIGHTS_NOTE = (
@@ -104,7 +111,61 @@ def text_rows(encoder: Any) -> list[Any]:
     return list(encoder.preprocess([*TEXT_LINES, TEXT_ENTRY]).rows)
 
 
+def video_face_rows(encoder: Any, every: int = 10) -> list[np.ndarray]:
+    """Face crops of the sample video (``face_speech.mp4``, one frame in ``every``), as
+    the face encoder finds and crops them."""
+    from emoapp.capture.media import iter_video_frames
+
+    frames = [
+        frame
+        for i, frame in enumerate(iter_video_frames(sample_media("face_speech.mp4")))
+        if i % every == 0
+    ]
+    return list(encoder.preprocess(frames).rows)
+
+
+def call_voice_rows(encoder: Any, seconds: float = 2.0) -> list[Any]:
+    """Two-second windows of the sample call (``call.flac``, both voices mixed to mono,
+    resampled to 16 kHz) every three seconds, as the voice encoder prepares them."""
+    from emoapp.bench.encoders import speech_window
+    from emoapp.capture.media import read_audio
+
+    audio = read_audio(sample_media("call.flac"), sample_rate=16_000)
+    samples = np.asarray(audio.samples, dtype=np.float32).reshape(-1)
+    starts = np.arange(0.5, samples.size / 16_000 - seconds, 3.0)
+    items = [speech_window(samples, seconds, start_s=float(t)) for t in starts]
+    return list(encoder.preprocess(items).rows)
+
+
+_CUE_TIME = re.compile(r"^\d\d:\d\d:\d\d[.,]\d+ --> ")
+_VOICE_TAG = re.compile(r"<[^>]*>")
+
+
+def sample_sentences() -> list[str]:
+    """The sample media's own sentences: the speech's subtitles, the call's turns and the
+    typed transcript."""
+    lines: list[str] = []
+    for name in ("speech.srt", "call.vtt"):
+        cue = False
+        for raw in sample_media(name).read_text(encoding="utf-8").splitlines():
+            line = raw.strip()
+            if _CUE_TIME.match(line):
+                cue = True
+            elif not line:
+                cue = False
+            elif cue:
+                lines.append(_VOICE_TAG.sub("", line).strip())
+    lines.append(sample_media("transcript.txt").read_text(encoding="utf-8").strip())
+    return [line for line in lines if line]
+
+
+def sample_text_rows(encoder: Any) -> list[Any]:
+    """:func:`sample_sentences` as token rows."""
+    return list(encoder.preprocess(sample_sentences()).rows)
+
+
 def load_precision(path: Path, modality: str, precision: str, name: str) -> TransformersEncoder:
+    """One of the benchmark's own models (a local folder, named ``name``) in ``precision``."""
     from emoapp.encoders.face import FaceEncoder
     from emoapp.encoders.text import TextEncoder
     from emoapp.encoders.voice import VoiceEncoder
@@ -114,6 +175,21 @@ def load_precision(path: Path, modality: str, precision: str, name: str) -> Tran
         model=str(path), device="cpu", dtype=precision, local_files_only=True, model_name=name
     )
     encoder: TransformersEncoder = classes[modality](config)
+    encoder.load()
+    return encoder
+
+
+def load_real(spec: ModelSpec, precision: str, models_dir: str | None) -> TransformersEncoder:
+    """A real model of the registry, a profile or a local folder in ``precision``, built
+    exactly as ``emoapp live`` builds it (same id, revision and models folder, so the
+    record's key is the one ``--dtype auto`` looks up)."""
+    from emoapp.encoders.factory import RuntimeOptions, build_encoder
+
+    encoder = build_encoder(
+        spec, RuntimeOptions(device="cpu", dtype=precision, models_dir=models_dir)
+    )
+    if not isinstance(encoder, TransformersEncoder):  # pragma: no cover - bundled are skipped
+        raise BenchError(f"{spec.model} is not a transformers model")
     encoder.load()
     return encoder
 
@@ -135,25 +211,47 @@ def measure_model(
     random_weights: bool,
     write: bool = True,
 ) -> dict[str, Any]:
-    """Measure one model in every precision; write its record entry; the result."""
+    """Measure one of the benchmark's models in every precision; write its record entry;
+    the result."""
+    return measure_encoders(
+        lambda precision: load_precision(path, modality, precision, name),
+        modality,
+        reps,
+        random_weights=random_weights,
+        write=write,
+    )
+
+
+def measure_encoders(
+    load: Callable[[str], TransformersEncoder],
+    modality: str,
+    reps: int,
+    random_weights: bool,
+    write: bool = True,
+    real_inputs: bool = False,
+) -> dict[str, Any]:
+    """Measure the model ``load(precision)`` loads, in every precision; write its record
+    entry under the key its float32 copy reports (its id and revision as loaded); the
+    result. ``real_inputs``: the sample media's further face crops, speech windows and
+    sentences beside the fixed ones (for trained weights, whose agreement they test)."""
     import torch
 
     names = precisions(torch)
     encoders: dict[str, TransformersEncoder] = {}
     for precision in names:
         if precision == "int8" and modality == "face":
-            encoder = load_precision(path, modality, "float32", name)
+            encoder = load("float32")
             _quantise_face(encoder)
         else:
-            encoder = load_precision(path, modality, precision, name)
+            encoder = load(precision)
         encoders[precision] = encoder
     reference = encoders["float32"]
     if modality == "face":
-        rows: list[Any] = face_rows()
+        rows: list[Any] = face_rows() + (video_face_rows(reference) if real_inputs else [])
     elif modality == "voice":
-        rows = voice_rows(reference)
+        rows = voice_rows(reference) + (call_voice_rows(reference) if real_inputs else [])
     else:
-        rows = text_rows(reference)
+        rows = text_rows(reference) + (sample_text_rows(reference) if real_inputs else [])
     if not rows:
         raise BenchError(f"no {modality} inputs survived preprocessing")
     probs = {p: e.classify_rows(rows) for p, e in encoders.items()}
@@ -180,10 +278,14 @@ def measure_model(
         for p in names
     ]
     choice = choose_precision(measurements, candidates_for(modality))
-    key = model_key(name, None, reference.model.config, torch.__version__)
+    key = model_key(
+        reference.model_id, reference.config.revision, reference.model.config, torch.__version__
+    )
     result: dict[str, Any] = {
-        "model": name,
+        "model": reference.model_id,
+        "revision": reference.config.revision,
         "architecture": key.architecture,
+        "key": key.text(),
         "inputs": len(rows),
         "reps": reps,
         "measurements": {
@@ -220,10 +322,164 @@ def _row(m: PrecisionMeasurement, baseline_ms: float) -> dict[str, Any]:
     }
 
 
+# --- real models ---------------------------------------------------------------------------
+
+REAL_ALL = "all"
+REAL_NONE = "none"
+
+
+@dataclass
+class RealModels:
+    """What ``--real-models`` names: the models present here (to measure) and the rest,
+    each with why it is not measured."""
+
+    present: list[ModelSpec] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def _ref(spec: ModelSpec) -> str:
+    """How to name ``spec`` to ``emoapp models pull``."""
+    if spec.entry is not None or not spec.revision:
+        return spec.model
+    return f"{spec.model}@{spec.revision}"
+
+
+def _modality_of(ref: str, models_dir: str | None) -> Any:
+    """The modality a model outside the registry serves, from its local ``config.json``
+    (None when there is none here)."""
+    from emoapp.core.messages import Modality
+    from emoapp.modelstore import CONFIG_FILE, local_state, tasks_of_config
+    from emoapp.registry import TASK_OF_MODALITY
+
+    model, _, revision = ref.partition("@")
+    path = Path(model).expanduser()
+    if path.is_dir():
+        config_file = path / CONFIG_FILE
+    else:
+        state = local_state(model, revision or None, models_dir)
+        if state.snapshot is None:
+            return None
+        config_file = state.snapshot / CONFIG_FILE
+    try:
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BenchError(
+            f"{REAL_MODELS_OPTION} {ref}: {config_file} is unreadable ({exc})"
+        ) from exc
+    tasks = tasks_of_config(config)
+    found = [m for m in Modality if TASK_OF_MODALITY[m] in tasks]
+    if len(found) != 1:
+        raise BenchError(
+            f"{REAL_MODELS_OPTION} {ref}: its config.json does not say it is a face, voice or "
+            "text classifier"
+        )
+    return found[0]
+
+
+def real_models(what: str, models_dir: str | None = None) -> RealModels:
+    """The real models ``what`` names, split into present and not: ``all`` (every hub model
+    of the registry), ``none``, or a comma-separated list of profile names, registry ids,
+    hub ids (``org/name[@revision]``) and local folders. Each resolves as ``emoapp live``
+    resolves it (a registry id at its pin, or the commit ``emoapp models pull
+    --revision`` recorded), and counts as present where ``emoapp live`` would load it with
+    no download (``models_dir``: the models folder, default as there)."""
+    from emoapp.encoders.factory import RuntimeOptions, is_available_locally
+    from emoapp.registry import find_entry, profiles, registry, resolve_model, resolve_profile
+
+    found = RealModels()
+    specs: list[ModelSpec] = []
+    named = [part.strip() for part in what.split(",") if part.strip()]
+    known_profiles = profiles()
+    for token in named:
+        if token.lower() == REAL_NONE:
+            continue
+        if token.lower() == REAL_ALL:
+            for entry in registry().values():
+                if not entry.bundled:
+                    spec = resolve_model(entry.modality, entry.id)
+                    if spec is not None:
+                        specs.append(spec)
+        elif token in known_profiles:
+            for spec_or_none in resolve_profile(token).values():
+                if spec_or_none is None:
+                    continue
+                if spec_or_none.bundled:
+                    found.skipped[spec_or_none.model] = (
+                        f"built in ({spec_or_none.backend}; not a transformers model: runs float32)"
+                    )
+                else:
+                    specs.append(spec_or_none)
+        else:
+            named_entry = find_entry(token)
+            modality = (
+                named_entry.modality if named_entry is not None else _modality_of(token, models_dir)
+            )
+            if modality is None:
+                found.skipped[token] = f"not present locally (emoapp models pull {token})"
+                continue
+            spec = resolve_model(modality, token)
+            if spec is None:
+                continue
+            if spec.bundled:
+                found.skipped[spec.model] = f"built in ({spec.backend}; not a transformers model)"
+                continue
+            specs.append(spec)
+    seen: set[tuple[str, str | None]] = set()
+    options = RuntimeOptions(models_dir=models_dir)
+    for spec in specs:
+        if (spec.model, spec.revision) in seen:
+            continue
+        seen.add((spec.model, spec.revision))
+        if is_available_locally(spec, options):
+            found.present.append(spec)
+        else:
+            found.skipped[_ref(spec)] = f"not present locally (emoapp models pull {_ref(spec)})"
+    return found
+
+
+def run_real_models(what: str, models_dir: str | None, reps: int) -> dict[str, Any]:
+    """Measure each real model ``what`` names that is present here (:func:`real_models`),
+    on the sample media's inputs, and write its record entry; the rest listed with why."""
+    from emoapp.encoders.factory import RuntimeOptions
+
+    found = real_models(what, models_dir)
+    part: dict[str, Any] = {
+        "asked": what,
+        "models_dir": RuntimeOptions(models_dir=models_dir).cache_dir(),
+        "measured": {},
+        "failed": {},
+        "not_measured": dict(found.skipped),
+    }
+    for spec in found.present:
+        say(f"precision: {spec.model} ({spec.modality.value}, real weights)")
+
+        def load(precision: str, spec: ModelSpec = spec) -> TransformersEncoder:
+            return load_real(spec, precision, models_dir)
+
+        try:
+            result = measure_encoders(
+                load,
+                spec.modality.value,
+                reps,
+                random_weights=False,
+                real_inputs=True,
+            )
+        except (EmoappError, OSError) as exc:
+            part["failed"][spec.model] = str(exc).splitlines()[0] if str(exc) else repr(exc)
+            continue
+        result["modality"] = spec.modality.value
+        part["measured"][spec.model] = result
+    return part
+
+
 def run_precision(
-    config: BenchConfig, paths: dict[str, Path], reps: int | None = None
+    config: BenchConfig,
+    paths: dict[str, Path],
+    reps: int | None = None,
+    real: bool = True,
 ) -> dict[str, Any]:
-    """Every modality's benchmark model in every CPU precision; the record written."""
+    """Every modality's benchmark model in every CPU precision, then (``real``) the real
+    models ``config.real_models`` names that are present here; the record written."""
     import torch
 
     if reps is None:
@@ -254,6 +510,11 @@ def run_precision(
             )
         except EmoappError as exc:
             raise BenchError(f"precision: {modality}: {exc}") from exc
+    if real:
+        real_reps = 3 if config.quick or config.size == "tiny" else 7
+        result["real_models"] = run_real_models(
+            config.real_models, config.real_models_dir, real_reps
+        )
     result["load_average_end"] = load_average()
     return result
 
@@ -274,4 +535,23 @@ def render_precision(part: dict[str, Any]) -> list[str]:
             for p, r in m["measurements"].items()
         )
         out.append(f"  {modality:5s} {cells} -> auto: {m['auto']}")
+    real = part.get("real_models")
+    if real:
+        out.append(
+            f"  real models ({REAL_MODELS_OPTION} {real['asked']}; models folder "
+            f"{real['models_dir'] or 'the Hugging Face cache'}):"
+        )
+        for model_id, m in real["measured"].items():
+            cells = ", ".join(
+                f"{p} {r['median_ms']:.1f} ms ({r['speedup']}x, max dp {r['max_prob_diff']:.4f}, "
+                f"top {r['top_agreement']:.0%})"
+                for p, r in m["measurements"].items()
+            )
+            out.append(f"    {model_id}: {cells} -> auto: {m['auto']}")
+        for model_id, why in real["failed"].items():
+            out.append(f"    {model_id}: failed: {why}")
+        for model_id, why in real["not_measured"].items():
+            out.append(f"    {model_id}: {why}")
+        if not real["measured"] and not real["failed"] and not real["not_measured"]:
+            out.append("    none named")
     return out

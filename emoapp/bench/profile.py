@@ -83,7 +83,9 @@ def profile_encoders(
             before = torch.get_num_threads()
             torch.set_num_threads(plan.torch_threads)
             try:
-                precision.update(run_precision(config, paths, reps=PROFILE_PRECISION_REPS))
+                precision.update(
+                    run_precision(config, paths, reps=PROFILE_PRECISION_REPS, real=False)
+                )
             except BenchError as exc:
                 precision.update({"status": "failed", "reason": str(exc)})
             finally:

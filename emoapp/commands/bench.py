@@ -63,6 +63,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "int8 on this CPU and keep the result for --dtype auto)",
     )
     parser.add_argument(
+        "--real-models",
+        metavar="WHAT",
+        default="all",
+        help="the precision part also measures these real (pulled) models where they are "
+        "present locally, under the ids and revisions --dtype auto looks up: all (every "
+        "hub model of the registry; default), none, or a comma-separated list of profile "
+        "names (cpu, default), model ids (org/name[@revision]) and local model folders; "
+        "models not present are listed, not measured",
+    )
+    parser.add_argument(
+        "--real-models-dir",
+        metavar="DIR",
+        help="the models folder the real models load from, as `emoapp live --models-dir` "
+        "(default: EMOAPP_MODELS_DIR, else the Hugging Face cache)",
+    )
+    parser.add_argument(
         "--device",
         default="auto",
         help="auto (CPU, and CUDA when present), cpu, or cuda[:N] (CUDA only)",
@@ -131,6 +147,10 @@ def _as_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--face-detect-every", str(args.face_detect_every)]
     if args.face_reclassify_after != 1.0:
         argv += ["--face-reclassify-after", f"{args.face_reclassify_after:g}"]
+    if args.real_models != "all":
+        argv += ["--real-models", args.real_models]
+    if args.real_models_dir is not None:
+        argv += ["--real-models-dir", args.real_models_dir]
     if args.json is not None:
         argv += ["--json", str(args.json)]
     return argv
@@ -159,6 +179,8 @@ def run(args: argparse.Namespace) -> int:
         profile=args.profile,
         face_detect_every=args.face_detect_every,
         face_reclassify_after=args.face_reclassify_after,
+        real_models=args.real_models,
+        real_models_dir=args.real_models_dir,
     )
     if config.profile is not None:
         from emoapp.bench.profile import render_profile, run_profile_bench

@@ -38,6 +38,7 @@ from emoapp.core.labelmap import LabelMap, build_label_map
 from emoapp.core.messages import EncoderOutput, Modality, ModalityPrediction, NoPrediction
 from emoapp.encoders.precision import (
     PrecisionChoice,
+    measure_command,
     model_key,
     quantize_linear_int8,
     resolve_precision,
@@ -247,7 +248,11 @@ class TransformersEncoder(ABC):
         torch = _import_torch()
         key = model_key(self.model_id, self.config.revision, model.config, torch.__version__)
         self.precision = resolve_precision(
-            self.config.dtype, self.device.type, self.modality.value, key
+            self.config.dtype,
+            self.device.type,
+            self.modality.value,
+            key,
+            command=measure_command(self.model_id, self.config.revision, self.config.cache_dir),
         )
         quantize = self.precision.name == "int8"
         self.dtype = torch.float32 if quantize else getattr(torch, self.precision.name)

@@ -75,7 +75,51 @@ almost every input is one)."""
 RECORD_ENV = "EMOAPP_PRECISION_FILE"
 RECORD_SCHEMA = "emoapp-precision/1"
 MEASURE_COMMAND = "emoapp bench --part precision"
-NO_RECORD = f"no precision measurement on this machine for this model; run `{MEASURE_COMMAND}`"
+REAL_MODELS_OPTION = "--real-models"
+REAL_MODELS_DIR_OPTION = "--real-models-dir"
+
+
+def no_record(command: str = MEASURE_COMMAND) -> str:
+    """The reason ``auto`` gives when this machine has no measurement of a model."""
+    return f"no precision measurement on this machine for this model; run `{command}`"
+
+
+NO_RECORD = no_record()
+"""The reason for a model with no better command to name (the benchmark's own models)."""
+
+
+def measure_command(
+    model_id: str, revision: str | None = None, cache_dir: str | None = None
+) -> str:
+    """The command that measures ``model_id`` (at ``revision``, loaded from ``cache_dir``)
+    under the very key ``--dtype auto`` looks it up by: the benchmark's own random-weight
+    models (``bench/...``) by the precision part itself; any other model, a registry id,
+    hub id or local folder, by naming it in ``--real-models`` (with ``@revision`` unless
+    the bare id resolves to that revision anyway, and ``--real-models-dir`` when it loads
+    from a models folder other than ``EMOAPP_MODELS_DIR``'s)."""
+    if model_id.startswith("bench/"):
+        return MEASURE_COMMAND
+    ref = model_id
+    if revision:
+        ref = f"{model_id}@{revision}"
+        with contextlib.suppress(Exception):  # a registry id at its usual revision: bare
+            from emoapp.registry import find_entry, resolve_model
+
+            entry = find_entry(model_id)
+            if entry is not None and entry.id == model_id:
+                spec = resolve_model(entry.modality, model_id)
+                if spec is not None and spec.revision == revision:
+                    ref = model_id
+    command = f"{MEASURE_COMMAND} {REAL_MODELS_OPTION} {_quoted(ref)}"
+    if cache_dir and cache_dir != os.environ.get("EMOAPP_MODELS_DIR"):
+        command += f" {REAL_MODELS_DIR_OPTION} {_quoted(str(cache_dir))}"
+    return command
+
+
+def _quoted(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
 
 
 # --- the rule ---------------------------------------------------------------------------
@@ -301,20 +345,23 @@ def read_record(path: Path | None = None) -> dict[str, Any] | None:
     return entries
 
 
-def lookup(key: ModelKey, path: Path | None = None) -> tuple[list[PrecisionMeasurement], str]:
-    """This key's measurements (empty when there are none) and, when empty, why."""
+def lookup(
+    key: ModelKey, path: Path | None = None, command: str = MEASURE_COMMAND
+) -> tuple[list[PrecisionMeasurement], str]:
+    """This key's measurements (empty when there are none) and, when empty, why (naming
+    ``command``, the one that measures this model)."""
     path = record_path() if path is None else path
     entries = read_record(path)
     if entries is None:
-        return [], f"the precision record {path} is unreadable; run `{MEASURE_COMMAND}`"
+        return [], f"the precision record {path} is unreadable; run `{command}`"
     entry = entries.get(key.text())
     if not isinstance(entry, dict):
-        return [], NO_RECORD
+        return [], no_record(command)
     try:
         found = [PrecisionMeasurement.from_dict(m) for m in entry["measurements"]]
     except (KeyError, TypeError, ValueError) as exc:
         log.warning("precision record %s: the entry for %s is malformed (%s)", path, key, exc)
-        return [], f"the precision record's entry is malformed; run `{MEASURE_COMMAND}`"
+        return [], f"the precision record's entry is malformed; run `{command}`"
     return found, ""
 
 
@@ -366,10 +413,12 @@ def resolve_precision(
     modality: str,
     key: ModelKey | None,
     path: Path | None = None,
+    command: str = MEASURE_COMMAND,
 ) -> PrecisionChoice:
     """The precision for a model of ``modality`` on a device of ``device_type`` when
-    ``--dtype`` is ``requested`` (see the module docstring). ModelLoadError for an unknown
-    name or ``int8`` off the CPU."""
+    ``--dtype`` is ``requested`` (see the module docstring). ``command`` is what measures
+    this model (:func:`measure_command`), named when there is no measurement.
+    ModelLoadError for an unknown name or ``int8`` off the CPU."""
     requested = (requested or "auto").strip().lower()
     if requested != "auto" and requested not in PRECISIONS:
         raise ModelLoadError(
@@ -395,8 +444,8 @@ def resolve_precision(
     if device_type != "cpu":
         return PrecisionChoice("float32", f"auto: float32 on {device_type}")
     if key is None:
-        return PrecisionChoice("float32", f"auto: {NO_RECORD}")
-    measurements, missing = lookup(key, path)
+        return PrecisionChoice("float32", f"auto: {no_record(command)}")
+    measurements, missing = lookup(key, path, command)
     if not measurements:
         return PrecisionChoice("float32", f"auto: {missing}")
     return choose_precision(measurements, candidates_for(modality))

@@ -16,13 +16,14 @@ from emoapp.encoders.base import EncoderConfig
 from emoapp.encoders.precision import (
     CPU_CANDIDATES,
     MAX_PROB_DIFF,
+    MEASURE_COMMAND,
     MIN_TOP_AGREEMENT,
-    NO_RECORD,
     RECORD_ENV,
     SPEEDUP_MARGIN,
     PrecisionMeasurement,
     choose_precision,
     model_key,
+    no_record,
     record_path,
     resolve_precision,
     why_not,
@@ -234,7 +235,8 @@ def test_auto_follows_this_machines_record(tiny_models, tmp_path, monkeypatch):
     path = tiny_models["text"]
     none = _load(TextEncoder, path, "auto")
     assert none.info().dtype == "float32"
-    assert none.info().precision == f"auto: {NO_RECORD}"
+    # the reason names the command that measures this very folder
+    assert none.info().precision == f"auto: {no_record(f'{MEASURE_COMMAND} --real-models {path}')}"
 
     key = _key_of(none)
     write_entry(
