@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "replayed media, start-up time, the fer package on the same video where it "
             "can run, and emoapp batch throughput (local and Ray, 1 and 2 workers). The "
             "models are random-weight copies of the default architectures, built once into "
-            "a cache folder. Prints a table and writes JSON."
+            "a cache folder; the precision part also measures the real models pulled here "
+            "(--real-models). Prints a table and writes JSON."
         ),
     )
     parser.add_argument(
