@@ -50,6 +50,9 @@ class ModalityStatus:
     source_open: bool = False
     """True while the modality's source (a camera, a microphone, a replayed file) is
     open and delivering: what a capture indicator shows."""
+    device_detail: str = ""
+    """Why the model runs in the precision ``device`` names (``auto``'s choice and its
+    measurement, ``--dtype``, or which command would measure it): the device's tooltip."""
 
 
 # --- sources ----------------------------------------------------------------------------
@@ -183,6 +186,17 @@ def _encoder_device(encoder: Encoder) -> str:
         return ""
 
 
+def _encoder_device_detail(encoder: Encoder) -> str:
+    """Why the encoder runs in its precision (``cpu int8: auto: 3.52x float32's speed
+    ...``), or "" when it has no precision choice (baselines, embedded models)."""
+    precision = getattr(encoder, "precision", None)
+    name = getattr(precision, "name", None)
+    reason = getattr(precision, "reason", None)
+    if not (isinstance(name, str) and name and isinstance(reason, str) and reason):
+        return ""
+    return f"{_encoder_device(encoder)}: {reason}"
+
+
 def modality_status(entry: Entry, stall_after_s: float) -> ModalityStatus:
     """What ``entry``'s modality is doing (call with the session's lock held). An
     encoder call or a source silent for longer than ``stall_after_s`` shows as
@@ -196,13 +210,14 @@ def modality_status(entry: Entry, stall_after_s: float) -> ModalityStatus:
     )
     model_id = encoder.model_id if encoder is not None else ""
     device = _encoder_device(encoder) if encoder is not None else ""
+    device_detail = _encoder_device_detail(encoder) if encoder is not None else ""
     baseline = bool(encoder.baseline) if encoder is not None else False
 
     source_open = run is not None and run.source_open
 
     def status(state: str, message: str = "") -> ModalityStatus:
         return ModalityStatus(
-            m, state, source_name, model_id, device, baseline, message, source_open
+            m, state, source_name, model_id, device, baseline, message, source_open, device_detail
         )
 
     if run is None:

@@ -544,6 +544,7 @@ class MainWindow(QMainWindow):
                     status.device,
                     status.baseline,
                     message,
+                    device_detail=status.device_detail,
                 )
             else:
                 joined = f"{status.message}; {message}" if status.message else message
@@ -555,6 +556,7 @@ class MainWindow(QMainWindow):
                     status.device,
                     status.baseline,
                     joined,
+                    device_detail=status.device_detail,
                 )
         if not status.source:
             info = self.controller.source_info(m)
@@ -567,6 +569,7 @@ class MainWindow(QMainWindow):
                     status.device,
                     status.baseline,
                     status.message,
+                    device_detail=status.device_detail,
                 )
         self.status_panel.show_status(status)
         if m is Modality.TEXT and status.state in ("failed", "degraded"):

@@ -110,6 +110,7 @@ class _StatusRow:
         else:
             self.model.setText("—")
         self.device.setText(status.device or "—")
+        self.device.setToolTip(getattr(status, "device_detail", "") or "")
         self.show_message(status.state, status.message)
 
     def show_message(self, state: str, message: str) -> None:

@@ -274,6 +274,8 @@ def test_replayed_camera_and_microphone_through_tiny_models(
     status = session.status()
     assert status[FACE].model_id == tiny_encoders[FACE].model_id
     assert status[FACE].device == "cpu float32"  # where, and in what precision
+    # ... and why, for the device's tooltip: auto's reason for float32
+    assert status[FACE].device_detail.startswith("cpu float32: auto: ")
     assert status[FACE].source == "face_speech.mp4"
 
     # Metrics: every frame is either encoded or counted as dropped.
