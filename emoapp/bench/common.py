@@ -119,6 +119,8 @@ class BenchConfig:
     real_models_dir: str | None = None
     """The models folder they load from (default as ``emoapp live``: ``EMOAPP_MODELS_DIR``,
     else the Hugging Face cache)."""
+    window: bool = False
+    """The profile's live run inside the real main window, measuring its event-loop lag."""
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
@@ -137,6 +139,8 @@ class BenchConfig:
             raise BenchError("--face-detect-every must be at least 1")
         if not (self.face_reclassify_after >= 0 and self.face_reclassify_after < float("inf")):
             raise BenchError("--face-reclassify-after must be 0 or more seconds")
+        if self.window and self.profile is None:
+            raise BenchError("--window goes with --profile NAME (the live run in the window)")
 
     @property
     def mode(self) -> str:

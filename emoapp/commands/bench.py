@@ -106,6 +106,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "it against that profile's live targets",
     )
     parser.add_argument(
+        "--window",
+        action="store_true",
+        help="with --profile: run the live session inside the real main window (offscreen "
+        "when there is no display, or under Xvfb) and measure the window's event-loop lag "
+        "(p50/p99 of a 10 ms UI timer's lateness); needs PySide6",
+    )
+    parser.add_argument(
         "--face-detect-every",
         type=int,
         default=5,
@@ -152,6 +159,8 @@ def _as_argv(args: argparse.Namespace) -> list[str]:
         argv += ["--real-models", args.real_models]
     if args.real_models_dir is not None:
         argv += ["--real-models-dir", args.real_models_dir]
+    if args.window:
+        argv.append("--window")
     if args.json is not None:
         argv += ["--json", str(args.json)]
     return argv
@@ -182,6 +191,7 @@ def run(args: argparse.Namespace) -> int:
         face_reclassify_after=args.face_reclassify_after,
         real_models=args.real_models,
         real_models_dir=args.real_models_dir,
+        window=args.window,
     )
     if config.profile is not None:
         from emoapp.bench.profile import render_profile, run_profile_bench

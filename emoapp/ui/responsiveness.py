@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 from PySide6.QtCore import QElapsedTimer, QObject, Qt, QTimer, Slot
 
+from emoapp.core.lag import LagHistogram
+
 
 @dataclass(frozen=True)
 class LagPercentiles:
@@ -33,13 +35,19 @@ class LagPercentiles:
 
 
 class EventLoopLagMeter(QObject):
-    """Records how late a ``interval_ms`` timer fires, over the last ``window`` ticks."""
+    """Records how late a ``interval_ms`` timer fires, over the last ``window`` ticks;
+    with ``histogram``, every tick is counted there too (a whole run, in fixed memory)."""
 
     def __init__(
-        self, interval_ms: int = 10, window: int = 6000, parent: QObject | None = None
+        self,
+        interval_ms: int = 10,
+        window: int = 6000,
+        parent: QObject | None = None,
+        histogram: LagHistogram | None = None,
     ) -> None:
         super().__init__(parent)
         self.interval_ms = interval_ms
+        self.histogram = histogram
         self._lateness: deque[float] = deque(maxlen=window)
         self._clock = QElapsedTimer()
         self._last_ns: int | None = None
@@ -64,8 +72,10 @@ class EventLoopLagMeter(QObject):
     def _tick(self) -> None:
         now = self._clock.nsecsElapsed()
         if self._last_ns is not None:
-            late_ms = (now - self._last_ns) / 1e6 - self.interval_ms
-            self._lateness.append(max(0.0, late_ms))
+            late_ms = max(0.0, (now - self._last_ns) / 1e6 - self.interval_ms)
+            self._lateness.append(late_ms)
+            if self.histogram is not None:
+                self.histogram.add(late_ms)
         self._last_ns = now
 
     def samples(self) -> list[float]:

@@ -3,7 +3,13 @@ request, one modality's own predictions), one line per canonical label.
 
 Points are stored as they arrive; the plot is redrawn at most five times a second (a
 pixel of a minute-wide plot is about a tenth of a second), and only when something
-changed, so a burst of estimates costs one redraw.
+changed, so a burst of estimates costs one redraw. What is drawn is at most one point per
+tenth of a second (:func:`thin_series`: the newest point of each tenth, a gap wherever
+the tenth held one), with one-pixel lines: the fused estimate comes at up to ~35 Hz, and
+a minute of it drawn point by point as two-pixel antialiased lines cost the UI thread
+15-20 ms per redraw on the replayed sample (the window's longest stalls in ``emoapp
+bench --profile embedded --window``) and 130-480 ms for a restless estimate; thinned and
+one pixel wide, 13-28 ms for the same restless minute on this 2-core machine.
 """
 
 from __future__ import annotations
@@ -21,6 +27,27 @@ from emoapp.ui.style import LABEL_COLORS, MODALITY_TITLES
 
 FUSED = "fused"
 _GAP = np.full(NUM_LABELS, np.nan)
+DRAW_STEP_S = 0.1
+"""The timeline draws at most one point per this many seconds."""
+
+
+def thin_series(
+    x: np.ndarray, values: np.ndarray, step_s: float = DRAW_STEP_S
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most one point per ``step_s`` of ``x`` (ascending): the last point of each step,
+    with NaN for a label wherever any point of that step had NaN there (a gap is never
+    hidden). ``values``: one row per point, one column per label."""
+    if x.size == 0:
+        return x, values
+    bins = np.floor(x / step_s).astype(np.int64)
+    last = np.flatnonzero(np.diff(bins, append=bins[-1] + 1))
+    if last.size == x.size:
+        return x, values
+    first = np.concatenate(([0], last[:-1] + 1))
+    gaps = np.maximum.reduceat(np.isnan(values), first, axis=0)
+    thinned = values[last].copy()
+    thinned[gaps] = np.nan
+    return x[last], thinned
 
 
 class TimelinePanel(QGroupBox):
@@ -61,7 +88,7 @@ class TimelinePanel(QGroupBox):
         legend_background.setAlpha(200)
         legend.setBrush(pg.mkBrush(legend_background))
         self._curves = {
-            label: self.plot.plot([], [], name=label, pen=pg.mkPen(LABEL_COLORS[label], width=2))
+            label: self.plot.plot([], [], name=label, pen=pg.mkPen(LABEL_COLORS[label], width=1))
             for label in CANONICAL_LABELS
         }
 
@@ -158,7 +185,7 @@ class TimelinePanel(QGroupBox):
             return
         t = np.fromiter((p[0] for p in series), dtype=float, count=len(series))
         values = np.stack([p[1] for p in series])
-        x = t - self._latest_t
+        x, values = thin_series(t - self._latest_t, values)
         for i, label in enumerate(CANONICAL_LABELS):
             self._curves[label].setData(x, values[:, i], connect="finite")
 

@@ -82,6 +82,8 @@ def test_targets_are_judged_per_profile():
     assert verdict["face_encoder_rate_met"] is True
     assert verdict["face_age_p95_met"] is False
     assert verdict["voice_age_p95_met"] is None
+    assert verdict["ui_lag_p99_met"] is None  # not measured without --window
+    assert judge("embedded", {**live, "ui_lag_p99_ms": 51.0})["ui_lag_p99_met"] is False
     assert judge("cpu", live)["face_age_p95_met"] is True
     assert judge("baseline", live) == {}
     assert judge("embedded", {"status": "failed"}) == {}
@@ -117,3 +119,56 @@ def test_the_precision_each_torch_encoder_runs_is_recorded(tiny_models):
 def test_profile_and_part_do_not_go_together(capsys):
     assert main(["bench", "--profile", "cpu", "--part", "precision"]) == 2
     assert "--part and --profile" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def embedded_in_window(tmp_path_factory):
+    pytest.importorskip("PySide6")
+    import cv2
+    import torch
+
+    out = tmp_path_factory.mktemp("profile-window") / "bench.json"
+    before = torch.get_num_threads(), cv2.getNumThreads()
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            rc = main(
+                [
+                    "bench",
+                    "--profile",
+                    "embedded",
+                    "--window",
+                    "--duration",
+                    "2",
+                    "--threads",
+                    "1",
+                    "--json",
+                    str(out),
+                ]
+            )
+    finally:
+        torch.set_num_threads(before[0])
+        cv2.setNumThreads(before[1])
+    return rc, json.loads(out.read_text()), printed.getvalue()
+
+
+def test_the_window_run_adds_the_event_loop_lag_and_keeps_every_key(embedded, embedded_in_window):
+    rc, result, printed = embedded_in_window
+    assert rc == 0, result["live"]
+    live = result["live"]
+    assert live["window"] in ("offscreen", "x11")
+    assert live["ui_lag_samples"] > 0
+    assert 0.0 <= live["ui_lag_p50_ms"] <= live["ui_lag_p99_ms"] <= live["ui_lag_max_ms"]
+    # The record has every key of the headless run.
+    assert set(embedded[1]["live"]) <= set(live)
+    assert set(live["modalities"]) == {"face", "voice", "text"}
+    assert live["modalities"]["face"]["encoded"] > 0
+    assert "--window" in result["command"]
+    assert result["targets"]["ui_lag_p99_ms_max"] == 50.0
+    assert result["targets"]["ui_lag_p99_met"] in (True, False)
+    assert "event-loop lag" in printed
+
+
+def test_the_window_goes_with_a_profile(capsys):
+    assert main(["bench", "--window", "--skip", "encoders"]) == 2
+    assert "--window" in capsys.readouterr().err
