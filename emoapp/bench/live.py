@@ -133,6 +133,16 @@ def _slope_after_warmup(samples: list[tuple[float, float]]) -> float | None:
     return round(float(np.polyfit(t, y, 1)[0]) * 60.0, 2)
 
 
+def _rss_each_minute(samples: list[tuple[float, float]]) -> list[float]:
+    """RSS (MiB) at the start of the measured span and after each whole minute of it
+    (at most one value a minute: a 10-minute run gives 11)."""
+    out: list[float] = []
+    for t, rss in samples:
+        if t >= 60.0 * len(out):
+            out.append(round(rss, 1))
+    return out
+
+
 def live_media(config: BenchConfig) -> tuple[Path, Path, Path]:
     """The 30 fps clip, the speech file and the typed lines (made once, in the cache)."""
     media = config.cache_dir() / "media"
@@ -412,6 +422,7 @@ def run_live(
         "rss_max_mb": max(rss_values) if rss_values else None,
         "rss_trend_mb_per_min": _slope_mb_per_min(rss_samples),
         "rss_slope_mib_per_min": _slope_after_warmup(rss_samples),
+        "rss_each_minute_mb": _rss_each_minute(rss_samples),
         "threads_left_running": left,
         **window_keys,
         **({"explanations": span.explained} if explain_every_s is not None else {}),

@@ -56,6 +56,7 @@ def test_the_embedded_profile_runs_live_with_its_own_models(embedded):
     face = live["modalities"]["face"]
     assert face["encoded"] > 0 and "age_p95_ms" in face and "encoder_rate_hz" in face
     assert "rss_slope_mib_per_min" in live
+    assert len(live["rss_each_minute_mb"]) == 1  # a 2 s run: the start only
     assert "torch 1" in live["thread_plan"] and "(--threads)" in live["thread_plan"]
     assert live["face_detect_every"] == 3
     located = live["face_frames_located"]

@@ -54,9 +54,19 @@ def test_memory_follows_the_range_of_the_values_not_their_number():
     for v in rng.uniform(0.0, 20.0, size=60_000):  # a 10-minute run of a 10 ms timer
         histogram.add(float(v))
     assert histogram.count == 60_000
-    assert histogram.bins_used <= 200
+    assert histogram.nbytes <= 8 * 256  # 200 bins of 0.1 ms, grown by doubling
     histogram.clear()
     assert histogram.count == 0 and histogram.stats() is None
+
+
+@given(st.lists(st.floats(0.0, 1e6), min_size=1, max_size=50))
+def test_values_beyond_the_last_bin_keep_the_order_and_the_memory_bound(values):
+    histogram = Histogram(1.0, max_bins=100)
+    for v in values:
+        histogram.add(v)
+    p50, p99 = histogram.percentiles((50, 99)) or (None, None)
+    assert 0.0 <= p50 <= p99 <= histogram.max == max(values)
+    assert histogram.nbytes <= 8 * 100
 
 
 def test_nan_is_on_time_and_bad_bins_are_refused():
