@@ -423,6 +423,11 @@ def run_live(
         "rss_trend_mb_per_min": _slope_mb_per_min(rss_samples),
         "rss_slope_mib_per_min": _slope_after_warmup(rss_samples),
         "rss_each_minute_mb": _rss_each_minute(rss_samples),
+        # The window's timeline fills its minute of points in the first minute: the
+        # slope from then on is the one to read for growth.
+        "rss_slope_after_first_minute_mib_per_min": _slope_after_warmup(
+            [(t, r) for t, r in rss_samples if t >= 60.0]
+        ),
         "threads_left_running": left,
         **window_keys,
         **({"explanations": span.explained} if explain_every_s is not None else {}),
