@@ -115,7 +115,7 @@ def run_in_window(
     """Run the window on the replayed files with ``encoders`` until ``drive(session,
     lag)`` returns (it runs on another thread); re-raises what ``drive`` raised."""
     window_kind = choose_platform()
-    from PySide6.QtCore import QObject, QSettings, QTimer, Signal
+    from PySide6.QtCore import QCoreApplication, QEvent, QObject, QSettings, QTimer, Signal
 
     from emoapp.privacy.consent import ConsentStore
     from emoapp.ui.app import build_window, create_application
@@ -161,6 +161,11 @@ def run_in_window(
 
         relay.arm.connect(arm)
         relay.finish.connect(window.close)
+        # One way out of the event loop: the window's own ``closed``. Qt's quit on the last
+        # window closed would post a second quit that outlives this loop and ends the
+        # next one at once (a caller's, e.g. a test's).
+        quit_on_last = app.quitOnLastWindowClosed()
+        app.setQuitOnLastWindowClosed(False)
         window.closed.connect(app.quit)
         ready = threading.Event()
         window.controller.models_ready.connect(lambda _profile: ready.set())
@@ -183,7 +188,11 @@ def run_in_window(
         window.start(built.wanted)
         meter.start()
         QTimer.singleShot(0, thread.start)
-        app.exec()
+        try:
+            app.exec()
+        finally:
+            app.setQuitOnLastWindowClosed(quit_on_last)
+        QCoreApplication.removePostedEvents(app, QEvent.Type.Quit)
         meter.stop()
         thread.join(10.0)
         left = window.controller.join(timeout=5.0)
