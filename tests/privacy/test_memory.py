@@ -7,12 +7,14 @@ import json
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from emoapp.core.fusion import Fuser
 from emoapp.core.messages import Modality, ModalityPrediction, NoPrediction
 from emoapp.core.taxonomy import NUM_LABELS
 from emoapp.privacy.export import export_row
-from emoapp.privacy.memory import TimelineMemory
+from emoapp.privacy.memory import TimelineMemory, _pack, _unpack, row_shape
 
 FACE, VOICE, TEXT = Modality.FACE, Modality.VOICE, Modality.TEXT
 
@@ -80,3 +82,63 @@ def test_clear_forgets_rows_and_texts():
     fuser2.update(prediction(TEXT, 0.05))
     memory.add_estimate(fuser2.estimate(0.3))
     assert "text" not in memory.rows(include_text=True)[0]["modalities"]["text"]
+
+
+# -- rows are kept deflated against the first row's shape -------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+json_rows = st.dictionaries(st.text(max_size=8), json_values, max_size=6)
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=json_rows, first=json_rows)
+def test_a_packed_row_comes_back_exactly_whatever_the_dictionary(row, first):
+    zdict = row_shape(first)
+    assert _unpack(_pack(row, zdict), zdict) == json.loads(json.dumps(row))
+
+
+@settings(max_examples=60, deadline=None)
+@given(row=json_rows)
+def test_the_dictionary_keeps_the_keys_and_no_value(row):
+    shape = json.loads(row_shape(row))
+    assert set(shape) == set(row)
+
+    def leaves(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                yield from leaves(v)
+        elif isinstance(value, list):
+            for v in value:
+                yield from leaves(v)
+        else:
+            yield value
+
+    assert all(leaf in ("", 0, None, True, False) for leaf in leaves(shape))
+
+
+def test_rows_of_another_shape_than_the_first_come_back_as_built_and_smaller():
+    memory = TimelineMemory(row_rate_hz=100.0, origin=0.0)
+    fuser = Fuser()
+    built = []
+    memory.row_listeners.append(built.append)
+    fuser.update(prediction(FACE, 0.0))
+    memory.add_estimate(fuser.estimate(0.0))  # the first row: face only
+    memory.note_status(VOICE, "degraded", "voice encoder failed: boom")
+    for i in range(1, 40):
+        t = 0.1 * i
+        fuser.update(prediction(FACE, t, top=1 + i % 3))
+        fuser.update(prediction(VOICE, t, top=2))
+        fuser.update(prediction(TEXT, t, top=4))
+        memory.add_estimate(fuser.estimate(t))
+    assert memory.rows() == [json.loads(json.dumps(row)) for row in built]
+    packed = sum(len(item.row) for item in memory._rows)
+    plain = sum(len(json.dumps(row, separators=(",", ":")).encode()) for row in built)
+    assert packed < plain / 2
+    memory.clear()
+    assert memory._zdict is None and memory.rows() == []
