@@ -9,7 +9,8 @@ oldest go first): by default five a second for the last hour. A row is about 2 k
 JSON; it is kept deflated against a dictionary made of the first row's *shape* (its keys,
 every value blanked: no scores, labels or notes), which makes it about 0.45 kB, so the
 hour is at most about 8 MB and a live window's memory grows about 0.13 MiB a minute until
-it is full (the 10-minute bench measured the plain JSON at 0.6 MiB a minute). Nothing
+it is full (tracemalloc over a 2-minute window run measured the plain JSON at 0.6 MiB a
+minute). Nothing
 here touches the disk; an export (:func:`emoapp.privacy.export.export_timeline`) is the
 only way these rows reach a file.
 
