@@ -48,7 +48,7 @@ DEFAULT_MAX_TEXTS = 2_000
 _NOTE_STATES = ("failed", "degraded")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _KeptRow:
     t: float
     """The estimate's time on the session clock."""
@@ -146,6 +146,8 @@ class TimelineMemory:
             )
             text = estimate.inputs.get(Modality.TEXT)
             media = {m.value: self._media[m] for m in estimate.inputs if m in self._media}
+            if self._rows and self._rows[-1].media == media:
+                media = self._rows[-1].media  # one dict for a run of rows from the same sources
             if len(self._rows) == self._rows.maxlen:
                 self.dropped += 1
             if self._zdict is None:
