@@ -519,6 +519,15 @@ def run_precision(
     return result
 
 
+def _cells(model: dict[str, Any]) -> str:
+    """One model's measurements as table cells: time, speed-up and agreement a precision."""
+    return ", ".join(
+        f"{p} {r['median_ms']:.1f} ms ({r['speedup']}x, max dp {r['max_prob_diff']:.4f}, "
+        f"top {r['top_agreement']:.0%})"
+        for p, r in model["measurements"].items()
+    )
+
+
 def render_precision(part: dict[str, Any]) -> list[str]:
     """The part as table lines."""
     if "modalities" not in part:
@@ -529,12 +538,7 @@ def render_precision(part: dict[str, Any]) -> list[str]:
         f">= {part['rule']['min_top_agreement']:.0%}; record {part['record']})"
     ]
     for modality, m in part["modalities"].items():
-        cells = ", ".join(
-            f"{p} {r['median_ms']:.1f} ms ({r['speedup']}x, max dp {r['max_prob_diff']:.4f}, "
-            f"top {r['top_agreement']:.0%})"
-            for p, r in m["measurements"].items()
-        )
-        out.append(f"  {modality:5s} {cells} -> auto: {m['auto']}")
+        out.append(f"  {modality:5s} {_cells(m)} -> auto: {m['auto']}")
     real = part.get("real_models")
     if real:
         out.append(
@@ -542,12 +546,7 @@ def render_precision(part: dict[str, Any]) -> list[str]:
             f"{real['models_dir'] or 'the Hugging Face cache'}):"
         )
         for model_id, m in real["measured"].items():
-            cells = ", ".join(
-                f"{p} {r['median_ms']:.1f} ms ({r['speedup']}x, max dp {r['max_prob_diff']:.4f}, "
-                f"top {r['top_agreement']:.0%})"
-                for p, r in m["measurements"].items()
-            )
-            out.append(f"    {model_id}: {cells} -> auto: {m['auto']}")
+            out.append(f"    {model_id}: {_cells(m)} -> auto: {m['auto']}")
         for model_id, why in real["failed"].items():
             out.append(f"    {model_id}: failed: {why}")
         for model_id, why in real["not_measured"].items():

@@ -12,35 +12,29 @@ from emoapp.bench.profile import judge
 from emoapp.cli import main
 
 
-@pytest.fixture(scope="module")
-def embedded(tmp_path_factory):
+def run_embedded_profile(tmp_path_factory, name: str, *extra: str):
+    """``emoapp bench --profile embedded`` for 2 s with one torch thread (and ``extra``):
+    its exit status, JSON record and printed text; the process-wide thread settings the
+    session's plan changes are put back."""
     import cv2
     import torch
 
-    out = tmp_path_factory.mktemp("profile") / "bench.json"
+    out = tmp_path_factory.mktemp(name) / "bench.json"
     before = torch.get_num_threads(), cv2.getNumThreads()
     printed = io.StringIO()
+    argv = ["bench", "--profile", "embedded", *extra, "--duration", "2", "--threads", "1"]
     try:
         with contextlib.redirect_stdout(printed):
-            rc = main(
-                [
-                    "bench",
-                    "--profile",
-                    "embedded",
-                    "--duration",
-                    "2",
-                    "--threads",
-                    "1",
-                    "--face-detect-every",
-                    "3",
-                    "--json",
-                    str(out),
-                ]
-            )
+            rc = main([*argv, "--json", str(out)])
     finally:  # the session's thread plan is process-wide
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
     return rc, json.loads(out.read_text()), printed.getvalue()
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    return run_embedded_profile(tmp_path_factory, "profile", "--face-detect-every", "3")
 
 
 def test_the_embedded_profile_runs_live_with_its_own_models(embedded):
@@ -125,32 +119,7 @@ def test_profile_and_part_do_not_go_together(capsys):
 @pytest.fixture(scope="module")
 def embedded_in_window(tmp_path_factory):
     pytest.importorskip("PySide6")
-    import cv2
-    import torch
-
-    out = tmp_path_factory.mktemp("profile-window") / "bench.json"
-    before = torch.get_num_threads(), cv2.getNumThreads()
-    printed = io.StringIO()
-    try:
-        with contextlib.redirect_stdout(printed):
-            rc = main(
-                [
-                    "bench",
-                    "--profile",
-                    "embedded",
-                    "--window",
-                    "--duration",
-                    "2",
-                    "--threads",
-                    "1",
-                    "--json",
-                    str(out),
-                ]
-            )
-    finally:
-        torch.set_num_threads(before[0])
-        cv2.setNumThreads(before[1])
-    return rc, json.loads(out.read_text()), printed.getvalue()
+    return run_embedded_profile(tmp_path_factory, "profile-window", "--window")
 
 
 def test_the_window_run_adds_the_event_loop_lag_and_keeps_every_key(embedded, embedded_in_window):
