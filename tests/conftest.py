@@ -40,6 +40,26 @@ def samples() -> Path:
     return SAMPLES
 
 
+@pytest.fixture(scope="session")
+def face_only_frames(samples: Path) -> list:
+    """Four frames of the face-only sample video (one in eight) as VideoFrames; shared,
+    so a test must not change them."""
+    import av
+
+    from emoapp.core.messages import VideoFrame
+
+    frames = []
+    with av.open(str(samples / "face_only.mp4")) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i % 8 == 0:
+                frames.append(
+                    VideoFrame(float(frame.time or 0.0), frame.to_ndarray(format="rgb24"), i)
+                )
+            if len(frames) == 4:
+                break
+    return frames
+
+
 @pytest.fixture(autouse=True)
 def private_config_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """emoapp's config folder (consent.json, audit.jsonl) in a temporary folder, so no

@@ -110,20 +110,9 @@ def _pct_ms(values: Histogram | None, q: float) -> float | None:
     return None if found is None else round_ms(found * 1000.0, 1)
 
 
-def _slope_mb_per_min(samples: list[tuple[float, float]]) -> float | None:
-    """Least-squares trend of RSS over the second half of the run."""
-    half = samples[len(samples) // 2 :]
-    if len(half) < 3:
-        return None
-    t = np.array([s[0] for s in half])
-    y = np.array([s[1] for s in half])
-    if float(np.ptp(t)) <= 0:
-        return None
-    return round(float(np.polyfit(t, y, 1)[0]) * 60.0, 2)
-
-
-def _slope_after_warmup(samples: list[tuple[float, float]]) -> float | None:
-    """Least-squares trend of RSS (MiB per minute) over every sample after the warm-up."""
+def _rss_slope(samples: list[tuple[float, float]]) -> float | None:
+    """Least-squares trend of RSS (MiB per minute) over ``samples`` (seconds, MiB); None
+    with fewer than three or no time between them."""
     if len(samples) < 3:
         return None
     t = np.array([s[0] for s in samples])
@@ -420,12 +409,12 @@ def run_live(
         "rss_end_mb": rss_values[-1] if rss_values else None,
         "rss_delta_mb": round(rss_values[-1] - rss_values[0], 1) if rss_values else None,
         "rss_max_mb": max(rss_values) if rss_values else None,
-        "rss_trend_mb_per_min": _slope_mb_per_min(rss_samples),
-        "rss_slope_mib_per_min": _slope_after_warmup(rss_samples),
+        "rss_trend_mb_per_min": _rss_slope(rss_samples[len(rss_samples) // 2 :]),
+        "rss_slope_mib_per_min": _rss_slope(rss_samples),
         "rss_each_minute_mb": _rss_each_minute(rss_samples),
         # The window's timeline fills its minute of points in the first minute: the
         # slope from then on is the one to read for growth.
-        "rss_slope_after_first_minute_mib_per_min": _slope_after_warmup(
+        "rss_slope_after_first_minute_mib_per_min": _rss_slope(
             [(t, r) for t, r in rss_samples if t >= 60.0]
         ),
         "threads_left_running": left,

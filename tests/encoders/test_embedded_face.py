@@ -61,19 +61,8 @@ def encoder() -> MiniXceptionFaceEncoder:
 
 
 @pytest.fixture(scope="module")
-def sample_frames(samples: Path) -> list[VideoFrame]:
-    import av
-
-    frames = []
-    with av.open(str(samples / "face_only.mp4")) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i % 8 == 0:
-                frames.append(
-                    VideoFrame(float(frame.time or 0.0), frame.to_ndarray(format="rgb24"), i)
-                )
-            if len(frames) == 4:
-                break
-    return frames
+def sample_frames(face_only_frames) -> list[VideoFrame]:
+    return face_only_frames
 
 
 # --- the artefact ---------------------------------------------------------------------

@@ -77,19 +77,8 @@ def voice_encoder():
 
 
 @pytest.fixture(scope="module")
-def frames(samples) -> list[VideoFrame]:
-    import av
-
-    out = []
-    with av.open(str(samples / "face_only.mp4")) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i % 8 == 0:
-                out.append(
-                    VideoFrame(float(frame.time or 0.0), frame.to_ndarray(format="rgb24"), i)
-                )
-            if len(out) == 4:
-                break
-    return out
+def frames(face_only_frames) -> list[VideoFrame]:
+    return face_only_frames
 
 
 @pytest.fixture(scope="module")
