@@ -23,12 +23,14 @@ could actually be applied is kept in :attr:`ThreadPlan.applied` and shown in
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import sys
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from emoapp.core.errors import EmoappError
 
@@ -127,12 +129,23 @@ def plan_for_session(
     return plan_threads(n_cores, names)
 
 
+def imported_library(name: str) -> Any:
+    """The module ``name`` when something has imported it, else None (nothing is
+    imported here). A module another thread is still importing (an encoder loading
+    while the window's session runs) is returned once that import has finished: the
+    import system's per-module lock makes :func:`importlib.import_module` wait, so a
+    half-initialised module (``cv2`` without ``setNumThreads`` yet) is never used."""
+    if name not in sys.modules:
+        return None
+    return importlib.import_module(name)
+
+
 def apply_plan(plan: ThreadPlan) -> ThreadPlan:
     """Set the libraries' thread pools as ``plan`` says, for the libraries already
     imported (a session's encoders are loaded first; nothing heavy is imported here).
     Returns the plan with :attr:`~ThreadPlan.applied` saying what was set."""
     applied: list[str] = []
-    torch = sys.modules.get("torch")
+    torch = imported_library("torch")
     if torch is not None:
         torch.set_num_threads(plan.torch_threads)
         applied.append(f"torch intra-op {plan.torch_threads}")
@@ -141,7 +154,7 @@ def apply_plan(plan: ThreadPlan) -> ThreadPlan:
             applied.append(f"torch inter-op {plan.interop_threads}")
         except RuntimeError:  # torch allows it only before its first parallel work
             applied.append(f"torch inter-op left at {torch.get_num_interop_threads()}")
-    cv2 = sys.modules.get("cv2")
+    cv2 = imported_library("cv2")
     if cv2 is not None:
         cv2.setNumThreads(plan.opencv_threads)
         applied.append(f"OpenCV {plan.opencv_threads}")

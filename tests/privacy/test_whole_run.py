@@ -247,7 +247,7 @@ def test_a_whole_window_run_in_a_fresh_process_keeps_and_sends_nothing(
         "--camera", str(samples / "face_speech.mp4"), "--mic", str(samples / "speech.wav"),
         "--text-file", str(samples / "transcript.txt"), "--text-interval", "1",
         "--profile", "baseline", "--loop", "--replay-speed", "2",
-        "--settings-file", str(settings), "--quit-after", "8",
+        "--settings-file", str(settings), "--quit-after", "6",
     ]  # fmt: skip
     with FileWatcher(dirs.roots, allowed=[settings]) as watch:
         result = guarded_run(dirs, args, writes)

@@ -10,6 +10,7 @@ from emoapp.core.errors import EmoappError
 from emoapp.runtime.threads import (
     THREADS_ENV,
     apply_plan,
+    imported_library,
     parse_threads,
     plan_for_session,
     plan_threads,
@@ -149,3 +150,48 @@ def test_the_session_plans_for_its_transcriber_and_applies_the_plan_on_its_threa
         session.stop()
         torch.set_num_threads(before[0])
         cv2.setNumThreads(before[1])
+
+
+def test_a_library_another_thread_is_still_importing_is_used_only_once_imported(
+    tmp_path, monkeypatch
+):
+    """An encoder loading on another thread may be half way through importing cv2 when a
+    run starts and the plan is applied: the plan waits for that import instead of
+    calling a module that has no setNumThreads yet."""
+    import sys
+    import threading
+
+    (tmp_path / "slowlib_for_plan.py").write_text(
+        "import threading\n"
+        "started = threading.Event()\n"
+        "go_on = threading.Event()\n"
+        "import sys\n"
+        "sys.modules[__name__].started.set()\n"
+        "go_on.wait(10)\n"
+        "def setNumThreads(n):\n"
+        "    return n\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "slowlib_for_plan", raising=False)
+    assert imported_library("slowlib_for_plan") is None  # not imported: not imported here
+    importer = threading.Thread(target=__import__, args=("slowlib_for_plan",))
+    importer.start()
+    try:
+        while "slowlib_for_plan" not in sys.modules:
+            threading.Event().wait(0.01)
+        half = sys.modules["slowlib_for_plan"]
+        half.started.wait(10)
+        assert not hasattr(half, "setNumThreads")  # half-initialised now
+        got: list[object] = []
+        user = threading.Thread(target=lambda: got.append(imported_library("slowlib_for_plan")))
+        user.start()
+        user.join(0.2)
+        assert user.is_alive() and not got  # waiting for the import, not using it
+        half.go_on.set()
+        user.join(10)
+        assert got and got[0].setNumThreads(2) == 2
+    finally:
+        if "slowlib_for_plan" in sys.modules:
+            sys.modules["slowlib_for_plan"].go_on.set()
+        importer.join(10)
+        sys.modules.pop("slowlib_for_plan", None)
