@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.util
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -100,7 +100,7 @@ class SpeakerEmbedder:
     """Resemblyzer's pretrained speaker encoder on torch. Thread-safe; load once with
     :meth:`load` (a shared instance per device)."""
 
-    _shared: dict[str, SpeakerEmbedder] = {}
+    _shared: ClassVar[dict[str, SpeakerEmbedder]] = {}
     _shared_lock = threading.Lock()
 
     def __init__(self, device: str = "cpu", weights: Path | None = None) -> None:
