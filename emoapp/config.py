@@ -130,7 +130,7 @@ def check_reclassify_after(seconds: float) -> None:
 @dataclass(frozen=True)
 class LiveOptions:
     """How a live session uses this computer: ``threads`` per model worker (None:
-    ``EMOAPP_THREADS`` or chosen from the cores, :mod:`emoapp.runtime.threads`), and
+    ``EMOAPP_THREADS`` or chosen from the cores, :mod:`emoapp.live.threads`), and
     ``face_detect_every``: faces are detected on one frame in this many and tracked in
     between (1: detected on every frame); ``face_reclassify_after``: a tracked face that
     neither moved nor changed keeps its classification for up to this many seconds (0:
@@ -275,6 +275,13 @@ def load_encoders(
 
 
 # --- fusion -----------------------------------------------------------------------------
+
+
+def load_batch_encoders(
+    options: ModelOptions, configs: dict[Modality, object]
+) -> dict[Modality, Encoder]:
+    """Load every configured model (in a worker: once, for all its items)."""
+    return load_encoders(options, None, configs, strict=True).encoders
 
 
 def parse_weights(text: str) -> dict[Modality, float]:

@@ -29,7 +29,7 @@ _IGNORED_THREADS = ("ThreadPoolExecutor", "pydevd", "QDBus", "Dummy-")
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Tiny ViT / Wav2Vec2 / RoBERTa classifiers saved with save_pretrained."""
-    from emoapp.testing.tinymodels import make_all
+    from emoapp.bench.tinymodels import make_all
 
     return make_all(tmp_path_factory.mktemp("models"))
 

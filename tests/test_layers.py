@@ -1,12 +1,19 @@
-"""The layering of the package (README, "How the code is layered"): every import points
-down, never up.
+"""The layering of the package (docs/guide/architecture.md): every import points down,
+never up, and parts on the same level leave each other alone.
 
-    cli, commands          the command line (argparse)
+    testing                test support (runs the CLI in a guarded child)
+    __main__, cli          the command line entry points
+    commands               the subcommands (argparse)
+    bench                  benchmarks (they drive the window, the session, batch)
     ui                     the window (the only place Qt lives)
     config                 options -> a pipeline configuration (both of the above use it)
-    runtime                sessions, analysis, timeline files
+    batch                  many recordings, local pool or Ray
+    reports                readable reports (the call report)
+    live | calls           the live session | a recorded call by speaker
+    recorded | stream |    one recorded file -> a timeline | the local WebSocket stream |
+      evaluation             scoring models on datasets
     capture, encoders,     sources, models, consent and export, the model registry
-    privacy, registry,
+    privacy, registry,     (these may import each other)
     modelstore
     core                   messages, fusion, the row schema: depends on nothing else
 
@@ -22,18 +29,44 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
-LOWER = ("capture", "encoders", "privacy", "registry", "modelstore")
-ABOVE_RUNTIME = ("config", "ui", "commands", "cli", "__main__", "bench", "testing")
+LEVELS: tuple[tuple[str, ...], ...] = (
+    ("core",),
+    ("capture", "encoders", "privacy", "registry", "modelstore"),
+    ("recorded", "stream", "evaluation"),
+    ("live", "calls"),
+    ("reports",),
+    ("batch",),
+    ("config",),
+    ("ui",),
+    ("bench",),
+    ("commands",),
+    ("cli",),
+    ("__main__",),
+    ("testing",),
+)
+"""The parts of the package from the bottom up. A part may import the parts on lower
+levels; on its own level only the bottom layer's parts may import each other."""
 
-FORBIDDEN: dict[str, tuple[str, ...]] = {
-    **{layer: ("runtime", "evaluation", *ABOVE_RUNTIME) for layer in LOWER},
-    "runtime": ABOVE_RUNTIME,
-    "evaluation": ABOVE_RUNTIME,
-    "config": ("ui", "commands", "cli", "__main__", "bench", "testing"),
-    "ui": ("commands", "cli", "__main__", "bench", "testing"),
-}
-"""For each part of the package, the parts it must not import. ``core`` may import
-nothing of emoapp outside itself (checked separately)."""
+SHARED_LEVEL = LEVELS[1]
+
+
+def _level(part: str) -> int | None:
+    for i, level in enumerate(LEVELS):
+        if part in level:
+            return i
+    return None
+
+
+def _forbidden(me: str, target: str) -> bool:
+    """Whether part ``me`` may not import part ``target``. A part the levels do not
+    name (a new top-level module) is forbidden to import and be imported until it is
+    placed."""
+    mine, theirs = _level(me), _level(target)
+    if mine is None or theirs is None:
+        return True
+    if mine == theirs:
+        return me not in SHARED_LEVEL
+    return theirs > mine
 
 
 def _part(module: str) -> str | None:
@@ -46,9 +79,10 @@ def _part(module: str) -> str | None:
     return parts[1]
 
 
-def _imported(path: Path, package: str) -> list[tuple[int, str]]:
+def _imported(path: Path, package: str, submodules: bool = False) -> list[tuple[int, str]]:
     """(line, module) for every emoapp module ``path`` imports. ``from emoapp import
-    x`` counts as importing ``emoapp.x``."""
+    x`` counts as importing ``emoapp.x``; with ``submodules``, ``from emoapp.a import b``
+    counts as importing both ``emoapp.a`` and ``emoapp.a.b`` (which may be a module)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     found: list[tuple[int, str]] = []
     for node in ast.walk(tree):
@@ -59,9 +93,9 @@ def _imported(path: Path, package: str) -> list[tuple[int, str]]:
             if node.level:
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            if base == "emoapp":
-                found += [(node.lineno, f"emoapp.{alias.name}") for alias in node.names]
-            else:
+            if base == "emoapp" or submodules:
+                found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
+            if base != "emoapp":
                 found.append((node.lineno, base))
         elif (
             isinstance(node, ast.Call)
@@ -91,7 +125,7 @@ def upward_imports(root: Path) -> list[str]:
             target = _part(module)
             if target is None or target == me:
                 continue
-            if me == "core" or target in FORBIDDEN.get(me, ()):
+            if _forbidden(me, target):
                 problems.append(f"{rel}:{line}: {me} imports {module}")
     return problems
 
@@ -101,35 +135,110 @@ def test_every_import_points_down():
 
 
 def test_the_check_sees_arrows_pointing_up(tmp_path: Path):
-    """The checker finds an upward import wherever it hides (a function body, a
-    relative import, ``from emoapp import``, importlib), and lets downward ones be."""
+    """The checker finds an upward or sideways import wherever it hides (a function
+    body, a relative import, ``from emoapp import``, importlib), and lets downward ones
+    be."""
     package = tmp_path / "emoapp"
     files = {
         "__init__.py": '__version__ = "0"\n',
         "core/__init__.py": "",
-        "core/bad.py": "from emoapp.runtime import session\nimport numpy\n",
+        "core/bad.py": "from emoapp.live import session\nimport numpy\n",
         "core/good.py": "from emoapp.core import bad\nfrom emoapp import __version__\n",
         "ui/__init__.py": "",
         "ui/app.py": (
             "from emoapp.config import WindowConfig\ndef run():\n    import emoapp.commands.gui\n"
         ),
         "privacy/__init__.py": "",
-        "privacy/export.py": "from ..runtime.timeline import flatten_row\n",
-        "runtime/__init__.py": "",
-        "runtime/session.py": (
+        "privacy/export.py": (
+            "from ..recorded.timeline import flatten_row\nfrom emoapp import registry\n"
+        ),
+        "live/__init__.py": "",
+        "live/session.py": (
             "import importlib\nfrom emoapp import config\n"
             "importlib.import_module('emoapp.ui.app')\nfrom emoapp.capture import base\n"
+            "from emoapp.calls import analysis\nfrom emoapp.recorded import timeline\n"
         ),
         "commands/__init__.py": "",
-        "commands/gui.py": "from emoapp.ui import app\nfrom emoapp.runtime import session\n",
+        "commands/gui.py": "from emoapp.ui import app\nfrom emoapp.live import session\n",
+        "newpart/__init__.py": "from emoapp.core import bad\n",
     }
     for name, text in files.items():
         (package / name).parent.mkdir(parents=True, exist_ok=True)
         (package / name).write_text(text)
-    assert upward_imports(package) == [
-        "emoapp/core/bad.py:1: core imports emoapp.runtime",
-        "emoapp/privacy/export.py:1: privacy imports emoapp.runtime.timeline",
-        "emoapp/runtime/session.py:2: runtime imports emoapp.config",
-        "emoapp/runtime/session.py:3: runtime imports emoapp.ui.app",
+    assert sorted(upward_imports(package)) == [
+        "emoapp/core/bad.py:1: core imports emoapp.live",
+        "emoapp/live/session.py:2: live imports emoapp.config",
+        "emoapp/live/session.py:3: live imports emoapp.ui.app",
+        "emoapp/live/session.py:5: live imports emoapp.calls",
+        "emoapp/newpart/__init__.py:1: newpart imports emoapp.core",
+        "emoapp/privacy/export.py:1: privacy imports emoapp.recorded.timeline",
         "emoapp/ui/app.py:3: ui imports emoapp.commands.gui",
     ]
+
+
+def import_circles(root: Path) -> list[list[str]]:
+    """Groups of modules of the package at ``root`` that import each other, directly or
+    through others (every import counts, lazy ones too): each a circle to open."""
+    graph: dict[str, set[str]] = {}
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent)
+        dotted = ".".join(rel.with_suffix("").parts).removesuffix(".__init__")
+        package = dotted if path.name == "__init__.py" else dotted.rpartition(".")[0]
+        graph.setdefault(dotted, set())
+        for _, module in _imported(path, package, submodules=True):
+            graph[dotted].add(module)
+    # An import of a package or a name in it (``from emoapp.core import fusion``) points
+    # at the module when there is one.
+    for node, targets in graph.items():
+        graph[node] = {t for t in targets if t in graph and t != node}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    circles: list[list[str]] = []
+
+    def visit(node: str) -> None:  # Tarjan's strongly connected components
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph[node]):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                circles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return sorted(circles)
+
+
+def test_no_import_circles():
+    assert import_circles(REPO / "emoapp") == []
+
+
+def test_the_circle_check_finds_a_circle(tmp_path: Path):
+    package = tmp_path / "emoapp"
+    files = {
+        "__init__.py": "",
+        "a/__init__.py": "",
+        "a/one.py": "from emoapp.a import two\n",
+        "a/two.py": "def f():\n    from emoapp.a.three import x\n",
+        "a/three.py": "import emoapp.a.one\n",
+        "a/four.py": "from emoapp.a import one\n",
+    }
+    for name, text in files.items():
+        (package / name).parent.mkdir(parents=True, exist_ok=True)
+        (package / name).write_text(text)
+    assert import_circles(package) == [["emoapp.a.one", "emoapp.a.three", "emoapp.a.two"]]

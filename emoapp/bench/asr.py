@@ -128,7 +128,7 @@ def live_impact(
     from emoapp.bench.live import run_live
     from emoapp.encoders.embedded.asr_sphinx import SphinxRecognizer
     from emoapp.encoders.vad import EnergyVAD
-    from emoapp.runtime.transcriber import LiveTranscriber
+    from emoapp.live.transcriber import LiveTranscriber
 
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for i in range(pairs):

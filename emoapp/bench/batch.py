@@ -55,13 +55,12 @@ def _run(
     workers: tuple[int, ...],
     items: int | None,
 ) -> dict[str, Any]:
-    from emoapp.commands.batch import load_batch_encoders
-    from emoapp.config import ModelOptions
+    from emoapp.batch.engines import run_batch
+    from emoapp.batch.jobs import BatchItem, BatchJob, ModelRef
+    from emoapp.config import ModelOptions, load_batch_encoders
     from emoapp.core.fusion import FusionConfig
     from emoapp.core.messages import Modality
-    from emoapp.runtime.analyze import AnalysisConfig
-    from emoapp.runtime.batch import BatchItem, BatchJob, ModelRef
-    from emoapp.runtime.batch_engines import run_batch
+    from emoapp.recorded.analyze import AnalysisConfig
 
     count = items or _items_per_run(config)
     clip, transcript = sample_media("face_speech.mp4"), sample_media("speech.srt")

@@ -2,7 +2,7 @@
 record, the benchmark models and the media they run on.
 
 The models are random-weight copies of the default models' architectures
-(:func:`emoapp.testing.tinymodels.make_all`): ViT-base/16 at 224 px, wav2vec2-base and a
+(:func:`emoapp.bench.tinymodels.make_all`): ViT-base/16 at 224 px, wav2vec2-base and a
 6-layer RoBERTa for ``full``, tiny ones for ``tiny`` (the smoke test). Random weights cost
 the same compute as trained ones. They are built once into a cache folder and reused.
 
@@ -464,7 +464,7 @@ def ensure_models(
     A build goes to a temporary folder that is renamed into place when complete, so an
     interrupted build is never reused.
     """
-    from emoapp.testing.tinymodels import make_all
+    from emoapp.bench.tinymodels import make_all
 
     root = Path(root)
     target = root / f"models-{size}"

@@ -1,4 +1,4 @@
-"""A sustained live run: the real :class:`~emoapp.runtime.session.LiveSession` on replayed
+"""A sustained live run: the real :class:`~emoapp.live.session.LiveSession` on replayed
 media, with all three encoders running, for a minute or more.
 
 Sources: the sample video re-encoded at 30 fps (looped), the sample speech at real-time
@@ -242,7 +242,7 @@ def run_live(
     PySide6, draws offscreen without a display) and the record adds the window's
     event-loop lag (``ui_lag_p50_ms``, ``ui_lag_p99_ms``, ...)."""
     from emoapp.capture.replay import AudioReplaySource, TextReplaySource, VideoReplaySource
-    from emoapp.runtime.session import LiveSession
+    from emoapp.live.session import LiveSession
 
     clip, speech, lines = live_media(config)
     duration = config.duration_s

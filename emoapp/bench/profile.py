@@ -78,7 +78,7 @@ def profile_encoders(
         if precision is not None and config.runs("precision"):
             import torch
 
-            from emoapp.runtime.threads import plan_for_session
+            from emoapp.live.threads import plan_for_session
 
             # Measure with the torch threads each live worker will have.
             plan = plan_for_session(("face", "voice", "text"), config.threads)

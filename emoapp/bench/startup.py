@@ -157,7 +157,7 @@ def _first_estimate_child(argv: list[str]) -> int:
     from emoapp.encoders.face import FaceEncoder
     from emoapp.encoders.text import TextEncoder
     from emoapp.encoders.voice import VoiceEncoder
-    from emoapp.runtime.session import LiveSession
+    from emoapp.live.session import LiveSession
 
     imported = time.time()
     encoders: dict[Modality, Any] = {

@@ -4,7 +4,7 @@ A source pushes what it captures: :meth:`Source.start` hands it a callback, and 
 source's own thread (or the device driver's callback thread, e.g. PortAudio's) calls it
 with each :class:`~emoapp.core.messages.VideoFrame`, :class:`AudioChunk` or
 :class:`TextEntry`. The callback only puts the item into a latest-wins slot or a bounded
-ring buffer (see :mod:`emoapp.runtime.slots`); it never touches a model or the UI, so a
+ring buffer (see :mod:`emoapp.live.slots`); it never touches a model or the UI, so a
 source is never slowed down by what happens downstream.
 
 Lifecycle: ``open()`` acquires the device or file (nothing is captured before it

@@ -5,7 +5,7 @@
     emoapp analyze --text "I am happy"          # one text -> one row on stdout
     emoapp analyze MEDIA --out FILE --resume    # continue an interrupted run
 
-Rows (see :mod:`emoapp.runtime.timeline`) go to ``--out`` (JSON lines, or CSV for a
+Rows (see :mod:`emoapp.recorded.timeline`) go to ``--out`` (JSON lines, or CSV for a
 ``.csv`` name; default stdout). Bad input is checked before any model loads, and only
 the models the input needs are loaded (no face model for a wav). Progress and a summary
 go to stderr; the progress bar shows only on a terminal and not with ``--quiet``.
@@ -15,8 +15,8 @@ Interrupted runs: every row is flushed as it is written, so Ctrl-C (exit 130) or
 process without running ``finally``) leaves ``--out`` holding every row up to the
 interruption, each whole. Running again replaces the file; with ``--resume`` the rows
 already there are kept and the analysis continues after the last one (see
-:mod:`emoapp.runtime.analyze`), appending. A file written here starts with a header
-record (:mod:`emoapp.runtime.runheader`: the media's fingerprint, the models and their
+:mod:`emoapp.recorded.analyze`), appending. A file written here starts with a header
+record (:mod:`emoapp.recorded.runheader`: the media's fingerprint, the models and their
 revisions, the options); ``--resume`` refuses, naming the difference, to continue a file
 whose header does not match this run (another clip, other models, other options).
 """
@@ -40,12 +40,13 @@ from emoapp.commands.common import (
     fusion_options,
     model_options,
     positive_number,
+    refuse_overwriting_inputs,
 )
 from emoapp.config import ModelChoice, choose_models, fusion_config, load_encoders
 from emoapp.core.messages import Modality
 
 if TYPE_CHECKING:
-    from emoapp.runtime.analyze import AnalysisConfig
+    from emoapp.recorded.analyze import AnalysisConfig
 
 
 def _seconds_between(low: float, high: float | None = None) -> Callable[[str], float]:
@@ -223,17 +224,6 @@ class _Progress:
             self._bar = None
 
 
-def _refuse_overwriting_inputs(out: str, inputs: list[Path | None]) -> None:
-    if out == "-":
-        return
-    from emoapp.core.errors import EmoappError
-
-    target = Path(out).resolve()
-    for path in inputs:
-        if path is not None and path.resolve() == target:
-            raise EmoappError(f"--out {out} is an input file; give another name")
-
-
 class TerminatedError(KeyboardInterrupt):
     """SIGTERM arrived: stop as on Ctrl-C (rows written so far stay whole), exit 143."""
 
@@ -275,7 +265,7 @@ def run(args: argparse.Namespace) -> int:
 def _resume_from(args: argparse.Namespace, note: Callable[[str], None]) -> float | None:
     """The media time after which to continue ``--out`` (``--resume``), or None."""
     from emoapp.core.errors import EmoappError
-    from emoapp.runtime.timeline import resume_point
+    from emoapp.recorded.timeline import resume_point
 
     if not args.resume:
         return None
@@ -296,7 +286,7 @@ def analysis_config(
     resume_after: float | None = None,
 ) -> AnalysisConfig:
     """The :class:`AnalysisConfig` the analysis options ask for (``analyze`` and ``batch``)."""
-    from emoapp.runtime.analyze import AnalysisConfig
+    from emoapp.recorded.analyze import AnalysisConfig
 
     return AnalysisConfig(
         step_s=args.step,
@@ -335,9 +325,9 @@ def _header(
     fusion: object,
     heard_by: str | None = None,
 ) -> dict[str, Any]:
-    """The header record of this run (see :mod:`emoapp.runtime.runheader`); ``heard_by``:
+    """The header record of this run (see :mod:`emoapp.recorded.runheader`); ``heard_by``:
     the speech recogniser that transcribed the recording, if one did."""
-    from emoapp.runtime.runheader import build_header
+    from emoapp.recorded.runheader import build_header
 
     models: dict[str, dict[str, Any] | None] = {}
     for modality in Modality:
@@ -367,8 +357,8 @@ def _header(
 
 
 def _run(args: argparse.Namespace) -> int:
-    from emoapp.runtime.analyze import analyze, prepare_inputs
-    from emoapp.runtime.timeline import TimelineWriter
+    from emoapp.recorded.analyze import analyze, prepare_inputs
+    from emoapp.recorded.timeline import TimelineWriter
 
     if args.media is None and args.text is None and args.transcript is None:
         from emoapp.core.errors import EmoappError
@@ -394,7 +384,7 @@ def _run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"emoapp: {message}", file=sys.stderr)
 
-    _refuse_overwriting_inputs(args.out, [args.media, args.transcript])
+    refuse_overwriting_inputs(args.out, [args.media, args.transcript])
     resume_after = _resume_from(args, note)
     config = analysis_config(
         args, transcript=args.transcript, text=args.text, resume_after=resume_after
@@ -411,7 +401,7 @@ def _run(args: argparse.Namespace) -> int:
     fusion = fusion_config(models, fusion_options(args))
     header = _header(args, choose_models(wanted), inputs.modalities, fusion, heard_by)
     if resume_after is not None:
-        from emoapp.runtime.runheader import check_resume
+        from emoapp.recorded.runheader import check_resume
 
         check_resume(args.out, header)
     writer = TimelineWriter(args.out, append=resume_after is not None, header=header)

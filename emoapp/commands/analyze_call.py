@@ -5,7 +5,7 @@
 
 :mod:`emoapp.commands.analyze` hands over here when any of ``--speakers``,
 ``--speaker-names``, ``--by utterance`` or ``--report`` is given. The call is checked and
-its transcript routed (:func:`emoapp.runtime.calls.plan_call`) before a model loads;
+its transcript routed (:func:`emoapp.calls.analysis.plan_call`) before a model loads;
 rows go to ``--out`` like any analysis (each with ``"speaker"``); a summary per speaker
 goes to stderr; ``--report DIR`` writes ``report.html`` and ``summary.json``
 (:mod:`emoapp.reports.call_report`). Text comes from ``--transcript`` only: emoapp has
@@ -18,17 +18,16 @@ import argparse
 import sys
 from pathlib import Path
 
-from emoapp.commands.common import fusion_options, model_options
+from emoapp.commands.common import fusion_options, model_options, refuse_overwriting_inputs
 from emoapp.config import fusion_config, load_encoders
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 
 
 def run_call(args: argparse.Namespace) -> int:
-    from emoapp.commands.analyze import _refuse_overwriting_inputs
-    from emoapp.runtime.analyze import AnalysisConfig
-    from emoapp.runtime.calls import analyze_call, parse_names, plan_call
-    from emoapp.runtime.timeline import TimelineWriter
+    from emoapp.calls.analysis import analyze_call, parse_names, plan_call
+    from emoapp.recorded.analyze import AnalysisConfig
+    from emoapp.recorded.timeline import TimelineWriter
 
     if args.media is None:
         raise EmoappError("a call analysis needs the recording: emoapp analyze CALL --speakers ...")
@@ -41,7 +40,7 @@ def run_call(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"emoapp: {message}", file=sys.stderr)
 
-    _refuse_overwriting_inputs(args.out, [args.media, args.transcript])
+    refuse_overwriting_inputs(args.out, [args.media, args.transcript])
     if args.report is not None and args.report.exists() and not args.report.is_dir():
         raise EmoappError(f"--report {args.report}: is a file; give a folder")
     names = parse_names(args.speaker_names)

@@ -21,9 +21,9 @@ from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 
 if TYPE_CHECKING:
-    from emoapp.encoders.asr import SpeechRecognizer
-    from emoapp.runtime.analyze import AnalysisInputs
-    from emoapp.runtime.transcriber import LiveTranscriber
+    from emoapp.encoders.heard import SpeechRecognizer
+    from emoapp.live.transcriber import LiveTranscriber
+    from emoapp.recorded.analyze import AnalysisInputs
 
 
 def add_asr_option(parser: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def build_asr(
     ``auto``, a recogniser that cannot load is a note and no transcription; a model
     asked for by name that cannot load is an error."""
     from emoapp.encoders.asr import build_recognizer
-    from emoapp.runtime.transcriber import AUTO, choose_recognizer
+    from emoapp.live.transcriber import AUTO, choose_recognizer
 
     auto = asr.strip().lower() == AUTO
     choice = choose_recognizer(asr, models.profile, models.models_dir, models.download)
@@ -82,7 +82,7 @@ def transcribe_into(
     if recognizer is None:
         return None
     from emoapp.encoders.vad import make_gate
-    from emoapp.runtime.transcriber import transcribe_recording
+    from emoapp.live.transcriber import transcribe_recording
 
     gate = make_gate(args.vad if args.vad and args.vad != "off" else "silero")
     heard = transcribe_recording(inputs.info.path, recognizer, gate)
@@ -113,7 +113,7 @@ def live_transcriber(
     if recognizer is None:
         return None
     from emoapp.encoders.vad import make_gate
-    from emoapp.runtime.transcriber import LiveTranscriber
+    from emoapp.live.transcriber import LiveTranscriber
 
     return LiveTranscriber(
         recognizer,

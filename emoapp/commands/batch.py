@@ -12,7 +12,7 @@ with the same options (with ``--speakers``/``--by``, the call analysis of
 ``DIR/index.parquet`` (or ``index.csv`` without pyarrow) gets one row per input. Running
 the same command again resumes: items already done with the same input and options are
 skipped. A broken file is one failed row, never the end of the batch. See
-:mod:`emoapp.runtime.batch` and :mod:`emoapp.runtime.batch_engines`.
+:mod:`emoapp.batch.jobs` and :mod:`emoapp.batch.engines`.
 
 Exit status: 0 when every item finished (done or truncated), 1 when some failed, 2 for a
 usage error (bad input folder, unknown model, Ray missing), 130 on Ctrl-C.
@@ -34,10 +34,8 @@ from emoapp.commands.common import (
     model_options,
     whole_number,
 )
-from emoapp.config import ModelOptions, choose_models, fusion_config, load_encoders
+from emoapp.config import choose_models, fusion_config, load_batch_encoders
 from emoapp.core.errors import EmoappError
-from emoapp.core.messages import Modality
-from emoapp.encoders.base import Encoder
 
 
 def _fraction(value: str) -> float:
@@ -110,18 +108,11 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def load_batch_encoders(
-    options: ModelOptions, configs: dict[Modality, object]
-) -> dict[Modality, Encoder]:
-    """Load every configured model (in a worker: once, for all its items)."""
-    return load_encoders(options, None, configs, strict=True).encoders
-
-
 def build_job(args: argparse.Namespace) -> Any:
-    """The :class:`~emoapp.runtime.batch.BatchJob` the options ask for; checks the models
+    """The :class:`~emoapp.batch.jobs.BatchJob` the options ask for; checks the models
     and options (one-line errors) before any worker starts."""
+    from emoapp.batch.jobs import BatchJob, ModelRef
     from emoapp.commands.analyze import analysis_config, encoder_configs
-    from emoapp.runtime.batch import BatchJob, ModelRef
 
     options = model_options(args)
     choice = choose_models(options)
@@ -135,8 +126,8 @@ def build_job(args: argparse.Namespace) -> Any:
     configs = encoder_configs(args)
     call = None
     if args.speakers or args.speaker_names or args.by != "step":
-        from emoapp.runtime.batch import CallOptions
-        from emoapp.runtime.calls import parse_names
+        from emoapp.batch.jobs import CallOptions
+        from emoapp.calls.analysis import parse_names
 
         call = CallOptions(
             by_channels=args.speakers == "channels",
@@ -184,8 +175,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from emoapp.runtime.batch import discover
-    from emoapp.runtime.batch_engines import import_ray, run_batch
+    from emoapp.batch.engines import import_ray, run_batch
+    from emoapp.batch.jobs import discover
 
     def note(message: str) -> None:
         if not args.quiet:
@@ -232,8 +223,8 @@ def _run(args: argparse.Namespace) -> int:
 def _audit(out_dir: Path, items: list[Any]) -> None:
     """The audit log records the batch: where, how many inputs, how many of them have a
     timeline there now (this run's and earlier runs')."""
+    from emoapp.batch.jobs import FINISHED, read_journal
     from emoapp.privacy.audit import AuditLog
-    from emoapp.runtime.batch import FINISHED, read_journal
 
     ids = {item.id for item in items}
     records = read_journal(out_dir)

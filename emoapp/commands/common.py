@@ -174,3 +174,15 @@ def live_options(args: argparse.Namespace) -> LiveOptions:
         face_detect_every=getattr(args, "face_detect_every", 5),
         face_reclassify_after=getattr(args, "face_reclassify_after", 1.0),
     )
+
+
+def refuse_overwriting_inputs(out: str, inputs: list[Path | None]) -> None:
+    """Refuse an ``--out`` that names one of the inputs (it would be truncated)."""
+    if out == "-":
+        return
+    from emoapp.core.errors import EmoappError
+
+    target = Path(out).resolve()
+    for path in inputs:
+        if path is not None and path.resolve() == target:
+            raise EmoappError(f"--out {out} is an input file; give another name")

@@ -15,12 +15,12 @@ and asks it whenever it opens (a source without one never opens), again at each 
 and a grant revoked meanwhile (in the window, by another emoapp, or by deleting the
 consent file) closes its device within a tenth of a second or so.
 
-``--out FILE`` holds scores only (the rows of :mod:`emoapp.runtime.timeline`: no frame,
+``--out FILE`` holds scores only (the rows of :mod:`emoapp.recorded.timeline`: no frame,
 sound or text), and the run adds one line to the audit log naming the file and the
 number of rows.
 
 ``--stream [HOST:]PORT`` also sends each row to local WebSocket clients
-(:mod:`emoapp.runtime.stream`): on 127.0.0.1 unless a host is named (then with a
+(:mod:`emoapp.stream.server`): on 127.0.0.1 unless a host is named (then with a
 warning), each client with the token printed on stderr (or ``--stream-token``).
 """
 
@@ -57,8 +57,8 @@ from emoapp.privacy.consent import (
 )
 
 if TYPE_CHECKING:
-    from emoapp.runtime.session import LiveSession
-    from emoapp.runtime.stream import EstimateStream, StreamAddress
+    from emoapp.live.session import LiveSession
+    from emoapp.stream.server import EstimateStream, StreamAddress
 
 GUI_HINT = (
     "emoapp live: the window is `emoapp` without a subcommand (e.g. `emoapp --camera 0 "
@@ -271,10 +271,10 @@ def run(args: argparse.Namespace) -> int:
     runnable = {m: s for m, s in sources.items() if m not in refused}
     live = live_options(args)
 
-    from emoapp.runtime.live import LiveRunOptions, run_live
-    from emoapp.runtime.session import LiveSession
-    from emoapp.runtime.stream import RowSinks
-    from emoapp.runtime.timeline import TimelineWriter
+    from emoapp.live.headless import LiveRunOptions, run_live
+    from emoapp.live.session import LiveSession
+    from emoapp.recorded.timeline import TimelineWriter
+    from emoapp.stream.server import RowSinks
 
     writer = TimelineWriter(args.out) if args.out else None
     from emoapp.core.fusion import DISPLAY_HYSTERESIS, DISPLAY_SMOOTHING_S
@@ -348,7 +348,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _stream_address(args: argparse.Namespace) -> StreamAddress | None:
     """The ``--stream`` address, checked before anything opens."""
-    from emoapp.runtime.stream import StreamError, parse_address
+    from emoapp.stream.server import StreamError, parse_address
 
     if getattr(args, "stream", None) is None:
         if getattr(args, "stream_token", None) is not None:
@@ -364,7 +364,7 @@ def _start_stream(
     to connect; the token goes to stderr only."""
     if address is None:
         return None
-    from emoapp.runtime.stream import EstimateStream
+    from emoapp.stream.server import EstimateStream
 
     if not address.loopback:
         print(

@@ -3,7 +3,7 @@ live runner's ``--out``, the window's in-memory timeline and its export).
 
 :func:`row_from_estimate` builds a row from a fused estimate and the latest encoder
 outputs; :func:`flatten_row` flattens one to the columns of :data:`CSV_COLUMNS`. The
-format is described in :mod:`emoapp.runtime.timeline`, which writes and reads it. This
+format is described in :mod:`emoapp.recorded.timeline`, which writes and reads it. This
 module depends only on the core, so every layer above can use it.
 """
 

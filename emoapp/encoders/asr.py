@@ -18,6 +18,10 @@ encoder.
   :func:`resolve_recognizer`.
 
 Transcripts live in memory only: nothing here writes anything.
+
+The shared types (heard words and segments, the recogniser shape, ``heard:`` marking)
+live in :mod:`emoapp.encoders.heard`, which the recognisers import; they are re-exported
+here under the names they always had.
 """
 
 from __future__ import annotations
@@ -29,87 +33,16 @@ from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from emoapp.core.errors import EmoappError
-from emoapp.core.messages import AudioChunk, TextEntry
+from emoapp.core.messages import AudioChunk
+from emoapp.encoders.heard import (  # re-exported: the names callers use
+    EMBEDDED_ASR,
+    SpeechRecognizer,
+)
 from emoapp.encoders.vad import EnergyVAD, VoiceActivityGate
-from emoapp.encoders.voice import resample
-
-HEARD_PREFIX = "heard:"
-"""A text entry whose ``source`` starts with this was heard (transcribed), not typed."""
-
-ASR_RATE = 16_000
-"""Both recognisers take 16 kHz mono; other rates are resampled."""
-
-
-@dataclass(frozen=True, slots=True)
-class HeardWord:
-    """One recognised word and its time span (seconds, on the segment's clock)."""
-
-    word: str
-    t: float
-    end: float
-
-
-@dataclass(frozen=True, slots=True)
-class HeardSegment:
-    """What a recogniser heard in one speech segment (``text`` may be empty)."""
-
-    t: float
-    end: float
-    text: str
-    model_id: str
-    words: tuple[HeardWord, ...] = ()
-    latency_s: float = 0.0
-
-
-@runtime_checkable
-class SpeechRecognizer(Protocol):
-    """Anything that turns a mono speech segment into words."""
-
-    @property
-    def model_id(self) -> str: ...
-
-    def load(self) -> None:
-        """Load the model (idempotent). Raises ModelLoadError or MissingDependencyError."""
-
-    def transcribe(self, samples: np.ndarray, sample_rate: int, t: float = 0.0) -> HeardSegment:
-        """The words in ``samples`` (mono float in [-1, 1]) whose first sample is at ``t``."""
-
-
-def is_heard(entry: TextEntry) -> bool:
-    return entry.source.startswith(HEARD_PREFIX)
-
-
-def recognizer_of(entry: TextEntry) -> str | None:
-    """The recogniser that heard ``entry``, or None for typed text or a transcript."""
-    return entry.source.removeprefix(HEARD_PREFIX) if is_heard(entry) else None
-
-
-def heard_entry(segment: HeardSegment) -> TextEntry | None:
-    """The text entry for a finished segment (None when nothing was recognised): from
-    its first word's start to its last word's end where the recogniser gives word
-    times, else the segment's span."""
-    text = " ".join(segment.text.split())
-    if not text:
-        return None
-    # With word times, the entry spans the words (not the segment's padding).
-    t, end = (
-        (segment.words[0].t, segment.words[-1].end) if segment.words else (segment.t, segment.end)
-    )
-    return TextEntry(t=t, text=text, source=HEARD_PREFIX + segment.model_id, end=end)
-
-
-def to_asr_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mono float32 at 16 kHz, clipped to [-1, 1], NaN and inf made 0."""
-    x = np.nan_to_num(np.asarray(samples, dtype=np.float32).reshape(-1), posinf=0.0, neginf=0.0)
-    if x.size:
-        x = resample(x, sample_rate, ASR_RATE)
-    return np.clip(x, -1.0, 1.0)
-
 
 # --- segmenting a stream into utterances -------------------------------------------------
 
@@ -296,8 +229,6 @@ def segment_audio(
 
 
 # --- the recognisers of the registry -----------------------------------------------------
-
-EMBEDDED_ASR = "embedded/asr-pocketsphinx"
 
 
 @dataclass(frozen=True)

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from emoapp.core.errors import MissingDependencyError, ModelLoadError
-from emoapp.encoders.asr import ASR_RATE, HeardSegment, to_asr_rate
 from emoapp.encoders.base import EncoderConfig, is_local_model, select_device, select_dtype
+from emoapp.encoders.heard import ASR_RATE, HeardSegment, to_asr_rate
 
 MAX_NEW_TOKENS = 128
 """Enough for 15 s of fast speech (Whisper's tokens are about 0.75 of a word)."""

@@ -2,7 +2,7 @@
 for more, all at once, and audited.
 
 :func:`export_timeline` takes timeline rows (the format of
-:mod:`emoapp.runtime.timeline`: ``t``, ``fused``, ``abstained``, ``modalities`` {face,
+:mod:`emoapp.recorded.timeline`: ``t``, ``fused``, ``abstained``, ``modalities`` {face,
 voice, text}, ``notes``) and writes them as JSON lines or CSV.
 
 *Scores only by default.* Rows are copied through an allow-list of score fields: the

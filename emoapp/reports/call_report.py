@@ -1,6 +1,6 @@
 """The call report (``emoapp analyze CALL --speakers channels --report DIR``).
 
-:func:`summarize_call` turns a :class:`~emoapp.runtime.calls.CallResult` into plain
+:func:`summarize_call` turns a :class:`~emoapp.calls.analysis.CallResult` into plain
 figures (``summary.json``): per speaker the talk time and its share, the share of speech
 time per fused label, the mean valence, and the moments where valence drops most (top 3:
 the largest fall from the highest valence of the previous :data:`DROP_WINDOW_S` seconds,
@@ -27,7 +27,7 @@ from emoapp.core.errors import EmoappError
 from emoapp.core.taxonomy import CANONICAL_LABELS
 
 if TYPE_CHECKING:
-    from emoapp.runtime.calls import CallResult
+    from emoapp.calls.analysis import CallResult
 
 DROP_WINDOW_S = 5.0
 MIN_DROP = 0.05
@@ -109,7 +109,7 @@ def label_shares(
 
 def summarize_call(result: CallResult, models: dict[str, str] | None = None) -> dict[str, Any]:
     """The numbers of the report (``summary.json``)."""
-    from emoapp.runtime.calls import overlap_s
+    from emoapp.calls.analysis import overlap_s
 
     plan = result.plan
     talk_total = sum(s.talk_s for s in plan.active)

@@ -473,7 +473,7 @@ class SessionController(QObject):
     # -- command thread -----------------------------------------------------------------
 
     def _create_session(self, wanted: set[Modality]) -> None:
-        from emoapp.runtime.session import LiveSession
+        from emoapp.live.session import LiveSession
 
         self._transcriber = self._make_transcriber(self._asr_profile)
         self._session = LiveSession(
@@ -499,7 +499,7 @@ class SessionController(QObject):
         """The (unloaded) recogniser of ``profile``, or None; it loads on the
         transcription thread."""
         from emoapp.encoders.asr import build_recognizer
-        from emoapp.runtime.transcriber import choose_recognizer
+        from emoapp.live.transcriber import choose_recognizer
 
         models = getattr(self.plan, "models", None)
         if models is None:  # a plan that names no model options has no recogniser either
@@ -517,7 +517,7 @@ class SessionController(QObject):
 
     def _make_transcriber(self, profile: str) -> Any:
         from emoapp.encoders.vad import EnergyVAD
-        from emoapp.runtime.transcriber import LiveTranscriber
+        from emoapp.live.transcriber import LiveTranscriber
 
         recognizer = self._recognizer(profile)
         if recognizer is None:

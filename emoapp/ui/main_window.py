@@ -43,9 +43,9 @@ from PySide6.QtWidgets import (
 )
 
 from emoapp.core.messages import Modality, VideoFrame
+from emoapp.live.session import ModalityStatus
 from emoapp.privacy.consent import ConsentGate, ConsentStore
 from emoapp.privacy.memory import TimelineMemory
-from emoapp.runtime.session import ModalityStatus
 from emoapp.ui.bridge import AudioLevel, SessionBridge
 from emoapp.ui.camera_panel import CameraPanel, PreviewMode
 from emoapp.ui.controller import ModelChoiceNote, SessionController, SourceInfo

@@ -35,11 +35,11 @@ from PySide6.QtWidgets import QDialog, QMenu, QWidget
 
 from emoapp.core.messages import EncoderOutput, FusedEstimate, Modality
 from emoapp.encoders.base import EncoderInfo
+from emoapp.live.session import ModalityStatus
 from emoapp.privacy.consent import DEVICE_NAME, ConsentChange, ConsentError, ConsentGate
 from emoapp.privacy.export import ExportError, ExportResult, export_timeline
 from emoapp.privacy.memory import TimelineMemory
 from emoapp.privacy.modelcards import ModelCard, model_card
-from emoapp.runtime.session import ModalityStatus
 from emoapp.ui.bridge import SessionBridge
 from emoapp.ui.consent_dialog import ConsentPrompt, ask_consent
 from emoapp.ui.controller import SessionController, SourceInfo

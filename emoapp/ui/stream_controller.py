@@ -1,6 +1,6 @@
 """File → Stream estimates…: the window's local WebSocket stream, and its indicator.
 
-:class:`StreamController` owns an :class:`~emoapp.runtime.stream.EstimateStream` while
+:class:`StreamController` owns an :class:`~emoapp.stream.server.EstimateStream` while
 one runs. It listens to the window's :class:`~emoapp.privacy.memory.TimelineMemory`, so
 it sends exactly the rows an export writes (scores only, never the typed text). The
 dialog asks for the address (127.0.0.1 by default; another host is warned about) and an
@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 from emoapp.core.errors import EmoappError
 from emoapp.privacy.audit import AuditLog
 from emoapp.privacy.memory import TimelineMemory
-from emoapp.runtime.stream import (
+from emoapp.stream.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
     EstimateStream,

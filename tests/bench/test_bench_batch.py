@@ -1,5 +1,5 @@
 """The batch part of ``emoapp bench``: one real run on the local engine with tiny models
-(the Ray engine's batch runs are tested in tests/runtime/test_batch.py)."""
+(the Ray engine's batch runs are tested in tests/batch/test_batch.py)."""
 
 from __future__ import annotations
 

@@ -476,7 +476,7 @@ def test_sources_and_runtime_import_nothing_heavy() -> None:
 
     code = (
         "import sys, emoapp.capture.camera, emoapp.capture.microphone, "
-        "emoapp.capture.replay, emoapp.runtime.session, emoapp.runtime.live, "
+        "emoapp.capture.replay, emoapp.live.session, emoapp.live.headless, "
         "emoapp.commands.live, emoapp.commands.sources; "
         "print([m for m in ('cv2', 'sounddevice', 'av', 'torch', 'transformers', 'PySide6') "
         "if m in sys.modules])"

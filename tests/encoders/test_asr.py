@@ -16,22 +16,24 @@ from hypothesis import strategies as st
 from emoapp.core.errors import EmoappError, ModelLoadError
 from emoapp.core.messages import AudioChunk
 from emoapp.encoders.asr import (
-    EMBEDDED_ASR,
-    HEARD_PREFIX,
     AsrError,
-    HeardSegment,
-    HeardWord,
     SegmenterConfig,
     SpeechSegmenter,
     asr_registry,
     build_recognizer,
-    heard_entry,
-    is_heard,
     normalise_words,
     profile_recognizer,
-    recognizer_of,
     resolve_recognizer,
     segment_audio,
+)
+from emoapp.encoders.heard import (
+    EMBEDDED_ASR,
+    HEARD_PREFIX,
+    HeardSegment,
+    HeardWord,
+    heard_entry,
+    is_heard,
+    recognizer_of,
 )
 from emoapp.encoders.vad import EnergyVAD
 from emoapp.evaluation.wer import align_counts, corpus_wer, word_errors
@@ -276,7 +278,7 @@ def test_pocketsphinx_hears_words_in_synthetic_speech(sphinx, tmp_path: Path):
 
 @pytest.fixture(scope="module")
 def tiny_whisper(tmp_path_factory) -> Path:
-    from emoapp.testing.tinymodels import make_asr_model
+    from emoapp.bench.tinymodels import make_asr_model
 
     return make_asr_model(tmp_path_factory.mktemp("asr") / "tiny-whisper")
 

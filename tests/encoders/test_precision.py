@@ -288,7 +288,7 @@ def test_a_corrupt_record_is_ignored_with_a_warning(tiny_models, tmp_path, monke
 
 def test_the_status_names_the_precision(tiny_models):
     from emoapp.encoders.text import TextEncoder
-    from emoapp.runtime.supervisor import _encoder_device
+    from emoapp.live.supervisor import _encoder_device
 
     assert _encoder_device(_load(TextEncoder, tiny_models["text"], "int8")) == "cpu int8"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from emoapp.bench.tinymodels import make_text_model
 from emoapp.core.errors import ModelLoadError, UnmappedLabelsError
 from emoapp.core.messages import Modality, ModalityPrediction, NoPrediction, TextEntry
 from emoapp.encoders.base import EncoderConfig
 from emoapp.encoders.text import TextEncoder
-from emoapp.testing.tinymodels import make_text_model
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -19,8 +19,8 @@ from emoapp.core.messages import Modality, ModalityPrediction
 from emoapp.core.rows import row_from_estimate
 from emoapp.encoders.explain import ExplainingEncoder
 from emoapp.privacy.export import export_row
-from emoapp.runtime.stream import schema_path
-from emoapp.runtime.timeline import read_timeline
+from emoapp.recorded.timeline import read_timeline
+from emoapp.stream.server import schema_path
 
 EMBEDDED = [
     "--face-model", "embedded/face-minixception",

@@ -15,9 +15,9 @@ from emoapp.capture.replay import VideoReplaySource
 from emoapp.core.explanation import FaceExplanation, TextExplanation
 from emoapp.core.messages import Modality, ModalityPrediction, NoPrediction
 from emoapp.encoders.factory import build_encoder
+from emoapp.live.explaining import ExplanationWorker
+from emoapp.live.session import LiveSession
 from emoapp.registry import resolve_model
-from emoapp.runtime.explaining import ExplanationWorker
-from emoapp.runtime.session import LiveSession
 
 
 def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:

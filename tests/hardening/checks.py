@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from emoapp.core.taxonomy import CANONICAL_LABELS
-from emoapp.runtime.timeline import CSV_COLUMNS
+from emoapp.recorded.timeline import CSV_COLUMNS
 
 ERROR_LINE = re.compile(r"^emoapp(?: [a-z]+)?: error: (.*)$")
 """``emoapp: error: ...`` (an EmoappError), or argparse's ``emoapp analyze: error: ...``."""
@@ -46,7 +46,7 @@ def assert_one_line_error(stderr: str, says: str = "") -> str:
 def read_rows(path: Path) -> list[dict[str, Any]]:
     """Every row of a JSON-lines timeline, parsed strictly (NaN/Infinity refused); the
     header record, which only the first line may be, is left out."""
-    from emoapp.runtime.runheader import is_header
+    from emoapp.recorded.runheader import is_header
 
     text = path.read_text(encoding="utf-8")
     assert text == "" or text.endswith("\n"), "the last row is cut off"

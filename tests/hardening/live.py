@@ -27,7 +27,7 @@ from emoapp.core.messages import (
 )
 from emoapp.core.taxonomy import CANONICAL_LABELS, NUM_LABELS
 from emoapp.encoders.base import EncoderInfo
-from emoapp.runtime.session import ModalityStatus
+from emoapp.live.session import ModalityStatus
 
 FACE, VOICE, TEXT = Modality.FACE, Modality.VOICE, Modality.TEXT
 

@@ -1,4 +1,4 @@
-"""Fault injection across the live pipeline (:class:`~emoapp.runtime.session.LiveSession`).
+"""Fault injection across the live pipeline (:class:`~emoapp.live.session.LiveSession`).
 
 Each test runs a session with a faulty part next to a healthy one and checks the same
 four things: the session keeps running (the healthy modality goes on predicting and
@@ -28,7 +28,7 @@ from emoapp.capture.replay import AudioReplaySource
 from emoapp.core import clock
 from emoapp.core.messages import AudioChunk, ModalityPrediction, NoPrediction
 from emoapp.encoders.base import EncoderConfig
-from emoapp.runtime.session import LiveSession
+from emoapp.live.session import LiveSession
 from tests.hardening import corpus
 from tests.hardening.live import (
     FACE,

@@ -34,8 +34,8 @@ import pytest
 from emoapp.capture.replay import AudioReplaySource, TextReplaySource, VideoReplaySource
 from emoapp.core.messages import FusedEstimate
 from emoapp.encoders.base import EncoderConfig
-from emoapp.runtime.session import LiveSession
-from emoapp.runtime.timeline import TimelineWriter, row_from_estimate
+from emoapp.live.session import LiveSession
+from emoapp.recorded.timeline import TimelineWriter, row_from_estimate
 from tests.hardening.live import FACE, TEXT, VOICE
 
 SOAK_MINUTES = float(os.environ.get("EMOAPP_SOAK_MINUTES", "2.5"))

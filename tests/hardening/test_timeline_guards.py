@@ -13,8 +13,8 @@ import pytest
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 from emoapp.core.taxonomy import CANONICAL_LABELS
-from emoapp.runtime.analyze import NOT_FINITE_NOTE, AnalysisConfig, analyze
-from emoapp.runtime.timeline import (
+from emoapp.recorded.analyze import NOT_FINITE_NOTE, AnalysisConfig, analyze
+from emoapp.recorded.timeline import (
     CSV_COLUMNS,
     TimelineWriter,
     probs_by_label,

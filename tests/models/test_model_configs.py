@@ -2,7 +2,7 @@
 come from its own config when it loads, and a model whose config disagrees with what the
 registry says of it is refused with a one-line message that names the disagreement.
 
-The models are the tiny ones of emoapp.testing.tinymodels, copied and edited the way a
+The models are the tiny ones of emoapp.bench.tinymodels, copied and edited the way a
 wrong upload or a wrong revision would differ, and loaded as registry models."""
 
 from __future__ import annotations

@@ -294,7 +294,7 @@ def test_verify_reports_corrupted_and_missing_files_and_force_repairs(
 
 
 def test_a_failed_pull_never_shadows_a_good_one(hub: FakeHub, cache: Path, tmp_path: Path) -> None:
-    from emoapp.testing.tinymodels import make_text_model
+    from emoapp.bench.tinymodels import make_text_model
 
     modelstore.pull(TEXT_ID, cache, progress=False, endpoint=hub.endpoint)
     newer = make_text_model(tmp_path / "newer", seed=1)  # other weights: other blobs
@@ -345,7 +345,7 @@ def test_a_model_for_the_wrong_task_is_refused_before_its_weights_move(
 def test_a_model_whose_labels_cannot_be_mapped_is_refused(
     online: None, cache: Path, tmp_path: Path
 ) -> None:
-    from emoapp.testing.tinymodels import make_text_model
+    from emoapp.bench.tinymodels import make_text_model
 
     odd = make_text_model(tmp_path / "odd", labels=("anger", "boredom"))
     with FakeHub() as fake:

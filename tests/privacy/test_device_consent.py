@@ -181,7 +181,7 @@ def test_the_session_has_no_ungated_way_to_open_a_device(
 ) -> None:
     import inspect
 
-    from emoapp.runtime.session import LiveSession
+    from emoapp.live.session import LiveSession
 
     assert "open_source" not in inspect.signature(LiveSession).parameters
 

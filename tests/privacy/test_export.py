@@ -17,7 +17,7 @@ from emoapp.core.taxonomy import CANONICAL_LABELS
 from emoapp.privacy import atomic
 from emoapp.privacy.audit import AuditLog
 from emoapp.privacy.export import ExportError, export_row, export_timeline
-from emoapp.runtime.timeline import CSV_COLUMNS, read_timeline, row_from_estimate
+from emoapp.recorded.timeline import CSV_COLUMNS, read_timeline, row_from_estimate
 
 SECRET_TEXT = "my private words about my divorce"
 SECRET_MEDIA = "/home/someone/Videos/therapy-session.mp4"

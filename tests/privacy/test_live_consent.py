@@ -199,7 +199,7 @@ class SlowFace:
 @pytest.fixture
 def session_parts(devices: FakeDevices, tmp_path: Path):
     from emoapp.capture.camera import CameraSource
-    from emoapp.runtime.session import LiveSession
+    from emoapp.live.session import LiveSession
 
     store = ConsentStore(tmp_path / "config")
     gate = ConsentGate(store)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from emoapp.cli import main
-from emoapp.runtime.timeline import read_timeline
+from emoapp.recorded.timeline import read_timeline
 from emoapp.testing.filewatch import FileWatcher, IsolatedDirs, WriteRecorder
 from emoapp.testing.guardedrun import GUARD_EXIT_STATUS
 from emoapp.testing.netguard import NetworkGuard
@@ -129,9 +129,10 @@ def test_a_whole_analysis_with_speech_recognition_keeps_and_sends_nothing(
     """No transcript: the recording's speech is transcribed by the embedded recogniser
     in a fresh, watched process. No connection, --out is the only file written, and
     none of the words heard is in it."""
-    from emoapp.encoders.asr import EMBEDDED_ASR, build_recognizer, resolve_recognizer
+    from emoapp.encoders.asr import build_recognizer, resolve_recognizer
+    from emoapp.encoders.heard import EMBEDDED_ASR
     from emoapp.encoders.vad import make_gate
-    from emoapp.runtime.transcriber import transcribe_recording
+    from emoapp.live.transcriber import transcribe_recording
     from emoapp.testing.filewatch import isolated_user_dirs
 
     dirs = isolated_user_dirs(tmp_path / "user")

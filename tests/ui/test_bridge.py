@@ -8,7 +8,7 @@ import threading
 import numpy as np
 
 from emoapp.core.messages import FusedEstimate, Modality, VideoFrame
-from emoapp.runtime.session import ModalityStatus
+from emoapp.live.session import ModalityStatus
 from emoapp.ui.bridge import SessionBridge
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from emoapp.core.messages import Modality
-from emoapp.encoders.asr import EMBEDDED_ASR
+from emoapp.encoders.heard import EMBEDDED_ASR
 
 WAIT_MS = 60_000
 

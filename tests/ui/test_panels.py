@@ -17,7 +17,7 @@ from emoapp.core.messages import (
     VideoFrame,
 )
 from emoapp.core.taxonomy import LABEL_INDEX, NUM_LABELS
-from emoapp.runtime.session import ModalityStatus
+from emoapp.live.session import ModalityStatus
 from emoapp.ui.camera_panel import CameraPanel, PreviewMode
 from emoapp.ui.fused_panel import FusedPanel
 from emoapp.ui.settings import FusionSettings, UiSettings, load_settings, save_settings

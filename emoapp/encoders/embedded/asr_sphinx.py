@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from emoapp.core.errors import MissingDependencyError, ModelLoadError
-from emoapp.encoders.asr import ASR_RATE, EMBEDDED_ASR, HeardSegment, HeardWord, to_asr_rate
+from emoapp.encoders.heard import ASR_RATE, EMBEDDED_ASR, HeardSegment, HeardWord, to_asr_rate
 
 _FRAME_S = 0.01
 _FILLERS = {"<s>", "</s>", "<sil>"}
