@@ -6,8 +6,12 @@
     emoapp analyze MEDIA --out FILE --resume    # continue an interrupted run
 
 Rows (see :mod:`emoapp.recorded.timeline`) go to ``--out`` (JSON lines, or CSV for a
-``.csv`` name; default stdout). Bad input is checked before any model loads, and only
-the models the input needs are loaded (no face model for a wav). Progress and a summary
+``.csv`` name; ``-`` for stdout). Without ``--out``, the rows of a recording go to stdout
+when stdout is a pipe or a file, and on a terminal to a new private temporary folder
+(:func:`emoapp.privacy.paths.terminal_timeline_path`), whose path is printed after the
+summary table: a terminal shows the table, not hundreds of JSON lines. Bad input is
+checked before any model loads, and only the models the input needs are loaded (no face
+model for a wav). Progress and a summary
 go to stderr; the progress bar shows only on a terminal and not with ``--quiet``.
 
 Interrupted runs: every row is flushed as it is written, so Ctrl-C (exit 130) or SIGTERM
@@ -81,9 +85,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--text", metavar="TEXT", help="a text to analyse (alone: one row)")
     parser.add_argument(
         "--out",
-        default="-",
+        default=None,
         metavar="FILE",
-        help="where rows go: FILE.jsonl, FILE.csv, or - for stdout (default)",
+        help="where rows go: FILE.jsonl, FILE.csv, or - for stdout. Default: stdout when it "
+        "is a pipe or a file; on a terminal, a recording's rows go to a new private "
+        "temporary folder, named after the summary",
     )
     add_analysis_options(parser)
     parser.add_argument(
@@ -262,6 +268,22 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_TERMINATED
 
 
+def default_out(out: str | None, media: Path | None, stdout_is_terminal: bool | None = None) -> str:
+    """Where rows go when ``--out`` is not given: stdout (``-``) when it is a pipe or a
+    file, or when there is no recording (one row for ``--text``); on a terminal, a file in
+    a new private temporary folder, so that the person reads the summary table rather
+    than a wall of JSON."""
+    if out is not None:
+        return out
+    if stdout_is_terminal is None:
+        stdout_is_terminal = sys.stdout.isatty()
+    if media is None or not stdout_is_terminal:
+        return "-"
+    from emoapp.privacy.paths import terminal_timeline_path
+
+    return str(terminal_timeline_path(media))
+
+
 def _resume_from(args: argparse.Namespace, note: Callable[[str], None]) -> float | None:
     """The media time after which to continue ``--out`` (``--resume``), or None."""
     from emoapp.core.errors import EmoappError
@@ -269,7 +291,7 @@ def _resume_from(args: argparse.Namespace, note: Callable[[str], None]) -> float
 
     if not args.resume:
         return None
-    if args.out == "-":
+    if args.out in (None, "-"):
         raise EmoappError("--resume needs --out FILE (rows on stdout cannot be continued)")
     last_t = resume_point(args.out)
     if last_t is None:
@@ -368,6 +390,9 @@ def _run(args: argparse.Namespace) -> int:
         from emoapp.core.errors import EmoappError
 
         raise EmoappError("--include-text only says whether --explain writes words: add --explain")
+    if args.resume and args.out is None:
+        _resume_from(args, lambda _: None)  # raises: --resume needs --out FILE
+    args.out = default_out(args.out, args.media)
     if args.speakers or args.speaker_names or args.by != "step" or args.report:
         from emoapp.commands.analyze_call import run_call
 

@@ -20,7 +20,10 @@ platformdirs). Everything else is written only when the person asks for it:
   ``emoapp models pull`` or a command run with ``--download``;
 - the CPU precision record (:func:`emoapp.encoders.precision.record_path`), written only
   by ``emoapp bench``;
-- the files named by ``--out`` or chosen in the export dialog.
+- the files named by ``--out`` or chosen in the export dialog;
+- the timeline of ``emoapp analyze RECORDING`` run on a terminal without ``--out``: a new
+  folder in the system's temporary folder, private to the user
+  (:func:`terminal_timeline_path`), named on the terminal.
 
 :func:`stored_locations` lists these for the README's privacy section and for a "what is
 stored" view; :func:`is_allowed_write` tells a test whether a path is one of them.
@@ -63,6 +66,16 @@ def qsettings_path_linux() -> Path:
     ``$XDG_CONFIG_HOME/ORGANISATION/APPLICATION.conf``)."""
     base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
     return Path(base).expanduser() / "emoapp" / QSETTINGS_FILE
+
+
+def terminal_timeline_path(media: str | os.PathLike[str]) -> Path:
+    """A new private folder (mode 0700) in the system's temporary folder, and the
+    timeline file inside it that ``emoapp analyze`` writes when run on a terminal without
+    ``--out``: ``<tmp>/emoapp-XXXX/<recording's name>.timeline.jsonl``."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="emoapp-"))
+    return folder / f"{Path(media).stem}.timeline.jsonl"
 
 
 def ensure_config_dir() -> Path:
@@ -158,6 +171,17 @@ def stored_locations(qsettings_file: str | os.PathLike[str] | None = None) -> li
             written_when="only an explicit --out FILE or an export you start",
             content=True,
             remove="delete the file you chose",
+        ),
+        StoredLocation(
+            name="terminal timelines",
+            path=None,
+            holds="timeline rows (scores only) of `emoapp analyze RECORDING` run on a "
+            "terminal without --out, in a private emoapp-XXXX folder of the system's "
+            "temporary folder; the path is printed",
+            written_when="only `emoapp analyze RECORDING` on a terminal without --out "
+            "(also the first `./run` on a machine with no display)",
+            content=False,
+            remove="delete the folder printed (the system clears its temporary folder too)",
         ),
     ]
 
