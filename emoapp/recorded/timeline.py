@@ -53,7 +53,8 @@ A file written by ``emoapp analyze`` starts with a **header record** (no ``"t"``
 :mod:`emoapp.recorded.runheader`): the media fingerprint, the models and their
 revisions, and the options of the run, which ``--resume`` checks. In JSON lines it is the
 first line; a CSV file keeps it in a sidecar, ``FILE.csv.header.json``. Readers skip it
-(:func:`read_timeline` does; :func:`emoapp.recorded.runheader.is_header` tells it apart).
+(:func:`iter_rows` and :func:`read_timeline` do; :func:`emoapp.recorded.runheader.is_header`
+tells it apart). Both are described by JSON Schemas in ``resources/schema/``.
 
 Writing (:class:`TimelineWriter`): the target is chosen by extension (``.csv`` for CSV,
 anything else JSON lines; ``-`` is stdout as JSON lines). A file is opened only when the
@@ -73,7 +74,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, TextIO
 
@@ -280,11 +281,39 @@ def resume_point(target: str | Path) -> float | None:
     return t
 
 
-def read_timeline(path: str | Path) -> list[dict[str, Any]]:
-    """Read back the rows of a JSON-lines timeline (for tests and tools); the header
-    record, when there is one, is skipped."""
+def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
+    """The rows of a JSON-lines timeline, one at a time, without the header record (the
+    reader a program uses: ``for row in iter_rows("timeline.jsonl")``). A line that is
+    not a JSON object raises :class:`EmoappError` naming the file and line; a last line
+    cut short by an interruption is skipped, as ``--resume`` does."""
     from emoapp.recorded.runheader import is_header
 
-    with open(path, encoding="utf-8") as file:
-        records = [json.loads(line) for line in file if line.strip()]
-    return [record for record in records if not is_header(record)]
+    try:
+        file = open(path, encoding="utf-8")  # noqa: SIM115 - closed below, rows stream
+    except OSError as error:
+        raise EmoappError(f"{path}: cannot read: {error.strerror or error}") from error
+    with file:
+        pending: tuple[int, str] | None = None
+        for number, line in enumerate(file, start=1):
+            if pending is not None:
+                raise EmoappError(f"{path}:{pending[0]}: not a timeline row: {pending[1]}")
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                if not line.endswith("\n"):
+                    return  # the last line, cut short mid-write
+                pending = (number, str(error))
+                continue
+            if not isinstance(record, dict):
+                raise EmoappError(f"{path}:{number}: not a timeline row (not a JSON object)")
+            if not is_header(record):
+                yield record
+        if pending is not None:
+            raise EmoappError(f"{path}:{pending[0]}: not a timeline row: {pending[1]}")
+
+
+def read_timeline(path: str | Path) -> list[dict[str, Any]]:
+    """All the rows of a JSON-lines timeline (:func:`iter_rows`), the header skipped."""
+    return list(iter_rows(path))
