@@ -265,6 +265,8 @@ def make_asr_model(path: Path, seed: int = 0) -> Path:
 RAVDESS_LABELS = ("angry", "calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
 # superb/hubert-*-superb-er (IEMOCAP, four classes).
 IEMOCAP_LABELS = ("neu", "hap", "ang", "sad")
+# tae898/emoberta-*: MELD's seven labels, in the order its model card lists them.
+EMOBERTA_LABELS = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
 
 
 def _tiny_speech_config(config_cls: type, labels: Sequence[str], **extra: object) -> object:
@@ -345,19 +347,26 @@ def make_pooled_head_voice_model(
     return path
 
 
-def make_hubert_er_model(path: Path, labels: Sequence[str] = IEMOCAP_LABELS, seed: int = 0) -> Path:
-    """A tiny replica of ``superb/hubert-large-superb-er``'s layout: HuBERT with stable
-    layer norm, a weighted sum of all layers, projector and classifier
-    (``HubertForSequenceClassification``, transformers' own class), IEMOCAP's four labels."""
+def make_hubert_er_model(
+    path: Path,
+    labels: Sequence[str] = IEMOCAP_LABELS,
+    variant: Literal["large", "base"] = "large",
+    seed: int = 0,
+) -> Path:
+    """A tiny replica of ``superb/hubert-{large,base}-superb-er``'s layout: HuBERT (large:
+    stable layer norm and a layer-normed feature encoder; base: group norm), a weighted
+    sum of all layers, projector and classifier (``HubertForSequenceClassification``,
+    transformers' own class), IEMOCAP's four labels."""
     import torch
     from transformers import HubertConfig, HubertForSequenceClassification
 
     torch.manual_seed(seed)
+    large = variant == "large"
     config = _tiny_speech_config(
         HubertConfig,
         labels,
-        do_stable_layer_norm=True,
-        feat_extract_norm="layer",
+        do_stable_layer_norm=large,
+        feat_extract_norm="layer" if large else "group",
         use_weighted_layer_sum=True,
     )
     HubertForSequenceClassification(config).save_pretrained(path)  # type: ignore[arg-type]
