@@ -297,3 +297,16 @@ def test_a_download_with_the_recorded_hash_says_so_and_loads_through_the_adapter
     encoder = build_encoder(spec, RuntimeOptions(device="cpu", models_dir=str(tmp_path / "models")))
     encoder.load()
     assert encoder.head.startswith("pooled-tanh")
+
+
+def test_the_guide_table_gives_each_hub_model_the_registrys_reasons() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guide" / "models.md").read_text()
+    table = guide.split("## The hub models and why they were chosen", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in table.splitlines()[1:]
+            if line.startswith("| `")}  # fmt: skip
+    hub = {i: e for i, e in registry().items() if not e.bundled}
+    assert set(rows) == set(hub)
+    for model_id, entry in hub.items():
+        cells = [c.strip() for c in rows[model_id].strip().strip("|").split("|")]
+        assert cells[-1] == entry.why, model_id
+        assert cells[6].lower().startswith(entry.license.split()[0].lower()), model_id
