@@ -288,6 +288,20 @@ def _tiny_speech_config(config_cls: type, labels: Sequence[str], **extra: object
     )
 
 
+def _save_quietly(model: object, path: Path) -> None:
+    """``save_pretrained`` without transformers' progress bar (whose tqdm monitor thread
+    would outlive a test)."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)  # type: ignore[attr-defined]
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
 def _save_speech_extractor(path: Path) -> None:
     from transformers import Wav2Vec2FeatureExtractor
 
@@ -369,6 +383,6 @@ def make_hubert_er_model(
         feat_extract_norm="layer" if large else "group",
         use_weighted_layer_sum=True,
     )
-    HubertForSequenceClassification(config).save_pretrained(path)  # type: ignore[arg-type]
+    _save_quietly(HubertForSequenceClassification(config), path)  # type: ignore[arg-type]
     _save_speech_extractor(path)
     return path

@@ -263,3 +263,32 @@ def test_the_hubert_large_er_layout_loads_with_transformers_own_class(tmp_path: 
     assert [encoder.model.config.id2label[i] for i in range(4)] == list(IEMOCAP_LABELS)
     [out] = encoder.encode([AudioChunk(0.0, _speech(1.0), 16000, "t")])
     assert isinstance(out, ModalityPrediction)
+
+
+@pytest.mark.parametrize("layout", ["hubert-er", "ehcalabres"])
+def test_old_checkpoints_with_weight_norm_g_and_v_still_load_whole(
+    tmp_path: Path, layout: str
+) -> None:
+    """Checkpoints saved before torch's weight-norm parametrisations (as the superb and
+    ehcalabres ones were) name the positional convolution ``weight_g``/``weight_v``;
+    transformers renames them on load, so they are neither missing nor unused."""
+    make = make_hubert_er_model if layout == "hubert-er" else make_pooled_head_voice_model
+    folder = make(tmp_path / layout)
+    old = {
+        "parametrizations.weight.original0": "weight_g",
+        "parametrizations.weight.original1": "weight_v",
+    }
+
+    def rename(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        renamed = {}
+        for key, value in state.items():
+            for new, before in old.items():
+                key = key.replace(new, before)
+            renamed[key] = value
+        assert any(k.endswith("weight_g") for k in renamed)
+        return renamed
+
+    _rewrite(folder, rename, "bin")
+    encoder = _voice(folder)
+    encoder.load()
+    assert (encoder.head != "") == (layout == "ehcalabres")
