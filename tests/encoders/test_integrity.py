@@ -292,3 +292,25 @@ def test_old_checkpoints_with_weight_norm_g_and_v_still_load_whole(
     encoder = _voice(folder)
     encoder.load()
     assert (encoder.head != "") == (layout == "ehcalabres")
+
+
+def test_a_sharded_checkpoint_is_read_through_its_index(tmp_path: Path) -> None:
+    folder = make_pooled_head_voice_model(tmp_path / "sharded")
+    state = load_file(str(folder / "model.safetensors"))
+    (folder / "model.safetensors").unlink()
+    names = sorted(state)
+    first, second = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    shards = {first: names[::2], second: names[1::2]}
+    weight_map = {}
+    for shard, keys in shards.items():
+        save_file({k: state[k] for k in keys}, str(folder / shard), metadata={"format": "pt"})
+        weight_map.update(dict.fromkeys(keys, shard))
+    (folder / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {}, "weight_map": weight_map})
+    )
+    encoder = _voice(folder)
+    encoder.load()
+    assert encoder.head == PooledTanhHead.name
+    np.testing.assert_allclose(
+        encoder.model.output.weight.detach().numpy(), state["classifier.output.weight"].numpy()
+    )
