@@ -287,9 +287,17 @@ class TransformersEncoder(ABC):
         """Refuse a model whose own config names an architecture that is not a classifier
         for this task (a speech recogniser or a bare encoder would load into a
         classification head of random weights, and answer noise)."""
+        import transformers
         from transformers.models.auto import modeling_auto
 
-        architectures = list(getattr(config, "architectures", None) or [])
+        # A class transformers does not have (written by the model's authors) says nothing
+        # here: the model loaded whole into transformers' class for its model type
+        # (emoapp.encoders.integrity), so its head is the checkpoint's.
+        architectures = [
+            name
+            for name in getattr(config, "architectures", None) or []
+            if getattr(transformers, name, None) is not None
+        ]
         if not architectures or not self.task_mapping:
             return  # nothing stated: its model type was accepted for the task above
         allowed = set(getattr(modeling_auto, self.task_mapping).values())

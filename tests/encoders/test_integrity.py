@@ -314,3 +314,20 @@ def test_a_sharded_checkpoint_is_read_through_its_index(tmp_path: Path) -> None:
     np.testing.assert_allclose(
         encoder.model.output.weight.detach().numpy(), state["classifier.output.weight"].numpy()
     )
+
+
+def test_a_config_naming_an_unknown_class_loads_when_the_checkpoint_fits(
+    copy_of: Callable[[str], Path],
+) -> None:
+    """An author's own class name in ``architectures`` does not block a checkpoint that
+    loads whole into transformers' class for its model type; a transformers class of
+    another task still does."""
+    folder = copy_of("voice")
+    config = json.loads((folder / "config.json").read_text())
+    config["architectures"] = ["MyWav2Vec2EmotionClassifier"]
+    (folder / "config.json").write_text(json.dumps(config))
+    _voice(folder).load()
+    config["architectures"] = ["Wav2Vec2ForCTC"]
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ModelLoadError, match="is a Wav2Vec2ForCTC by its config"):
+        _voice(folder).load()
