@@ -354,10 +354,19 @@ _TASK_MAPPINGS = {
 
 def tasks_of_config(config: dict[str, Any]) -> set[str]:
     """The classification tasks (of ours) a transformers ``config.json`` can do: from its
-    ``architectures`` when given, else from its ``model_type``."""
+    ``architectures`` when they name transformers classes, else from its ``model_type``.
+    A class transformers does not have (``Wav2Vec2ForSpeechClassification``, written by
+    the model's authors) says nothing about the head: the load-time integrity check
+    (:mod:`emoapp.encoders.integrity`) refuses the model unless a known head layout takes
+    its tensors."""
+    import transformers
     from transformers.models.auto import modeling_auto
 
-    architectures = set(config.get("architectures") or [])
+    architectures = {
+        name
+        for name in config.get("architectures") or []
+        if _is_transformers_class(transformers, name)
+    }
     model_type = config.get("model_type")
     tasks = set()
     for task, name in _TASK_MAPPINGS.items():
@@ -368,6 +377,13 @@ def tasks_of_config(config: dict[str, Any]) -> set[str]:
         elif model_type in mapping:
             tasks.add(task)
     return tasks
+
+
+def _is_transformers_class(transformers: Any, name: str) -> bool:
+    try:
+        return getattr(transformers, name, None) is not None
+    except (ImportError, RuntimeError):  # a class whose optional backend is missing
+        return True
 
 
 def card_pipeline_tag(card: str) -> str | None:
@@ -421,6 +437,9 @@ class PullResult:
     status: str  # "pulled" or "present"
     snapshot: Path
     manifest: Manifest
+    known: tuple[str, ...] = ()
+    """Files whose SHA-256 matched the one the registry records from public evidence for
+    this commit (``file_sha256``)."""
 
     @property
     def size(self) -> int:
@@ -646,7 +665,8 @@ def _already_pulled(target: PullTarget, cache: Path) -> PullResult | None:
     report = verify_manifest(manifest, cache)
     if not report.ok or report.snapshot is None:
         return None
-    return PullResult(target.id, revision, "present", report.snapshot, manifest)
+    known = _matching_known(target, manifest)
+    return PullResult(target.id, revision, "present", report.snapshot, manifest, known)
 
 
 def _pull(
@@ -750,12 +770,17 @@ def _pull(
         requested=target.requested or ("pin" if target.is_registry_pin else target.revision or ""),
         registry_revision=(target.entry.revision or "") if target.entry is not None else "",
     )
+    try:
+        known = _matching_known(target, manifest)  # before the manifest marks it pulled
+    except PullError:
+        (snapshot / CONFIG_FILE).unlink(missing_ok=True)  # never mark a bad copy whole
+        raise
     _write_manifest(manifest, cache)
     if target.revision != revision:
         # A branch or tag was asked for: point it at this commit, now that the snapshot is
         # whole, so that loading ``org/name`` offline finds it.
         _write_ref(repo_folder(target.id, cache), target.revision or "main", revision)
-    return PullResult(target.id, revision, "pulled", snapshot, manifest)
+    return PullResult(target.id, revision, "pulled", snapshot, manifest, known)
 
 
 def _write_ref(repo: Path, name: str, commit: str) -> None:
@@ -764,6 +789,34 @@ def _write_ref(repo: Path, name: str, commit: str) -> None:
     tmp = ref.with_name(ref.name + ".emoapp-tmp")
     tmp.write_text(commit)
     os.replace(tmp, ref)
+
+
+def known_hashes(target: PullTarget, revision: str) -> dict[str, str]:
+    """The SHA-256 the registry records for files of ``target`` at ``revision`` (only at
+    its own pin: another commit may hold other bytes)."""
+    entry = target.entry
+    if entry is None or not entry.file_sha256 or revision != entry.revision:
+        return {}
+    return dict(entry.file_sha256)
+
+
+def _matching_known(target: PullTarget, manifest: Manifest) -> tuple[str, ...]:
+    """The manifest's files whose hash is the registry's recorded one; raises PullError
+    for one that differs."""
+    known = known_hashes(target, manifest.revision)
+    matched = []
+    for f in manifest.files:
+        expected = known.get(f.path)
+        if expected is None:
+            continue
+        if f.sha256 != expected:
+            raise PullError(
+                f"{f.path} of {target.id}@{manifest.revision[:12]} has sha256 {f.sha256[:16]}..., "
+                f"not the {expected[:16]}... public evidence records for this commit; the "
+                "registry's model is not what was downloaded (nothing was recorded)"
+            )
+        matched.append(f.path)
+    return tuple(matched)
 
 
 def _checked_file(target: PullTarget, snapshot: Path, remote: Any) -> ManifestFile:

@@ -91,6 +91,11 @@ class ModelEntry:
     sampling_rate: int | None = None
     """A voice model: the sampling rate its feature extractor must state (checked at load
     time; the rate itself always comes from the model's own config)."""
+    file_sha256: dict[str, str] = field(default_factory=dict)
+    """SHA-256 of files at the pinned ``revision``, as public evidence records them
+    (``emoapp models pull`` refuses a download at that commit that differs)."""
+    why: str = ""
+    """Why the entry is, or is not, in the default and cpu profiles."""
 
     @property
     def baseline(self) -> bool:

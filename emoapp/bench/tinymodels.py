@@ -258,3 +258,131 @@ def make_asr_model(path: Path, seed: int = 0) -> Path:
     )
     model.save_pretrained(path)
     return path
+
+
+# The label order of ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition's config.json
+# (RAVDESS's eight emotions, alphabetical).
+RAVDESS_LABELS = ("angry", "calm", "disgust", "fearful", "happy", "neutral", "sad", "surprised")
+# superb/hubert-*-superb-er (IEMOCAP, four classes).
+IEMOCAP_LABELS = ("neu", "hap", "ang", "sad")
+# tae898/emoberta-*: MELD's seven labels, in the order its model card lists them.
+EMOBERTA_LABELS = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
+
+
+def _tiny_speech_config(config_cls: type, labels: Sequence[str], **extra: object) -> object:
+    id2label, label2id = _labels(labels)
+    return config_cls(
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16, 16),
+        conv_stride=(5, 4, 4),
+        conv_kernel=(10, 4, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        classifier_proj_size=16,
+        id2label=id2label,
+        label2id=label2id,
+        **extra,
+    )
+
+
+def _save_quietly(model: object, path: Path) -> None:
+    """``save_pretrained`` without transformers' progress bar (whose tqdm monitor thread
+    would outlive a test)."""
+    from transformers.utils import logging
+
+    was_enabled = logging.is_progress_bar_enabled()
+    logging.disable_progress_bar()
+    try:
+        model.save_pretrained(path)  # type: ignore[attr-defined]
+    finally:
+        if was_enabled:
+            logging.enable_progress_bar()
+
+
+def _save_speech_extractor(path: Path) -> None:
+    from transformers import Wav2Vec2FeatureExtractor
+
+    Wav2Vec2FeatureExtractor(
+        feature_size=1,
+        sampling_rate=16_000,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=True,
+    ).save_pretrained(path)
+
+
+def make_pooled_head_voice_model(
+    path: Path,
+    labels: Sequence[str] = RAVDESS_LABELS,
+    head: tuple[str, str] = ("dense", "output"),
+    weights: Literal["safetensors", "bin"] = "safetensors",
+    seed: int = 0,
+) -> Path:
+    """A tiny replica of ``ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition``'s
+    layout: a wav2vec2 backbone with stable layer norm and layer-normed feature encoder
+    (as wav2vec2-large-xlsr-53), the config naming ``Wav2Vec2ForSpeechClassification``
+    with ``pooling_mode = "mean"``, and the head saved as ``classifier.<head[0]>.*``
+    (hidden x hidden) and ``classifier.<head[1]>.*`` (labels x hidden), random weights.
+    Other ``head`` names make a checkpoint whose head no layout knows."""
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    torch.manual_seed(seed)
+    config = _tiny_speech_config(
+        Wav2Vec2Config,
+        labels,
+        do_stable_layer_norm=True,
+        feat_extract_norm="layer",
+        architectures=["Wav2Vec2ForSpeechClassification"],
+        problem_type="single_label_classification",
+        finetuning_task="wav2vec2_clf",
+    )
+    config.pooling_mode = "mean"  # type: ignore[attr-defined]
+    backbone = Wav2Vec2Model(config)  # type: ignore[arg-type]
+    hidden = int(config.hidden_size)  # type: ignore[attr-defined]
+    state = {f"wav2vec2.{k}": v.contiguous() for k, v in backbone.state_dict().items()}
+    first, second = head
+    state[f"classifier.{first}.weight"] = torch.randn(hidden, hidden) * 0.2
+    state[f"classifier.{first}.bias"] = torch.randn(hidden) * 0.1
+    state[f"classifier.{second}.weight"] = torch.randn(len(labels), hidden) * 0.5
+    state[f"classifier.{second}.bias"] = torch.randn(len(labels)) * 0.1
+    path.mkdir(parents=True, exist_ok=True)
+    config.save_pretrained(path)  # type: ignore[attr-defined]
+    if weights == "safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path / "model.safetensors"), metadata={"format": "pt"})
+    else:
+        torch.save(state, path / "pytorch_model.bin")
+    _save_speech_extractor(path)
+    return path
+
+
+def make_hubert_er_model(
+    path: Path,
+    labels: Sequence[str] = IEMOCAP_LABELS,
+    variant: Literal["large", "base"] = "large",
+    seed: int = 0,
+) -> Path:
+    """A tiny replica of ``superb/hubert-{large,base}-superb-er``'s layout: HuBERT (large:
+    stable layer norm and a layer-normed feature encoder; base: group norm), a weighted
+    sum of all layers, projector and classifier (``HubertForSequenceClassification``,
+    transformers' own class), IEMOCAP's four labels."""
+    import torch
+    from transformers import HubertConfig, HubertForSequenceClassification
+
+    torch.manual_seed(seed)
+    large = variant == "large"
+    config = _tiny_speech_config(
+        HubertConfig,
+        labels,
+        do_stable_layer_norm=large,
+        feat_extract_norm="layer" if large else "group",
+        use_weighted_layer_sum=True,
+    )
+    _save_quietly(HubertForSequenceClassification(config), path)  # type: ignore[arg-type]
+    _save_speech_extractor(path)
+    return path

@@ -206,6 +206,8 @@ def run_pull(args: argparse.Namespace) -> int:
             f"  {result.id}@{result.revision[:12]}: {what} "
             f"({len(result.manifest.files)} files, {_size(result.size, 0)})"
         )
+        for name in result.known:
+            print(f"    {name}: sha256 matches the one public evidence records for this commit")
     if getattr(args, "revision", None) and results:
         _say_recorded(results[0].id, results[0].revision)
     if not results:
@@ -280,6 +282,7 @@ def run_info(args: argparse.Namespace) -> int:
             ("task", entry.task),
             ("revision", _revision_row(spec.revision, spec.revision_origin, entry.revision)),
             ("pin confirmed", entry.revision_source or "-"),
+            *[(f"sha256 {name}", digest) for name, digest in sorted(entry.file_sha256.items())],
             ("architecture", entry.architecture),
             ("size", _size(None, entry.size_mb)),
             ("licence", entry.license),
@@ -287,6 +290,7 @@ def run_info(args: argparse.Namespace) -> int:
             ("reported", entry.reported),
             ("limits", entry.limits),
             ("fusion reliability prior", f"{entry.reliability:g}"),
+            *([("why (profiles)", entry.why)] if entry.why else []),
         ]
     else:
         rows = [("registry", "not in emoapp's registry: no curated card")]

@@ -36,6 +36,7 @@ import numpy as np
 from emoapp.core.errors import MissingDependencyError, ModelLoadError
 from emoapp.core.labelmap import LabelMap, build_label_map
 from emoapp.core.messages import EncoderOutput, Modality, ModalityPrediction, NoPrediction
+from emoapp.encoders.integrity import load_whole
 from emoapp.encoders.precision import (
     PrecisionChoice,
     measure_command,
@@ -46,6 +47,8 @@ from emoapp.encoders.precision import (
 
 if TYPE_CHECKING:
     import torch
+
+    from emoapp.encoders.heads import HeadLayout
 
 log = logging.getLogger(__name__)
 
@@ -191,9 +194,14 @@ class TransformersEncoder(ABC):
     task_mapping: ClassVar[str] = ""  # transformers' architectures for the task, e.g.
     # "MODEL_FOR_IMAGE_CLASSIFICATION_MAPPING_NAMES" ("" checks none)
     baseline: ClassVar[bool] = False
+    head_layouts: ClassVar[Sequence[HeadLayout]] = ()
+    """Head layouts transformers does not build that may take a checkpoint whose tensors
+    do not fit the config's class (:mod:`emoapp.encoders.heads`)."""
 
     def __init__(self, config: EncoderConfig) -> None:
         self.config = config
+        self.head = ""
+        """The head layout that built the model (empty: transformers' own class)."""
         self.model: Any = None
         self.processor: Any = None
         self.label_map: LabelMap | None = None
@@ -227,9 +235,16 @@ class TransformersEncoder(ABC):
         kwargs = self._pretrained_kwargs()
         # Keep stderr for messages meant for people: no per-shard progress bars.
         transformers.utils.logging.disable_progress_bar()
-        model_cls = getattr(transformers, self.auto_model)
         try:
-            model = model_cls.from_pretrained(source, **kwargs)
+            loaded = load_whole(
+                transformers,
+                self.auto_model,
+                source,
+                kwargs,
+                self.model_id,
+                heads=self.head_layouts,
+            )
+            model = loaded.model
             processor = self.load_processor(transformers, source, kwargs)
         except ValueError as exc:
             if "Unrecognized configuration class" in str(exc) or "Unrecognized model" in str(exc):
@@ -240,7 +255,13 @@ class TransformersEncoder(ABC):
             raise ModelLoadError(f"model {self.model_id!r}: {_first_line(exc)}") from exc
         except OSError as exc:
             raise ModelLoadError(self._not_found_message(exc)) from exc
-        self._check_architecture(model.config)
+        except RuntimeError as exc:  # transformers' own refusals (weight conversion errors)
+            raise ModelLoadError(f"model {self.model_id!r}: {_first_line(exc)}") from exc
+        self.head = loaded.head
+        if not loaded.head:
+            # A known head layout read its weights from the checkpoint; otherwise the
+            # config must name a classifier for the task.
+            self._check_architecture(model.config)
         self.label_map = build_label_map(
             self.model_id, model.config.id2label, self.config.label_overrides
         )
@@ -266,9 +287,17 @@ class TransformersEncoder(ABC):
         """Refuse a model whose own config names an architecture that is not a classifier
         for this task (a speech recogniser or a bare encoder would load into a
         classification head of random weights, and answer noise)."""
+        import transformers
         from transformers.models.auto import modeling_auto
 
-        architectures = list(getattr(config, "architectures", None) or [])
+        # A class transformers does not have (written by the model's authors) says nothing
+        # here: the model loaded whole into transformers' class for its model type
+        # (emoapp.encoders.integrity), so its head is the checkpoint's.
+        architectures = [
+            name
+            for name in getattr(config, "architectures", None) or []
+            if getattr(transformers, name, None) is not None
+        ]
         if not architectures or not self.task_mapping:
             return  # nothing stated: its model type was accepted for the task above
         allowed = set(getattr(modeling_auto, self.task_mapping).values())

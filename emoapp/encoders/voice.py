@@ -32,6 +32,7 @@ from emoapp.core.messages import (
     NoPrediction,
 )
 from emoapp.encoders.base import EncoderConfig, Prepared, TransformersEncoder
+from emoapp.encoders.heads import AUDIO_HEADS, HeadLayout
 from emoapp.encoders.vad import VadKind, VoiceActivity, VoiceActivityGate, make_gate, rms_dbfs
 
 MIN_WINDOW_S = 0.1
@@ -380,6 +381,7 @@ class VoiceEncoder(TransformersEncoder):
     task: ClassVar[str] = "audio-classification"
     auto_model: ClassVar[str] = "AutoModelForAudioClassification"
     task_mapping: ClassVar[str] = "MODEL_FOR_AUDIO_CLASSIFICATION_MAPPING_NAMES"
+    head_layouts: ClassVar[Sequence[HeadLayout]] = AUDIO_HEADS
 
     def __init__(
         self,

@@ -22,6 +22,7 @@ import numpy as np
 from emoapp.core.errors import MissingDependencyError, ModelLoadError
 from emoapp.encoders.base import EncoderConfig, is_local_model, select_device, select_dtype
 from emoapp.encoders.heard import ASR_RATE, HeardSegment, to_asr_rate
+from emoapp.encoders.integrity import load_whole
 
 MAX_NEW_TOKENS = 128
 """Enough for 15 s of fast speech (Whisper's tokens are about 0.75 of a word)."""
@@ -67,11 +68,16 @@ class WhisperRecognizer:
         transformers.utils.logging.set_verbosity_error()
         try:
             processor = transformers.AutoProcessor.from_pretrained(source, **kwargs)
-            model = transformers.AutoModelForSpeechSeq2Seq.from_pretrained(source, **kwargs)
+            model = load_whole(
+                transformers, "AutoModelForSpeechSeq2Seq", source, kwargs, self.model_id
+            ).model
         except ValueError as exc:
             raise ModelLoadError(
                 f"speech recogniser {self.model_id!r} is not a speech-to-text model ({exc})"
             ) from exc
+        except RuntimeError as exc:  # transformers' own refusals (weight conversion errors)
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ModelLoadError(f"speech recogniser {self.model_id!r}: {first}") from exc
         except OSError as exc:
             if local or not self.config.local_files_only:
                 raise ModelLoadError(f"speech recogniser {self.model_id!r}: {exc}") from exc

@@ -69,7 +69,7 @@ def test_pull_verify_info_round_trip(
 ) -> None:
     code, out, _ = run(capsys, "info", TEXT_ID)
     assert code == 0
-    assert "Six English datasets" in out and "licence" in out
+    assert "MELD (Friends TV-show dialogue)" in out and "licence" in out
     assert "not downloaded" in out
 
     code, out, err = run(capsys, "pull", TEXT_ID, "--no-progress")

@@ -30,8 +30,8 @@ from emoapp.encoders.factory import RuntimeOptions, build_encoder, is_available_
 from emoapp.registry import RegistryError, registry, resolve_model
 
 FACE_ID = "trpakov/vit-face-expression"
-VOICE_ID = "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition"
-TEXT_ID = "j-hartmann/emotion-english-distilroberta-base"
+VOICE_ID = "superb/hubert-large-superb-er"  # the default profile's models
+TEXT_ID = "tae898/emoberta-large"
 OTHER_COMMIT = "b" * 40
 
 

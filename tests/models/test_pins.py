@@ -29,24 +29,20 @@ from emoapp.registry import (
 from tests.models.test_modelstore import FACE_ID, TEXT_ID, VOICE_ID, FakeHub
 
 NEWER = "c0ffee" + "0" * 34
-UNCONFIRMED = {
-    "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition",
-    "superb/hubert-base-superb-er",
-    "motheecreator/vit-Facial-Expression-Recognition",
-}
-USER_PROFILES = """\
+UNCONFIRMED = {"motheecreator/vit-Facial-Expression-Recognition"}
+USER_PROFILES = f"""\
 # my own profiles
 [profiles.mine]
 description = "my mix"
 face = "baseline/face-smile"
-voice = "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition"
+voice = "{VOICE_ID}"
 text = "off"
 """
 
 
 def test_every_hub_pin_says_where_it_was_confirmed() -> None:
     hub_entries = {i: e for i, e in registry().items() if not e.bundled}
-    assert len(hub_entries) == 6
+    assert len(hub_entries) == 8
     for model_id, entry in hub_entries.items():
         assert entry.revision and len(entry.revision) == 40
         assert entry.revision_source.startswith(("confirmed: ", "unconfirmed: ")), model_id
@@ -143,7 +139,7 @@ def test_a_pin_the_hub_lacks_is_one_line_offering_latest_which_then_holds_offlin
     code, out, _ = run(capsys, "info", VOICE_ID)
     assert code == 0
     assert f"{NEWER} (recorded by `emoapp models pull --revision`; the registry pins {pin})" in out
-    assert "unconfirmed: " in out
+    assert "confirmed: " in out and "unconfirmed" not in out
 
 
 def test_pulling_a_profile_afterwards_uses_the_recorded_commit(hub: FakeHub, capsys) -> None:
@@ -205,3 +201,112 @@ def test_recording_refuses_to_change_the_rest_of_a_profile_file(user: Path) -> N
         record_user_revision(VOICE_ID, NEWER)
     assert user.read_text() == odd
     assert json.dumps(tomllib.loads(odd))  # untouched and still valid
+
+
+# --- the default and cpu profiles: pins with evidence, reasons, known file hashes ---------
+
+EHCALABRES = "ehcalabres/wav2vec2-lg-xlsr-en-speech-emotion-recognition"
+
+
+def test_no_hub_model_of_the_default_or_cpu_profile_is_unconfirmed_and_each_says_why() -> None:
+    from emoapp.registry import builtin_profiles
+
+    entries = registry()
+    for name in ("default", "cpu"):
+        for modality, ref in builtin_profiles()[name].models.items():
+            entry = entries[ref] if ref else None
+            if entry is None or entry.bundled:
+                continue
+            assert entry.pin_confirmed, (name, modality, entry.id)
+            assert "unconfirmed" not in entry.revision_source, entry.id
+            assert entry.why, entry.id
+    # The evidence the pins rest on (issue 25): the commits public sources name.
+    assert entries[EHCALABRES].revision == "b520c9c46a719e36e1b9a91cad2cb5d0668757d8"
+    assert entries["superb/hubert-base-superb-er"].revision == (
+        "bac0e14e92f7f9fd56671c5060e572e883cad667"
+    )
+    assert entries["superb/hubert-large-superb-er"].revision == (
+        "ef1a2ebfd7cfc424dc7f0fbcdc406e8b794d63bb"
+    )
+    assert entries[EHCALABRES].file_sha256 == {
+        "model.safetensors": "33bd858e5a4dc3241a60e99dd46818bead624f889244ce5d6b6618426915fea0"
+    }
+
+
+@pytest.fixture
+def ehcalabres_hub(
+    user: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> Iterator[tuple[FakeHub, Path]]:
+    """A hub serving a tiny replica of the ehcalabres layout at the registry's pin."""
+    from huggingface_hub import constants
+    from tqdm import tqdm
+
+    from emoapp.bench.tinymodels import make_pooled_head_voice_model
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(tqdm, "monitor_interval", 0)
+    replica = make_pooled_head_voice_model(tmp_path / "replica")
+    with FakeHub() as fake:
+        fake.add(EHCALABRES, registry()[EHCALABRES].revision, replica)
+        monkeypatch.setenv("HF_ENDPOINT", fake.endpoint)
+        yield fake, replica
+
+
+def test_a_download_whose_hash_is_not_the_recorded_one_is_refused(
+    ehcalabres_hub: tuple[FakeHub, Path], tmp_path: Path, capsys
+) -> None:
+    code, _, err = run(capsys, "pull", EHCALABRES, "--no-progress")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "model.safetensors of " in err and "not the 33bd858e5a4dc324..." in err
+    pin = registry()[EHCALABRES].revision or ""
+    assert modelstore.read_manifest(EHCALABRES, pin, tmp_path / "models") is None
+    spec = resolve_model(Modality.VOICE, EHCALABRES)
+    assert spec is not None
+    options = RuntimeOptions(device="cpu", models_dir=str(tmp_path / "models"))
+    assert not is_available_locally(spec, options)
+
+
+def test_a_download_with_the_recorded_hash_says_so_and_loads_through_the_adapter(
+    ehcalabres_hub: tuple[FakeHub, Path],
+    tmp_path: Path,
+    capsys,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dataclasses
+    import hashlib
+
+    _, replica = ehcalabres_hub
+    digest = hashlib.sha256((replica / "model.safetensors").read_bytes()).hexdigest()
+    entries = dict(registry())
+    entries[EHCALABRES] = dataclasses.replace(
+        entries[EHCALABRES], file_sha256={"model.safetensors": digest}
+    )
+    monkeypatch.setattr("emoapp.registry.registry", lambda: entries)
+    monkeypatch.setattr("emoapp.modelstore.registry", lambda: entries, raising=False)
+    code, out, err = run(capsys, "pull", EHCALABRES, "--no-progress")
+    assert code == 0, err
+    assert "model.safetensors: sha256 matches the one public evidence records" in out
+    code, out, err = run(capsys, "pull", EHCALABRES, "--no-progress")
+    assert "already pulled" in out and "sha256 matches" in out
+    # The pulled checkpoint (a custom head) loads whole through the adapter, offline.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    spec = resolve_model(Modality.VOICE, EHCALABRES)
+    assert spec is not None
+    encoder = build_encoder(spec, RuntimeOptions(device="cpu", models_dir=str(tmp_path / "models")))
+    encoder.load()
+    assert encoder.head.startswith("pooled-tanh")
+
+
+def test_the_guide_table_gives_each_hub_model_the_registrys_reasons() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "guide" / "models.md").read_text()
+    table = guide.split("## The hub models and why they were chosen", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip().strip("`"): line for line in table.splitlines()[1:]
+            if line.startswith("| `")}  # fmt: skip
+    hub = {i: e for i, e in registry().items() if not e.bundled}
+    assert set(rows) == set(hub)
+    for model_id, entry in hub.items():
+        cells = [c.strip() for c in rows[model_id].strip().strip("|").split("|")]
+        assert cells[-1] == entry.why, model_id
+        assert cells[6].lower().startswith(entry.license.split()[0].lower()), model_id
