@@ -131,7 +131,8 @@ class TimelineWriter:
         header: Mapping[str, Any] | None = None,
     ) -> None:
         """``append``: add rows to the end of an existing file (after
-        :func:`resume_point`) instead of replacing it; a CSV header is written only when
+        :func:`resume_point`) instead of replacing it (a half-written last row is cut
+        when the first row is written); a CSV header is written only when
         the file is empty or missing. ``header``: the run's header record
         (:mod:`emoapp.runtime.runheader`), written before the first row of a new file
         (first JSON line, or a CSV's sidecar); never to stdout, never when appending."""
@@ -172,6 +173,8 @@ class TimelineWriter:
             if self.is_stdout:
                 self._stream = sys.stdout
             else:
+                if self.append:
+                    cut_partial_row(self.target)  # appended rows start on a line of their own
                 try:
                     self._stream = open(  # noqa: SIM115 - closed in close()
                         self.target, "a" if self.append else "w", encoding="utf-8", newline=""
