@@ -98,7 +98,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--stream",
         metavar="[HOST:]PORT",
         help="also send every row to WebSocket clients on this port (host 127.0.0.1 unless "
-        "named; port 0 picks a free one); each client needs the token printed on stderr",
+        "named; port 0 picks a free one); each client needs the token (a random one is "
+        "printed on stderr)",
     )
     out.add_argument(
         "--stream-token",
