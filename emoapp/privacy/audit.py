@@ -25,8 +25,9 @@ put a frame, a sound or a text into the log. The log is append-only; when it gro
 ``max_bytes`` (1 MB) the oldest lines are dropped so that about three quarters of that
 remain (the file is rewritten atomically), **except consent records**: every line whose
 event starts with ``consent-`` (granted, revoked, allowed for one run, expired) is kept
-whatever else is written, so no flood of other records (a program hammering the stream
-with refused handshakes, say) can push a consent record out. Refused stream handshakes
+whatever else is written, and does not count against the cap, so no flood of other
+records (a program hammering the stream with refused handshakes, say) can push a consent
+record out. Refused stream handshakes
 are not one line each: the stream counts them per peer address and writes one
 ``stream-refused`` line per address and interval (:meth:`AuditLog.stream_refused`).
 A log that cannot be written (read-only folder, full disk) never stops the action it
@@ -328,14 +329,13 @@ class AuditLog:
             self._trim()
 
     def _trim(self) -> None:
-        """Keep every consent record and the newest other lines that fit, with them, in
-        KEEP_FRACTION of max_bytes (the consent records are kept even when they alone
-        take more)."""
+        """Keep every consent record, and the newest other lines that fit in
+        KEEP_FRACTION of max_bytes (consent records do not count against the cap)."""
         data = self.path.read_bytes()
         lines = data.splitlines(keepends=True)
         protected = [_is_protected(line) for line in lines]
         protected_bytes = sum(len(line) for line, p in zip(lines, protected, strict=True) if p)
-        budget = int(self.max_bytes * KEEP_FRACTION) - protected_bytes
+        budget = int(self.max_bytes * KEEP_FRACTION)
         keep = list(protected)
         total = 0
         for i in range(len(lines) - 1, -1, -1):
