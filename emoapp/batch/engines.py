@@ -7,8 +7,15 @@ load once per worker, never per file, and hand it one item at a time (a worker i
 given a second item before the first is back, so when a worker dies the engine knows which
 item it held). A worker that dies (killed, out of memory, a crash in native code) is
 replaced and its item tried once more; an item on which a worker dies twice is recorded as
-failed. A failing item is not a dying worker: :meth:`ItemWorker.run` turns any error into
-the item's ``failed`` record.
+failed. That holds wherever it dies: while analysing an item, or between two items (the
+next item cannot be handed over: it goes back to the queue, not counted as an attempt,
+and the worker is replaced). A failing item is not a dying worker: :meth:`ItemWorker.run`
+turns any error into the item's ``failed`` record.
+
+Before an item is handed to a worker, ``on_start`` is called with it (in the calling
+thread): :func:`run_batch` journals that the item is in progress, so that a timeline the
+worker then renames into place is never taken for one an earlier run finished (see
+:mod:`emoapp.batch.jobs`, "the journal first").
 
 ``local``: worker processes started with ``spawn`` (a fresh interpreter: no torch or
 OpenMP state inherited from the parent), each owning one end of a pipe; the parent waits
@@ -56,6 +63,7 @@ from emoapp.batch.jobs import (
     died_record,
     index_rows,
     read_journal,
+    started_record,
     write_index,
 )
 from emoapp.core.errors import EmoappError
@@ -65,6 +73,7 @@ MAX_ATTEMPTS = 2
 """An item is given to a fresh worker once more after its worker died on it."""
 
 ResultCallback = Callable[[dict[str, Any]], None]
+StartCallback = Callable[[BatchItem, int], None]
 WorkerMain = Callable[..., None]
 RAY_MISSING = (
     "--engine ray needs Ray, which is not installed: pip install 'emoapp[ray]' (or pip install ray)"
@@ -124,9 +133,11 @@ def run_local(
     workers: int,
     on_result: ResultCallback,
     target: WorkerMain = worker_main,
+    on_start: StartCallback | None = None,
 ) -> EngineStats:
     """Analyse ``items`` in ``workers`` processes; ``on_result`` gets each record as it
-    arrives (in the calling thread). ``target`` is the worker's main function
+    arrives, and ``on_start`` each item (and attempt) just before a worker is given it
+    (both in the calling thread). ``target`` is the worker's main function
     (:func:`worker_main`; tests pass one that crashes on purpose)."""
     context = multiprocessing.get_context("spawn")
     queue: collections.deque[tuple[BatchItem, int]] = collections.deque((item, 1) for item in items)
@@ -145,9 +156,19 @@ def run_local(
         slots.append(_Slot(process, parent_end))
 
     def give_work(slot: _Slot) -> None:
-        if queue:
-            slot.task = queue.popleft()
-            slot.conn.send(slot.task)
+        if not queue or not slot.process.is_alive():
+            return  # a dead worker is retired (and replaced) when its sentinel is seen
+        task = queue.popleft()
+        if on_start is not None:
+            on_start(*task)
+        try:
+            slot.conn.send(task)
+        except (BrokenPipeError, ConnectionResetError, EOFError, OSError):
+            # The worker died between items: it never got this one, so it goes back
+            # as it was (not an attempt); the sentinel retires and replaces the worker.
+            queue.appendleft(task)
+            return
+        slot.task = task
 
     def retire(slot: _Slot) -> None:
         slots.remove(slot)
@@ -185,14 +206,14 @@ def run_local(
                             f"a worker died while loading the models (exit code {code})"
                         )
                     retire(slot)
-                    stats.replaced += 1
+                    stats.replaced += 1  # replaced below when there is work left
                     if slot.task is not None:
                         item, attempt = slot.task
                         if attempt < MAX_ATTEMPTS:
                             queue.appendleft((item, attempt + 1))
                         else:
                             on_result(died_record(item, job, attempt, f"exit code {code}"))
-                    if queue:
+                    if queue and len(slots) < stats.workers:
                         start_worker()
     finally:
         _stop_local(slots)
@@ -276,6 +297,7 @@ def run_ray(
     cpus_per_worker: float = 1.0,
     gpus_per_worker: float = 0.0,
     worker_class: type[RayItemWorker] = RayItemWorker,
+    on_start: StartCallback | None = None,
 ) -> EngineStats:
     """Analyse ``items`` on a pool of Ray actors (see the module docstring). ``workers``
     None: as many as the cluster's CPUs (and GPUs) allow; more than that are not
@@ -332,6 +354,8 @@ def run_ray(
             while idle and queue:
                 actor = idle.pop()
                 item, attempt = queue.popleft()
+                if on_start is not None:
+                    on_start(item, attempt)
                 running[actor.run.remote(item, attempt)] = (actor, item, attempt)
             done, _ = ray.wait(list(running), num_returns=1)
             for ref in done:
@@ -494,6 +518,11 @@ def run_batch(
         records[record["id"]] = record
         bar(record)
 
+    def on_start(item: BatchItem, attempt: int) -> None:
+        # The journal first: until the result's record follows, the item is unfinished,
+        # whatever timeline the worker leaves behind.
+        journal.append(started_record(item, attempt))
+
     try:
         if todo:
             if engine == "local":
@@ -503,7 +532,9 @@ def run_batch(
                     # worker) oversubscribes them.
                     threads = max(1, (os.cpu_count() or 1) // count)
                     job = dataclasses.replace(job, threads=threads)
-                report.engine = run_local(todo, job, count, on_result, local_target)
+                report.engine = run_local(
+                    todo, job, count, on_result, local_target, on_start=on_start
+                )
             else:
                 report.engine = run_ray(
                     todo,
@@ -512,6 +543,7 @@ def run_batch(
                     on_result,
                     address=ray_address,
                     gpus_per_worker=gpus_per_worker,
+                    on_start=on_start,
                 )
     except KeyboardInterrupt:
         report.interrupted = True

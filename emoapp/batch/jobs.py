@@ -22,7 +22,15 @@ The output folder::
                                journal at the end of a run, also an interrupted one;
                                ``index.csv`` when pyarrow is not installed
 
-Resuming: an item is skipped when the journal says it finished (``done`` or
+The journal first: before an item is handed to a worker, the journal gets a ``started``
+record for it, and only the record that comes back with the result says it finished. An
+item's latest record is what counts, so a run stopped at any step (before the worker got
+the item, after its timeline was renamed into place but before its record was written, or
+mid-write, which leaves half a line that readers skip) leaves the item ``started``: the next
+run does it again, and an earlier run's ``done`` record can never vouch for a timeline that
+a later run, with other settings, put in its place.
+
+Resuming: an item is skipped when its latest journal record says it finished (``done`` or
 ``truncated``) under the same key: the SHA-256 of the media and of the transcript, and the
 fingerprint of every option that shapes the output (:attr:`BatchJob.fingerprint`), and its
 timeline is still there. A file whose size and modification time are those the journal
@@ -43,6 +51,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import sys
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -79,6 +88,9 @@ DONE = "done"
 TRUNCATED = "truncated"
 FAILED = "failed"
 PENDING = "pending"
+STARTED = "started"
+"""A journal record written before an item is handed to a worker (never in the index:
+an item whose latest record says this is pending)."""
 FINISHED = frozenset({DONE, TRUNCATED})
 """Statuses a resumed run does not redo (a truncated file gives the same partial timeline
 again; a failed item may have failed for a passing reason, so it is tried again)."""
@@ -399,8 +411,8 @@ class ItemWorker:
         part = final.with_name(final.name + PART_SUFFIX)
         record = base_record(item, job)
         record["attempts"] = attempt
-        record["worker"] = f"{os.uname().nodename}:{os.getpid()}"
         try:
+            record["worker"] = f"{host_name()}:{os.getpid()}"
             record["media_state"] = file_state(item.path)
             record["transcript_state"] = file_state(item.transcript)
             media_sha = sha256_file(item.path)
@@ -478,6 +490,22 @@ class ItemWorker:
         return record
 
 
+def host_name() -> str:
+    """This computer's name, on any system (``os.uname`` is POSIX only)."""
+    return platform.node() or "unknown-host"
+
+
+def started_record(item: BatchItem, attempt: int) -> dict[str, Any]:
+    """The journal record written just before ``item`` is handed to a worker."""
+    return {
+        "id": item.id,
+        "path": str(item.path),
+        "status": STARTED,
+        "attempts": attempt,
+        "started_at": _now(),
+    }
+
+
 def base_record(item: BatchItem, job: BatchJob | None = None) -> dict[str, Any]:
     """An index row for an item with nothing known yet (status pending)."""
     record: dict[str, Any] = dict.fromkeys(name for name, _ in INDEX_COLUMNS)
@@ -514,7 +542,7 @@ def _now() -> str:
 
 def read_journal(out_dir: Path) -> dict[str, dict[str, Any]]:
     """The latest record per item id (a damaged line, as a kill mid-write leaves, is
-    skipped)."""
+    skipped); a ``started`` record counts: the item is not finished."""
     path = out_dir / JOURNAL
     latest: dict[str, dict[str, Any]] = {}
     try:

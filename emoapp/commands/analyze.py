@@ -20,9 +20,12 @@ process without running ``finally``) leaves ``--out`` holding every row up to th
 interruption, each whole. Running again replaces the file; with ``--resume`` the rows
 already there are kept and the analysis continues after the last one (see
 :mod:`emoapp.recorded.analyze`), appending. A file written here starts with a header
-record (:mod:`emoapp.recorded.runheader`: the media's fingerprint, the models and their
-revisions, the options); ``--resume`` refuses, naming the difference, to continue a file
-whose header does not match this run (another clip, other models, other options).
+record (:mod:`emoapp.recorded.runheader`: the media's fingerprint, the models, their
+revisions and checksums, the device and precision asked for and those each model resolved
+to, the emoapp version, the options); ``--resume`` refuses, naming the difference, to
+continue a file whose header does not match this run (another clip, other models, other
+options, another precision), and it checks before anything in the file is touched: a file
+it refuses is left byte for byte as it was.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -301,6 +304,17 @@ def _resume_from(args: argparse.Namespace, note: Callable[[str], None]) -> float
     return last_t
 
 
+def _holds_anything(target: str) -> bool:
+    """Whether ``target`` is a file with something in it (a CSV's sidecar counts)."""
+    from emoapp.recorded.runheader import sidecar_path
+
+    path = Path(target)
+    try:
+        return path.stat().st_size > 0 or sidecar_path(path).is_file()
+    except OSError:
+        return False
+
+
 def analysis_config(
     args: argparse.Namespace,
     transcript: Path | None = None,
@@ -346,19 +360,33 @@ def _header(
     modalities: set[Modality],
     fusion: object,
     heard_by: str | None = None,
+    encoders: Mapping[Modality, Any] | None = None,
+    models_options: Any = None,
 ) -> dict[str, Any]:
     """The header record of this run (see :mod:`emoapp.recorded.runheader`); ``heard_by``:
-    the speech recogniser that transcribed the recording, if one did."""
-    from emoapp.recorded.runheader import build_header
+    the speech recogniser that transcribed the recording, if one did; ``encoders``: the
+    loaded encoders (where each runs and in what precision); ``models_options``: the
+    device, precision and models folder asked for."""
+    from emoapp.recorded.runheader import build_header, model_checksum
 
+    models_dir = getattr(models_options, "models_dir", None)
     models: dict[str, dict[str, Any] | None] = {}
     for modality in Modality:
         spec = choice.specs.get(modality) if modality in modalities else None
-        models[modality.value] = (
-            None
-            if spec is None
-            else {"model": spec.model, "revision": spec.revision, "backend": spec.backend}
-        )
+        if spec is None:
+            models[modality.value] = None
+            continue
+        entry: dict[str, Any] = {
+            "model": spec.model,
+            "revision": spec.revision,
+            "backend": spec.backend,
+            "checksum": model_checksum(spec.model, spec.backend, spec.revision, models_dir),
+        }
+        encoder = (encoders or {}).get(modality)
+        if encoder is not None:
+            info = encoder.info()
+            entry.update(device=info.device, dtype=info.dtype or None)
+        models[modality.value] = entry
     return build_header(
         media=args.media,
         transcript=args.transcript,
@@ -374,6 +402,10 @@ def _header(
             "asr": heard_by,
             # rows with and without explanations do not mix in one file (--resume)
             **({"explain": True, "include_text": args.include_text} if args.explain else {}),
+        },
+        runtime={
+            "device": getattr(models_options, "device", None),
+            "dtype": getattr(models_options, "dtype", None),
         },
     )
 
@@ -424,14 +456,21 @@ def _run(args: argparse.Namespace) -> int:
     models = model_options(args)
     wanted = models.only(inputs.modalities)
     fusion = fusion_config(models, fusion_options(args))
-    header = _header(args, choose_models(wanted), inputs.modalities, fusion, heard_by)
-    if resume_after is not None:
-        from emoapp.recorded.runheader import check_resume
-
-        check_resume(args.out, header)
-    writer = TimelineWriter(args.out, append=resume_after is not None, header=header)
+    TimelineWriter(args.out, append=args.resume)  # an unwritable --out fails before loading
     modality_configs = encoder_configs(args) if Modality.VOICE in inputs.modalities else {}
     loaded = load_encoders(wanted, inputs.modalities, modality_configs, strict=True)
+    # The header names the precision each model resolved to, so it is built once they
+    # have loaded; nothing in --out has been touched yet.
+    header = _header(
+        args, choose_models(wanted), inputs.modalities, fusion, heard_by, loaded.encoders, models
+    )
+    if args.resume and args.out != "-" and _holds_anything(args.out):
+        from emoapp.recorded.runheader import check_resume
+        from emoapp.recorded.timeline import cut_partial_row
+
+        check_resume(args.out, header)  # refuses, naming the difference, before any change
+        cut_partial_row(args.out)  # the one change: a row a killed run left half-written
+    writer = TimelineWriter(args.out, append=resume_after is not None, header=header)
 
     progress = _Progress(
         inputs.info.duration if inputs.info is not None else None,

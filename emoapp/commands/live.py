@@ -21,7 +21,11 @@ number of rows.
 
 ``--stream [HOST:]PORT`` also sends each row to local WebSocket clients
 (:mod:`emoapp.stream.server`): on 127.0.0.1 unless a host is named (then with a
-warning), each client with the token printed on stderr (or ``--stream-token``).
+warning), each client with the token: a random one printed on stderr, or one given with
+``--stream-token-file FILE``, the ``EMOAPP_STREAM_TOKEN`` environment variable or
+``--stream-token`` (at least 16 characters; a given token is not printed). A handshake
+from a web page (one with an ``Origin`` header) is refused unless
+``--stream-allow-origin`` names that origin.
 """
 
 from __future__ import annotations
@@ -94,12 +98,28 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--stream",
         metavar="[HOST:]PORT",
         help="also send every row to WebSocket clients on this port (host 127.0.0.1 unless "
-        "named; port 0 picks a free one); each client needs the token printed on stderr",
+        "named; port 0 picks a free one); each client needs the token (a random one is "
+        "printed on stderr)",
     )
     out.add_argument(
         "--stream-token",
         metavar="TOKEN",
-        help="the token clients of --stream must send (default: a random one per run)",
+        help="the token clients of --stream must send, at least 16 characters (default: "
+        "$EMOAPP_STREAM_TOKEN, else a random one per run). A token on the command line "
+        "is visible to other users in `ps`: prefer --stream-token-file or the variable",
+    )
+    out.add_argument(
+        "--stream-token-file",
+        metavar="FILE",
+        help="read the token clients of --stream must send from the first line of FILE",
+    )
+    out.add_argument(
+        "--stream-allow-origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (e.g. http://localhost:3000) connect to --stream "
+        "(repeatable); a handshake carrying any other Origin header is refused",
     )
     out.add_argument(
         "--duration",
@@ -257,6 +277,7 @@ def run(args: argparse.Namespace) -> int:
     if args.status_every < 0:
         raise EmoappError("--status-every must not be negative")
     stream_address = _stream_address(args)
+    stream_token = _stream_token(args) if stream_address is not None else None
     gate = consent_from_args(args)
     sources = build_sources(args, consent=gate)
     if not sources:
@@ -304,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
         status_every_s=args.status_every,
         row_rate_hz=args.row_rate,
     )
-    stream = _start_stream(args, stream_address, gate)
+    stream = _start_stream(args, stream_address, stream_token, gate)
     sink = RowSinks(writer, stream) if stream is not None else writer
     watch = RevocationWatch(
         gate, session, {m for m, s in runnable.items() if getattr(s, "is_device", True)}
@@ -323,7 +344,7 @@ def run(args: argparse.Namespace) -> int:
             verbose.finish()
         watch.close()
         if stream is not None:
-            figures = stream.stop()
+            figures = stream.close(flush_s=1.0)
             print(
                 f"emoapp live: stream stopped; {figures.accepted} client(s), "
                 f"{figures.refused} refused, {figures.messages} messages sent, "
@@ -348,20 +369,62 @@ def run(args: argparse.Namespace) -> int:
 
 def _stream_address(args: argparse.Namespace) -> StreamAddress | None:
     """The ``--stream`` address, checked before anything opens."""
-    from emoapp.stream.server import StreamError, parse_address
+    from emoapp.stream.server import StreamError, normalize_origin, parse_address
 
     if getattr(args, "stream", None) is None:
-        if getattr(args, "stream_token", None) is not None:
-            raise StreamError("--stream-token needs --stream [HOST:]PORT")
+        for option in ("stream_token", "stream_token_file"):
+            if getattr(args, option, None) is not None:
+                flag = "--" + option.replace("_", "-")
+                raise StreamError(f"{flag} needs --stream [HOST:]PORT")
+        if getattr(args, "stream_allow_origin", None):
+            raise StreamError("--stream-allow-origin needs --stream [HOST:]PORT")
         return None
+    for origin in getattr(args, "stream_allow_origin", None) or []:
+        normalize_origin(origin)
     return parse_address(args.stream)
 
 
+def _stream_token(args: argparse.Namespace) -> tuple[str, str] | None:
+    """The token clients must send and where it came from (``given``, ``file``,
+    ``environment``), or None for a random one; checked before anything opens."""
+    import os
+
+    from emoapp.stream.server import TOKEN_ENV, StreamError, check_token, read_token_file
+
+    given = getattr(args, "stream_token", None)
+    from_file = getattr(args, "stream_token_file", None)
+    if given is not None and from_file is not None:
+        raise StreamError("give --stream-token or --stream-token-file, not both")
+    if from_file is not None:
+        if os.name == "posix":
+            try:
+                loose = os.stat(from_file).st_mode & 0o077
+            except OSError:
+                loose = 0  # read_token_file says why it cannot be read
+            if loose:
+                print(
+                    f"emoapp live: warning: --stream-token-file {from_file} can be read by "
+                    "other users (chmod 600 it)",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        return read_token_file(from_file), "file"
+    if given is not None:
+        return check_token(given), "given"
+    from_env = os.environ.get(TOKEN_ENV)
+    if from_env is not None:
+        return check_token(from_env, TOKEN_ENV), "environment"
+    return None
+
+
 def _start_stream(
-    args: argparse.Namespace, address: StreamAddress | None, gate: ConsentGate
+    args: argparse.Namespace,
+    address: StreamAddress | None,
+    token: tuple[str, str] | None,
+    gate: ConsentGate,
 ) -> EstimateStream | None:
     """Start the stream (listening before the first estimate) and tell the person how
-    to connect; the token goes to stderr only."""
+    to connect; a generated token goes to stderr only, a given one is not repeated."""
     if address is None:
         return None
     from emoapp.stream.server import EstimateStream
@@ -375,12 +438,23 @@ def _start_stream(
             file=sys.stderr,
             flush=True,
         )
-    stream = EstimateStream(address, token=args.stream_token, audit=gate.store.audit)
+    stream = EstimateStream(
+        address,
+        token=token[0] if token is not None else None,
+        token_source=token[1] if token is not None else "generated",
+        audit=gate.store.audit,
+        allowed_origins=getattr(args, "stream_allow_origin", None) or [],
+    )
     stream.start()
+    shown = {
+        "generated": f"token {stream.token}",
+        "given": "the --stream-token",
+        "file": f"the token in {getattr(args, 'stream_token_file', '')}",
+        "environment": "the token in $EMOAPP_STREAM_TOKEN",
+    }[stream.token_source]
     print(
         f"emoapp live: streaming estimates at {stream.url} "
-        f"(token {stream.token}: add ?token=... to the URL or send "
-        "'Authorization: Bearer ...')",
+        f"({shown}: add ?token=... to the URL or send 'Authorization: Bearer ...')",
         file=sys.stderr,
         flush=True,
     )

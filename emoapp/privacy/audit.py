@@ -14,8 +14,8 @@ JSON line per event::
     {"time": "...", "event": "stream-started", "address": "ws://127.0.0.1:8765",
      "loopback": true, "token": "generated"}
     {"time": "...", "event": "stream-client", "action": "connected", "peer": "127.0.0.1:51234"}
-    {"time": "...", "event": "stream-client", "action": "refused", "peer": "127.0.0.1:51240",
-     "why": "no token"}
+    {"time": "...", "event": "stream-refused", "peer": "127.0.0.1", "count": 3000,
+     "reasons": {"no token": 20, "rate limited": 2980}, "seconds": 10.0}
     {"time": "...", "event": "stream-stopped", "address": "ws://127.0.0.1:8765",
      "clients": 1, "refused": 1, "messages": 310, "dropped": 0}
     {"time": "...", "event": "batch", "path": "/data/out", "items": 1200, "timelines": 1187}
@@ -23,9 +23,16 @@ JSON line per event::
 Only the typed methods below write, and none of them takes content: there is no way to
 put a frame, a sound or a text into the log. The log is append-only; when it grows past
 ``max_bytes`` (1 MB) the oldest lines are dropped so that about three quarters of that
-remain (the file is rewritten atomically). A log that cannot be written (read-only
-folder, full disk) never stops the action it records: the failure is logged as a
-warning and kept in :attr:`AuditLog.last_error`, for the window to show.
+remain (the file is rewritten atomically), **except consent records**: every line whose
+event starts with ``consent-`` (granted, revoked, allowed for one run, expired) is kept
+whatever else is written, and does not count against the cap, so no flood of other
+records (a program hammering the stream with refused handshakes, say) can push a consent
+record out. Refused stream handshakes
+are not one line each: the stream counts them per peer address and writes one
+``stream-refused`` line per address and interval (:meth:`AuditLog.stream_refused`).
+A log that cannot be written (read-only folder, full disk) never stops the action it
+records: the failure is logged as a warning and kept in :attr:`AuditLog.last_error`,
+for the window to show.
 """
 
 from __future__ import annotations
@@ -58,6 +65,7 @@ EXPORT = "export"
 STREAM_STARTED = "stream-started"
 STREAM_CLIENT = "stream-client"
 STREAM_STOPPED = "stream-stopped"
+STREAM_REFUSED = "stream-refused"
 BATCH = "batch"
 EVENTS = (
     CONSENT_GRANTED,
@@ -67,8 +75,11 @@ EVENTS = (
     STREAM_STARTED,
     STREAM_CLIENT,
     STREAM_STOPPED,
+    STREAM_REFUSED,
     BATCH,
 )
+PROTECTED_PREFIX = "consent-"
+"""Records of these events are never dropped when the log is trimmed."""
 
 
 class AuditError(EmoappError):
@@ -121,6 +132,13 @@ class AuditEntry:
                 f"({d.get('clients', '?')} clients, {d.get('messages', '?')} messages sent, "
                 f"{d.get('dropped', '?')} dropped)"
             )
+        if self.event == STREAM_REFUSED:
+            reasons = d.get("reasons") or {}
+            why = ", ".join(f"{k} {v}" for k, v in sorted(reasons.items())) if reasons else "?"
+            return (
+                f"{self.time}  stream refused {d.get('count', '?')} handshake(s) from "
+                f"{d.get('peer', '?')} in {d.get('seconds', '?')} s ({why})"
+            )
         if self.event == BATCH:
             return (
                 f"{self.time}  batch of {d.get('items', '?')} inputs: "
@@ -152,6 +170,8 @@ class AuditLog:
         self.max_bytes = int(max_bytes)
         self._now = now
         self._lock = threading.Lock()
+        self._protected_bytes = 0
+        """Bytes of consent records at the last trim: they do not count against the cap."""
         self.last_error: str | None = None
         """Why the latest write failed (None after a successful one)."""
 
@@ -207,6 +227,20 @@ class AuditLog:
         if why:
             details["why"] = str(why)
         return self._record(STREAM_CLIENT, **details)
+
+    def stream_refused(
+        self, peer: str, count: int, reasons: dict[str, int], seconds: float
+    ) -> bool:
+        """Handshakes from one peer address refused over ``seconds``: how many, and how
+        many for each reason (no token, wrong token, origin not allowed, rate limited,
+        too many clients). One line for any number of them."""
+        return self._record(
+            STREAM_REFUSED,
+            peer=str(peer),
+            count=int(count),
+            reasons={str(k): int(v) for k, v in sorted(reasons.items())},
+            seconds=round(float(seconds), 1),
+        )
 
     def stream_stopped(
         self, address: str, clients: int, refused: int, messages: int, dropped: int
@@ -265,7 +299,7 @@ class AuditLog:
 
     # -- writing ------------------------------------------------------------------------
 
-    def _record(self, event: str, **details: str | int | bool) -> bool:
+    def _record(self, event: str, **details: str | int | float | bool | dict[str, int]) -> bool:
         if event not in EVENTS:
             raise ValueError(f"unknown audit event {event!r}")
         entry = {"time": iso_utc(self._now()), "event": event, **details}
@@ -291,19 +325,36 @@ class AuditLog:
             size = os.fstat(fd).st_size
         finally:
             os.close(fd)
-        if size > self.max_bytes:
+        if size > self.max_bytes + self._protected_bytes:
             self._trim()
 
     def _trim(self) -> None:
-        """Keep the newest lines that fit in KEEP_FRACTION of max_bytes."""
+        """Keep every consent record, and the newest other lines that fit in
+        KEEP_FRACTION of max_bytes (consent records do not count against the cap)."""
         data = self.path.read_bytes()
+        lines = data.splitlines(keepends=True)
+        protected = [_is_protected(line) for line in lines]
+        protected_bytes = sum(len(line) for line, p in zip(lines, protected, strict=True) if p)
         budget = int(self.max_bytes * KEEP_FRACTION)
-        kept: list[bytes] = []
+        keep = list(protected)
         total = 0
-        for line in reversed(data.splitlines(keepends=True)):
-            if total + len(line) > budget:
+        for i in range(len(lines) - 1, -1, -1):
+            if protected[i]:
+                continue
+            if total + len(lines[i]) > budget:
                 break
-            kept.append(line)
-            total += len(line)
+            keep[i] = True
+            total += len(lines[i])
+        kept = b"".join(line for line, k in zip(lines, keep, strict=True) if k)
         with atomic_writer(self.path, mode=FILE_MODE) as stream:
-            stream.write(b"".join(reversed(kept)).decode("utf-8", errors="replace"))
+            stream.write(kept.decode("utf-8", errors="replace"))
+        self._protected_bytes = protected_bytes
+
+
+def _is_protected(line: bytes) -> bool:
+    """Whether a raw log line is a consent record (kept when trimming)."""
+    try:
+        raw = json.loads(line)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return isinstance(raw, dict) and str(raw.get("event", "")).startswith(PROTECTED_PREFIX)

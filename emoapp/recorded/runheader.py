@@ -9,11 +9,24 @@ refuse to continue it with another clip, other models or other options.
                   "sha256_head": "...", "sha256_tail": "..."},   # null without media
         "transcript": {...same fingerprint...} | null,
         "text": {"chars": 17} | null,             # typed --text: its length, never the text
-        "models": {"face": {"model": "...", "revision": "..." | null, "backend": "..."},
+        "models": {"face": {"model": "...", "revision": "..." | null, "backend": "...",
+                            "checksum": "sha256:..." | "git:<commit>" | null,
+                            "device": "cpu", "dtype": "float32"},
                    "voice": ..., "text": ...},    # null: the modality did not run
         "options": {"step_s": 0.5, "face_fps": 2.0, "window_s": null, "hop_s": null,
-                    "vad": null, "fusion": {...the whole fusion configuration...}}
+                    "vad": null, "fusion": {...the whole fusion configuration...}},
+        "runtime": {"emoapp": "0.1.0", "device": "auto", "dtype": "auto"}
     }}
+
+``runtime`` holds the emoapp version and the device and precision asked for
+(``--device``, ``--dtype``); each model's ``device`` and ``dtype`` are what they resolved
+to once loaded (``auto`` picks float16 on CUDA, or bfloat16/int8 on a CPU whose
+measurement says so), so rows computed in different precisions, on different devices or
+by another emoapp never mix in one file. A model's ``checksum``
+(:func:`model_checksum`) names the very weights: the SHA-256 of an embedded model's
+``checksums.sha256`` or of a local model folder's files, the SHA-256 of the manifest
+``emoapp models pull`` recorded (every file's hash), or else the hub commit loaded; null
+for the rule baselines, which are emoapp's own code (the version covers them).
 
 In a JSON-lines file it is the first line (it has no ``"t"``: a row always has one); a
 CSV file keeps its header record in a sidecar, ``FILE.csv.header.json``. Rows on stdout
@@ -89,6 +102,61 @@ def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=default, sort_keys=True))
 
 
+def model_checksum(
+    model: str,
+    backend: str,
+    revision: str | None = None,
+    models_dir: str | os.PathLike[str] | None = None,
+) -> str | None:
+    """A name for the exact weights of a model (see the module docstring): ``sha256:...``
+    of an embedded model's checksum file, of a local folder's files, or of the manifest
+    ``emoapp models pull`` wrote; ``git:<commit>`` for a hub snapshot without one; None
+    for a rule baseline, or a model not on this computer."""
+    if backend == "baseline":
+        return None
+    if backend == "embedded":
+        from emoapp.encoders.embedded.artefacts import CHECKSUMS, artefact_dir
+
+        try:
+            listed = artefact_dir(model) / CHECKSUMS
+            return "sha256:" + hashlib.sha256(listed.read_bytes()).hexdigest()
+        except (OSError, EmoappError):
+            return None
+    local = Path(model).expanduser()
+    if local.is_dir():
+        return "sha256:" + _folder_digest(local)
+    from emoapp import modelstore
+
+    cache = modelstore.models_dir(models_dir)
+    commit = modelstore.resolved_revision(model, revision, cache)
+    if commit is None:
+        return None
+    manifest = modelstore.read_manifest(model, commit, cache)
+    if manifest is None:
+        return f"git:{commit}"
+    listed_files = "".join(f"{f.sha256}  {f.path}\n" for f in sorted(manifest.files, key=_path))
+    return "sha256:" + hashlib.sha256(listed_files.encode()).hexdigest()
+
+
+def _path(file: Any) -> str:
+    return str(file.path)
+
+
+def _folder_digest(folder: Path) -> str:
+    """SHA-256 over ``<sha256>  <relative path>`` lines of every file in ``folder``
+    (hidden ones left out), sorted."""
+    lines = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            digest = hashlib.sha256()
+            with path.open("rb") as fh:
+                for block in iter(lambda: fh.read(_MIB), b""):
+                    digest.update(block)
+            lines.append(f"{digest.hexdigest()}  {relative.as_posix()}\n")
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def build_header(
     *,
     media: str | Path | None,
@@ -96,9 +164,13 @@ def build_header(
     text: str | None,
     models: Mapping[str, Mapping[str, Any] | None],
     options: Mapping[str, Any],
+    runtime: Mapping[str, Any] | None = None,
     written_by: str = "emoapp analyze",
 ) -> dict[str, Any]:
-    """The header record of a run (see the module docstring)."""
+    """The header record of a run (see the module docstring). ``runtime``: the device
+    and precision asked for (the emoapp version is added here)."""
+    from emoapp import __version__
+
     return {
         HEADER_KEY: {
             "format": FORMAT,
@@ -109,6 +181,7 @@ def build_header(
             "text": {"chars": len(text)} if text is not None else None,
             "models": _jsonable(dict(models)),
             "options": _jsonable(dict(options)),
+            "runtime": _jsonable({"emoapp": __version__, **dict(runtime or {})}),
         }
     }
 

@@ -62,8 +62,10 @@ first row is ready, so a run that fails before producing anything leaves an exis
 untouched, and every row is written in one call and flushed at once, so an interrupted
 run leaves a valid file holding every row up to the interruption (whole JSON lines; CSV
 with its header). Rows are not staged in a temporary file: a complete-so-far file at the
-target is the point. :func:`resume_point` reads where such a file stops, and a writer
-with ``append=True`` continues it (``emoapp analyze --resume``).
+target is the point. :func:`resume_point` reads where such a file stops (reading only),
+:func:`cut_partial_row` cuts a half-written last row once the file is known to be the one
+to continue, and a writer with ``append=True`` continues it (``emoapp analyze
+--resume``).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ __all__ = [
     "MODALITIES",
     "TimelineFormat",
     "TimelineWriter",
+    "cut_partial_row",
     "flatten_row",
     "format_for",
     "prediction_entry",
@@ -129,7 +132,8 @@ class TimelineWriter:
         header: Mapping[str, Any] | None = None,
     ) -> None:
         """``append``: add rows to the end of an existing file (after
-        :func:`resume_point`) instead of replacing it; a CSV header is written only when
+        :func:`resume_point`) instead of replacing it (a half-written last row is cut
+        when the first row is written); a CSV header is written only when
         the file is empty or missing. ``header``: the run's header record
         (:mod:`emoapp.recorded.runheader`), written before the first row of a new file
         (first JSON line, or a CSV's sidecar); never to stdout, never when appending."""
@@ -170,6 +174,8 @@ class TimelineWriter:
             if self.is_stdout:
                 self._stream = sys.stdout
             else:
+                if self.append:
+                    cut_partial_row(self.target)  # appended rows start on a line of their own
                 try:
                     self._stream = open(  # noqa: SIM115 - closed in close()
                         self.target, "a" if self.append else "w", encoding="utf-8", newline=""
@@ -236,21 +242,19 @@ def resume_point(target: str | Path) -> float | None:
     """The ``t`` of the last whole row of an existing timeline file (JSON lines or CSV, by
     extension), to continue it from; None when the file is missing or holds no row.
 
-    A last line without its newline is what a writer killed mid-row leaves: it is cut off
-    the file (the only change made), so that appended rows start on a line of their own.
+    It only reads: a last line without its newline (what a writer killed mid-row leaves)
+    is ignored here, and cut off by :func:`cut_partial_row` once the file is known to be
+    the one to continue (``emoapp analyze --resume`` checks its header record first).
     Raises EmoappError (one line) for a file that is not a timeline emoapp wrote.
     """
     path = Path(target)
     if not path.is_file():
         return None
     try:
-        with open(path, "rb+") as file:
-            data = file.read()
-            whole = data[: data.rfind(b"\n") + 1]
-            if len(whole) < len(data):
-                file.truncate(len(whole))
+        data = path.read_bytes()
     except OSError as error:
         raise EmoappError(f"--out {path}: cannot read: {error.strerror or error}") from error
+    whole = data[: data.rfind(b"\n") + 1]
     try:
         lines = whole.decode("utf-8").splitlines()
     except UnicodeDecodeError as error:
@@ -279,6 +283,24 @@ def resume_point(target: str | Path) -> float | None:
     if not math.isfinite(t) or t < 0:
         raise EmoappError(f"--out {path}: its last row has an invalid time ({last_t!r})")
     return t
+
+
+def cut_partial_row(target: str | Path) -> int:
+    """Cut a last line that has no newline (a row a killed writer left half-written) off
+    ``target``, so that appended rows start on a line of their own; returns the bytes cut.
+    Call it only once the file is known to be the one to continue."""
+    path = Path(target)
+    try:
+        with open(path, "rb+") as file:
+            data = file.read()
+            whole = data.rfind(b"\n") + 1
+            if whole < len(data):
+                file.truncate(whole)
+            return len(data) - whole
+    except FileNotFoundError:
+        return 0
+    except OSError as error:
+        raise EmoappError(f"--out {path}: cannot write: {error.strerror or error}") from error
 
 
 def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -7,7 +7,9 @@ dialog asks for the address (127.0.0.1 by default; another host is warned about)
 optional token, and once listening shows the URL and the token. The
 :class:`StreamIndicator` sits next to the capture indicators in the status bar and is lit
 while the stream runs, with the number of connected clients. "Revoke all and stop" and
-closing the window stop the stream.
+closing the window stop the stream: :meth:`StreamController.stop` only asks the server
+to stop (it returns at once, whatever the clients do; the server thread ends on its own
+within a couple of seconds, telling each client why).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from emoapp.privacy.memory import TimelineMemory
 from emoapp.stream.server import (
     DEFAULT_HOST,
     DEFAULT_PORT,
+    MIN_TOKEN_CHARS,
     EstimateStream,
     StreamAddress,
     is_loopback,
@@ -73,7 +76,10 @@ class StreamDialog(QDialog):
         self.port.setValue(DEFAULT_PORT)
         self.port.setToolTip("0 picks a free port")
         self.token = QLineEdit()
-        self.token.setPlaceholderText("random for this stream")
+        self.token.setPlaceholderText(
+            f"random for this stream (or at least {MIN_TOKEN_CHARS} characters)"
+        )
+        self.token.setEchoMode(QLineEdit.EchoMode.PasswordEchoOnEdit)
         self.warning = QLabel()
         self.warning.setWordWrap(True)
         self.warning.setStyleSheet(f"color: {_ON_COLOR};")
@@ -230,7 +236,7 @@ class StreamController(QObject):
         if stream.write in self.memory.row_listeners:
             self.memory.row_listeners.remove(stream.write)
         self._timer.stop()
-        stats = stream.stop()
+        stats = stream.stop()  # returns at once: the Qt thread never waits on a client
         self.action.setText("&Stream estimates…")
         self.indicator.set_state(None, 0)
         self.running_changed.emit(False)

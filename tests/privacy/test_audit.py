@@ -80,6 +80,55 @@ def test_the_log_keeps_only_the_newest_megabyte(tmp_path: Path):
     assert AuditLog(path).max_bytes == 1_000_000  # the default cap
 
 
+def test_consent_records_are_never_trimmed_away(tmp_path: Path):
+    """However many other records come after them, consent records stay (in order);
+    the others are still capped."""
+    path = tmp_path / "audit.jsonl"
+    log = AuditLog(path, max_bytes=4096)
+    log.consent_granted(Modality.FACE, "2")
+    log.consent_for_run(Modality.VOICE, "2", "--allow-mic")
+    for i in range(300):
+        log.stream_client("refused", f"127.0.0.1:{40000 + i}", "no token")
+        if i == 150:
+            log.consent_revoked(Modality.FACE, "2", via="pause key")
+        assert path.stat().st_size <= 4096 + 600  # the cap, plus the consent lines kept
+    entries = log.entries()
+    consent = [(e.event, e.details["modality"]) for e in entries if e.event.startswith("consent")]
+    assert consent == [
+        ("consent-granted", "face"),
+        ("consent-for-run", "voice"),
+        ("consent-revoked", "face"),
+    ]
+    peers = [e.details["peer"] for e in entries if e.event == "stream-client"]
+    assert peers[-1] == "127.0.0.1:40299" and len(peers) < 300  # the newest others survive
+
+
+def test_an_event_named_consent_is_kept_even_if_added_later(tmp_path: Path):
+    """Retention is by kind: any ``consent-*`` event (an expiry, say) is protected."""
+    path = tmp_path / "audit.jsonl"
+    path.write_text('{"time":"2025-01-01T00:00:00+00:00","event":"consent-expired",'
+                    '"modality":"voice"}\n')  # fmt: skip
+    log = AuditLog(path, max_bytes=2048)
+    for i in range(100):
+        log.batch(tmp_path / "out", items=i, timelines=i)
+    assert log.entries()[0].event == "consent-expired"
+
+
+def test_refused_handshakes_are_one_line_of_counts(tmp_path: Path):
+    log = AuditLog(tmp_path / "audit.jsonl", now=fixed_clock)
+    assert log.stream_refused("127.0.0.1", 3000, {"rate limited": 2990, "no token": 10}, 10.04)
+    (entry,) = log.entries()
+    assert entry.details == {
+        "peer": "127.0.0.1",
+        "count": 3000,
+        "reasons": {"no token": 10, "rate limited": 2990},
+        "seconds": 10.0,
+    }
+    assert entry.describe().endswith(
+        "stream refused 3000 handshake(s) from 127.0.0.1 in 10.0 s (no token 10, rate limited 2990)"
+    )
+
+
 def test_damaged_lines_are_skipped_when_reading(tmp_path: Path):
     path = tmp_path / "audit.jsonl"
     log = AuditLog(path)
@@ -129,6 +178,7 @@ def test_there_is_no_way_to_log_content(tmp_path: Path):
         "stream_started",  # an address, a flag, "generated"/"given": never the token
         "stream_client",  # an action, the client's address, a reason
         "stream_stopped",  # the address and counts
+        "stream_refused",  # a peer address, counts per reason, an interval
         "batch",  # the output folder and counts
     }
     with pytest.raises(ValueError, match="unknown audit event"):

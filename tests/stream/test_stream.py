@@ -20,6 +20,8 @@ from emoapp.privacy.audit import AuditLog
 from emoapp.recorded.timeline import row_from_estimate
 from emoapp.stream.server import (
     SCHEMA_VERSION,
+    STOP_CODE,
+    STOP_REASON,
     SUBPROTOCOL,
     EstimateStream,
     StreamAddress,
@@ -31,6 +33,7 @@ from emoapp.stream.server import (
 
 LOOPBACK = StreamAddress("127.0.0.1", 0)
 TIMEOUT = 5.0
+TOKEN = "s3cret-token-0123"
 
 
 def _row(t: float) -> dict:
@@ -68,10 +71,11 @@ def audit(tmp_path: Path) -> AuditLog:
 
 @pytest.fixture
 def stream(audit: AuditLog):
-    s = EstimateStream(LOOPBACK, token="s3cret-token", audit=audit, queue_size=8)
+    s = EstimateStream(LOOPBACK, token=TOKEN, audit=audit, queue_size=8)
     s.start()
     yield s
-    s.stop()
+    s.close()
+    assert s.join(TIMEOUT)
 
 
 def _wait_for(predicate, timeout: float = TIMEOUT) -> bool:
@@ -90,7 +94,7 @@ def _url(stream: EstimateStream, query: str = "") -> str:
 def test_a_client_with_the_token_receives_schema_valid_rows(stream, audit) -> None:
     schema = json.loads(schema_path().read_text(encoding="utf-8"))
     assert schema["version"] == SCHEMA_VERSION
-    with connect(_url(stream, "?token=s3cret-token"), open_timeout=TIMEOUT) as client:
+    with connect(_url(stream, f"?token={TOKEN}"), open_timeout=TIMEOUT) as client:
         assert _wait_for(lambda: stream.stats().connected == 1)
         sent = [_row(0.1 * i) for i in range(5)]
         for row in sent:
@@ -100,20 +104,22 @@ def test_a_client_with_the_token_receives_schema_valid_rows(stream, audit) -> No
     for message in received:
         jsonschema.validate(message, schema)
     assert _wait_for(lambda: stream.stats().connected == 0)
+    stream.close()
     events = [(e.event, e.details.get("action")) for e in audit.entries()]
     assert events == [
         ("stream-started", None),
         ("stream-client", "connected"),
         ("stream-client", "left"),
+        ("stream-stopped", None),
     ]
     text = audit.path.read_text()
-    assert "s3cret-token" not in text and "happy" not in text  # never the token or content
+    assert TOKEN not in text and "happy" not in text  # never the token or content
 
 
 def test_the_bearer_header_works_and_pins_the_schema_version(stream) -> None:
     with connect(
         _url(stream),
-        additional_headers={"Authorization": "Bearer s3cret-token"},
+        additional_headers={"Authorization": f"Bearer {TOKEN}"},
         subprotocols=[SUBPROTOCOL],  # type: ignore[list-item]
         open_timeout=TIMEOUT,
     ) as client:
@@ -129,7 +135,7 @@ def test_the_bearer_header_works_and_pins_the_schema_version(stream) -> None:
         ("", {}, "no token"),
         ("?token=wrong", {}, "wrong token"),
         ("", {"Authorization": "Bearer nope"}, "wrong token"),
-        ("", {"Authorization": "Basic s3cret-token"}, "no token"),
+        ("", {"Authorization": f"Basic {TOKEN}"}, "no token"),
     ],
 )
 def test_a_client_without_the_right_token_is_refused(stream, audit, query, headers, why) -> None:
@@ -138,21 +144,19 @@ def test_a_client_without_the_right_token_is_refused(stream, audit, query, heade
     assert refused.value.response.status_code == 401
     stream.write(_row(0.0))
     assert stream.stats().accepted == 0 and stream.stats().refused == 1
-    last = audit.entries()[-1]
-    assert (last.event, last.details["action"], last.details["why"]) == (
-        "stream-client",
-        "refused",
-        why,
-    )
-    assert last.details["peer"].startswith("127.0.0.1:")
+    stream.close()  # refusals are written as one line per peer and interval, and at the end
+    refusal, stopped = audit.entries()[-2:]
+    assert refusal.event == "stream-refused" and stopped.event == "stream-stopped"
+    assert refusal.details["peer"] == "127.0.0.1"
+    assert (refusal.details["count"], refusal.details["reasons"]) == (1, {why: 1})
 
 
 def test_a_slow_client_loses_its_oldest_rows_and_stalls_nobody(stream) -> None:
     """A client that never reads: writes keep returning, a reading client gets every
     row, and the slow one's drops are counted."""
     with (
-        connect(_url(stream, "?token=s3cret-token"), open_timeout=TIMEOUT, close_timeout=0.5),
-        connect(_url(stream, "?token=s3cret-token"), open_timeout=TIMEOUT) as fast,
+        connect(_url(stream, f"?token={TOKEN}"), open_timeout=TIMEOUT, close_timeout=0.5),
+        connect(_url(stream, f"?token={TOKEN}"), open_timeout=TIMEOUT) as fast,
     ):
         assert _wait_for(lambda: stream.stats().connected == 2)
         big = _row(0.0)
@@ -188,11 +192,13 @@ def test_stop_closes_clients_and_writes_the_figures(audit) -> None:
         assert _wait_for(lambda: stream.stats().connected == 1)
         stream.write(_row(0.0))
         assert json.loads(client.recv(timeout=TIMEOUT))["t"] == 0.0
-        stats = stream.stop()
+        stats = stream.close()
         assert not stream.running
         assert (stats.accepted, stats.messages) == (1, 1)
-        with pytest.raises(ConnectionClosed):  # the server closed the connection
+        with pytest.raises(ConnectionClosed) as closed:  # the server closed the connection
             client.recv(timeout=TIMEOUT)
+        assert closed.value.rcvd is not None  # and said why
+        assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (STOP_CODE, STOP_REASON)
     last = audit.entries()[-1]
     assert last.event == "stream-stopped"
     assert (last.details["clients"], last.details["messages"]) == (1, 1)
@@ -233,10 +239,16 @@ def test_bad_addresses_are_refused(text) -> None:
 
 def test_emoapp_live_streams_the_rows_it_writes(samples: Path, tmp_path: Path, capsys) -> None:
     """`emoapp live --no-gui --stream`: a client with the token receives the very rows
-    written to --out; the run says where and how, and the audit log has start and stop."""
+    written to --out; the run says where and how, and the audit log has start and stop.
+    The token comes from a file: it is on no command line and never printed."""
     import os
 
     from emoapp.cli import main
+
+    secret = "tok-from-a-file-0123456789"
+    token_file = tmp_path / "token"
+    token_file.write_text(secret + "\n")
+    token_file.chmod(0o600)
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -246,7 +258,7 @@ def test_emoapp_live_streams_the_rows_it_writes(samples: Path, tmp_path: Path, c
     argv = [
         "live", "--no-gui", "--mic", str(samples / "speech.wav"), "--profile", "baseline",
         "--duration", "4", "--out", str(out), "--status-every", "0",
-        "--stream", f"127.0.0.1:{port}", "--stream-token", "tok-123",
+        "--stream", f"127.0.0.1:{port}", "--stream-token-file", str(token_file),
     ]  # fmt: skip
     run = threading.Thread(target=lambda: codes.append(main(argv)))
     run.start()
@@ -256,7 +268,7 @@ def test_emoapp_live_streams_the_rows_it_writes(samples: Path, tmp_path: Path, c
         client = None
         while client is None and time.monotonic() < deadline and run.is_alive():
             try:
-                client = connect(f"ws://127.0.0.1:{port}/?token=tok-123", open_timeout=TIMEOUT)
+                client = connect(f"ws://127.0.0.1:{port}/?token={secret}", open_timeout=TIMEOUT)
             except OSError:
                 time.sleep(0.05)
         assert client is not None, "the stream never came up"
@@ -270,7 +282,8 @@ def test_emoapp_live_streams_the_rows_it_writes(samples: Path, tmp_path: Path, c
         run.join(60)
     assert codes == [0]
     err = capsys.readouterr().err
-    assert f"streaming estimates at ws://127.0.0.1:{port} (token tok-123" in err
+    assert f"streaming estimates at ws://127.0.0.1:{port} (the token in {token_file}" in err
+    assert secret not in err and secret not in " ".join(argv)
     assert "stream stopped; 1 client(s), 0 refused" in err
     written = [json.loads(line) for line in out.read_text().splitlines()]
     assert received and len(received) <= len(written)
@@ -278,7 +291,8 @@ def test_emoapp_live_streams_the_rows_it_writes(samples: Path, tmp_path: Path, c
     audit = AuditLog(Path(os.environ["EMOAPP_CONFIG_DIR"]) / "audit.jsonl")
     events = [e.event for e in audit.entries()]
     assert events[0] == "stream-started" and "stream-stopped" in events
-    assert "tok-123" not in audit.path.read_text()
+    assert audit.entries()[0].details["token"] == "file"
+    assert secret not in audit.path.read_text()
 
 
 def test_the_documented_example_client_works(stream) -> None:
@@ -288,7 +302,7 @@ def test_the_documented_example_client_works(stream) -> None:
 
     client = Path(__file__).resolve().parents[2] / "docs" / "examples" / "stream_client.py"
     process = subprocess.Popen(
-        [sys.executable, str(client), f"ws://127.0.0.1:{stream.port}", "s3cret-token"],
+        [sys.executable, str(client), f"ws://127.0.0.1:{stream.port}", TOKEN],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
