@@ -35,11 +35,10 @@ import numpy as np
 
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import AudioChunk, TextEntry
+from emoapp.core.provenance import HEARD_PREFIX as HEARD_PREFIX
 from emoapp.encoders.vad import EnergyVAD, VoiceActivityGate
 from emoapp.encoders.voice import resample
 
-HEARD_PREFIX = "heard:"
-"""A text entry whose ``source`` starts with this was heard (transcribed), not typed."""
 
 ASR_RATE = 16_000
 """Both recognisers take 16 kHz mono; other rates are resampled."""
