@@ -18,6 +18,7 @@ whenever its computation finishes. Every delivery point asks :meth:`Withdrawals.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -80,6 +81,20 @@ def origin_of(thing: Any) -> Modality | None:
         return thing.origin if thing.origin is not None else thing.modality
     modality = getattr(thing, "modality", None)
     return Modality(modality) if modality is not None else None
+
+
+def with_origin(output: Any, item: Any) -> Any:
+    """``output`` (an encoder's, for ``item``) recording ``item``'s capture when it is
+    not the output's own modality's (a text output of heard words: the microphone)."""
+    origin = origin_of(item)
+    if (
+        isinstance(output, ModalityPrediction | NoPrediction)
+        and origin is not None
+        and origin is not output.modality
+        and output.origin is None
+    ):
+        return dataclasses.replace(output, origin=origin)
+    return output
 
 
 def provenance_of(thing: Any) -> Provenance | None:

@@ -39,7 +39,6 @@ from emoapp.core.provenance import HEARD_PREFIX as HEARD_PREFIX
 from emoapp.encoders.vad import EnergyVAD, VoiceActivityGate
 from emoapp.encoders.voice import resample
 
-
 ASR_RATE = 16_000
 """Both recognisers take 16 kHz mono; other rates are resampled."""
 

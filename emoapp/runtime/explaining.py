@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emoapp.capture.base import one_line
-from emoapp.core.explanation import Explanation
 from emoapp.core.messages import Modality, ModalityPrediction
 from emoapp.core.provenance import Provenance, origin_of, provenance_of
 from emoapp.runtime.threads import lower_thread_priority

@@ -20,7 +20,7 @@ from typing import Any
 from emoapp.capture.base import one_line
 from emoapp.core import clock
 from emoapp.core.messages import AudioChunk, EncoderOutput, Modality, ModalityPrediction
-from emoapp.core.provenance import origin_of
+from emoapp.core.provenance import with_origin
 from emoapp.runtime.runs import Run
 from emoapp.runtime.slots import LatestSlot
 
@@ -66,10 +66,7 @@ def with_span(output: EncoderOutput, item: Any) -> EncoderOutput:
     end = getattr(item, "end", None)
     if isinstance(output, ModalityPrediction) and output.t_end is None and end is not None:
         output = dataclasses.replace(output, t_end=float(end))
-    origin = origin_of(item)
-    if origin is not None and origin is not output.modality and output.origin is None:
-        output = dataclasses.replace(output, origin=origin)
-    return output
+    return with_origin(output, item)
 
 
 def work(run: Run, host: WorkerHost, voice_window_s: float, voice_hop_s: float) -> None:

@@ -241,6 +241,12 @@ class TextPanel(QGroupBox):
         name = entry.source.removeprefix("heard:")
         self.heard.setText(f"Heard ({name}): \u201c{entry.text}\u201d")
 
+    @Slot(object, float)
+    def forget_heard(self, origin: Modality, _t: float = 0.0) -> None:
+        """The microphone was withdrawn: the heard text shown goes with it."""
+        if origin is Modality.VOICE:
+            self.heard.setText("Heard: —")
+
     @Slot(bool)
     def set_transcribing(self, on: bool) -> None:
         if not on:
