@@ -128,8 +128,10 @@ class Log:
                     pushed = inputs[n][1]
                     for w_origin, w_at in withdrawals:
                         if w_origin is origin and pushed < w_at < at:
-                            bad.append(f"{kind} at {at} carries {origin.value} input {n} "
-                                       f"(pushed at {pushed}) after its withdrawal at {w_at}")  # fmt: skip
+                            bad.append(
+                                f"{kind} at {at} carries {origin.value} input {n} "
+                                f"(pushed at {pushed}) after its withdrawal at {w_at}"
+                            )
             return bad
 
 
@@ -233,7 +235,7 @@ class TaggingEncoder:
                 self.model_id,
                 t_end=getattr(item, "end", None),
                 detail={"derived": sorted(self._derived(item))},
-            )  # fmt: skip
+            )
             for item in items
         ]
 
