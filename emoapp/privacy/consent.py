@@ -624,7 +624,7 @@ class ConsentGate:
         self,
         store: ConsentStore,
         allowed_for_run: Iterable[Modality | str] = (),
-        expire_after: Mapping[Modality | str, float] | None = None,
+        expire_after: Mapping[Modality, float] | None = None,
         now: Callable[[], float] = clock.now,
     ) -> None:
         self.store = store

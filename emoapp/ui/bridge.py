@@ -174,7 +174,7 @@ class SessionBridge(QObject):
         self._withdrawals.withdraw(origin, t)
         gone = self._gone
         for box in (self._estimates, self._outputs, self._heard, self._frame):
-            box.discard_if(gone)  # type: ignore[attr-defined]
+            box.discard_if(gone)
         if origin is Modality.VOICE:
             self._level.discard_if(lambda level: level.t <= t)
         with self._status_lock:
