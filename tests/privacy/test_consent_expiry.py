@@ -131,3 +131,19 @@ def test_the_consent_dialog_offers_ten_minutes(qtbot) -> None:
     dialog.allow_for_button.click()
     assert dialog.result() == ConsentDialog.DialogCode.Accepted
     assert dialog.answer == ALLOW_FOR_S == 600.0
+
+
+def test_the_window_takes_the_same_flags(tmp_path: Path) -> None:
+    """`emoapp --allow-mic-for 5m`: the window's gate allows the microphone for 5 minutes
+    (the flag implies --allow-mic)."""
+    from emoapp.cli import build_parser
+    from emoapp.commands.gui import window_config
+
+    args = build_parser().parse_args(["--allow-mic-for", "5m"])
+    config = window_config(args)
+    assert config.consent.limits == {VOICE: 300.0}
+    store = ConsentStore(tmp_path, audit=AuditLog(tmp_path / "audit.jsonl"))
+    gate = ConsentGate(store, config.consent.allowed, expire_after=config.consent.limits)
+    assert gate.is_allowed(VOICE) and not gate.is_allowed(FACE)
+    remaining = gate.expires_in(VOICE)
+    assert remaining is not None and 299.0 < remaining <= 300.0
