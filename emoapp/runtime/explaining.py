@@ -125,7 +125,9 @@ class ExplanationWorker:
         Outputs that are not predictions are ignored. Returns at once."""
         if not isinstance(output, ModalityPrediction):
             return
-        with self._cond:
+        with self._cond:  # checked under the lock forget() takes: never held after it
+            if self._admits is not None and not self._admits(output):
+                return  # withdrawn since it was computed: not kept, not even for a moment
             self._seq += 1
             offer = _Offer(encoder, item, output, self._seq, time.monotonic())
             self._states[modality].offer = offer

@@ -245,6 +245,7 @@ class LiveSession:
         self.transcriber = transcriber
         if transcriber is not None:
             transcriber.on_entry = self.submit_heard
+            transcriber.admits = self.withdrawals.admits_thing
             transcriber.on_loaded = self._apply_plan_on_asr_thread
 
     # -- listeners ----------------------------------------------------------------------

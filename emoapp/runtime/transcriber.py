@@ -214,6 +214,9 @@ class LiveTranscriber:
         self.stats = TranscriberStats()
         self.error = ""
         self.enabled = True
+        self.admits: Callable[[AudioChunk], bool] | None = None
+        """Whether a chunk may still be taken (its capture not withdrawn since); the
+        live session sets it, so audio of a withdrawn microphone is never held."""
         self.on_loaded: Callable[[], None] | None = None
         """Called on the transcriber's thread once the recogniser is loaded (the live
         session applies its thread plan there: :mod:`emoapp.runtime.threads`)."""
@@ -277,7 +280,9 @@ class LiveTranscriber:
         worker falls more than ``max_buffer_s`` behind, the oldest audio is dropped."""
         if not self.enabled or self._stop.is_set():
             return
-        with self._cond:
+        with self._cond:  # checked under the lock forget() takes: never held after it
+            if self.admits is not None and not self.admits(chunk):
+                return
             self._chunks.append(chunk)
             self._buffered_s += chunk.duration
             while self._buffered_s > self.max_buffer_s and len(self._chunks) > 1:

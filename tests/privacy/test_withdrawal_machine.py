@@ -9,7 +9,8 @@ encoders, recogniser and explainer tag every output with the ids of the inputs b
 listener calls. The invariant, checked after every step and once stragglers had time to
 arrive: no listener call after a capture's withdrawal carries an input of that capture
 pushed before the withdrawal (an output, an estimate, heard text, an explanation or a
-preview frame).
+preview frame). And right after each withdrawal, nothing of that capture is held: not by
+the explanation worker, the transcriber, or the session's input buffers.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from emoapp.core.messages import Modality
+from emoapp.core.provenance import origin_of
 from emoapp.encoders.vad import EnergyVAD
 from emoapp.runtime.session import LiveSession
 from emoapp.runtime.transcriber import LiveTranscriber
@@ -124,6 +126,13 @@ class WithdrawalMachine(RuleBasedStateMachine):
             self.session.withdraw(m, note="consent revoked")
             self.log.withdrawn(m)  # after it returned: nothing of before may follow
             self.granted.discard(m)
+            # Nothing of it is held any more (nothing new can come: it is not granted).
+            explainer = self.session._explainer
+            assert explainer is not None
+            assert [i for i in explainer.held().values() if origin_of(i) is m] == []
+            if m is VOICE:
+                assert self.transcriber.buffered == 0
+            assert self.session.buffered()[m] == 0
 
     @rule(m=MODALITIES)
     def grant(self, m: Modality) -> None:
