@@ -112,11 +112,21 @@ class ConsentOptions:
 
     allow_camera: bool = False
     allow_mic: bool = False
+    allow_camera_for: float | None = None
+    """``--allow-camera-for``: seconds from the start (the consent then expires)."""
+    allow_mic_for: float | None = None
+    """``--allow-mic-for``: seconds from the start (the consent then expires)."""
 
     @property
     def allowed(self) -> list[Modality]:
         flags = ((Modality.FACE, self.allow_camera), (Modality.VOICE, self.allow_mic))
         return [modality for modality, given in flags if given]
+
+    @property
+    def limits(self) -> dict[Modality, float]:
+        """The modalities allowed for a time only, and for how many seconds."""
+        given = ((Modality.FACE, self.allow_camera_for), (Modality.VOICE, self.allow_mic_for))
+        return {modality: seconds for modality, seconds in given if seconds is not None}
 
 
 def check_reclassify_after(seconds: float) -> None:

@@ -28,7 +28,8 @@ from emoapp.commands.common import (
 from emoapp.commands.sources import add_source_options, describe_devices, source_options
 from emoapp.config import ConsentOptions, WindowConfig
 from emoapp.core.errors import EmoappError
-from emoapp.privacy.consent import add_consent_options, consent_from_args
+from emoapp.core.messages import Modality
+from emoapp.privacy.consent import add_consent_options, consent_from_args, durations_from_args
 
 # Platform plugins that draw without a display server (or are their own display).
 _SELF_CONTAINED_PLATFORMS = frozenset(
@@ -126,6 +127,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def window_config(args: argparse.Namespace) -> WindowConfig:
     """The window's typed configuration from its command-line options."""
+    limits = durations_from_args(args)
     return WindowConfig(
         models=model_options(args),
         fusion=fusion_options(args),
@@ -133,6 +135,8 @@ def window_config(args: argparse.Namespace) -> WindowConfig:
         consent=ConsentOptions(
             allow_camera=bool(getattr(args, "allow_camera", False)),
             allow_mic=bool(getattr(args, "allow_mic", False)),
+            allow_camera_for=limits.get(Modality.FACE),
+            allow_mic_for=limits.get(Modality.VOICE),
         ),
         live=live_options(args),
         settings_file=getattr(args, "settings_file", None),

@@ -14,6 +14,9 @@ files need nothing. Each camera and microphone source carries this run's consent
 and asks it whenever it opens (a source without one never opens), again at each retry,
 and a grant revoked meanwhile (in the window, by another emoapp, or by deleting the
 consent file) closes its device within a tenth of a second or so.
+``--allow-camera-for`` / ``--allow-mic-for DURATION`` allow a modality for that long from
+the start of the run: then it is withdrawn (whatever feeds it, a replayed file included)
+through the session's one withdrawal path, and the expiry is recorded in the audit log.
 
 ``--out FILE`` holds scores only (the rows of :mod:`emoapp.recorded.timeline`: no frame,
 sound or text), and the run adds one line to the audit log naming the file and the
@@ -52,6 +55,7 @@ from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 from emoapp.privacy.audit import ExportFields
 from emoapp.privacy.consent import (
+    ALLOW_FOR_FLAG,
     DEVICE_NAME,
     ConsentChange,
     ConsentGate,
@@ -171,7 +175,8 @@ def refused_devices(sources: Mapping[Modality, Source], gate: ConsentGate) -> di
 
 
 class RevocationWatch:
-    """Closes a device whose saved consent is revoked while the run goes on.
+    """Closes a device whose saved consent is revoked while the run goes on, and
+    withdraws a modality whose consent for a time (``--allow-mic-for``) has run out.
 
     The consent store tells its listeners on the thread that notices the change (the
     one that checks, or a device's supervisor asking the gate): they only queue the
@@ -191,13 +196,22 @@ class RevocationWatch:
             self._revoked.put(change.modality)
 
     def check(self) -> None:
+        for modality in self.gate.expire_due():  # audited as expired by the gate
+            self.devices.discard(modality)
+            self.session.withdraw(modality, note="consent expired")
+            print(
+                f"emoapp live: {modality.value} withdrawn: its consent "
+                f"({ALLOW_FOR_FLAG[modality]}) expired",
+                file=sys.stderr,
+                flush=True,
+            )
         self.gate.store.records()  # picks up a change made elsewhere (one stat)
         while not self._revoked.empty():
             modality = self._revoked.get()
             if modality not in self.devices or self.gate.is_allowed(modality):
                 continue
             self.devices.discard(modality)
-            self.session.stop_modality(modality)
+            self.session.withdraw(modality, note="consent revoked")
             print(
                 f"emoapp live: {DEVICE_NAME[modality]} closed: consent was revoked",
                 file=sys.stderr,
@@ -337,6 +351,7 @@ def run(args: argparse.Namespace) -> int:
         if verbose is not None:
             verbose.check()
 
+    gate.start_expiry_clock()  # --allow-*-for count from the start of the run
     try:
         summary = run_live(session, sink, options, on_tick=tick)
     finally:

@@ -60,6 +60,7 @@ import numpy as np
 
 from emoapp.core.messages import FusedEstimate, Modality, ModalityPrediction
 from emoapp.core.observation import DEFAULT_OBSERVATION, ObservationModel
+from emoapp.core.provenance import origin_of
 from emoapp.core.taxonomy import CANONICAL_LABELS, LABEL_INDEX, NUM_LABELS, valence_arousal
 
 FusionRule = Literal["weighted", "product"]
@@ -320,6 +321,19 @@ class Fuser:
     def remove(self, modality: Modality) -> None:
         """Forget a modality at once (stopped, revoked, or failed)."""
         self._latest.pop(modality, None)
+
+    def withdraw(self, origin: Modality) -> list[Modality]:
+        """Forget every prediction whose input came from the capture ``origin`` (a text
+        prediction of heard words comes from the microphone), and the smoothing state,
+        which carries what they said into later estimates. Returns the modalities
+        removed."""
+        gone = [m for m, p in self._latest.items() if m is origin or origin_of(p) is origin]
+        for m in gone:
+            del self._latest[m]
+        self._smoothed = None
+        self._smoothed_t = None
+        self._shown = None
+        return gone
 
     def reset(self) -> None:
         """Forget everything, smoothing state included."""

@@ -113,6 +113,10 @@ class ModalityPrediction:
     t_end: float | None = None
     """When the input ends, for inputs that span time (an audio window starts at ``t``
     and ends here). Fusion measures a prediction's age from ``t_end`` when set."""
+    origin: Modality | None = None
+    """The capture the input came from when it is not the modality's own device: a text
+    prediction of words heard by the speech recogniser comes from the microphone
+    (``Modality.VOICE``). None: the modality's own (:mod:`emoapp.core.provenance`)."""
 
     def __post_init__(self) -> None:
         if self.probs.shape != (NUM_LABELS,) or self.mask.shape != (NUM_LABELS,):
@@ -137,6 +141,8 @@ class NoPrediction:
     reason: str
     model_id: str = ""
     latency_s: float = 0.0
+    origin: Modality | None = None
+    """As :attr:`ModalityPrediction.origin`."""
 
 
 EncoderOutput = ModalityPrediction | NoPrediction

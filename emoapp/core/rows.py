@@ -83,6 +83,7 @@ def prediction_entry(
         "posterior": probs_by_label(posterior) if posterior is not None else None,
         "model": prediction.model_id,
         "baseline": bool(prediction.baseline),
+        "origin": (prediction.origin or prediction.modality).value,
     }
     if prediction.t_end is not None:
         entry["t_end"] = _num(prediction.t_end - origin)

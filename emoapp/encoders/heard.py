@@ -13,13 +13,13 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from emoapp.core.messages import TextEntry
+from emoapp.core.provenance import HEARD_PREFIX as HEARD_PREFIX  # heard text is microphone data
+from emoapp.core.provenance import is_heard as is_heard
 from emoapp.encoders.voice import resample
 
 EMBEDDED_ASR = "embedded/asr-pocketsphinx"
 """The registry id of the embedded recogniser (CMU PocketSphinx, model inside its wheel)."""
 
-HEARD_PREFIX = "heard:"
-"""A text entry whose ``source`` starts with this was heard (transcribed), not typed."""
 
 ASR_RATE = 16_000
 """Both recognisers take 16 kHz mono; other rates are resampled."""
@@ -58,10 +58,6 @@ class SpeechRecognizer(Protocol):
 
     def transcribe(self, samples: np.ndarray, sample_rate: int, t: float = 0.0) -> HeardSegment:
         """The words in ``samples`` (mono float in [-1, 1]) whose first sample is at ``t``."""
-
-
-def is_heard(entry: TextEntry) -> bool:
-    return entry.source.startswith(HEARD_PREFIX)
 
 
 def recognizer_of(entry: TextEntry) -> str | None:

@@ -10,6 +10,11 @@ explanation thread picks a pair when it is due, explains it with
 ``deliver`` (the session posts it to its fusion thread, which calls the listeners'
 ``on_explanation``). On Linux the thread lowers its own scheduling priority (nice +10),
 so the encoders' workers win the CPU when both want it.
+
+Withdrawal: :meth:`ExplanationWorker.forget` drops the (input, prediction) held for a
+capture (the last camera frame, the last audio window, the last heard entry), and an
+explanation already under way for it is discarded when it finishes (``admits`` and the
+forget are checked at delivery, :mod:`emoapp.core.provenance`).
 """
 
 from __future__ import annotations
@@ -22,8 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from emoapp.capture.base import one_line
-from emoapp.core.explanation import Explanation
 from emoapp.core.messages import Modality, ModalityPrediction
+from emoapp.core.provenance import Provenance, origin_of, provenance_of
 from emoapp.live.threads import lower_thread_priority
 
 log = logging.getLogger(__name__)
@@ -81,11 +86,17 @@ class ExplanationWorker:
 
     def __init__(
         self,
-        deliver: Callable[[Explanation], None],
+        deliver: Callable[..., None],
         failed: Callable[[Modality, str], None] | None = None,
         every_s: float | None = None,
         explainer_for: Callable[[Any], Any] | None = None,
+        *,
+        admits: Callable[[ModalityPrediction], bool] | None = None,
+        with_provenance: bool = False,
     ) -> None:
+        """``admits(prediction)``, asked when an explanation is done: False drops it
+        (its capture was withdrawn meanwhile). With ``with_provenance``, ``deliver`` is
+        called as ``deliver(explanation, provenance)`` (the explained prediction's)."""
         if every_s is not None and not every_s > 0:
             raise ValueError("every_s must be positive (or None: on request only)")
         if explainer_for is None:
@@ -99,6 +110,11 @@ class ExplanationWorker:
         self._cond = threading.Condition(threading.Lock())
         self._states = {m: _State() for m in Modality}
         self._seq = 0
+        self._forgotten: dict[Modality, int] = {}  # origin -> offers up to this seq are void
+        self._admits = admits
+        self._with_provenance = with_provenance
+        self.discarded = 0
+        """Explanations finished after their capture was withdrawn: never delivered."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -109,11 +125,31 @@ class ExplanationWorker:
         Outputs that are not predictions are ignored. Returns at once."""
         if not isinstance(output, ModalityPrediction):
             return
-        with self._cond:
+        with self._cond:  # checked under the lock forget() takes: never held after it
+            if self._admits is not None and not self._admits(output):
+                return  # withdrawn since it was computed: not kept, not even for a moment
             self._seq += 1
             offer = _Offer(encoder, item, output, self._seq, time.monotonic())
             self._states[modality].offer = offer
             self._cond.notify()
+
+    def forget(self, origin: Modality) -> int:
+        """Drop every offer whose input came from ``origin`` (a capture withdrawn), and
+        void an explanation of one under way. Returns how many offers were dropped."""
+        dropped = 0
+        with self._cond:
+            self._forgotten[origin] = self._seq
+            for state in self._states.values():
+                if state.offer is not None and origin_of(state.offer.prediction) is origin:
+                    state.offer = None
+                    state.requested = False
+                    dropped += 1
+        return dropped
+
+    def held(self) -> dict[Modality, Any]:
+        """The input held per modality, waiting to be explained (for privacy checks)."""
+        with self._cond:
+            return {m: s.offer.item for m, s in self._states.items() if s.offer is not None}
 
     def request(self, modality: Modality | None = None) -> None:
         """Explain the newest prediction of ``modality`` (every modality: None) as soon
@@ -226,4 +262,14 @@ class ExplanationWorker:
             cost.count += 1
             cost.total_s += elapsed
             cost.max_s = max(cost.max_s, elapsed)
-        self._deliver(explanation)
+            origin = origin_of(offer.prediction)
+            void = origin is not None and offer.seq <= self._forgotten.get(origin, -1)
+        if void or (self._admits is not None and not self._admits(offer.prediction)):
+            with self._cond:
+                self.discarded += 1
+            return  # its capture was withdrawn while it was explained
+        if self._with_provenance:
+            provenance: Provenance | None = provenance_of(offer.prediction)
+            self._deliver(explanation, provenance)
+        else:
+            self._deliver(explanation)

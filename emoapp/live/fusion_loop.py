@@ -5,8 +5,17 @@ predictions to the :class:`~emoapp.core.fusion.Fuser`, produces an estimate at a
 ``rate_hz`` and on each new prediction (coalesced), and hands estimates, outputs,
 preview frames (at most 30 a second), audio levels (at most 20 a second), status
 changes and explanations (:mod:`emoapp.live.explaining`) to the listeners. It is the
-only thread that calls listeners, never with a lock held; a slow listener only delays
-this thread, whose pending work is bounded.
+only thread that calls listeners, never with a session lock held; a slow listener only
+delays this thread, whose pending work is bounded.
+
+Withdrawal (:mod:`emoapp.core.provenance`): everything the loop hands to a listener is
+checked against the session's :class:`~emoapp.core.provenance.Withdrawals` right before
+it is handed over (outputs, estimates, explanations, heard text, preview frames, audio
+levels), and :meth:`FusionLoop.forget` removes from the fuser every prediction made from
+the withdrawn capture (a text prediction of heard words included), resets the smoothing
+that carried them, and drops what is pending. The check and the calls that follow it
+hold the loop's delivery lock; :meth:`FusionLoop.barrier` waits for it, so once a
+withdrawal has returned no listener call admitted before it is still running.
 """
 
 from __future__ import annotations
@@ -22,8 +31,10 @@ from emoapp.core.messages import (
     FusedEstimate,
     Modality,
     ModalityPrediction,
+    TextEntry,
     VideoFrame,
 )
+from emoapp.core.provenance import Provenance, Withdrawals, origin_of, provenance_of
 from emoapp.live.metrics import ModalityMetrics
 from emoapp.live.runs import ModalityStatus, Run
 from emoapp.live.slots import LatestSlot
@@ -56,6 +67,7 @@ class FusionLoop:
         speech: Callable[[], bool | None],
         closing: Callable[[], bool],
         refresh_statuses: Callable[[], None],
+        withdrawals: Withdrawals | None = None,
     ) -> None:
         self.rate_hz = float(rate_hz)
         self.voice_window_s = float(voice_window_s)
@@ -65,6 +77,9 @@ class FusionLoop:
         self._speech = speech
         self._closing = closing
         self._refresh_statuses = refresh_statuses
+        self.withdrawals = withdrawals if withdrawals is not None else Withdrawals()
+        self._delivery = threading.RLock()
+        """Held from the admission check to the end of the listener calls it admitted."""
 
         self._fuser = Fuser(fusion)
         self._fuser_lock = threading.Lock()
@@ -73,7 +88,10 @@ class FusionLoop:
         self._cond = threading.Condition(threading.Lock())
         self._pending_outputs: list[tuple[Run, EncoderOutput]] = []
         self._pending_status: dict[Modality, ModalityStatus] = {}
-        self._pending_explanations: dict[Modality, Explanation] = {}  # the newest per modality
+        # the newest per modality, with the provenance of the prediction explained
+        self._pending_explanations: dict[Modality, tuple[Explanation, Provenance | None]] = {}
+        self._pending_heard: list[TextEntry] = []
+        self._pending_withdrawn: list[tuple[Modality, float]] = []
         self._force_estimate = False
         self.preview: LatestSlot[VideoFrame] = LatestSlot()
         self._level: tuple[float, float] | None = None
@@ -112,11 +130,23 @@ class FusionLoop:
             self._pending_status[status.modality] = status
             self._cond.notify()
 
-    def post_explanation(self, explanation: Explanation) -> None:
+    def post_explanation(
+        self, explanation: Explanation, provenance: Provenance | None = None
+    ) -> None:
         """An explanation (:mod:`emoapp.core.explanation`) for the listeners'
-        ``on_explanation``; a newer one of the same modality replaces it."""
+        ``on_explanation``; a newer one of the same modality replaces it. ``provenance``:
+        that of the prediction explained (default: the explanation's modality and time)."""
+        if provenance is None:
+            provenance = provenance_of(explanation)
         with self._cond:
-            self._pending_explanations[explanation.modality] = explanation
+            self._pending_explanations[explanation.modality] = (explanation, provenance)
+            self._cond.notify()
+
+    def post_heard(self, entry: TextEntry) -> None:
+        """Heard text for the listeners' ``on_heard`` (checked again when handed over)."""
+        with self._cond:
+            self._pending_heard.append(entry)
+            del self._pending_heard[:-PENDING_OUTPUTS_MAX]
             self._cond.notify()
 
     def show_frame(self, frame: VideoFrame) -> None:
@@ -128,17 +158,48 @@ class FusionLoop:
     def reset_preview(self) -> None:
         self.preview = LatestSlot()
 
-    def forget(self, m: Modality) -> None:
-        """Remove ``m`` from fusion (its run stopped): the next estimate, produced at
-        once, no longer includes it."""
+    def forget(self, m: Modality, withdrawn_at: float | None = None) -> None:
+        """Remove ``m`` from fusion (its run stopped), with every prediction made from
+        its capture (a text prediction of heard words, for the microphone) and the
+        smoothing state they shaped; drop what is pending from it. The next estimate,
+        produced at once, no longer includes it; listeners' ``on_withdrawn(m, t)`` is
+        called first (``withdrawn_at``: when the capture was withdrawn)."""
         with self._fuser_lock:
             self._fuser.remove(m)
+            for gone in self._fuser.withdraw(m):
+                self._fused_last.pop(gone, None)
             self._fused_last.pop(m, None)
+        with self._cond:
+            self._pending_outputs = [
+                (run, out)
+                for run, out in self._pending_outputs
+                if run.modality is not m and origin_of(out) is not m
+            ]
+            self._pending_heard = [e for e in self._pending_heard if origin_of(e) is not m]
+            self._pending_explanations = {
+                k: (e, p)
+                for k, (e, p) in self._pending_explanations.items()
+                if k is not m and (p is None or p.origin is not m)
+            }
+            if withdrawn_at is not None:
+                self._pending_withdrawn.append((m, withdrawn_at))
         if m is Modality.VOICE:
             self._level = None
         if m is Modality.FACE:
             self.preview.clear()
         self.wake(force_estimate=True)
+
+    def barrier(self, timeout: float = 1.0) -> bool:
+        """Wait until no listener call admitted before now is still running (False:
+        one still ran after ``timeout``). Never call it holding a lock a listener may
+        take."""
+        if not self._delivery.acquire(timeout=timeout):
+            return False
+        self._delivery.release()
+        return True
+
+    def _admits(self, thing: object) -> bool:
+        return self.withdrawals.admits_thing(thing)
 
     # -- the fusion thread --------------------------------------------------------------
 
@@ -159,6 +220,8 @@ class FusionLoop:
                     or self._pending_outputs
                     or self._pending_status
                     or self._pending_explanations
+                    or self._pending_heard
+                    or self._pending_withdrawn
                     or self._force_estimate
                 ):
                     now = clock.now()
@@ -173,6 +236,8 @@ class FusionLoop:
                 outputs, self._pending_outputs = self._pending_outputs, []
                 statuses, self._pending_status = self._pending_status, {}
                 explained, self._pending_explanations = self._pending_explanations, {}
+                heard, self._pending_heard = self._pending_heard, []
+                withdrawn, self._pending_withdrawn = self._pending_withdrawn, []
                 force, self._force_estimate = self._force_estimate, False
             for status in statuses.values():
                 self._emit("on_status", status)
@@ -191,27 +256,36 @@ class FusionLoop:
             if tick:
                 # A steady schedule; after a stall, start afresh rather than catch up.
                 next_tick = next_tick + period if next_tick + period > now else now + period
-            estimate = self._fuse(outputs, force or tick)
-            for _, output in outputs:
-                self._emit("on_output", output)
-            if estimate is not None:
-                self._emit("on_estimate", estimate)
-            for explanation in explained.values():
-                self._emit("on_explanation", explanation)
-            now = clock.now()
-            if now - last_frame_sent >= frame_period:
-                frame = self.preview.take(timeout=0)
-                if frame is not None:
-                    last_frame_sent = now
-                    self._emit("on_frame", frame)
-            level = self._level
-            if (
-                level is not None
-                and level is not level_sent
-                and now - last_level_sent >= level_period
-            ):
-                level_sent, last_level_sent = level, now
-                self._emit("on_audio_level", level[0], level[1], self._speech())
+            with self._delivery:  # admission checks and the calls they admit
+                for m, at in withdrawn:
+                    self._emit("on_withdrawn", m, at)
+                estimate = self._fuse(outputs, force or tick)
+                for entry in heard:
+                    if self._admits(entry):
+                        self._emit("on_heard", entry)
+                for _, output in outputs:
+                    if self._admits(output):
+                        self._emit("on_output", output)
+                if estimate is not None and self._admits(estimate):
+                    self._emit("on_estimate", estimate)
+                for explanation, provenance in explained.values():
+                    if self.withdrawals.admits(provenance):
+                        self._emit("on_explanation", explanation)
+                now = clock.now()
+                if now - last_frame_sent >= frame_period:
+                    frame = self.preview.take(timeout=0)
+                    if frame is not None and self._admits(frame):
+                        last_frame_sent = now
+                        self._emit("on_frame", frame)
+                level = self._level
+                if (
+                    level is not None
+                    and level is not level_sent
+                    and now - last_level_sent >= level_period
+                ):
+                    level_sent, last_level_sent = level, now
+                    if self.withdrawals.admits(Provenance(Modality.VOICE, level[0])):
+                        self._emit("on_audio_level", level[0], level[1], self._speech())
             if now >= next_stall_check:
                 next_stall_check = now + 1.0
                 self._refresh_statuses()
@@ -234,6 +308,8 @@ class FusionLoop:
             for run, output in outputs:
                 if run.stop.is_set() or current.get(run.modality) is not run:
                     continue  # from a run stopped meanwhile: it must not come back
+                if not self._admits(output):
+                    continue  # its capture was withdrawn while it was on its way
                 if isinstance(output, ModalityPrediction):
                     self._fuser.update(output)
                     fresh = True

@@ -26,6 +26,7 @@ from typing import Any, Protocol, TextIO
 
 from emoapp.core import clock
 from emoapp.core.messages import EncoderOutput, FusedEstimate, Modality
+from emoapp.core.provenance import Withdrawals
 from emoapp.live.metrics import ModalityMetricsSnapshot
 from emoapp.live.session import LiveSession, ModalityStatus
 from emoapp.recorded.timeline import TimelineWriter, row_from_estimate
@@ -80,6 +81,7 @@ class _Collector:
         self.outputs: dict[Modality, EncoderOutput] = {}
         self.statuses: dict[Modality, ModalityStatus] = {}
         self.wake = threading.Event()
+        self.withdrawals = Withdrawals()
 
     def on_estimate(self, estimate: FusedEstimate) -> None:
         if len(self.estimates) == self.estimates.maxlen:
@@ -93,6 +95,18 @@ class _Collector:
 
     def on_status(self, status: ModalityStatus) -> None:
         self.statuses[status.modality] = status
+
+    def on_withdrawn(self, origin: Modality, t: float) -> None:
+        """A capture was withdrawn: its outputs, and estimates made from it that are
+        still waiting to be written, are forgotten (no row after the withdrawal
+        carries them)."""
+        self.withdrawals.withdraw(origin, t)
+        self.outputs = {
+            m: out for m, out in self.outputs.items() if self.withdrawals.admits_thing(out)
+        }
+        kept = [e for e in self.estimates if self.withdrawals.admits_thing(e)]
+        self.estimates.clear()
+        self.estimates.extend(kept)
 
 
 def _ms(seconds: float | None) -> str:

@@ -29,6 +29,19 @@ the next input; an encoder that hangs blocks only its own worker, and the status
 for how long. ``stop()`` always returns: it joins every thread with a timeout and reports
 those that did not stop (all threads are daemon threads, so the process can still exit).
 
+Withdrawal is one path (:meth:`LiveSession.withdraw`; every stop of a modality takes
+it, whether a person revoked consent, a consent expired or a modality was switched off).
+Stopping modality ``m`` at time ``T`` records ``T`` in the session's
+:class:`~emoapp.core.provenance.Withdrawals` *first*, then closes the source, empties its
+buffers (heard entries waiting for the text worker, for the microphone), tells the
+transcriber to forget its audio and void a transcription under way, drops the
+explanation worker's held input, and removes from fusion every prediction made from the
+capture (a text prediction of heard words, for the microphone). Every delivery point
+checks provenance against the register *at delivery*: the worker when its encoder call
+returns, the transcriber and the explanation worker when they finish, the session when
+heard text arrives, and the fusion thread right before each listener call. Nothing
+captured from ``m`` at or before ``T`` reaches a listener after the withdrawal returns.
+
 The pieces, each in its own module (:class:`LiveSession` is the façade that owns the
 state and the threads and wires them together):
 
@@ -60,6 +73,7 @@ from emoapp.core.messages import (
     TextEntry,
     VideoFrame,
 )
+from emoapp.core.provenance import Withdrawals, origin_of, provenance_of
 from emoapp.encoders.base import Encoder
 from emoapp.encoders.vad import rms_dbfs
 from emoapp.live import workers
@@ -101,6 +115,12 @@ class SessionListener(Protocol):
     def on_status(self, status: ModalityStatus) -> None: ...
 
     def on_explanation(self, explanation: Explanation) -> None: ...
+
+    def on_heard(self, entry: TextEntry) -> None: ...
+
+    def on_withdrawn(self, origin: Modality, t: float) -> None:
+        """A capture was withdrawn at ``t`` (session clock): forget whatever you hold
+        that came from it (heard text, for the microphone); nothing more of it comes."""
 
 
 class LiveSession:
@@ -179,6 +199,8 @@ class LiveSession:
             entry.metrics = ModalityMetrics(m)
             self._entries[m] = entry
         self._listeners: tuple[Any, ...] = ()
+        self.withdrawals = Withdrawals()
+        """When each capture was last withdrawn (:mod:`emoapp.core.provenance`)."""
 
         self._fusion = FusionLoop(
             fusion,
@@ -190,6 +212,7 @@ class LiveSession:
             speech=lambda: self._entries[Modality.VOICE].speech,
             closing=lambda: self._closing,
             refresh_statuses=self._refresh_all,
+            withdrawals=self.withdrawals,
         )
         self._supervisor = SourceSupervisor(
             self._on_item,
@@ -204,6 +227,7 @@ class LiveSession:
             self._deliver,
             self._refresh_status,
             self._offer,
+            self.withdrawals.admits_thing,
         )
         self._explainer: ExplanationWorker | None = None
 
@@ -215,6 +239,7 @@ class LiveSession:
         self.transcriber = transcriber
         if transcriber is not None:
             transcriber.on_entry = self.submit_heard
+            transcriber.admits = self.withdrawals.admits_thing
             transcriber.on_loaded = self._apply_plan_on_asr_thread
 
     # -- listeners ----------------------------------------------------------------------
@@ -281,6 +306,7 @@ class LiveSession:
             for m in Modality:
                 if self._entries[m].run is not None:
                     self._stop_run(m, note="stopped")
+        self._fusion.barrier()
         if self.transcriber is not None:
             self.transcriber.stop(timeout)
         if was_running:
@@ -313,17 +339,29 @@ class LiveSession:
                 self._start_run(m)
         self._refresh_status(m)
 
-    def stop_modality(self, m: Modality) -> None:
-        """Stop one modality now: close its source, empty its buffers, and remove it from
-        fusion (the next estimate, produced at once, no longer includes it)."""
+    def stop_modality(self, m: Modality, note: str = "stopped") -> None:
+        """Stop one modality now, through the withdrawal path (:meth:`withdraw`)."""
+        self.withdraw(m, note)
+
+    def withdraw(self, m: Modality, note: str = "stopped") -> float:
+        """Withdraw modality ``m`` now (consent revoked or expired, or switched off):
+        its capture stops, in-flight work from it is dropped at delivery, what is held
+        from it is purged (see the module docstring), and the next estimate, produced at
+        once, no longer includes it. When this returns, no listener call admitted
+        before it is still running. Returns the withdrawal time (session clock)."""
         m = Modality(m)
         with self._lock:
             entry = self._entries[m]
             entry.enabled = False
             if entry.run is not None:
-                self._stop_run(m, note="stopped")
-            entry.stopped_note = "stopped"
+                self._stop_run(m, note=note)
+            else:
+                self._purge(m, self.withdrawals.withdraw(m))
+            entry.stopped_note = note
+            at = self.withdrawals.withdrawn_at(m)
+        self._fusion.barrier()
         self._refresh_status(m)
+        return at if at is not None else clock.now()
 
     def set_source(self, m: Modality, source: Source | None) -> None:
         """Replace a modality's source (restarting it if it was running, or starting it
@@ -373,13 +411,15 @@ class LiveSession:
 
     def submit_heard(self, entry: TextEntry) -> bool:
         """A heard (transcribed) entry, with its segment's time span, for the text
-        worker; listeners' ``on_heard`` get it too. False when text is not running."""
+        worker; listeners' ``on_heard`` get it too (from the fusion thread). False when
+        text is not running, or when the microphone was withdrawn after the words were
+        spoken (heard text is microphone data: checked here, at delivery)."""
         with self._lock:
             run = self._entries[Modality.TEXT].run
-        if run is None:
-            return False
-        self._emit("on_heard", entry)
-        self._on_item(run, entry)
+            if run is None or not self.withdrawals.admits_thing(entry):
+                return False
+            self._fusion.post_heard(entry)
+            self._on_item(run, entry)
         return True
 
     # -- explanations -------------------------------------------------------------------
@@ -390,7 +430,12 @@ class LiveSession:
         (:mod:`emoapp.live.explaining`); listeners get ``on_explanation``."""
         with self._lock:
             if self._explainer is None:
-                self._explainer = ExplanationWorker(self._fusion.post_explanation, every_s=every_s)
+                self._explainer = ExplanationWorker(
+                    self._fusion.post_explanation,
+                    every_s=every_s,
+                    admits=self.withdrawals.admits_thing,
+                    with_provenance=True,
+                )
                 if self._running:
                     self._threads.append(self._explainer.start())
             else:
@@ -550,25 +595,38 @@ class LiveSession:
         run = entry.run
         if run is None:
             return
+        at = self.withdrawals.withdraw(m)  # first: every delivery after this checks it
         entry.run = None
         entry.stopped_note = note
         entry.speech = None
         run.stop.set()
         run.source_events.put((0, "stop", None))
         run.buffer.close()
-        if m is Modality.VOICE and self.transcriber is not None:
-            self.transcriber.forget()
         with run.source_lock:
             if run.source_open and run.source is not None:
                 run.source_open = False
                 close_source(run.source)
-        self._fusion.forget(m)
+        self._purge(m, at)
+
+    def _purge(self, m: Modality, at: float) -> None:
+        """Drop what is held from capture ``m`` (with self._lock held): heard entries
+        waiting for the text worker and the transcriber's audio (microphone), the
+        explanation worker's held input, and its predictions in fusion."""
+        if m is Modality.VOICE:
+            if self.transcriber is not None:
+                self.transcriber.forget()
+            text = self._entries[Modality.TEXT].run
+            if text is not None and hasattr(text.buffer, "discard_if"):
+                text.buffer.discard_if(lambda item: origin_of(item) is Modality.VOICE)
+        if self._explainer is not None:
+            self._explainer.forget(m)
+        self._fusion.forget(m, at)
 
     # -- source side (called by the supervisor and on the sources' threads) -------------
 
     def _on_item(self, run: Run, item: SourceItem) -> None:
         """A source callback: hand the item over and return. Runs on the source's thread."""
-        if run.stop.is_set():
+        if run.stop.is_set() or not self.withdrawals.admits(provenance_of(item)):
             return
         buffer = run.buffer
         dropped_before = buffer.dropped

@@ -152,6 +152,20 @@ class RingBuffer(Generic[T]):
         with self._cond:
             return self._discard()
 
+    def discard_if(self, unwanted: Callable[[T], bool]) -> int:
+        """Discard the waiting items ``unwanted`` picks (e.g. those of a withdrawn
+        capture); returns how many."""
+        with self._cond:
+            kept = deque((item, size) for item, size in self._items if not unwanted(item))
+            gone = len(self._items) - len(kept)
+            if gone:
+                lost = self._total - sum(size for _, size in kept)
+                self._items = kept
+                self._total -= lost
+                self.dropped += gone
+                self.dropped_size += lost
+            return gone
+
     def close(self) -> None:
         """Empty the buffer, wake a waiting taker, and refuse further puts."""
         with self._cond:

@@ -161,6 +161,9 @@ class TranscriberStats:
     failures: int = 0
     speech_s: float = 0.0
     transcribe_s: float = 0.0
+    discarded: int = 0
+    """Transcriptions finished after :meth:`LiveTranscriber.forget` dropped their audio
+    (the microphone was withdrawn meanwhile): never handed on."""
 
 
 class LiveTranscriber:
@@ -196,6 +199,9 @@ class LiveTranscriber:
         self.idle_end_s = float(idle_end_s)
         self.nice = int(nice)
         self._working = False
+        self._generation = 0
+        """Bumped by :meth:`forget`: a transcription of audio taken before is dropped
+        at delivery."""
         self._segmenter = SpeechSegmenter(gate, segmenter)
         self._chunks: deque[AudioChunk] = deque()
         self._buffered_s = 0.0
@@ -205,6 +211,9 @@ class LiveTranscriber:
         self.stats = TranscriberStats()
         self.error = ""
         self.enabled = True
+        self.admits: Callable[[AudioChunk], bool] | None = None
+        """Whether a chunk may still be taken (its capture not withdrawn since); the
+        live session sets it, so audio of a withdrawn microphone is never held."""
         self.on_loaded: Callable[[], None] | None = None
         """Called on the transcriber's thread once the recogniser is loaded (the live
         session applies its thread plan there: :mod:`emoapp.live.threads`)."""
@@ -236,8 +245,11 @@ class LiveTranscriber:
         return thread is None or not thread.is_alive()
 
     def forget(self) -> None:
-        """Drop all audio held (queued chunks and the segment in progress)."""
+        """Drop all audio held (queued chunks and the segment in progress), and every
+        transcription already running: its words are discarded when it finishes,
+        never handed on (checked at delivery)."""
         with self._cond:
+            self._generation += 1
             self._chunks.clear()
             self._buffered_s = 0.0
             self._segmenter.reset()
@@ -265,7 +277,9 @@ class LiveTranscriber:
         worker falls more than ``max_buffer_s`` behind, the oldest audio is dropped."""
         if not self.enabled or self._stop.is_set():
             return
-        with self._cond:
+        with self._cond:  # checked under the lock forget() takes: never held after it
+            if self.admits is not None and not self.admits(chunk):
+                return
             self._chunks.append(chunk)
             self._buffered_s += chunk.duration
             while self._buffered_s > self.max_buffer_s and len(self._chunks) > 1:
@@ -273,7 +287,8 @@ class LiveTranscriber:
                 self._buffered_s -= old.duration
             self._cond.notify()
 
-    def _take(self) -> list[AudioChunk]:
+    def _take(self) -> tuple[list[AudioChunk], int]:
+        """The audio waiting, and the generation it belongs to."""
         with self._cond:
             if not self._chunks and not self._stop.is_set():
                 self._cond.wait(0.1)
@@ -281,7 +296,7 @@ class LiveTranscriber:
             self._chunks.clear()
             self._buffered_s = 0.0
             self._working = bool(chunks) or self._working
-            return chunks
+            return chunks, self._generation
 
     def _work(self) -> None:
         lower_thread_priority(self.nice)
@@ -294,9 +309,12 @@ class LiveTranscriber:
             self.on_loaded()
         last_partial = last_audio = time.monotonic()
         while not self._stop.is_set():
-            chunks = self._take()
+            chunks, generation = self._take()
             finished: list[AudioChunk] = []
             with self._cond:
+                if generation != self._generation:
+                    chunks = []  # forgotten since they were taken
+                    generation = self._generation
                 self._working = bool(chunks)
                 for chunk in chunks:
                     try:
@@ -317,7 +335,7 @@ class LiveTranscriber:
             if finished:
                 self.stats.segments += len(finished)
                 self.stats.dropped += len(finished) - 1
-                self._transcribe(finished[-1])
+                self._transcribe(finished[-1], generation)
                 last_partial = time.monotonic()
             elif (
                 self.partial_every_s is not None
@@ -329,7 +347,7 @@ class LiveTranscriber:
                     current = self._segmenter.current()
                 if current is not None:
                     heard = self._run(current)
-                    if heard is not None and heard.text:
+                    if heard is not None and heard.text and self._current(generation):
                         self.on_partial(heard)
             with self._cond:
                 self._working = False
@@ -343,7 +361,12 @@ class LiveTranscriber:
             self._fail(f"speech recognition failed: {type(exc).__name__}: {one_line(exc)}")
             return None
 
-    def _transcribe(self, segment: AudioChunk) -> None:
+    def _current(self, generation: int) -> bool:
+        """True while no :meth:`forget` came since ``generation`` was read."""
+        with self._cond:
+            return generation == self._generation
+
+    def _transcribe(self, segment: AudioChunk, generation: int) -> None:
         heard = self._run(segment)
         if heard is None:
             return
@@ -352,6 +375,9 @@ class LiveTranscriber:
         self.stats.speech_s += segment.duration
         self.stats.transcribe_s += heard.latency_s
         entry = heard_entry(heard)
+        if not self._current(generation):
+            self.stats.discarded += 1  # its audio was forgotten while it was transcribed
+            return
         if entry is not None and not self._stop.is_set() and self.enabled:
             self.stats.entries += 1
             self.on_entry(entry)

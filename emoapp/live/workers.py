@@ -20,6 +20,7 @@ from typing import Any
 from emoapp.capture.base import one_line
 from emoapp.core import clock
 from emoapp.core.messages import AudioChunk, EncoderOutput, Modality, ModalityPrediction
+from emoapp.core.provenance import with_origin
 from emoapp.live.runs import Run
 from emoapp.live.slots import LatestSlot
 
@@ -41,6 +42,10 @@ class WorkerHost:
     """Something about the modality's status may have changed."""
     offer: Callable[[Run, list[Any], list[EncoderOutput]], None] | None = None
     """The inputs and their outputs, for the explanation worker (it keeps the newest)."""
+    admits: Callable[[Any], bool] | None = None
+    """Whether an input may still be delivered (its capture not withdrawn since):
+    asked when the encoder call returns, so work whose input was withdrawn while it ran
+    is dropped at delivery (:mod:`emoapp.core.provenance`)."""
 
 
 def speech_flag(output: EncoderOutput) -> bool | None:
@@ -56,11 +61,12 @@ def speech_flag(output: EncoderOutput) -> bool | None:
 def with_span(output: EncoderOutput, item: Any) -> EncoderOutput:
     """A text prediction of an entry that spans time (heard speech) ends where the
     entry ends, so its age counts from the last word, as a typed entry's counts from
-    when it was sent."""
+    when it was sent; and the output of a heard entry records the microphone as its
+    origin (:mod:`emoapp.core.provenance`)."""
     end = getattr(item, "end", None)
     if isinstance(output, ModalityPrediction) and output.t_end is None and end is not None:
-        return dataclasses.replace(output, t_end=float(end))
-    return output
+        output = dataclasses.replace(output, t_end=float(end))
+    return with_origin(output, item)
 
 
 def work(run: Run, host: WorkerHost, voice_window_s: float, voice_hop_s: float) -> None:
@@ -149,6 +155,15 @@ def encode(run: Run, items: list[Any], host: WorkerHost) -> None:
     run.metrics.encoder_finished(time.perf_counter() - started)
     if run.stop.is_set():
         return
+    if host.admits is not None:
+        admitted = [host.admits(item) for item in items]
+        if not all(admitted):  # withdrawn while the encoder ran: dropped here
+            if len(outputs) != len(items):
+                return
+            pairs = [(i, o) for i, o, ok in zip(items, outputs, admitted, strict=True) if ok]
+            items, outputs = [i for i, _ in pairs], [o for _, o in pairs]
+            if not outputs:
+                return
     host.deliver(run, outputs)
     if host.offer is not None:
         host.offer(run, items, outputs)

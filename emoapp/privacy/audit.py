@@ -9,6 +9,8 @@ JSON line per event::
      "via": "window"}
     {"time": "...", "event": "consent-for-run", "modality": "face", "version": "1",
      "via": "--allow-camera"}
+    {"time": "...", "event": "consent-expired", "modality": "voice", "version": "1",
+     "via": "--allow-mic-for 4s"}
     {"time": "...", "event": "export", "kind": "timeline", "path": "/home/me/run.csv",
      "format": "csv", "scores": true, "text": false, "media": false, "rows": 120}
     {"time": "...", "event": "stream-started", "address": "ws://127.0.0.1:8765",
@@ -61,6 +63,7 @@ FILE_MODE = 0o600
 CONSENT_GRANTED = "consent-granted"
 CONSENT_REVOKED = "consent-revoked"
 CONSENT_FOR_RUN = "consent-for-run"
+CONSENT_EXPIRED = "consent-expired"
 EXPORT = "export"
 STREAM_STARTED = "stream-started"
 STREAM_CLIENT = "stream-client"
@@ -71,6 +74,7 @@ EVENTS = (
     CONSENT_GRANTED,
     CONSENT_REVOKED,
     CONSENT_FOR_RUN,
+    CONSENT_EXPIRED,
     EXPORT,
     STREAM_STARTED,
     STREAM_CLIENT,
@@ -148,6 +152,7 @@ class AuditEntry:
             CONSENT_GRANTED: "granted",
             CONSENT_REVOKED: "revoked",
             CONSENT_FOR_RUN: "allowed for one run",
+            CONSENT_EXPIRED: "expired",
         }.get(self.event, self.event)
         return (
             f"{self.time}  {d.get('modality', '?')} consent {what} "
@@ -191,6 +196,13 @@ class AuditLog:
         """A command-line flag (``--allow-camera``) let a device open for one run."""
         return self._record(
             CONSENT_FOR_RUN, modality=Modality(modality).value, version=str(version), via=flag
+        )
+
+    def consent_expired(self, modality: Modality, version: str, via: str) -> bool:
+        """Consent given for a time (``--allow-mic-for``, "Allow for 10 minutes") ran
+        out, and the modality was withdrawn."""
+        return self._record(
+            CONSENT_EXPIRED, modality=Modality(modality).value, version=str(version), via=via
         )
 
     def exported(

@@ -30,6 +30,16 @@ refuses too (:mod:`emoapp.capture.base`). ``gate.require(modality, source)`` rai
 and consent is missing; replayed files need none.
 On the command line, ``--allow-camera`` / ``--allow-mic`` count as consent for that run
 only: recorded in the audit log when the device opens, never saved as a grant.
+
+**Consent that expires.** ``--allow-camera-for DURATION`` / ``--allow-mic-for DURATION``
+(and the consent dialog's "Allow for 10 minutes", :meth:`ConsentGate.allow_for`) allow a
+modality for that long only. :meth:`ConsentGate.expire_due`, asked by the runner (about
+ten times a second headless, four times a second in the window), takes the consent back
+once its time is up, records a ``consent-expired`` line in the audit log, and returns the
+modality, which the caller withdraws through the session's one withdrawal path
+(:meth:`emoapp.live.session.LiveSession.withdraw`). The time counts from when the run
+starts (:meth:`ConsentGate.start_expiry_clock`) or, for the dialog, from the answer; it
+limits the modality whatever feeds it (a file replayed in a device's place included).
 """
 
 from __future__ import annotations
@@ -45,11 +55,12 @@ import os
 import re
 import threading
 import tomllib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from emoapp.core import clock
 from emoapp.core.errors import ConsentRequiredError, EmoappError
 from emoapp.core.messages import Modality
 from emoapp.privacy import paths
@@ -67,6 +78,43 @@ DEVICE_NAME: dict[Modality, str] = {Modality.FACE: "camera", Modality.VOICE: "mi
 """What a person calls the device behind a modality."""
 ALLOW_FLAG: dict[Modality, str] = {Modality.FACE: "--allow-camera", Modality.VOICE: "--allow-mic"}
 """The command-line flag that grants a device for one run."""
+ALLOW_FOR_FLAG: dict[Modality, str] = {
+    Modality.FACE: "--allow-camera-for",
+    Modality.VOICE: "--allow-mic-for",
+}
+"""The command-line flag that grants a device for part of one run."""
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(hours?|h|minutes?|min|m|seconds?|sec|s)?\s*")
+_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``4s``, ``90``, ``10m``, ``1h30m``, ``2.5 min`` (a bare number is
+    seconds). Raises ConsentError for anything else, or a duration that is not positive."""
+    raw = str(text).strip().lower()
+    pos, total = 0, 0.0
+    while pos < len(raw):
+        match = _DURATION_PART.match(raw, pos)
+        if match is None:
+            break
+        unit = (match.group(2) or "s")[0]
+        total += float(match.group(1)) * _UNIT_S[unit]
+        pos = match.end()
+    if not raw or pos != len(raw):
+        raise ConsentError(f"{text!r} is not a duration: use e.g. 30s, 10m or 1h30m")
+    if not total > 0 or total == float("inf"):
+        raise ConsentError(f"a consent duration must be positive, not {text!r}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """``4s``, ``10m``, ``1h30m``: the inverse of :func:`parse_duration`, for messages."""
+    if seconds < 60 or seconds % 60:
+        return f"{seconds:g}s"
+    minutes = int(seconds // 60)
+    hours, minutes = divmod(minutes, 60)
+    return (f"{hours}h" if hours else "") + (f"{minutes}m" if minutes or not hours else "")
+
 
 _ALIASES = {
     "face": Modality.FACE,
@@ -568,13 +616,82 @@ class ConsentGate:
     """Lets a device source open only with consent (see the module docstring).
 
     ``allowed_for_run``: modalities allowed by a command-line flag for this run only.
+    ``expire_after``: of those, the ones allowed for a time only (seconds, counted from
+    :meth:`start_expiry_clock`, first called here); ``now``: the clock they count on.
     """
 
-    def __init__(self, store: ConsentStore, allowed_for_run: Iterable[Modality | str] = ()) -> None:
+    def __init__(
+        self,
+        store: ConsentStore,
+        allowed_for_run: Iterable[Modality | str] = (),
+        expire_after: Mapping[Modality, float] | None = None,
+        now: Callable[[], float] = clock.now,
+    ) -> None:
         self.store = store
-        self._allowed_for_run = frozenset(parse_modality(m) for m in allowed_for_run)
+        limits = {parse_modality(m): float(s) for m, s in (expire_after or {}).items()}
+        for seconds in limits.values():
+            if not seconds > 0:
+                raise ConsentError("a consent duration must be positive")
+        self._allowed_for_run = frozenset(parse_modality(m) for m in allowed_for_run) | set(limits)
         self._recorded: set[Modality] = set()
         self._lock = threading.Lock()
+        self._now = now
+        self._limits: dict[Modality, tuple[float, str]] = {
+            m: (seconds, f"{ALLOW_FOR_FLAG[m]} {format_duration(seconds)}")
+            for m, seconds in limits.items()
+        }
+        self._deadlines: dict[Modality, float] = {}
+        self.start_expiry_clock()
+
+    # -- consent for a time ------------------------------------------------------------
+
+    def start_expiry_clock(self) -> None:
+        """Count the command line's durations from now (the run starts)."""
+        now = self._now()
+        with self._lock:
+            self._deadlines = {
+                m: now + seconds
+                for m, (seconds, _) in self._limits.items()
+                if m in self._allowed_for_run
+            }
+
+    def allow_for(self, modality: Modality | str, seconds: float, via: str = "window") -> None:
+        """Allow ``modality`` for ``seconds`` from now, for this run only (the consent
+        dialog's "Allow for 10 minutes"): recorded in the audit log now, never saved."""
+        modality = parse_modality(modality)
+        if not seconds > 0:
+            raise ConsentError("a consent duration must be positive")
+        how = f"{via}, for {format_duration(seconds)}"
+        with self._lock:
+            self._allowed_for_run = self._allowed_for_run | {modality}
+            self._limits[modality] = (float(seconds), how)
+            self._deadlines[modality] = self._now() + float(seconds)
+            self._recorded.add(modality)
+        self.store.audit.consent_for_run(modality, self.store.text.version, how)
+
+    def expires_in(self, modality: Modality | str) -> float | None:
+        """Seconds until ``modality``'s consent for a time runs out (None: no limit)."""
+        modality = parse_modality(modality)
+        with self._lock:
+            deadline = self._deadlines.get(modality)
+        return None if deadline is None else max(0.0, deadline - self._now())
+
+    def expire_due(self) -> list[Modality]:
+        """Take back every consent whose time is up, each recorded in the audit log as
+        expired; returns those modalities, for the caller to withdraw now."""
+        now = self._now()
+        expired: list[tuple[Modality, str]] = []
+        with self._lock:
+            for m, deadline in list(self._deadlines.items()):
+                if deadline <= now:
+                    del self._deadlines[m]
+                    self._allowed_for_run = self._allowed_for_run - {m}
+                    expired.append((m, self._limits.get(m, (0.0, "a duration"))[1]))
+        for m, via in expired:
+            self.store.audit.consent_expired(m, self.store.text.version, via)
+        return [m for m, _ in expired]
+
+    # -- consent for the run -----------------------------------------------------------
 
     @property
     def allowed_for_run(self) -> frozenset[Modality]:
@@ -589,6 +706,7 @@ class ConsentGate:
             if modality not in self._allowed_for_run:
                 return False
             self._allowed_for_run = self._allowed_for_run - {modality}
+            self._deadlines.pop(modality, None)
         self.store.audit.consent_revoked(modality, self.store.text.version, via)
         return True
 
@@ -652,8 +770,11 @@ class ConsentGate:
             if modality in self._recorded:
                 return  # a device retried after a failure is the same consent
             self._recorded.add(modality)
+        limit = self._limits.get(modality)
         self.store.audit.consent_for_run(
-            modality, self.store.text.version, ALLOW_FLAG.get(modality, "flag")
+            modality,
+            self.store.text.version,
+            limit[1] if limit is not None else ALLOW_FLAG.get(modality, "flag"),
         )
 
 
@@ -677,13 +798,42 @@ def add_consent_options(parser: argparse.ArgumentParser) -> None:
         help="consent to opening the microphone for this run only (not saved; recorded in "
         "the audit log). Sound is analysed on this computer and never written.",
     )
+    group.add_argument(
+        "--allow-camera-for",
+        metavar="DURATION",
+        help="as --allow-camera, for DURATION only (e.g. 30s, 10m, 1h30m), counted from the "
+        "start of the run: then the face modality is withdrawn (camera closed, what it "
+        "gave dropped; a video file in its place stops too) and the expiry is audited",
+    )
+    group.add_argument(
+        "--allow-mic-for",
+        metavar="DURATION",
+        help="as --allow-mic, for DURATION only: then the voice modality is withdrawn "
+        "(microphone closed, heard words and what was made from them dropped; an audio "
+        "file in its place stops too) and the expiry is audited",
+    )
+
+
+def durations_from_args(args: argparse.Namespace) -> dict[Modality, float]:
+    """``--allow-camera-for`` / ``--allow-mic-for``, in seconds (ConsentError if bad)."""
+    limits = {}
+    for modality, attr in ((Modality.FACE, "allow_camera_for"), (Modality.VOICE, "allow_mic_for")):
+        value = getattr(args, attr, None)
+        if value is not None:
+            try:
+                limits[modality] = parse_duration(value)
+            except ConsentError as error:
+                raise ConsentError(f"{ALLOW_FOR_FLAG[modality]}: {error}") from None
+    return limits
 
 
 def consent_from_args(args: argparse.Namespace, store: ConsentStore | None = None) -> ConsentGate:
-    """The gate for a command: the saved grants plus this run's ``--allow-*`` flags."""
+    """The gate for a command: the saved grants plus this run's ``--allow-*`` flags
+    (``--allow-*-for``: for a time)."""
     allowed = [
         modality
         for modality, attr in ((Modality.FACE, "allow_camera"), (Modality.VOICE, "allow_mic"))
         if getattr(args, attr, False)
     ]
-    return ConsentGate(store if store is not None else ConsentStore(), allowed)
+    limits = durations_from_args(args)
+    return ConsentGate(store if store is not None else ConsentStore(), allowed, limits)

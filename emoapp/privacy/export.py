@@ -7,8 +7,9 @@ voice, text}, ``notes``) and writes them as JSON lines or CSV.
 
 *Scores only by default.* Rows are copied through an allow-list of score fields: the
 fused estimate, each modality's time (and end, for an audio window), label,
-probabilities, confidence, weight and contribution, model id, face boxes, the share of
-speech; plus the pipeline's notes (why
+probabilities, confidence, weight and contribution, model id, the input channel it came
+from (``origin``: ``voice`` for a text prediction of heard words), face boxes, the share
+of speech; plus the pipeline's notes (why
 a modality said nothing). Typed or transcribed text (``text``, ``transcript`` keys, at
 the row or in a modality entry) is kept only with ``include_text``; references to media
 (``media``, ``frame``, ``audio``, ``*_path`` and the like) only with ``include_media``.
@@ -64,6 +65,7 @@ ENTRY_SCORE_KEYS = (
     "posterior",
     "model",
     "baseline",
+    "origin",
     "faces",
     "primary",
     "speech",

@@ -25,6 +25,12 @@ boxes of the export dialog):
 - which source each modality's prediction came from (:meth:`set_media`): a replayed
   file's path, or a device's name.
 
+Heard text (words the speech recogniser heard) is microphone data: it is kept with the
+microphone as its origin, and :meth:`TimelineMemory.forget_origin` (called when the
+microphone is withdrawn: revoked, expired or switched off) forgets it, and refuses any
+that arrives later from before the withdrawal, so an export with "include text" can
+no longer contain it.
+
 Thread-safe: one lock around everything (the window feeds it from its UI thread, but a
 caller may do so from any thread).
 """
@@ -41,6 +47,7 @@ from typing import Any
 
 from emoapp.core import clock
 from emoapp.core.messages import EncoderOutput, FusedEstimate, Modality
+from emoapp.core.provenance import Provenance, Withdrawals, origin_of
 
 DEFAULT_MAX_ROWS = 18_000
 DEFAULT_ROW_RATE_HZ = 5.0
@@ -65,6 +72,8 @@ class _TypedText:
     start: float
     end: float
     text: str
+    origin: Modality = Modality.TEXT
+    """The capture it came from: the keyboard (typed) or the microphone (heard)."""
 
 
 class TimelineMemory:
@@ -90,6 +99,7 @@ class TimelineMemory:
         self._notes: dict[Modality, str] = {}
         self._media: dict[Modality, str] = {}
         self._next_row_t = float("-inf")
+        self._withdrawals = Withdrawals()
         self._zdict: bytes | None = None
         """The first row's shape (:func:`row_shape`): the deflate dictionary of every row."""
         self.row_listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -122,10 +132,39 @@ class TimelineMemory:
             else:
                 self._media.pop(modality, None)
 
-    def add_text(self, start: float, end: float, text: str) -> None:
-        """Typed text handed to the session between ``start`` and ``end`` (session clock)."""
+    def add_text(
+        self, start: float, end: float, text: str, origin: Modality = Modality.TEXT
+    ) -> bool:
+        """Text handed to the session between ``start`` and ``end`` (session clock):
+        typed (``origin`` the keyboard, :attr:`Modality.TEXT`) or heard (the microphone,
+        :attr:`Modality.VOICE`). False, and not kept, when its capture was withdrawn
+        after it was captured."""
+        origin = Modality(origin)
         with self._lock:
-            self._texts.append(_TypedText(float(start), float(end), text))
+            if not self._withdrawals.admits(Provenance(origin, float(start))):
+                return False
+            self._texts.append(_TypedText(float(start), float(end), text, origin))
+            return True
+
+    def forget_origin(self, origin: Modality, at: float) -> int:
+        """Capture ``origin`` was withdrawn at ``at``: forget the text it gave (heard
+        text, for the microphone) and the latest outputs made from it, and refuse what
+        arrives later from before ``at``. Returns how many texts were forgotten."""
+        origin = Modality(origin)
+        with self._lock:
+            at = self._withdrawals.withdraw(origin, at)
+            before = len(self._texts)
+            kept = [x for x in self._texts if not (x.origin is origin and x.start <= at)]
+            self._texts = deque(kept, maxlen=self._texts.maxlen)
+            self._outputs = {
+                m: out for m, out in self._outputs.items() if origin_of(out) is not origin
+            }
+            return before - len(kept)
+
+    def texts(self) -> list[tuple[str, Modality]]:
+        """The texts held (text, origin), oldest first (for privacy checks and tests)."""
+        with self._lock:
+            return [(x.text, x.origin) for x in self._texts]
 
     def add_estimate(self, estimate: FusedEstimate) -> bool:
         """Keep a row for ``estimate`` unless one was kept less than 1/rate ago. True

@@ -67,6 +67,7 @@ from emoapp.core.messages import (
     TextEntry,
     VideoFrame,
 )
+from emoapp.core.provenance import with_origin
 from emoapp.encoders.base import Encoder
 from emoapp.recorded.timeline import MODALITIES, row_from_estimate
 
@@ -311,8 +312,8 @@ def _batched_encode(
             f"{encoder.modality.value} encoder {encoder.model_id!r} returned "
             f"{len(outputs)} outputs for {len(items)} inputs"
         )
-    for available, output in zip(times, outputs, strict=True):
-        yield (available, rank, output)
+    for available, output, item in zip(times, outputs, items, strict=True):
+        yield (available, rank, with_origin(output, item))  # heard text: the microphone
 
 
 def _face_stream(

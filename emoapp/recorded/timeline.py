@@ -35,7 +35,10 @@ A modality entry describes the prediction the fuser used at this step::
      "support": 0.71,         # its share of the fused probability of the shown label
      "posterior": {...},      # all 7 labels: its prediction expanded by its observation
                               # model, as the fuser pooled it
-     "model": "trpakov/vit-face-expression", "baseline": false}
+     "model": "trpakov/vit-face-expression", "baseline": false,
+     "origin": "face"}        # the input channel its input was captured on: "voice" for
+                              # a text prediction of words the speech recogniser heard
+                              # (microphone data), else the modality's own
 
 plus, for ``face``, ``faces``: every face found in the frame (``box`` [x, y, w, h] in
 pixels, ``label``, ``probs``) and ``primary`` (the index of the face used); for

@@ -103,7 +103,9 @@ def build_window(
     settings = load_settings(store)
     _apply_command_line(config, settings)
     gate = ConsentGate(
-        consent_store if consent_store is not None else ConsentStore(), config.consent.allowed
+        consent_store if consent_store is not None else ConsentStore(),
+        config.consent.allowed,
+        expire_after=config.consent.limits,
     )
     sources = build_sources(config.sources, consent=gate)
     for m, source in sources.items():

@@ -10,19 +10,25 @@ connect to. So:
 - the Qt event queue holds at most one pending wake-up, however fast workers produce;
 - preview frames and audio levels are latest-wins (the UI draws only the newest, stale
   ones are dropped and counted); estimates, outputs and statuses keep their order in
-  bounded queues (the oldest are dropped, and counted, if the UI falls behind).
+  bounded queues (the oldest are dropped, and counted, if the UI falls behind);
+- a withdrawn capture (``on_withdrawn``) empties every mailbox of what came from it at
+  once, on the session's thread, and whatever still arrives from before the withdrawal
+  is dropped when the UI thread drains (:mod:`emoapp.core.provenance`); ``withdrawn``
+  is emitted first, so views forget what they show from it.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from PySide6.QtCore import QObject, Qt, Signal, Slot
 
 from emoapp.core.messages import EncoderOutput, FusedEstimate, Modality, VideoFrame
+from emoapp.core.provenance import Provenance, Withdrawals
 
 T = TypeVar("T")
 
@@ -55,6 +61,11 @@ class LatestSlot(Generic[T]):
             item, self._item = self._item, None
             return item
 
+    def discard_if(self, unwanted: Callable[[T], bool]) -> None:
+        with self._lock:
+            if self._item is not None and unwanted(self._item):
+                self._item = None
+
 
 class BoundedMailbox(Generic[T]):
     """A first-in first-out queue that drops (and counts) its oldest item when full."""
@@ -78,6 +89,10 @@ class BoundedMailbox(Generic[T]):
             self._items.clear()
             return items
 
+    def discard_if(self, unwanted: Callable[[T], bool]) -> None:
+        with self._lock:
+            self._items = deque(item for item in self._items if not unwanted(item))
+
 
 @dataclass(frozen=True, slots=True)
 class BridgeStats:
@@ -99,6 +114,7 @@ class SessionBridge(QObject):
     status_received = Signal(object)  # ModalityStatus
     explanation_received = Signal(object)  # Explanation (emoapp.core.explanation)
     heard_received = Signal(object)  # TextEntry heard by the speech recogniser
+    withdrawn = Signal(object, float)  # Modality (a capture) withdrawn, at t (session clock)
 
     _wake = Signal()
 
@@ -112,6 +128,8 @@ class SessionBridge(QObject):
         self._status_lock = threading.Lock()
         self._statuses: dict[Modality, Any] = {}
         self._explanations: dict[Modality, Any] = {}  # the newest per modality
+        self._withdrawals = Withdrawals()
+        self._withdrawn: list[tuple[Modality, float]] = []
         self._wake_lock = threading.Lock()
         self._wake_pending = False
         self._wakeups = 0
@@ -152,6 +170,26 @@ class SessionBridge(QObject):
             self._explanations[explanation.modality] = explanation
         self._notify()
 
+    def on_withdrawn(self, origin: Modality, t: float) -> None:
+        self._withdrawals.withdraw(origin, t)
+        gone = self._gone
+        for box in (self._estimates, self._outputs, self._heard, self._frame):
+            box.discard_if(gone)
+        if origin is Modality.VOICE:
+            self._level.discard_if(lambda level: level.t <= t)
+        with self._status_lock:
+            self._explanations = {
+                m: e
+                for m, e in self._explanations.items()
+                # a text explanation may be of heard words: when in doubt, it goes
+                if not gone(e) and not (origin is Modality.VOICE and m is Modality.TEXT)
+            }
+            self._withdrawn.append((origin, t))
+        self._notify()
+
+    def _gone(self, thing: Any) -> bool:
+        return not self._withdrawals.admits_thing(thing)
+
     # -- plumbing ----------------------------------------------------------------------
 
     def close(self) -> None:
@@ -186,22 +224,30 @@ class SessionBridge(QObject):
         with self._status_lock:
             statuses = list(self._statuses.values())
             self._statuses.clear()
+            withdrawn, self._withdrawn = self._withdrawn, []
+        for origin, at in withdrawn:
+            self.withdrawn.emit(origin, at)
         for status in statuses:
             self.status_received.emit(status)
+        gone = self._gone
         for entry in self._heard.take_all():
-            self.heard_received.emit(entry)
+            if not gone(entry):
+                self.heard_received.emit(entry)
         for output in self._outputs.take_all():
-            self.output_received.emit(output)
+            if not gone(output):
+                self.output_received.emit(output)
         with self._status_lock:
             explanations = list(self._explanations.values())
             self._explanations.clear()
         for explanation in explanations:
-            self.explanation_received.emit(explanation)
+            if not gone(explanation):
+                self.explanation_received.emit(explanation)
         for estimate in self._estimates.take_all():
-            self.estimate_received.emit(estimate)
+            if not gone(estimate):
+                self.estimate_received.emit(estimate)
         level = self._level.take()
-        if level is not None:
+        if level is not None and self._withdrawals.admits(Provenance(Modality.VOICE, level.t)):
             self.audio_level_received.emit(level)
         frame = self._frame.take()
-        if frame is not None:
+        if frame is not None and not gone(frame):
             self.frame_received.emit(frame)

@@ -308,6 +308,12 @@ class CameraPanel(QGroupBox):
         if isinstance(explanation, FaceExplanation) and self.explain_box.isChecked():
             self._explanation = explanation
 
+    @Slot(object, float)
+    def forget(self, origin: Modality, _t: float = 0.0) -> None:
+        """The camera was withdrawn: the saliency of its last frame goes."""
+        if origin is Modality.FACE:
+            self._explanation = None
+
     def _overlay(self, frame_t: float) -> tuple[FaceSaliency, ...]:
         e = self._explanation
         if e is None or not self.explaining() or abs(frame_t - e.t) > EXPLANATION_MAX_AGE_S:

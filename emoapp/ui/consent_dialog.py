@@ -4,8 +4,10 @@ again when the consent text gets a new version, or after a revocation).
 It shows, from the versioned consent text (``resources/consent/consent-vN.toml``), what
 the device captures, that processing is local, what is kept (nothing, by default), and
 how to revoke, for one modality at a time: each device is granted separately. "Allow"
-grants it (saved by the consent store, with the text's version); "Not now" keeps the
-device closed. Closing the dialog counts as "Not now".
+grants it (saved by the consent store, with the text's version); "Allow for 10 minutes"
+allows it for this window's run only, for ten minutes (not saved; audited when given
+and when it expires, and then the modality is withdrawn as on a revocation); "Not now"
+keeps the device closed. Closing the dialog counts as "Not now".
 """
 
 from __future__ import annotations
@@ -27,9 +29,16 @@ from PySide6.QtWidgets import (
 from emoapp.core.messages import Modality
 from emoapp.privacy.consent import DEVICE_NAME, ConsentText
 
-ConsentPrompt = Callable[[QWidget | None, ConsentText, Modality, str], bool]
-"""Asks the person for one modality's consent; True when granted. The window uses
-:func:`ask_consent`; tests put a recorder in its place."""
+ALLOW_FOR_S = 600.0
+"""How long "Allow for 10 minutes" allows a device."""
+
+ConsentAnswer = bool | float
+"""True: granted (saved); False: not now; a number of seconds: allowed for that long,
+for this run only."""
+
+ConsentPrompt = Callable[[QWidget | None, ConsentText, Modality, str], ConsentAnswer]
+"""Asks the person for one modality's consent. The window uses :func:`ask_consent`;
+tests put a recorder in its place."""
 
 
 def consent_html(text: ConsentText, modality: Modality, source_title: str = "") -> str:
@@ -84,18 +93,33 @@ class ConsentDialog(QDialog):
         self.allow_button: QPushButton = buttons.addButton(
             f"Allow {device}", QDialogButtonBox.ButtonRole.AcceptRole
         )
+        self.allow_for_button: QPushButton = buttons.addButton(
+            "Allow for 10 minutes", QDialogButtonBox.ButtonRole.ActionRole
+        )
+        self.allow_for_button.setAutoDefault(False)
+        self.allow_for_button.clicked.connect(self._allow_for)
         self.deny_button: QPushButton = buttons.addButton(
             "Not now", QDialogButtonBox.ButtonRole.RejectRole
         )
+        self.answer: ConsentAnswer = False
+        """The person's answer once the dialog closed."""
         self.deny_button.setDefault(True)  # Enter never grants by accident
         self.deny_button.setAutoDefault(True)
         self.allow_button.setAutoDefault(False)
-        buttons.accepted.connect(self.accept)
+        buttons.accepted.connect(self._allow)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
         layout.addWidget(heading)
         layout.addWidget(self.browser, 1)
         layout.addWidget(buttons)
+
+    def _allow(self) -> None:
+        self.answer = True
+        self.accept()
+
+    def _allow_for(self) -> None:
+        self.answer = ALLOW_FOR_S
+        self.accept()
 
     def text(self) -> str:
         """What the dialog says, as plain text (for tests and accessibility checks)."""
@@ -104,10 +128,12 @@ class ConsentDialog(QDialog):
 
 def ask_consent(
     parent: QWidget | None, text: ConsentText, modality: Modality, source_title: str
-) -> bool:
+) -> ConsentAnswer:
     """Show the consent dialog for ``modality`` and wait for the answer."""
     dialog = ConsentDialog(text, modality, source_title, parent)
     try:
-        return dialog.exec() == QDialog.DialogCode.Accepted
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return False
+        return dialog.answer
     finally:
         dialog.deleteLater()

@@ -286,6 +286,9 @@ class MainWindow(QMainWindow):
         ):
             panel.explain_toggled.connect(lambda on, m=m: c.set_explaining(m, on))
         b.heard_received.connect(self.text_panel.show_heard)
+        b.withdrawn.connect(self.text_panel.forget_heard)
+        b.withdrawn.connect(self.voice_panel.forget)
+        b.withdrawn.connect(self.camera_panel.forget)
         b.frame_received.connect(self._on_frame)
         b.audio_level_received.connect(self._on_audio_level)
         b.status_received.connect(self._on_session_status)

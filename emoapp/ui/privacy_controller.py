@@ -33,6 +33,7 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QDialog, QMenu, QWidget
 
+from emoapp.core import clock
 from emoapp.core.messages import EncoderOutput, FusedEstimate, Modality
 from emoapp.encoders.base import EncoderInfo
 from emoapp.live.session import ModalityStatus
@@ -100,8 +101,12 @@ class PrivacyController(QObject):
         bridge.estimate_received.connect(self._on_estimate)
         bridge.output_received.connect(self._on_output)
         bridge.status_received.connect(self._on_status)
-        # Heard text is held like typed text: in memory, exported only if asked.
-        bridge.heard_received.connect(lambda e: self.memory.add_text(e.t, e.t, e.text))
+        # Heard text is held like typed text (in memory, exported only if asked), as
+        # microphone data: withdrawing the microphone forgets it.
+        bridge.heard_received.connect(
+            lambda e: self.memory.add_text(e.t, e.t, e.text, origin=Modality.VOICE)
+        )
+        bridge.withdrawn.connect(self.memory.forget_origin)
 
         self._store_changed.connect(self._apply_change)  # direct on the UI thread
         self._unsubscribe = self.store.add_listener(self._store_changed.emit)
@@ -162,7 +167,12 @@ class PrivacyController(QObject):
             return True
         if self.gate.is_allowed(modality):
             return True
-        if not self.prompt(self.parent_widget, self.store.text, modality, info.title):
+        answer = self.prompt(self.parent_widget, self.store.text, modality, info.title)
+        if answer is not True and not isinstance(answer, bool) and answer > 0:
+            self.gate.allow_for(modality, float(answer), via="window")  # audited
+            self.refresh_actions()
+            return True
+        if answer is not True:
             return False  # the controller says the modality was not started
         try:
             self.store.grant(modality, via="window")
@@ -174,7 +184,16 @@ class PrivacyController(QObject):
 
     @Slot()
     def check_consent_file(self) -> None:
-        """Pick up consent changed by another emoapp process (or a deleted file)."""
+        """Pick up consent changed by another emoapp process (or a deleted file), and
+        withdraw a modality whose consent for a time has run out (audited as expired
+        by the gate)."""
+        for modality in self.gate.expire_due():
+            self._withdraw_now(modality)
+            self.message.emit(
+                f"{DEVICE_NAME.get(modality, modality.value)} consent expired: "
+                f"{modality.value} stopped and what it gave is dropped from memory"
+            )
+            self.refresh_actions()
         self.store.records()
 
     def revoke(self, modality: Modality) -> None:
@@ -226,6 +245,13 @@ class PrivacyController(QObject):
         info = self.controller.source_info(modality)
         if info is not None and not info.is_device:
             return  # a replayed file: no device to close, no consent involved
+        self._withdraw_now(modality)
+
+    def _withdraw_now(self, modality: Modality) -> None:
+        """The withdrawal path, on the UI thread: what the export memory holds from the
+        capture is forgotten now, and the session withdraws it (stopped, in-flight work
+        dropped at delivery, held data purged: :meth:`LiveSession.withdraw`)."""
+        self.memory.forget_origin(modality, clock.now())
         self.controller.withdraw(modality)
         self.revoked.emit(modality)
 

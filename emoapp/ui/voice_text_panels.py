@@ -107,6 +107,12 @@ class VoicePanel(QGroupBox):
         if isinstance(explanation, VoiceExplanation) and self.explain_box.isChecked():
             self.moments.set_explanation(explanation)
 
+    @Slot(object, float)
+    def forget(self, origin: Modality, _t: float = 0.0) -> None:
+        """The microphone was withdrawn: its explanation goes."""
+        if origin is Modality.VOICE:
+            self.moments.set_explanation(None)
+
     @Slot(object)
     def show_level(self, level: AudioLevel) -> None:
         self.meter.set_level(level.rms_dbfs)
@@ -240,6 +246,14 @@ class TextPanel(QGroupBox):
         """Show heard (transcribed) text, marked as heard, with the recogniser's name."""
         name = entry.source.removeprefix("heard:")
         self.heard.setText(f"Heard ({name}): \u201c{entry.text}\u201d")
+
+    @Slot(object, float)
+    def forget_heard(self, origin: Modality, _t: float = 0.0) -> None:
+        """The microphone was withdrawn: the heard text shown goes with it, and the
+        highlighted words (they may be heard words: when in doubt, they go)."""
+        if origin is Modality.VOICE:
+            self.heard.setText("Heard: —")
+            self.words.clear_explanation()
 
     @Slot(bool)
     def set_transcribing(self, on: bool) -> None:

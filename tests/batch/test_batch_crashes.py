@@ -40,7 +40,7 @@ from emoapp.core.fusion import FusionConfig
 from emoapp.core.messages import Modality
 from emoapp.encoders.voice import VoiceConfig
 from emoapp.recorded.analyze import AnalysisConfig
-from tests.runtime.test_batch import _by_id
+from tests.batch.test_batch import _by_id
 
 
 def _job(out: Path, step_s: float = 2.0) -> BatchJob:

@@ -174,6 +174,7 @@ def test_there_is_no_way_to_log_content(tmp_path: Path):
         "consent_granted",
         "consent_revoked",
         "consent_for_run",
+        "consent_expired",  # a modality, the text version, the flag or "window, for 10m"
         "exported",
         "stream_started",  # an address, a flag, "generated"/"given": never the token
         "stream_client",  # an action, the client's address, a reason

@@ -36,7 +36,7 @@ from emoapp.stream.server import (
     StreamError,
     new_token,
 )
-from tests.runtime.test_stream import _row, _wait_for
+from tests.stream.test_stream import _row, _wait_for
 
 LOOPBACK = StreamAddress("127.0.0.1", 0)
 TIMEOUT = 5.0
