@@ -365,6 +365,67 @@ def _mean_pairwise_js(posts: list[np.ndarray]) -> float:
     return float(np.mean(values)) if values else 0.0
 
 
+class DisplayFilter:
+    """What the display shows, from the raw pooled distributions in time order:
+    exponential smoothing (time constant ``smoothing_s``), label hysteresis (the shown
+    label changes only when another leads it by ``hysteresis``) and the uncertain state
+    (entered below ``uncertain_below``, left at ``uncertain_below + hysteresis``). The
+    settings are passed at each step, so a fuser whose config changes mid-run follows
+    them; the state is what was shown before. The :class:`Fuser` uses one, and
+    ``scripts/measure_display.py`` replays raw estimates through it."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._smoothed: np.ndarray | None = None
+        self._smoothed_t: float | None = None
+        self._shown: int | None = None
+        self._uncertain = False
+
+    def step(
+        self,
+        raw: np.ndarray,
+        now: float,
+        smoothing_s: float = 0.0,
+        hysteresis: float = 0.0,
+        uncertain_below: float = 0.0,
+    ) -> tuple[np.ndarray, int, bool]:
+        """(the shown distribution, the shown label's index, uncertain)."""
+        probs = self._smooth(raw, now, smoothing_s)
+        top = self._shown_label(probs, hysteresis)
+        return probs, top, self._is_uncertain(float(probs[top]), uncertain_below, hysteresis)
+
+    def _smooth(self, probs: np.ndarray, now: float, tau: float) -> np.ndarray:
+        if tau <= 0 or self._smoothed is None or self._smoothed_t is None:
+            self._smoothed, self._smoothed_t = probs, now
+            return probs
+        dt = max(0.0, now - self._smoothed_t)
+        alpha = 1.0 - math.exp(-dt / tau)
+        smoothed = alpha * probs + (1.0 - alpha) * self._smoothed
+        smoothed = smoothed / smoothed.sum()
+        self._smoothed, self._smoothed_t = smoothed, now
+        return smoothed
+
+    def _shown_label(self, probs: np.ndarray, hysteresis: float) -> int:
+        """The top label, unless hysteresis keeps the one shown so far."""
+        top = int(np.argmax(probs))
+        held = self._shown
+        if held is not None and held != top and probs[top] - probs[held] < hysteresis:
+            return held
+        self._shown = top
+        return top
+
+    def _is_uncertain(self, confidence: float, threshold: float, hysteresis: float) -> bool:
+        if threshold <= 0:
+            self._uncertain = False
+        elif self._uncertain:
+            self._uncertain = confidence < threshold + hysteresis
+        else:
+            self._uncertain = confidence < threshold
+        return self._uncertain
+
+
 class Fuser:
     """Holds the latest prediction per modality and fuses them on request.
 
@@ -374,10 +435,7 @@ class Fuser:
     def __init__(self, config: FusionConfig | None = None) -> None:
         self.config = config or FusionConfig()
         self._latest: dict[Modality, ModalityPrediction] = {}
-        self._smoothed: np.ndarray | None = None
-        self._smoothed_t: float | None = None
-        self._shown: int | None = None
-        self._uncertain = False
+        self._display = DisplayFilter()
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -402,10 +460,7 @@ class Fuser:
     def reset(self) -> None:
         """Forget everything, smoothing state included."""
         self._latest.clear()
-        self._smoothed = None
-        self._smoothed_t = None
-        self._shown = None
-        self._uncertain = False
+        self._display.reset()
 
     @property
     def latest(self) -> dict[Modality, ModalityPrediction]:
@@ -464,10 +519,7 @@ class Fuser:
         posteriors = {m: self.posterior_of(p) for m, p in present.items()}
         raw = pool(posteriors, weights, cfg.rule)
         if raw is None:
-            self._smoothed = None
-            self._smoothed_t = None
-            self._shown = None
-            self._uncertain = False
+            self._display.reset()
             return FusedEstimate(
                 t=now,
                 probs=None,
@@ -483,8 +535,9 @@ class Fuser:
                 abstained=True,
                 reason=self._abstain_reason(now),
             )
-        probs = self._smooth(raw, now)
-        top = self._shown_label(probs)
+        probs, top, uncertain = self._display.step(
+            raw, now, cfg.smoothing_s, cfg.hysteresis, cfg.uncertain_below
+        )
         confidence = float(probs[top])
         total_w = sum(weights.values())
         shares = {m: w / total_w for m, w in weights.items()}
@@ -505,42 +558,8 @@ class Fuser:
             raw_label=CANONICAL_LABELS[int(np.argmax(raw))],
             posteriors=posteriors,
             support=support_of(posteriors, shares, raw, top, cfg.rule),
-            uncertain=self._is_uncertain(confidence),
+            uncertain=uncertain,
         )
-
-    def _is_uncertain(self, confidence: float) -> bool:
-        """Uncertain below ``uncertain_below``; once uncertain, until the confidence
-        reaches ``uncertain_below + hysteresis``."""
-        threshold = self.config.uncertain_below
-        if threshold <= 0:
-            self._uncertain = False
-        elif self._uncertain:
-            self._uncertain = confidence < threshold + self.config.hysteresis
-        else:
-            self._uncertain = confidence < threshold
-        return self._uncertain
-
-    def _smooth(self, probs: np.ndarray, now: float) -> np.ndarray:
-        tau = self.config.smoothing_s
-        if tau <= 0 or self._smoothed is None or self._smoothed_t is None:
-            self._smoothed, self._smoothed_t = probs, now
-            return probs
-        dt = max(0.0, now - self._smoothed_t)
-        alpha = 1.0 - math.exp(-dt / tau)
-        smoothed = alpha * probs + (1.0 - alpha) * self._smoothed
-        smoothed = smoothed / smoothed.sum()
-        self._smoothed, self._smoothed_t = smoothed, now
-        return smoothed
-
-    def _shown_label(self, probs: np.ndarray) -> int:
-        """The label to show: the top one, unless hysteresis keeps the one shown so far
-        (it changes only when another label leads it by ``hysteresis``)."""
-        top = int(np.argmax(probs))
-        held = self._shown
-        if held is not None and held != top and probs[top] - probs[held] < self.config.hysteresis:
-            return held
-        self._shown = top
-        return top
 
     def _abstain_reason(self, now: float) -> str:
         if not self._latest:
@@ -586,6 +605,7 @@ __all__ = [
     "LABEL_INDEX",
     "RULES",
     "UNCERTAIN_BELOW",
+    "DisplayFilter",
     "Fuser",
     "FusionConfig",
     "apply_temperature",
