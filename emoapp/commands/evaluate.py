@@ -505,7 +505,9 @@ def run_paired(args: argparse.Namespace) -> int:
                 {modality: encoder}, cache, settings, not args.quiet and sys.stderr.isatty()
             ).run(list(members.values()))
             predictions[modality] = run.predictions[modality]
-    setup = FusionSetup(fusion_config(model_options(args), fusion_options(args)), {})
+    config = fusion_config(model_options(args), fusion_options(args))
+    # A profile's temperatures (e.g. one --pair --fit wrote) recalibrate as in the app.
+    setup = FusionSetup(config, dict(config.temperature))
     models = {m: e.model_id for m, e in loaded.encoders.items()}
     command = "emoapp " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else ""
     result = score_pairs(pairs, predictions, setup, args.bootstrap, args.seed)
@@ -544,6 +546,9 @@ def run_paired(args: argparse.Namespace) -> int:
         lines.append(f"| {row['power']:g} | {row['macro_f1']:.3f} | {rel} |")
     lines += [
         "",
+        "Temperatures fitted on the fit tuples: "
+        + (", ".join(f"{k} {v:.3g}" for k, v in chosen.temperatures.items()) or "none"),
+        "",
         "Chosen: reliability "
         + ", ".join(f"{m.value}={v:g}" for m, v in chosen.reliability.items())
         + f"; confidence_power={chosen.confidence_power:g}; "
@@ -556,6 +561,22 @@ def run_paired(args: argparse.Namespace) -> int:
         f"as fitted: right {after_precision[0]:.3f} of {after_precision[1]:.0%} shown.",
         "",
     ]
+    profile_path = args.fit_profile or (None if args.report is None else args.report / PROFILE_FILE)
+    if profile_path is not None:
+        from emoapp.evaluation.fitting import write_profile
+        from emoapp.evaluation.paired import paired_profile_toml
+
+        source = "; ".join(f"{m.value}: {d.name}" for m, d in fit_sets.items())
+        name = args.fit_name or "paired-fitted"
+        write_profile(
+            profile_path,
+            paired_profile_toml(name, models, chosen, setup.config.rule, source),
+        )
+        lines += [
+            f"Profile written to {profile_path}; use it with --profiles-file {profile_path} "
+            f"--profile {name}",
+            "",
+        ]
     text = "\n".join(lines)
     print(text)
     if args.report is not None:

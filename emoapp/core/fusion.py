@@ -101,7 +101,7 @@ keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
 DISPLAY_HYSTERESIS = 0.0
 """Label hysteresis margin the window and ``emoapp live`` use by default (``analyze``
 keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
-UNCERTAIN_BELOW = 0.0
+UNCERTAIN_BELOW = 0.34
 """Default ``uncertain_below``: a fused estimate whose shown label has a probability
 below this is flagged uncertain. Chosen on dev data for a stated precision
 (docs/guide/fusion.md)."""

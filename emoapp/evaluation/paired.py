@@ -331,6 +331,8 @@ class PairedFit:
     """Share of the fit tuples shown with a label (not uncertain)."""
     table: list[dict[str, float]] = field(default_factory=list)
     """Every setting tried (the best reliability per power), for the report."""
+    temperatures: dict[str, float] = field(default_factory=dict)
+    """Per-model temperatures fitted on the fit tuples' units (empty: none fitted)."""
 
 
 def _arrays(
@@ -375,11 +377,20 @@ def fit_paired(
     target_precision: float = TARGET_PRECISION,
     powers: Sequence[float] = CERTAINTY_POWERS,
     grid: Sequence[float] = PAIRED_RELIABILITY_GRID,
+    temperatures: bool = True,
 ) -> PairedFit:
-    """Choose reliability priors (largest 1) and certainty power maximising the fused
-    macro-F1 on the fit tuples (ties: the higher mean log-likelihood), then the
-    uncertain threshold for ``target_precision``. Fusion goes through
-    :func:`emoapp.core.fusion.pool_batch`, as in the app."""
+    """With ``temperatures``, first a temperature per model fitted on the fit tuples'
+    units (calibration on data like the input: an out-of-domain model's posteriors
+    flatten, so its certainty, and weight, drop). Then the reliability priors (largest 1)
+    and certainty power maximising the fused macro-F1 on the fit tuples (ties: the higher
+    mean log-likelihood), then the uncertain threshold for ``target_precision``. Fusion
+    goes through :func:`emoapp.core.fusion.pool_batch`, as in the app."""
+    fitted_t: dict[str, float] = {}
+    if temperatures:
+        from emoapp.evaluation.fitting import fit_temperatures
+
+        fitted_t = {m: t.temperature for m, t in fit_temperatures(items, predictions).items()}
+        setup = FusionSetup(setup.config, {**setup.temperatures, **fitted_t})
     q, present, gold, modalities = _arrays(items, predictions, setup)
     top = max(grid)
     best: tuple[float, float, tuple[float, ...], float] | None = None
@@ -420,6 +431,7 @@ def fit_paired(
         precision,
         shown,
         table,
+        fitted_t,
     )
 
 
@@ -432,7 +444,7 @@ def fitted_setup(setup: FusionSetup, chosen: PairedFit) -> FusionSetup:
         confidence_power=chosen.confidence_power,
         uncertain_below=chosen.uncertain_below,
     )
-    return FusionSetup(config, dict(setup.temperatures))
+    return FusionSetup(config, {**setup.temperatures, **chosen.temperatures})
 
 
 def shown_precision(
@@ -452,3 +464,41 @@ def shown_precision(
     shown = conf >= threshold
     precision = float(ok[shown].mean()) if shown.any() else float("nan")
     return precision, float(shown.mean()), len(scored)
+
+
+def paired_profile_toml(
+    name: str, models: Mapping[Modality, str | None], chosen: PairedFit, rule: str, source: str
+) -> str:
+    """A profile file holding the fitted fusion (reliability, confidence_power,
+    uncertain_below, temperatures), for ``--profiles-file FILE --profile NAME``."""
+    from emoapp.evaluation.fitting import _toml_key, _toml_number, _toml_string
+
+    lines = [
+        f"# Written by `emoapp evaluate --pair ... --fit` on {source}.",
+        f"# Use it with: emoapp --profiles-file THIS_FILE --profile {name}",
+        "",
+        f"[profiles.{_toml_key(name)}]",
+        f"description = {_toml_string('Fusion fitted on label-matched tuples: ' + source)}",
+    ]
+    for modality in (Modality.FACE, Modality.VOICE, Modality.TEXT):
+        lines.append(f"{modality.value} = {_toml_string(models.get(modality) or 'none')}")
+    lines += [
+        "",
+        f"[profiles.{_toml_key(name)}.fusion]",
+        f"# Reliability prior of each modality (only the ratios matter; rule: {rule}).",
+        "reliability = { "
+        + ", ".join(f"{m.value} = {_toml_number(v)}" for m, v in chosen.reliability.items())
+        + " }",
+        "# Weight x certainty ** confidence_power (certainty: 1 - H/log 7 of the posterior).",
+        f"confidence_power = {_toml_number(chosen.confidence_power)}",
+        "# Flag estimates below this fused probability 'uncertain' (shown labels right",
+        f"# >= {chosen.target_precision:g} of the fit tuples).",
+        f"uncertain_below = {_toml_number(chosen.uncertain_below)}",
+        "temperature = { "
+        + ", ".join(
+            f"{_toml_string(k)} = {_toml_number(v)}" for k, v in sorted(chosen.temperatures.items())
+        )
+        + " }",
+        "",
+    ]
+    return "\n".join(lines)
