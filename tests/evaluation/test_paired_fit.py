@@ -72,7 +72,7 @@ def test_fer2013_faces_are_read_from_the_archive_and_written_only_when_needed(tm
 
 def test_a_tar_without_fer_faces_is_refused_in_one_line(tmp_path):
     archive = _fer_archive(tmp_path / "x.tar.gz", ["./readme/notes.jpg"])
-    with pytest.raises(DatasetError, match="no ./<emotion>/<Split>_<n>.jpg faces"):
+    with pytest.raises(DatasetError, match=r"no \./<emotion>/<Split>_<n>\.jpg faces"):
         read_fer2013(archive, cache=tmp_path)
     (tmp_path / "broken.tar.gz").write_bytes(b"not a tar")
     with pytest.raises(DatasetError, match="cannot read it as a FER2013 archive"):
