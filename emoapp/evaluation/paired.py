@@ -145,6 +145,8 @@ class PairedResult:
     sets: dict[Modality, str] = field(default_factory=dict)
     coverage: dict[Modality, int] = field(default_factory=dict)
     """Pairs whose member that modality predicted."""
+    gain_over_subsets: Gain | None = None
+    """With three modalities: all fused minus the best fusion of two."""
 
 
 def paired_gain(
@@ -154,14 +156,19 @@ def paired_gain(
     scores: Sequence[SystemScore],
     bootstrap: int = BOOTSTRAP_SAMPLES,
     seed: int = 0,
+    versus: str = "single",
 ) -> Gain | None:
-    """The gain of fusing everything over the best single modality, on the pairs every
-    modality predicted."""
-    singles = [s for s in scores if not s.system.fused]
+    """The gain of fusing everything over the best single modality (``versus="single"``)
+    or over the best fusion of fewer modalities (``versus="subset"``, e.g. face+voice
+    against face+voice+text), on the pairs every modality predicted."""
     full = [s for s in scores if len(s.system.modalities) == len(predictions)]
-    if not singles or not full or len(full[0].system.modalities) < 2:
+    if versus == "subset":
+        others = [s for s in scores if s.system.fused and s not in full]
+    else:
+        others = [s for s in scores if not s.system.fused]
+    if not others or not full or len(full[0].system.modalities) < 2:
         return None
-    best = max(singles, key=lambda s: s.report.macro_f1)
+    best = max(others, key=lambda s: s.report.macro_f1)
     ids = [i.id for i in items]
     fused_probs = system_probs(full[0].system, ids, predictions, setup)
     single_probs = system_probs(best.system, ids, predictions, setup)
@@ -195,9 +202,10 @@ def score_pairs(
     items, paired = paired_predictions(pairs, predictions)
     scores = score_all(items, paired, setup, bootstrap, seed, with_groups=False)
     gain = paired_gain(items, paired, setup, scores, bootstrap, seed)
+    over = paired_gain(items, paired, setup, scores, bootstrap, seed, versus="subset")
     labels = sorted({p.label for p in pairs}, key=LABEL_INDEX.__getitem__)
     coverage = {m: sum(1 for p in by_id.values() if p.predicted) for m, by_id in paired.items()}
-    return PairedResult(labels, len(pairs), scores, gain, coverage=coverage)
+    return PairedResult(labels, len(pairs), scores, gain, coverage=coverage, gain_over_subsets=over)
 
 
 # --- FER2013 faces from the archive -------------------------------------------------------
