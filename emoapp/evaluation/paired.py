@@ -345,18 +345,23 @@ class PairedFit:
 
 def _arrays(
     items: Sequence[EvalItem], predictions: Predictions, setup: FusionSetup
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[Modality]]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[Modality]]:
+    """(posteriors (n, M, 7), present (n, M), certainty (n, M) as the setup's fuser
+    measures it, gold (n,), modalities)."""
     modalities = list(predictions)
     q = np.full((len(items), len(modalities), 7), 1.0 / 7)
     present = np.zeros((len(items), len(modalities)), dtype=bool)
+    sure = np.zeros((len(items), len(modalities)))
     for i, item in enumerate(items):
         for j, m in enumerate(modalities):
             p = predictions[m].get(item.id)
             if p is not None and p.predicted:
-                q[i, j] = setup.posterior(setup.prediction(p))
+                prediction = setup.prediction(p)
+                q[i, j] = setup.posterior(prediction)
+                sure[i, j] = setup.certainty(prediction)
                 present[i, j] = True
     gold = np.array([LABEL_INDEX[item.label] for item in items], dtype=np.int64)
-    return q, present, gold, modalities
+    return q, present, sure, gold, modalities
 
 
 def uncertain_threshold(
@@ -399,8 +404,16 @@ def fit_paired(
 
         fitted_t = {m: t.temperature for m, t in fit_temperatures(items, predictions).items()}
         setup = FusionSetup(setup.config, {**setup.temperatures, **fitted_t})
-    q, present, gold, modalities = _arrays(items, predictions, setup)
+    q, present, sure, gold, modalities = _arrays(items, predictions, setup)
     top = max(grid)
+
+    def weights(values: Sequence[float], power: float) -> np.ndarray:
+        # the fuser's weights_at: prior x certainty ** power, prior alone when all are 0
+        prior = np.where(present, np.asarray(values)[None, :], 0.0)
+        scaled = prior * sure**power if power > 0 else prior
+        fallback = (scaled.sum(axis=1) <= 0)[:, None]
+        return np.where(fallback, prior, scaled)
+
     best: tuple[float, float, tuple[float, ...], float] | None = None
     table = []
     for power in powers:
@@ -408,8 +421,7 @@ def fit_paired(
         for values in itertools.product(grid, repeat=len(modalities)):
             if max(values) != top:
                 continue
-            w = np.where(present, np.asarray(values)[None, :], 0.0)
-            fused = pool_batch(q, w, setup.config.rule, power)
+            fused = pool_batch(q, weights(values, power), setup.config.rule)
             ok = ~np.isnan(fused[:, 0])
             fused = np.where(ok[:, None], fused, 1.0 / 7)  # an abstention: a uniform guess
             f1 = macro_f1(gold, np.argmax(fused, axis=1))
@@ -425,8 +437,7 @@ def fit_paired(
             best = (best_here[0], best_here[1], best_here[2], power)
     assert best is not None
     f1, _, values, power = best
-    w = np.where(present, np.asarray(values)[None, :], 0.0)
-    fused = pool_batch(q, w, setup.config.rule, power)
+    fused = pool_batch(q, weights(values, power), setup.config.rule)
     conf = np.nan_to_num(fused).max(axis=1)
     correct = np.argmax(np.nan_to_num(fused), axis=1) == gold
     t, precision, shown = uncertain_threshold(conf, correct, target_precision)

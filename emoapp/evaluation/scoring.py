@@ -83,6 +83,10 @@ class FusionSetup:
         """A prediction's full posterior under the setup's observation models."""
         return self._fuser.posterior_of(prediction)
 
+    def certainty(self, prediction: ModalityPrediction) -> float:
+        """How sure the prediction is, as the fuser measures it (``certainty_of``)."""
+        return self._fuser.certainty_of(prediction)
+
     def fuse(self, predictions: Mapping[Modality, ModalityPrediction]) -> np.ndarray | None:
         """The fused distribution of predictions made at the same instant."""
         if not predictions:

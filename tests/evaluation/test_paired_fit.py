@@ -151,8 +151,7 @@ def test_fit_on_tuples_keeps_an_overconfident_useless_channel_from_hurting():
     after = fitted_setup(setup, chosen)
     text_pred = after.prediction(next(iter(preds[Modality.TEXT].values())))
     face_pred = after.prediction(next(iter(preds[Modality.FACE].values())))
-    fuser = after._fuser
-    w = fuser.weights_at({Modality.TEXT: text_pred, Modality.FACE: face_pred}, 0.0)
+    w = after._fuser.weights_at({Modality.TEXT: text_pred, Modality.FACE: face_pred}, 0.0)
     assert w[Modality.TEXT] < 0.1 * w[Modality.FACE]
     assert after.config.uncertain_below == chosen.uncertain_below
     scores = {s.system.name: s.report.macro_f1 for s in
