@@ -89,6 +89,8 @@ class FusionOptions:
     weights: Mapping[Modality, float] | None = None
     smoothing_s: float | None = None
     hysteresis: float | None = None
+    min_hold_s: float | None = None
+    """The shown state stays at least this long (None: the caller's default)."""
     certainty: str | None = None
     """How a channel's certainty on an input is measured (``entropy`` or ``confidence``;
     None: ``entropy``)."""
@@ -302,6 +304,7 @@ def fusion_config(
     fusion: FusionOptions,
     default_smoothing: float = 0.0,
     default_hysteresis: float = 0.0,
+    default_min_hold: float = 0.0,
 ) -> FusionConfig:
     """The fusion settings for a run. Reliability per modality comes, in order of
     precedence, from the hand-set weights, the profile's fitted ``[fusion]`` table, the
@@ -312,6 +315,7 @@ def fusion_config(
         rule=RULE_ALIASES.get(rule, rule),  # type: ignore[arg-type]  # checked by FusionConfig
         smoothing_s=default_smoothing if fusion.smoothing_s is None else fusion.smoothing_s,
         hysteresis=(default_hysteresis if fusion.hysteresis is None else float(fusion.hysteresis)),
+        min_hold_s=default_min_hold if fusion.min_hold_s is None else float(fusion.min_hold_s),
     )
     fitted = _profile_fusion(models)
     set_by_hand: set[Modality] = set()

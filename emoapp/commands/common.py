@@ -81,6 +81,14 @@ def add_fusion_options(parser: argparse.ArgumentParser) -> None:
         "(0: off); rows keep the raw estimate beside it",
     )
     group.add_argument(
+        "--min-hold",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the shown state (a label, or uncertain) stays at least this long once shown "
+        "(0: off; the window and live default to the value chosen by measurement)",
+    )
+    group.add_argument(
         "--certainty",
         choices=("entropy", "confidence"),
         default=None,
@@ -122,6 +130,7 @@ def fusion_options(args: argparse.Namespace) -> FusionOptions:
         hysteresis=getattr(args, "hysteresis", None),
         uncertain_below=getattr(args, "uncertain_below", None),
         certainty=getattr(args, "certainty", None),
+        min_hold_s=getattr(args, "min_hold", None),
     )
 
 

@@ -101,6 +101,9 @@ keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
 DISPLAY_HYSTERESIS = 0.0
 """Label hysteresis margin the window and ``emoapp live`` use by default (``analyze``
 keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
+DISPLAY_MIN_HOLD_S = 0.0
+"""Minimum hold of the shown state the window and ``emoapp live`` use by default
+(``analyze`` keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
 UNCERTAIN_BELOW = 0.34
 """Default ``uncertain_below``: a fused estimate whose shown label has a probability
 below this is flagged uncertain. Chosen on dev data for a stated precision
@@ -157,6 +160,8 @@ class FusionConfig:
     # The estimate is flagged uncertain when its shown label's probability is below this
     # (0: never); it leaves that state at uncertain_below + hysteresis.
     uncertain_below: float = UNCERTAIN_BELOW
+    # The shown state (a label, or uncertain) stays at least this long once shown (0: off).
+    min_hold_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.rule not in RULE_ALIASES:
@@ -180,6 +185,8 @@ class FusionConfig:
             raise ValueError(f"unknown certainty {self.certainty!r}; choose one of {CERTAINTIES}")
         if not 0.0 <= self.uncertain_below <= 1.0:
             raise ValueError("uncertain_below must be in [0, 1]")
+        if not (math.isfinite(self.min_hold_s) and self.min_hold_s >= 0):
+            raise ValueError("min_hold_s must be a non-negative number of seconds")
 
     def observation_of(self, model_id: str) -> ObservationModel:
         return self.observation.get(model_id, DEFAULT_OBSERVATION)
@@ -368,8 +375,10 @@ def _mean_pairwise_js(posts: list[np.ndarray]) -> float:
 class DisplayFilter:
     """What the display shows, from the raw pooled distributions in time order:
     exponential smoothing (time constant ``smoothing_s``), label hysteresis (the shown
-    label changes only when another leads it by ``hysteresis``) and the uncertain state
-    (entered below ``uncertain_below``, left at ``uncertain_below + hysteresis``). The
+    label changes only when another leads it by ``hysteresis``), the uncertain state
+    (entered below ``uncertain_below``, left at ``uncertain_below + hysteresis``) and a
+    minimum hold: the shown state (a label, or uncertain) stays at least ``min_hold_s``
+    seconds once shown, so it changes at most ``60 / min_hold_s`` times a minute. The
     settings are passed at each step, so a fuser whose config changes mid-run follows
     them; the state is what was shown before. The :class:`Fuser` uses one, and
     ``scripts/measure_display.py`` replays raw estimates through it."""
@@ -382,6 +391,8 @@ class DisplayFilter:
         self._smoothed_t: float | None = None
         self._shown: int | None = None
         self._uncertain = False
+        self._state: int | None = None  # the state shown: a label index, or -1 uncertain
+        self._state_since = 0.0
 
     def step(
         self,
@@ -390,11 +401,22 @@ class DisplayFilter:
         smoothing_s: float = 0.0,
         hysteresis: float = 0.0,
         uncertain_below: float = 0.0,
+        min_hold_s: float = 0.0,
     ) -> tuple[np.ndarray, int, bool]:
         """(the shown distribution, the shown label's index, uncertain)."""
         probs = self._smooth(raw, now, smoothing_s)
         top = self._shown_label(probs, hysteresis)
-        return probs, top, self._is_uncertain(float(probs[top]), uncertain_below, hysteresis)
+        unsure = self._is_uncertain(float(probs[top]), uncertain_below, hysteresis)
+        state = -1 if unsure else top
+        held = self._state
+        if held is not None and state != held and now - self._state_since < min_hold_s:
+            # Too soon after the last change: keep showing what is shown.
+            if held == -1:
+                return probs, top, True
+            return probs, held, False
+        if state != held:
+            self._state, self._state_since = state, now
+        return probs, top, unsure
 
     def _smooth(self, probs: np.ndarray, now: float, tau: float) -> np.ndarray:
         if tau <= 0 or self._smoothed is None or self._smoothed_t is None:
@@ -536,7 +558,7 @@ class Fuser:
                 reason=self._abstain_reason(now),
             )
         probs, top, uncertain = self._display.step(
-            raw, now, cfg.smoothing_s, cfg.hysteresis, cfg.uncertain_below
+            raw, now, cfg.smoothing_s, cfg.hysteresis, cfg.uncertain_below, cfg.min_hold_s
         )
         confidence = float(probs[top])
         total_w = sum(weights.values())
@@ -601,6 +623,7 @@ def driver_sentence(estimate: FusedEstimate) -> str:
 __all__ = [
     "CERTAINTIES",
     "DISPLAY_HYSTERESIS",
+    "DISPLAY_MIN_HOLD_S",
     "DISPLAY_SMOOTHING_S",
     "LABEL_INDEX",
     "RULES",

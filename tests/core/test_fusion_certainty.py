@@ -32,7 +32,7 @@ from emoapp.core.fusion import (
     pool_batch,
 )
 from emoapp.core.messages import Modality, ModalityPrediction
-from emoapp.core.taxonomy import NUM_LABELS
+from emoapp.core.taxonomy import CANONICAL_LABELS, NUM_LABELS
 
 RULES = ["weighted", "product"]
 UNIFORM = np.full(NUM_LABELS, 1.0 / NUM_LABELS)
@@ -199,3 +199,30 @@ def test_uncertain_is_off_at_zero():
     fuser = Fuser(FusionConfig(uncertain_below=0.0))
     fuser.update(_prediction(0.2, 0.0))
     assert not fuser.estimate(0.0).uncertain
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    tops=st.lists(st.tuples(st.integers(0, NUM_LABELS - 1), st.floats(0.15, 1.0)), min_size=2,
+                  max_size=60),
+    hold=st.floats(0.0, 5.0),
+    thr=st.sampled_from([0.0, 0.4]),
+)  # fmt: skip
+def test_the_shown_state_is_held_at_least_min_hold_s(tops, hold, thr):
+    fuser = Fuser(FusionConfig(uncertain_below=thr, min_hold_s=hold))
+    changes, previous = [], None
+    for k, (label, top) in enumerate(tops):
+        t = 0.5 * k
+        p = np.full(NUM_LABELS, (1 - top) / (NUM_LABELS - 1))
+        p[label] = top
+        fuser.update(ModalityPrediction(Modality.FACE, t, p, np.ones(NUM_LABELS, bool), top, "m"))
+        est = fuser.estimate(t)
+        state = "uncertain" if est.uncertain else est.label
+        assert est.label is not None and est.confidence == pytest.approx(
+            float(est.probs[list(CANONICAL_LABELS).index(est.label)])
+        )
+        if previous is not None and state != previous:
+            changes.append(t)
+        previous = state
+    gaps = np.diff(changes)
+    assert np.all(gaps >= hold - 1e-9)
