@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from emoapp.core.errors import EmoappError
-from emoapp.core.fusion import RULE_ALIASES, FusionConfig
+from emoapp.core.fusion import CERTAINTIES, RULE_ALIASES, FusionConfig
 from emoapp.core.messages import Modality
 from emoapp.core.observation import ObservationModel
 from emoapp.encoders.base import Encoder
@@ -89,6 +89,14 @@ class FusionOptions:
     weights: Mapping[Modality, float] | None = None
     smoothing_s: float | None = None
     hysteresis: float | None = None
+    min_hold_s: float | None = None
+    """The shown state stays at least this long (None: the caller's default)."""
+    certainty: str | None = None
+    """How a channel's certainty on an input is measured (``entropy`` or ``confidence``;
+    None: ``entropy``)."""
+    uncertain_below: float | None = None
+    """Flag the fused estimate uncertain below this probability (None: the profile's
+    ``uncertain_below``, else :data:`emoapp.core.fusion.UNCERTAIN_BELOW`)."""
 
 
 @dataclass(frozen=True)
@@ -313,6 +321,7 @@ def fusion_config(
     fusion: FusionOptions,
     default_smoothing: float = 0.0,
     default_hysteresis: float = 0.0,
+    default_min_hold: float = 0.0,
 ) -> FusionConfig:
     """The fusion settings for a run. Reliability per modality comes, in order of
     precedence, from the hand-set weights, the profile's fitted ``[fusion]`` table, the
@@ -323,6 +332,7 @@ def fusion_config(
         rule=RULE_ALIASES.get(rule, rule),  # type: ignore[arg-type]  # checked by FusionConfig
         smoothing_s=default_smoothing if fusion.smoothing_s is None else fusion.smoothing_s,
         hysteresis=(default_hysteresis if fusion.hysteresis is None else float(fusion.hysteresis)),
+        min_hold_s=default_min_hold if fusion.min_hold_s is None else float(fusion.min_hold_s),
     )
     fitted = _profile_fusion(models)
     set_by_hand: set[Modality] = set()
@@ -330,6 +340,23 @@ def fusion_config(
         config.reliability[Modality(name)] = float(value)
         set_by_hand.add(Modality(name))
     config.temperature = {str(k): float(v) for k, v in dict(fitted.get("temperature", {})).items()}
+    try:
+        if "confidence_power" in fitted:
+            config.confidence_power = float(fitted["confidence_power"])
+        if "uncertain_below" in fitted:
+            config.uncertain_below = float(fitted["uncertain_below"])
+    except (TypeError, ValueError) as exc:
+        raise EmoappError(f"the profile's fusion table: {exc}") from exc
+    if fusion.uncertain_below is not None:
+        config.uncertain_below = float(fusion.uncertain_below)
+    if fusion.certainty is not None:
+        if fusion.certainty not in CERTAINTIES:
+            raise EmoappError(f"--certainty: choose one of {', '.join(CERTAINTIES)}")
+        config.certainty = fusion.certainty  # checked above
+    if not (config.confidence_power >= 0 and 0.0 <= config.uncertain_below <= 1.0):
+        raise EmoappError(
+            "fusion: confidence_power must be >= 0 and uncertain_below between 0 and 1"
+        )
     for modality, weight in (fusion.weights or {}).items():
         config.reliability[modality] = weight
         set_by_hand.add(modality)

@@ -80,6 +80,31 @@ def add_fusion_options(parser: argparse.ArgumentParser) -> None:
         help="the shown label changes only when another label leads it by this much "
         "(0: off); rows keep the raw estimate beside it",
     )
+    group.add_argument(
+        "--min-hold",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="the shown state (a label, or uncertain) stays at least this long once shown "
+        "(0: off; the window and live default to the value chosen by measurement)",
+    )
+    group.add_argument(
+        "--certainty",
+        choices=("entropy", "confidence"),
+        default=None,
+        help="what scales a channel's weight on each input: entropy (default: 1 - H/log 7 "
+        "of its calibrated posterior; a flat posterior counts for nothing) or confidence "
+        "(its top probability, the rule before issue 23)",
+    )
+    group.add_argument(
+        "--uncertain-below",
+        type=float,
+        default=None,
+        metavar="P",
+        help="flag the fused estimate 'uncertain' when its label's probability is below P "
+        "(0: never; default: the profile's, else the value chosen on dev data, see "
+        "docs/guide/fusion.md)",
+    )
 
 
 def model_options(args: argparse.Namespace) -> ModelOptions:
@@ -103,6 +128,9 @@ def fusion_options(args: argparse.Namespace) -> FusionOptions:
         weights=parse_weights(args.weights) if args.weights else None,
         smoothing_s=args.smoothing,
         hysteresis=getattr(args, "hysteresis", None),
+        uncertain_below=getattr(args, "uncertain_below", None),
+        certainty=getattr(args, "certainty", None),
+        min_hold_s=getattr(args, "min_hold", None),
     )
 
 

@@ -226,6 +226,14 @@ def register(subparsers: Any) -> None:
         help="share of the items used for fitting (0.5)",
     )
     fit.add_argument(
+        "--target-precision",
+        type=_fraction,
+        default=0.8,
+        metavar="P",
+        help="with --pair --fit: choose the 'uncertain' threshold so that shown labels are "
+        "right at least this often on the fit tuples (0.8)",
+    )
+    fit.add_argument(
         "--fit-name", metavar="NAME", help="name of the written profile (default: PROFILE-fitted)"
     )
     fit.add_argument(
@@ -404,10 +412,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_paired(args: argparse.Namespace) -> int:
-    """``emoapp evaluate --pair M=SET ...``: label-matched tuples from unimodal sets."""
+    """``emoapp evaluate --pair M=SET ...``: label-matched tuples from unimodal sets; with
+    ``--fit``, fusion parameters chosen on tuples from one half of every set and scored
+    on tuples from the other half."""
     from emoapp.encoders.voice import VoiceConfig
     from emoapp.evaluation.datasets import filter_items, read_dataset
-    from emoapp.evaluation.paired import draw_pairs, score_pairs
+    from emoapp.evaluation.paired import (
+        WholeFrameLocator,
+        draw_pairs,
+        fit_paired,
+        fitted_setup,
+        is_fer2013,
+        materialise_fer2013,
+        read_fer2013,
+        score_pairs,
+        shown_precision,
+        split_sets,
+    )
     from emoapp.evaluation.predict import PredictionCache, PredictionSettings, Predictor
     from emoapp.evaluation.report import write_paired_report
     from emoapp.evaluation.runner import CACHE_NAME
@@ -420,11 +441,14 @@ def run_paired(args: argparse.Namespace) -> int:
         sets[modality] = path
     if len(sets) < 2:
         raise EmoappError("a paired evaluation needs --pair for at least two modalities")
-    if args.fit:
-        raise EmoappError("--fit is not available with --pair (fit on a real dataset)")
     datasets = {}
+    fer_faces = False
     for modality, path in sets.items():
-        dataset = read_dataset(path, "auto", None, None, args.seed)
+        if modality is Modality.FACE and is_fer2013(Path(path).expanduser()):
+            dataset = read_fer2013(path)
+            fer_faces = True
+        else:
+            dataset = read_dataset(path, "auto", None, None, args.seed)
         filter_items(dataset, [w for m, w in args.pair_where if m is modality])
         if not dataset.items:
             raise EmoappError(f"--pair {modality.value}={path}: no items left")
@@ -434,7 +458,17 @@ def run_paired(args: argparse.Namespace) -> int:
         raise EmoappError(
             f"--pair-where names {', '.join(m.value for m in unknown)}: no such --pair"
         )
-    pairs = draw_pairs(datasets, args.pairs, args.seed)
+    if args.fit:
+        fit_sets, held_sets = split_sets(datasets, args.seed)
+        fit_pairs = draw_pairs(fit_sets, args.pairs, args.seed)
+        pairs = draw_pairs(held_sets, args.pairs, args.seed + 1)
+        every = [*fit_pairs, *pairs]
+    else:
+        fit_pairs = []
+        pairs = draw_pairs(datasets, args.pairs, args.seed)
+        every = pairs
+    if fer_faces:
+        materialise_fer2013([p.members[Modality.FACE] for p in every])
     defaults = VoiceConfig()
     voice = VoiceConfig(
         window_s=args.window or defaults.window_s,
@@ -447,6 +481,9 @@ def run_paired(args: argparse.Namespace) -> int:
         raise EmoappError(
             "no model for " + ", ".join(m.value for m in missing) + " (switched off?)"
         )
+    if fer_faces and hasattr(loaded.encoders.get(Modality.FACE), "detector"):
+        # FER2013 faces are already cropped: the whole image is the face.
+        loaded.encoders[Modality.FACE].detector = WholeFrameLocator()  # type: ignore[attr-defined]
     settings = PredictionSettings(
         face_fps=args.face_fps,
         max_frames=max(1, args.max_frames),
@@ -457,7 +494,7 @@ def run_paired(args: argparse.Namespace) -> int:
     predictions = {}
     with PredictionCache(cache_path) as cache:
         for modality, encoder in loaded.encoders.items():
-            members = {p.members[modality].id: p.members[modality] for p in pairs}
+            members = {p.members[modality].id: p.members[modality] for p in every}
             if not args.quiet:
                 print(
                     f"emoapp: {modality.value}: {len(members)} items of {datasets[modality].name}"
@@ -468,11 +505,81 @@ def run_paired(args: argparse.Namespace) -> int:
                 {modality: encoder}, cache, settings, not args.quiet and sys.stderr.isatty()
             ).run(list(members.values()))
             predictions[modality] = run.predictions[modality]
-    setup = FusionSetup(fusion_config(model_options(args), fusion_options(args)), {})
-    result = score_pairs(pairs, predictions, setup, args.bootstrap, args.seed)
-    result.sets = {m: d.name for m, d in datasets.items()}
+    config = fusion_config(model_options(args), fusion_options(args))
+    # A profile's temperatures (e.g. one --pair --fit wrote) recalibrate as in the app.
+    setup = FusionSetup(config, dict(config.temperature))
     models = {m: e.model_id for m, e in loaded.encoders.items()}
     command = "emoapp " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else ""
-    text = write_paired_report(result, models, args.report, command)
+    result = score_pairs(pairs, predictions, setup, args.bootstrap, args.seed)
+    result.sets = {m: d.name for m, d in datasets.items()}
+    if not args.fit:
+        print(write_paired_report(result, models, args.report, command))
+        return 0
+    from emoapp.evaluation.paired import paired_predictions
+
+    fit_items, fit_predictions = paired_predictions(fit_pairs, predictions)
+    chosen = fit_paired(fit_items, fit_predictions, setup, args.target_precision)
+    after_setup = fitted_setup(setup, chosen)
+    after = score_pairs(pairs, predictions, after_setup, args.bootstrap, args.seed)
+    after.sets = result.sets
+    held_items, held_predictions = paired_predictions(pairs, predictions)
+    before_precision = shown_precision(held_items, held_predictions, setup, chosen.uncertain_below)
+    after_precision = shown_precision(
+        held_items, held_predictions, after_setup, chosen.uncertain_below
+    )
+    before_dir = None if args.report is None else args.report / "before"
+    after_dir = None if args.report is None else args.report / "after"
+    print("## Held-out tuples, fusion as given (before --fit)\n")
+    print(write_paired_report(result, models, before_dir, command))
+    print("## Held-out tuples, fusion as fitted\n")
+    print(write_paired_report(after, models, after_dir, command))
+    lines = [
+        "## What --fit chose (on tuples from the fit halves of the sets)",
+        "",
+        f"{len(fit_pairs)} fit tuples; {len(pairs)} held-out tuples share no item with them.",
+        "",
+        "| certainty power | best fused macro-F1 (fit tuples) | reliability |",
+        "|---|---|---|",
+    ]
+    for row in chosen.table:
+        rel = ", ".join(f"{m.value} {row[m.value]:g}" for m in fit_predictions)
+        lines.append(f"| {row['power']:g} | {row['macro_f1']:.3f} | {rel} |")
+    lines += [
+        "",
+        "Temperatures fitted on the fit tuples: "
+        + (", ".join(f"{k} {v:.3g}" for k, v in chosen.temperatures.items()) or "none"),
+        "",
+        "Chosen: reliability "
+        + ", ".join(f"{m.value}={v:g}" for m, v in chosen.reliability.items())
+        + f"; confidence_power={chosen.confidence_power:g}; "
+        f"uncertain_below={chosen.uncertain_below:.3f} (the lowest fused confidence at "
+        f"which the shown label is right >= {chosen.target_precision:.0%} of the fit tuples: "
+        f"{chosen.precision_shown:.3f}, {chosen.shown_share:.0%} shown).",
+        "",
+        f"Held-out tuples, all modalities fused, confidence >= {chosen.uncertain_below:.3f}: "
+        f"as given: right {before_precision[0]:.3f} of {before_precision[1]:.0%} shown; "
+        f"as fitted: right {after_precision[0]:.3f} of {after_precision[1]:.0%} shown.",
+        "",
+    ]
+    profile_path = args.fit_profile or (None if args.report is None else args.report / PROFILE_FILE)
+    if profile_path is not None:
+        from emoapp.evaluation.fitting import write_profile
+        from emoapp.evaluation.paired import paired_profile_toml
+
+        source = "; ".join(f"{m.value}: {d.name}" for m, d in fit_sets.items())
+        name = args.fit_name or "paired-fitted"
+        write_profile(
+            profile_path,
+            paired_profile_toml(name, models, chosen, setup.config.rule, source),
+        )
+        lines += [
+            f"Profile written to {profile_path}; use it with --profiles-file {profile_path} "
+            f"--profile {name}",
+            "",
+        ]
+    text = "\n".join(lines)
     print(text)
+    if args.report is not None:
+        args.report.mkdir(parents=True, exist_ok=True)
+        (args.report / "FIT.md").write_text(text, encoding="utf-8")
     return 0

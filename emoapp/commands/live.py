@@ -312,11 +312,13 @@ def run(args: argparse.Namespace) -> int:
     from emoapp.stream.server import RowSinks
 
     writer = TimelineWriter(args.out) if args.out else None
-    from emoapp.core.fusion import DISPLAY_HYSTERESIS, DISPLAY_SMOOTHING_S
+    from emoapp.core.fusion import DISPLAY_HYSTERESIS, DISPLAY_MIN_HOLD_S, DISPLAY_SMOOTHING_S
 
     # A live estimate is read as it happens: steady it by default (rows keep the raw one).
     models = model_options(args)
-    config = fusion_config(models, fusion_options(args), DISPLAY_SMOOTHING_S, DISPLAY_HYSTERESIS)
+    config = fusion_config(
+        models, fusion_options(args), DISPLAY_SMOOTHING_S, DISPLAY_HYSTERESIS, DISPLAY_MIN_HOLD_S
+    )
     transcriber = live_transcriber(args.asr, models, runnable)
     wanted = set(runnable) | ({Modality.TEXT} if transcriber is not None else set())
     loaded = load_encoders(models, modalities=wanted, strict=False)

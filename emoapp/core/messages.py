@@ -183,6 +183,10 @@ class FusedEstimate:
     support: dict[Modality, float] = field(default_factory=dict)
     """Each modality's share of the fused probability of ``label`` (linear pool: exactly
     its weight share times its posterior of the label over the fused one; sums to 1)."""
+    uncertain: bool = False
+    """The fused estimate is unsure: ``confidence`` is below the fuser's
+    ``uncertain_below`` (``label`` stays the most probable one; a display shows
+    "uncertain" instead of it)."""
 
     @property
     def disagree(self) -> bool:

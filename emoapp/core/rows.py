@@ -155,6 +155,7 @@ def row_from_estimate(
             "rule": estimate.rule,
             "disagreement": _num(estimate.disagreement),
             "disagree": bool(estimate.disagree),
+            "uncertain": bool(estimate.uncertain),
             "raw": {
                 "label": estimate.raw_label or estimate.label,
                 "probs": probs_by_label(
@@ -201,6 +202,7 @@ CSV_COLUMNS: tuple[str, ...] = (
     "disagreement",
     "disagree",
     "fused_raw_label",
+    "fused_uncertain",
     "abstained",
     *(
         column
@@ -238,6 +240,7 @@ def flatten_row(row: Mapping[str, Any]) -> dict[str, Any]:
         flat["disagreement"] = fused["disagreement"]
         flat["disagree"] = int(bool(fused["disagree"]))
         flat["fused_raw_label"] = (fused.get("raw") or {}).get("label")
+        flat["fused_uncertain"] = int(bool(fused.get("uncertain", False)))
     else:
         flat["abstained"] = row.get("abstained", "")
     for m in MODALITIES:

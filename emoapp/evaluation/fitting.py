@@ -256,12 +256,15 @@ def _batch_log_likelihood(
     arrays: _FitArrays, reliability: Sequence[float], config: FusionConfig
 ) -> float:
     """:func:`fused_log_likelihood` on precomputed arrays (the fuser's weight at age 0:
-    reliability x confidence ** power)."""
+    reliability x certainty ** power)."""
     if len(arrays.gold) == 0:
         return float("nan")
-    confidence = np.maximum(arrays.confidence, _EPS) ** config.confidence_power
-    weights = np.where(arrays.present, np.asarray(reliability)[None, :] * confidence, 0.0)
-    fused = pool_batch(arrays.posteriors, weights, config.rule)
+    prior = np.where(arrays.present, np.asarray(reliability)[None, :], 0.0)
+    if config.certainty == "confidence":
+        confidence = np.maximum(arrays.confidence, _EPS) ** config.confidence_power
+        fused = pool_batch(arrays.posteriors, prior * confidence, config.rule)
+    else:
+        fused = pool_batch(arrays.posteriors, prior, config.rule, config.confidence_power)
     picked = fused[np.arange(len(arrays.gold)), arrays.gold]
     logs = np.where(
         np.isnan(picked), math.log(1.0 / NUM_LABELS), np.log(np.maximum(picked, _LL_FLOOR))

@@ -588,6 +588,12 @@ def write_paired_report(
             f"macro-F1: {gain.difference:+.3f}{_ci(gain.interval)} (paired bootstrap over "
             "the same resampled tuples)."
         )
+    over = getattr(result, "gain_over_subsets", None)
+    if over is not None:
+        gain_line += (
+            f"\n\nFused ({over.fused}) minus the best fusion of fewer modalities "
+            f"({over.best_single}), macro-F1: {over.difference:+.3f}{_ci(over.interval)}."
+        )
     lines = [
         "# Paired evaluation",
         "",
@@ -624,6 +630,14 @@ def write_paired_report(
                 "best_single": gain.best_single,
                 "macro_f1_difference": gain.difference,
                 "ci95": _interval_json(gain.interval),
+            },
+            "gain_over_subsets": None
+            if over is None
+            else {
+                "fused": over.fused,
+                "best_subset": over.best_single,
+                "macro_f1_difference": over.difference,
+                "ci95": _interval_json(over.interval),
             },
             "note": INDEPENDENCE_NOTE,
             "command": command,

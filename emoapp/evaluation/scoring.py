@@ -2,8 +2,8 @@
 them fused.
 
 A system's distribution is what the app's fuser gives at one instant (all predictions at
-the same ``t``, so no decay): each prediction's weight is the fuser's ``weight_of``
-(reliability prior x confidence ** power), each prediction is expanded to its full
+the same ``t``, so no decay): each prediction's weight is the fuser's ``weights_at``
+(reliability prior x certainty on that input ** power), each prediction is expanded to its full
 posterior by its observation model, and :func:`emoapp.core.fusion.pool_batch` pools them
 (the same function the app uses). A lone modality is scored on its posterior too. A modality with no
 prediction for an item is left out and the others renormalise, as in the app; an item
@@ -83,11 +83,15 @@ class FusionSetup:
         """A prediction's full posterior under the setup's observation models."""
         return self._fuser.posterior_of(prediction)
 
+    def certainty(self, prediction: ModalityPrediction) -> float:
+        """How sure the prediction is, as the fuser measures it (``certainty_of``)."""
+        return self._fuser.certainty_of(prediction)
+
     def fuse(self, predictions: Mapping[Modality, ModalityPrediction]) -> np.ndarray | None:
         """The fused distribution of predictions made at the same instant."""
         if not predictions:
             return None
-        weights = {m: self._fuser.weight_of(p, 0.0) for m, p in predictions.items()}
+        weights = self._fuser.weights_at(predictions, 0.0)
         return combine(predictions, weights, self.config.rule, self.config.observation)
 
 

@@ -51,6 +51,7 @@ FUSED_KEYS = (
     "rule",
     "disagreement",
     "disagree",
+    "uncertain",
     "raw",
 )
 ENTRY_SCORE_KEYS = (

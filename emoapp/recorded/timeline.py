@@ -12,6 +12,8 @@ format. A row is a JSON-ready dict::
         "probs": {"neutral": ..., ..., "surprised": ...},   # all 7 labels, summing to 1
         "valence": 0.81, "arousal": 0.66,
         "rule": "weighted", "disagreement": 0.12, "disagree": false,
+        "uncertain": false,                      # true: the shown label is unsure (below
+                                                 # the fuser's uncertain_below): "uncertain"
         "raw": {"label": "sad", "probs": {...}}   # the pooled estimate before smoothing
       },                                         # and hysteresis (equal when both are off)
       "abstained": "no modality has a prediction",          # only when "fused" is null

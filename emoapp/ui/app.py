@@ -64,6 +64,11 @@ def _apply_command_line(config: WindowConfig, s: UiSettings) -> None:
         if smoothing < 0:
             raise EmoappError("--smoothing must not be negative")
         s.fusion.smoothing_s = smoothing
+    hold = config.fusion.min_hold_s
+    if hold is not None:
+        if hold < 0:
+            raise EmoappError("--min-hold must not be negative")
+        s.fusion.min_hold_s = hold
     if config.fusion.weights:
         for modality, weight in config.fusion.weights.items():
             if weight < 0:

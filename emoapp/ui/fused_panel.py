@@ -149,8 +149,18 @@ class FusedPanel(QGroupBox):
         if estimate.abstained or estimate.probs is None:
             self._show_abstained(estimate.reason or "the fuser has nothing to combine")
             return
-        self.headline.setText(f"{estimate.label}  {estimate.confidence:.0%}")
-        self.headline.setStyleSheet(f"color: {LABEL_COLORS.get(estimate.label or '', '')};")
+        if estimate.uncertain:
+            # No label with false confidence: the most probable one is in the bars.
+            self.headline.setText("uncertain")
+            self.headline.setStyleSheet("")
+            self.headline.setToolTip(
+                f"The fused estimate is unsure: its most probable label, {estimate.label}, "
+                f"has only {estimate.confidence:.0%}"
+            )
+        else:
+            self.headline.setText(f"{estimate.label}  {estimate.confidence:.0%}")
+            self.headline.setStyleSheet(f"color: {LABEL_COLORS.get(estimate.label or '', '')};")
+            self.headline.setToolTip("The fused top label and its fused probability")
         valence = "—" if estimate.valence is None else f"{estimate.valence:.2f}"
         arousal = "—" if estimate.arousal is None else f"{estimate.arousal:.2f}"
         rule = {"weighted": "linear pool", "product": "log-linear pool"}.get(
@@ -189,6 +199,13 @@ class FusedPanel(QGroupBox):
     def contribution_of(self, modality: Modality) -> float | None:
         """The share shown for ``modality`` (None: shown as not contributing)."""
         return self._rows[modality].value
+
+    def shown_state(self) -> str:
+        """What the headline shows: a label, "uncertain", or "" (no estimate)."""
+        e = self._estimate
+        if e is None or e.abstained or e.label is None:
+            return ""
+        return "uncertain" if e.uncertain else e.label
 
     def warning_text(self) -> str | None:
         return self.warning.text() if not self.warning.isHidden() else None

@@ -13,7 +13,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings
 
-from emoapp.core.fusion import DISPLAY_HYSTERESIS, DISPLAY_SMOOTHING_S, RULES, FusionConfig
+from emoapp.core.fusion import (
+    DISPLAY_HYSTERESIS,
+    DISPLAY_MIN_HOLD_S,
+    DISPLAY_SMOOTHING_S,
+    RULES,
+    FusionConfig,
+)
 from emoapp.core.messages import Modality
 
 ORGANIZATION = "emoapp"
@@ -38,6 +44,7 @@ class FusionSettings:
     weights: dict[Modality, float] = field(default_factory=dict)
     smoothing_s: float = DISPLAY_SMOOTHING_S
     hysteresis: float = DISPLAY_HYSTERESIS
+    min_hold_s: float = DISPLAY_MIN_HOLD_S  # not remembered: the measured default
     disagreement_threshold: float = FusionConfig().disagreement_threshold
 
     def apply_to(
@@ -50,6 +57,7 @@ class FusionSettings:
             rule=self.rule,  # type: ignore[arg-type]  # checked by FusionConfig
             smoothing_s=self.smoothing_s,
             hysteresis=self.hysteresis,
+            min_hold_s=self.min_hold_s,
             disagreement_threshold=self.disagreement_threshold,
             reliability=dict(base.reliability),
             model_reliability=dict(base.model_reliability),

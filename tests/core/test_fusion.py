@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from emoapp.core.fusion import Fuser, FusionConfig, calibrated, combine, disagreement, expand
+from emoapp.core.fusion import (
+    Fuser,
+    FusionConfig,
+    calibrated,
+    certainty,
+    combine,
+    disagreement,
+    expand,
+)
 from emoapp.core.messages import Modality, ModalityPrediction
 from emoapp.core.observation import FLOOR
 from emoapp.core.taxonomy import LABEL_INDEX, NUM_LABELS
@@ -108,7 +116,7 @@ def test_absent_modalities_are_renormalised_away():
 
 
 def test_weights_follow_reliability_and_confidence():
-    cfg = FusionConfig(reliability={"face": 2.0, "voice": 1.0, "text": 1.0})
+    cfg = FusionConfig(reliability={"face": 2.0, "voice": 1.0, "text": 1.0}, certainty="confidence")
     fuser = Fuser(cfg)
     fuser.update(pred(Modality.FACE, onehotish("happy"), confidence=0.5))
     fuser.update(pred(Modality.TEXT, onehotish("sad"), confidence=0.5))
@@ -117,6 +125,22 @@ def test_weights_follow_reliability_and_confidence():
     assert est.label == "happy"
     fuser.update(pred(Modality.TEXT, onehotish("sad"), confidence=1.0))
     assert fuser.estimate(0.0).weights[Modality.TEXT] == pytest.approx(1.0)
+
+
+def test_weights_follow_reliability_and_the_certainty_of_each_input():
+    cfg = FusionConfig(reliability={"face": 2.0, "voice": 1.0, "text": 1.0})
+    fuser = Fuser(cfg)
+    fuser.update(pred(Modality.FACE, onehotish("happy", 0.6)))
+    fuser.update(pred(Modality.TEXT, onehotish("sad", 0.6)))
+    est = fuser.estimate(0.0)
+    assert est.weights[Modality.FACE] == pytest.approx(2 * est.weights[Modality.TEXT])
+    sure, unsure = onehotish("sad", 0.95), onehotish("sad", 0.3)
+    fuser.update(pred(Modality.TEXT, sure, t=1.0))
+    w_sure = fuser.estimate(1.0).weights[Modality.TEXT]
+    fuser.update(pred(Modality.TEXT, unsure, t=2.0))
+    w_unsure = fuser.estimate(2.0).weights[Modality.TEXT]
+    assert w_unsure < w_sure
+    assert w_sure == pytest.approx(float(certainty(expand(pred(Modality.TEXT, sure)))))
 
 
 def test_weight_halves_every_half_life_and_drops_past_max_age():
@@ -238,7 +262,7 @@ def test_temperature_recalibrates_a_models_predictions_before_fusion():
 
 
 def test_a_models_own_reliability_replaces_the_modality_prior():
-    cfg = FusionConfig(model_reliability={"baseline/text-lexicon": 0.25})
+    cfg = FusionConfig(model_reliability={"baseline/text-lexicon": 0.25}, certainty="confidence")
     fuser = Fuser(cfg)
     p = pred(Modality.TEXT, onehotish("sad"), confidence=1.0, model="baseline/text-lexicon")
     q = pred(Modality.TEXT, onehotish("sad"), confidence=1.0, model="other")

@@ -287,7 +287,11 @@ def test_neutral_face_with_most_weight_beside_a_4_class_voice_fuses_to_neutral(r
     voice_p = np.where(voice_mask, [0.1, 0.43, 0.07, 0.40, 0, 0, 0], 0)
     voice = _pred(Modality.VOICE, voice_p, voice_mask, "hubert")
     fuser = Fuser(
-        FusionConfig(rule=rule, reliability={"face": 0.79 / 0.92, "voice": 0.21 / 0.43, "text": 1})
+        FusionConfig(
+            rule=rule,
+            reliability={"face": 0.79 / 0.92, "voice": 0.21 / 0.43, "text": 1},
+            certainty="confidence",  # the weights of that case: prior x top probability
+        )
     )
     fuser.update(face)
     fuser.update(voice)

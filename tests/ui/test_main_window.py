@@ -41,7 +41,8 @@ def test_estimates_reach_the_fused_panel_and_the_timeline(qtbot, window_args, op
 
     estimate = window.fused_panel.estimate()
     assert not estimate.abstained
-    assert window.fused_panel.headline.text().startswith(estimate.label)
+    shown = "uncertain" if estimate.uncertain else estimate.label
+    assert window.fused_panel.headline.text().startswith(shown)
     assert window.text_panel.result.text().startswith("Text: ")
     assert window.text_panel.entry.text() == ""  # submitted entries leave the box
     qtbot.waitUntil(lambda: window.timeline.plotted_points() > 0, timeout=WAIT_MS)
