@@ -194,6 +194,13 @@ def register(subparsers: Any) -> None:
         help="frames per second classified per clip (2)",
     )
     media.add_argument(
+        "--face-detector",
+        choices=("auto", "yunet", "haar", "image"),
+        default="auto",
+        help="how faces are found (auto: 'image' for FER2013, whose images are face crops "
+        "(landmarks from YuNet on an upscaled copy); 'yunet' for everything else)",
+    )
+    media.add_argument(
         "--max-frames", type=int, default=120, metavar="N", help="frames per clip at most (120)"
     )
     media.add_argument(
@@ -345,7 +352,18 @@ def run(args: argparse.Namespace) -> int:
         hop_s=args.hop or defaults.hop_s,
         vad=args.vad or defaults.vad,
     )
-    loaded = load_encoders(model_options(args), usable, {Modality.VOICE: voice})
+    from emoapp.encoders.face import FaceConfig
+
+    detector = args.face_detector
+    if detector == "auto":
+        detector = "image" if dataset.format == "fer2013" else FaceConfig().detector
+    if detector != FaceConfig().detector:
+        note(f"faces: --face-detector {detector}")
+    loaded = load_encoders(
+        model_options(args),
+        usable,
+        {Modality.VOICE: voice, Modality.FACE: FaceConfig(detector=detector)},
+    )
     for m, why in loaded.failures.items():
         skipped[m] = f"model failed to load: {why}"
     for m in usable:
