@@ -68,18 +68,35 @@ DEFAULT_CROP_MARGIN = 0.1
 CROPS = ("box", "aligned")
 
 
+def square_box(box: Box) -> Box:
+    """A square of the box's area (side: the geometric mean of its width and height)
+    centred on it. The Haar cascade's boxes are square and the mini-Xception was trained
+    on square crops; YuNet's boxes are taller than wide, and squeezing one into 64 x 64
+    would flatten the face."""
+    x, y, w, h = box
+    side = max(1, round(float(np.sqrt(w * h))))
+    return (round(x + (w - side) / 2), round(y + (h - side) / 2), side, side)
+
+
+def crop_box(box: Box, margin: float, width: int, height: int) -> Box:
+    """The region the mini-Xception sees for a face box: :func:`square_box`, grown by
+    ``margin`` per side, clipped to the frame."""
+    return expand_box(square_box(box), margin, width, height)
+
+
 def face_inputs(
     image: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], margin: float
 ) -> np.ndarray:
     """The model's input for each face box of an RGB uint8 image: N x 64 x 64 uint8
-    grayscale crops (the box grown by ``margin`` per side, clipped to the frame)."""
+    grayscale crops (:func:`crop_box`: the box made square, grown by ``margin`` per
+    side, clipped to the frame)."""
     import cv2
 
     height, width = image.shape[:2]
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     out = np.empty((len(boxes), INPUT_SIZE, INPUT_SIZE), dtype=np.uint8)
     for i, box in enumerate(boxes):
-        face = crop(gray, expand_box(box, margin, width, height))
+        face = crop(gray, crop_box(box, margin, width, height))
         out[i] = cv2.resize(face, (INPUT_SIZE, INPUT_SIZE), interpolation=cv2.INTER_LINEAR)
     return out
 

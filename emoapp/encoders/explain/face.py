@@ -139,7 +139,7 @@ class GradCamFaceExplainer:
         prediction: ModalityPrediction,
         label: str | None = None,
     ) -> FaceExplanation:
-        from emoapp.encoders.embedded.face import face_inputs
+        from emoapp.encoders.embedded.face import crop_box, face_inputs
 
         self.encoder.load()
         labels = _labels_for(prediction, label, self.encoder.model_id)
@@ -153,10 +153,29 @@ class GradCamFaceExplainer:
             else np.zeros((0, GRID, GRID))
         )
         faces = tuple(
-            FaceSaliency(expand_box(box, margin, width, height), lab, normalise_grid(g))
+            FaceSaliency(crop_box(box, margin, width, height), lab, normalise_grid(g))
             for box, lab, g in zip(boxes, labels, grids, strict=True)
         )
         return FaceExplanation(prediction.t, self.encoder.model_id, self.method, faces)
+
+
+class PairGradCamFaceExplainer(GradCamFaceExplainer):
+    """Grad-CAM for the embedded face pair: where its mini-Xception member looked (the
+    int8 ONNX member gives no gradients), for the label the pair gave."""
+
+    def __init__(self, pair: Any) -> None:
+        self.pair = pair
+
+    @property  # type: ignore[override]
+    def encoder(self) -> Any:
+        from emoapp.core.errors import ModelLoadError
+        from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder
+
+        self.pair.load()
+        for member in self.pair.members:
+            if isinstance(member, MiniXceptionFaceEncoder):
+                return member
+        raise ModelLoadError(f"{self.pair.model_id} has no mini-Xception member to explain")
 
 
 class GradientFaceExplainer:
