@@ -166,7 +166,7 @@ class PairGradCamFaceExplainer(GradCamFaceExplainer):
     def __init__(self, pair: Any) -> None:
         self.pair = pair
 
-    @property  # type: ignore[override]
+    @property
     def encoder(self) -> Any:
         from emoapp.core.errors import ModelLoadError
         from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder
