@@ -924,6 +924,16 @@ def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
     return _clip_box(x - dx, y - dy, w + 2 * dx, h + 2 * dy, width, height) or box
 
 
+def square_box(box: Box) -> Box:
+    """A square of the box's area (side: the geometric mean of its width and height)
+    centred on it. The Haar cascade's boxes are square and the FER2013-trained models saw
+    square crops; YuNet's boxes are taller than wide, and squeezing one into a square
+    input would flatten the face."""
+    x, y, w, h = box
+    side = max(1, round(float(np.sqrt(w * h))))
+    return (round(x + (w - side) / 2), round(y + (h - side) / 2), side, side)
+
+
 def crop(image: np.ndarray, box: Box) -> np.ndarray:
     x, y, w, h = box
     return np.ascontiguousarray(image[y : y + h, x : x + w])
@@ -1159,7 +1169,8 @@ class FaceEncoder(TransformersEncoder):
                 plans[index] = plan
                 boxes = [boxes[i] for i in plan.fresh]
             for box in boxes:
-                prepared.add(index, crop(image, expand_box(box, self.face.margin, width, height)))
+                region = expand_box(square_box(box), self.face.margin, width, height)
+                prepared.add(index, crop(image, region))
         prepared.extra["frames"] = frames
         prepared.extra["reuse"] = plans
         prepared.extra["reuse_gate"] = reuse

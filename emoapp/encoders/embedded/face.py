@@ -58,6 +58,7 @@ from emoapp.encoders.face import (
     locate_faces,
     make_detector,
     merge_reused,
+    square_box,
     to_rgb_uint8,
 )
 from emoapp.registry import ModelSpec
@@ -66,16 +67,6 @@ WEIGHTS = "weights.safetensors"
 INPUT_SIZE = 64
 DEFAULT_CROP_MARGIN = 0.1
 CROPS = ("box", "aligned")
-
-
-def square_box(box: Box) -> Box:
-    """A square of the box's area (side: the geometric mean of its width and height)
-    centred on it. The Haar cascade's boxes are square and the mini-Xception was trained
-    on square crops; YuNet's boxes are taller than wide, and squeezing one into 64 x 64
-    would flatten the face."""
-    x, y, w, h = box
-    side = max(1, round(float(np.sqrt(w * h))))
-    return (round(x + (w - side) / 2), round(y + (h - side) / 2), side, side)
 
 
 def crop_box(box: Box, margin: float, width: int, height: int) -> Box:

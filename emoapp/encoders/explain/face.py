@@ -37,7 +37,7 @@ from emoapp.core.explanation import (
 )
 from emoapp.core.labelmap import IGNORE, LabelMap
 from emoapp.core.messages import ModalityPrediction, VideoFrame
-from emoapp.encoders.face import crop, expand_box, to_rgb_uint8
+from emoapp.encoders.face import crop, expand_box, square_box, to_rgb_uint8
 
 GRAD_CAM_BLOCK = 2
 """Index of the mini-Xception residual block whose output Grad-CAM weighs."""
@@ -220,7 +220,9 @@ class GradientFaceExplainer:
         labels = _labels_for(prediction, label, enc.model_id)
         image = _image_of(item)
         height, width = image.shape[:2]
-        regions = [expand_box(f.box, enc.face.margin, width, height) for f in prediction.faces]
+        regions = [
+            expand_box(square_box(f.box), enc.face.margin, width, height) for f in prediction.faces
+        ]
         grids = (
             self.saliency([crop(image, r) for r in regions], labels)
             if regions
