@@ -1,7 +1,8 @@
 """``emoapp evaluate``: how well each modality, and their fusion, do on a labelled dataset.
 
-    emoapp evaluate DATASET [--format auto|ravdess|cremad|meld|goemotions|csv]
+    emoapp evaluate DATASET [--format auto|ravdess|cremad|meld|goemotions|fer2013|csv]
                     [--modalities face,voice,text] [--report DIR] [--limit N]
+                    [--face-detector auto|yunet|haar|image]
                     [--group-by COL] [--where COL=V,V] [--fit] [model and fusion options]
 
 Reads the dataset (:mod:`emoapp.evaluation.datasets`), loads the models the dataset can
