@@ -14,7 +14,10 @@ auto`` chooses from it, recorded per modality in ``live.precision`` (the measure
 The record keeps the keys of a whole ``emoapp bench`` run (``live.modalities.face.
 age_p95_ms``, ``encoder_rate_hz``, ...), the other parts marked skipped, and adds
 ``live.profile``, ``live.rss_slope_mib_per_min`` and ``targets`` (the figures this
-profile should reach on a 2-core machine, and whether it did).
+profile should reach on a 2-core machine, and whether it did). For the ``embedded`` and
+``cpu`` profiles, ``faces`` holds the face detectors' and embedded face classifiers'
+time per frame on the sample video, before (Haar) and after (YuNet):
+:mod:`emoapp.bench.faces`.
 """
 
 from __future__ import annotations
@@ -187,6 +190,13 @@ def run_profile_bench(config: BenchConfig) -> dict[str, Any]:
     if chosen:
         result["live"]["precision"] = chosen
     result["targets"] = judge(name, result["live"])
+    if Modality.FACE in encoders and name in ("embedded", "cpu"):
+        from emoapp.bench.faces import measure_faces
+
+        try:
+            result["faces"] = measure_faces()
+        except (BenchError, EmoappError) as exc:
+            result["faces"] = {"status": "failed", "reason": str(exc)}
     result["machine"]["load_average_end"] = load_average()
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
     return result
@@ -219,6 +229,10 @@ def render_profile(result: dict[str, Any]) -> str:
             f"max {live['ui_lag_max_ms']} ms (target p99 <= "
             f"{(result.get('targets') or {}).get('ui_lag_p99_ms_max', '-')} ms)"
         )
+    if "faces" in result:
+        from emoapp.bench.faces import render_faces
+
+        out += render_faces(result["faces"])
     if "rss_slope_mib_per_min" in live:
         out.append(f"RSS slope after warm-up: {live['rss_slope_mib_per_min']} MiB/min")
     targets = result.get("targets") or {}

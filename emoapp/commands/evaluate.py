@@ -1,7 +1,8 @@
 """``emoapp evaluate``: how well each modality, and their fusion, do on a labelled dataset.
 
-    emoapp evaluate DATASET [--format auto|ravdess|cremad|meld|goemotions|csv]
+    emoapp evaluate DATASET [--format auto|ravdess|cremad|meld|goemotions|fer2013|csv]
                     [--modalities face,voice,text] [--report DIR] [--limit N]
+                    [--face-detector auto|yunet|haar|image]
                     [--group-by COL] [--where COL=V,V] [--fit] [model and fusion options]
 
 Reads the dataset (:mod:`emoapp.evaluation.datasets`), loads the models the dataset can
@@ -194,6 +195,13 @@ def register(subparsers: Any) -> None:
         help="frames per second classified per clip (2)",
     )
     media.add_argument(
+        "--face-detector",
+        choices=("auto", "yunet", "haar", "image"),
+        default="auto",
+        help="how faces are found (auto: 'image' for FER2013, whose images are face crops "
+        "(landmarks from YuNet on an upscaled copy); 'yunet' for everything else)",
+    )
+    media.add_argument(
         "--max-frames", type=int, default=120, metavar="N", help="frames per clip at most (120)"
     )
     media.add_argument(
@@ -353,7 +361,18 @@ def run(args: argparse.Namespace) -> int:
         hop_s=args.hop or defaults.hop_s,
         vad=args.vad or defaults.vad,
     )
-    loaded = load_encoders(model_options(args), usable, {Modality.VOICE: voice})
+    from emoapp.encoders.face import FaceConfig
+
+    detector = args.face_detector
+    if detector == "auto":
+        detector = "image" if dataset.format == "fer2013" else FaceConfig().detector
+    if detector != FaceConfig().detector:
+        note(f"faces: --face-detector {detector}")
+    loaded = load_encoders(
+        model_options(args),
+        usable,
+        {Modality.VOICE: voice, Modality.FACE: FaceConfig(detector=detector)},
+    )
     for m, why in loaded.failures.items():
         skipped[m] = f"model failed to load: {why}"
     for m in usable:

@@ -76,10 +76,12 @@ class TextEntry:
 
 @dataclass(frozen=True, slots=True, eq=False)
 class FaceDetection:
-    """One face in a frame: its box in pixels (x, y, width, height) and its distribution."""
+    """One face in a frame: its box in pixels (x, y, width, height), its distribution,
+    and its track id (kept while the face is tracked; None when faces are not tracked)."""
 
     box: tuple[int, int, int, int]
     probs: np.ndarray
+    track_id: int | None = None
 
     @property
     def area(self) -> int:

@@ -93,6 +93,7 @@ def prediction_entry(
                 "box": [int(v) for v in face.box],
                 "label": face.label,
                 "probs": probs_by_label(face.probs, prediction.mask),
+                **({"track": int(face.track_id)} if face.track_id is not None else {}),
             }
             for face in prediction.faces
         ]

@@ -10,8 +10,8 @@ make says ``baseline=True`` so the UI and outputs can label it as such.
 - :class:`ProsodyVoiceEncoder`: pitch, loudness, voicing and speaking-rate features
   (librosa) and fixed rules. It estimates *arousal* (calm vs aroused) far better than it
   tells categories apart, and says so through its mask and low confidence.
-- :class:`SmileFaceEncoder`: OpenCV's own Haar cascades, a frontal-face detector and a
-  smile detector run on the lower half of each face. It can only tell a smile (happy)
+- :class:`SmileFaceEncoder`: faces found by YuNet (shipped with emoapp), and OpenCV's
+  own Haar smile cascade run on the lower half of each face. It can only tell a smile (happy)
   from no smile (neutral).
 
 What all of them estimate is displayed expression, not what a person feels. numpy is the
@@ -662,13 +662,11 @@ def _to_gray(image: Any) -> np.ndarray:
 
 
 class SmileFaceEncoder(_Baseline):
-    """Smile or no smile, from OpenCV's own cascades: nothing to download.
+    """Smile or no smile, from OpenCV's smile cascade: nothing to download.
 
-    Faces are found by :class:`~emoapp.encoders.face.FaceDetector` (the Haar
-    frontal-face cascade) with its eye check: that cascade also fires on plain background
-    now and then, so each candidate is checked with the Haar eye cascade in its upper
-    half, and when any candidate shows an eye the eyeless ones are dropped (when none
-    does, as with sunglasses, all are kept). Every face left is
+    Faces are found by the detector every profile uses
+    (:func:`~emoapp.encoders.face.make_detector`: YuNet, shipped with emoapp; the Haar
+    frontal-face cascade only when YuNet cannot load). Every face found is
     reported as a :class:`~emoapp.core.messages.FaceDetection`; the largest is the
     primary face that gives the prediction. In the lower half of each face, scaled to a
     fixed size, the
@@ -699,7 +697,7 @@ class SmileFaceEncoder(_Baseline):
             raise MissingDependencyError(
                 "opencv-python-headless", "the smile face baseline"
             ) from exc
-        from emoapp.encoders.face import FaceDetector
+        from emoapp.encoders.face import FaceConfig, make_detector
 
         path = f"{cv2.data.haarcascades}{_SMILE_CASCADE}"  # type: ignore[attr-defined]
         smiles = cv2.CascadeClassifier(path)
@@ -707,8 +705,9 @@ class SmileFaceEncoder(_Baseline):
             raise ModelLoadError(
                 f"OpenCV's cascade {path} is missing; reinstall opencv-python-headless"
             )
-        self._detector = FaceDetector(
-            min_face=self.min_face, max_side=_DETECT_MAX_SIDE, eye_check=True
+        # YuNet, as every profile (the Haar cascade only when YuNet cannot load)
+        self._detector = make_detector(
+            FaceConfig(min_face=self.min_face, detector_max_side=_DETECT_MAX_SIDE)
         )
         self._smiles = smiles
         self._cv2 = cv2
@@ -764,7 +763,8 @@ class SmileFaceEncoder(_Baseline):
 
     def detect_faces(self, gray: np.ndarray) -> list[tuple[int, int, int, int]]:
         """Face boxes (x, y, w, h) in pixels of ``gray``, largest first."""
-        boxes = self._detector.detect_gray(gray)
+        rgb = np.repeat(gray[:, :, None], 3, axis=2)
+        boxes = list(self._detector.detect(rgb))
         boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
         return boxes[: self.max_faces]
 

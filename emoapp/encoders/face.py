@@ -2,21 +2,26 @@
 
 Per frame: make it RGB uint8 (grayscale and RGBA are converted; what cannot be converted
 gives a :class:`~emoapp.core.messages.NoPrediction` that says why), find faces with a
-:class:`FaceLocator` (by default :class:`FaceDetector`, OpenCV's Haar frontal-face cascade
-run on a downscaled grayscale copy), crop each face with a margin, and classify every face
-of every frame in the batch together. Each face is reported as a
-:class:`~emoapp.core.messages.FaceDetection`; the *primary* face (the largest, or the one
-nearest the centre) gives the prediction's probabilities.
+:class:`FaceLocator` (by default :class:`YuNetDetector`, OpenCV Zoo's YuNet CNN run with
+``cv2.FaceDetectorYN``, which also gives 5 landmarks per face; OpenCV's Haar frontal-face
+cascade, :class:`FaceDetector`, only when the YuNet file cannot load, and it says so),
+crop each face with a margin (or align it on its landmarks,
+:mod:`emoapp.encoders.face_align`), and classify every face of every frame in the batch
+together. Each face is reported as a :class:`~emoapp.core.messages.FaceDetection` (with
+its track id when a :class:`TrackingLocator` follows the faces); the *primary* face (the
+followed one when a person picked one, else the largest, or the one nearest the centre)
+gives the prediction's probabilities.
 
 What is estimated is the displayed facial expression, not what the person feels.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -40,6 +45,12 @@ Primary = Literal["largest", "center"]
 
 NO_FACE = "no face found"
 
+log = logging.getLogger(__name__)
+
+DETECTORS = ("yunet", "haar", "image")
+"""``yunet`` (the default), ``haar`` (OpenCV's cascade), ``image`` (the whole image is
+one face crop, as in FER2013: :class:`ImageFaceLocator`)."""
+
 
 @dataclass
 class FaceConfig:
@@ -54,8 +65,11 @@ class FaceConfig:
     """Which face gives the prediction: the ``largest``, or the one nearest the ``center``."""
     max_faces: int = 8
     """At most this many faces per frame are classified (the largest ones)."""
-    detector: str = "haar"
-    """Which face detector to use (only ``haar`` for now)."""
+    detector: str = "yunet"
+    """Which face detector to use: ``yunet`` (falls back to ``haar`` when its file
+    cannot load), ``haar``, or ``image`` (each image is already one face crop)."""
+    score_threshold: float = 0.6
+    """YuNet: lowest face score kept (0..1)."""
     detector_max_side: int = 640
     """The detector sees a copy whose longest side is at most this (0: full resolution)."""
     scale_factor: float = 1.1
@@ -74,6 +88,12 @@ class FaceConfig:
             raise ValueError("detector_max_side must not be negative")
         if self.scale_factor <= 1.0:
             raise ValueError("scale_factor must be greater than 1")
+        if self.detector not in DETECTORS:
+            raise ValueError(
+                f"unknown face detector {self.detector!r}; choose one of {', '.join(DETECTORS)}"
+            )
+        if not 0.0 < self.score_threshold < 1.0:
+            raise ValueError("score_threshold must be in (0, 1)")
 
 
 # --- detection ------------------------------------------------------------------------
@@ -133,6 +153,8 @@ class FaceDetector:
         self.max_side = int(max_side)
         self.scale_factor = float(scale_factor)
         self.min_neighbors = int(min_neighbors)
+        self.fallback_reason: str | None = None
+        """Why this cascade stands in for YuNet (None: it was asked for)."""
 
     def _load_cascade(self, path: Path) -> Any:
         classifier = self._cv2.CascadeClassifier(str(path))
@@ -211,19 +233,214 @@ class FaceDetector:
             return list(zip(boxes, self.last_scores, strict=True))
 
 
+Landmarked = tuple[Box, float, np.ndarray | None]
+"""A face found: its box, its detection strength, and its 5 landmarks (5 x 2 pixels:
+right eye, left eye, nose tip, right and left mouth corner) or None."""
+
+
+def find_faces(detector: object, image: np.ndarray) -> list[Landmarked]:
+    """Faces of an RGB image with strengths and landmarks, from any detector: one with
+    ``detect_landmarked`` gives landmarks, others give None."""
+    landmarked = getattr(detector, "detect_landmarked", None)
+    if landmarked is not None:
+        return list(landmarked(image))
+    detect_scored = getattr(detector, "detect_scored", None)
+    if detect_scored is not None:
+        return [(box, float(s), None) for box, s in detect_scored(image)]
+    return [(box, 1.0, None) for box in detector.detect(image)]  # type: ignore[attr-defined]
+
+
+YUNET_FOLDER = "face-yunet"
+YUNET_FILE = "face_detection_yunet_2023mar.onnx"
+
+
+def yunet_path() -> Path:
+    """Where the shipped YuNet model is (``models/embedded/face-yunet``)."""
+    from emoapp.registry import data_dir
+
+    return data_dir("models") / "embedded" / YUNET_FOLDER / YUNET_FILE
+
+
+class YuNetDetector:
+    """OpenCV Zoo's YuNet face detector (``face_detection_yunet_2023mar.onnx``, MIT; a
+    small CNN run by ``cv2.FaceDetectorYN``): a box, a score and 5 landmarks per face.
+
+    The image is downscaled so that its longest side is at most ``max_side`` (0: never).
+    Faces smaller than ``min_face`` pixels (of the original image) are dropped. Raises
+    :class:`ModelLoadError` when the ONNX file is missing, fails its checksum (the
+    shipped one is verified against ``checksums.sha256``) or does not load. Calls are
+    serialised (one ``FaceDetectorYN`` whose input size changes with the frame)."""
+
+    name = "yunet"
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        min_face: int = 40,
+        max_side: int = 640,
+        score_threshold: float = 0.6,
+        nms_threshold: float = 0.3,
+        top_k: int = 50,
+    ) -> None:
+        cv2 = _import_cv2()
+        self._cv2 = cv2
+        model = Path(path) if path is not None else yunet_path()
+        if path is None:
+            from emoapp.encoders.embedded.artefacts import verify
+
+            verify(model.parent)
+        if not model.is_file():
+            raise ModelLoadError(f"the YuNet face detector {model} is missing")
+        try:
+            self._net = cv2.FaceDetectorYN.create(
+                str(model), "", (320, 320), score_threshold, nms_threshold, top_k
+            )
+        except cv2.error as exc:
+            raise ModelLoadError(
+                f"the YuNet face detector {model} cannot be loaded: {_first_line(exc)}"
+            ) from exc
+        self.path = model
+        self._size: tuple[int, int] = (320, 320)
+        self._lock = threading.Lock()
+        self.min_face = int(min_face)
+        self.max_side = int(max_side)
+
+    @classmethod
+    def from_config(cls, config: FaceConfig, path: str | Path | None = None) -> YuNetDetector:
+        return cls(
+            path,
+            config.min_face,
+            config.detector_max_side,
+            config.score_threshold,
+        )
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        return [box for box, _, _ in self.detect_landmarked(image)]
+
+    def detect_scored(self, image: np.ndarray) -> list[tuple[Box, float]]:
+        return [(box, score) for box, score, _ in self.detect_landmarked(image)]
+
+    def detect_landmarked(self, image: np.ndarray) -> list[Landmarked]:
+        """Faces of an RGB uint8 ``image``: box, score (0..1), landmarks (5 x 2)."""
+        cv2 = self._cv2
+        height, width = image.shape[:2]
+        scale = 1.0
+        bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        longest = max(height, width)
+        if self.max_side and longest > self.max_side:
+            scale = self.max_side / longest
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            bgr = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        size = (bgr.shape[1], bgr.shape[0])
+        with self._lock:
+            if size != self._size:
+                self._net.setInputSize(size)
+                self._size = size
+            _, found = self._net.detect(bgr)
+        out: list[Landmarked] = []
+        if found is None:
+            return out
+        for row in np.asarray(found, dtype=np.float64).reshape(-1, 15):
+            x, y, w, h = row[:4] / scale
+            if min(w, h) < self.min_face:
+                continue
+            box = _clip_box(round(x), round(y), round(w), round(h), width, height)
+            if box is None:
+                continue
+            out.append((box, float(row[14]), row[4:14].reshape(5, 2) / scale))
+        return out
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].strip() if lines else type(exc).__name__
+
+
+CROP_LANDMARKS = np.array(
+    [[0.3327, 0.3902], [0.6393, 0.3923], [0.4864, 0.5846], [0.3718, 0.7157], [0.5966, 0.7206]]
+)
+"""Where the 5 landmarks sit in a typical FER2013 face crop, as shares of its width and
+height: the median of YuNet's landmarks on the 363 of 3,000 FER2013 *train* crops (a
+seeded sample) in which :class:`ImageFaceLocator` found a face."""
+
+
+class ImageFaceLocator:
+    """For images that already are one face crop each (FER2013's 48 x 48 faces): the
+    whole image is the face. Its landmarks come from YuNet run on a copy padded by
+    ``PAD`` and upscaled to ``SIDE`` pixels (at 48 pixels the face is below YuNet's
+    reach); when YuNet finds no face there (most FER2013 images: they are small and
+    soft), they are :data:`CROP_LANDMARKS` scaled to the image. :attr:`with_landmarks`
+    and :attr:`estimated` count how often each happened."""
+
+    name = "image"
+    PAD = 0.1
+    """Border added on every side (share of the image size, replicated edge pixels)."""
+    SIDE = 120
+    """The padded copy is resized so that its longest side is this many pixels."""
+
+    def __init__(self, landmarker: YuNetDetector | None) -> None:
+        self.landmarker = landmarker
+        self._lock = threading.Lock()
+        self.with_landmarks = 0
+        self.estimated = 0
+
+    def detect(self, image: np.ndarray) -> list[Box]:
+        return [box for box, _, _ in self.detect_landmarked(image)]
+
+    def detect_landmarked(self, image: np.ndarray) -> list[Landmarked]:
+        height, width = image.shape[:2]
+        box: Box = (0, 0, width, height)
+        marks = self._landmarks(image)
+        with self._lock:
+            if marks is None:
+                self.estimated += 1
+            else:
+                self.with_landmarks += 1
+        if marks is None:
+            marks = CROP_LANDMARKS * np.array([width, height], dtype=np.float64)
+        return [(box, 1.0, marks)]
+
+    def _landmarks(self, image: np.ndarray) -> np.ndarray | None:
+        if self.landmarker is None:
+            return None
+        cv2 = _import_cv2()
+        height, width = image.shape[:2]
+        pad_y, pad_x = round(height * self.PAD), round(width * self.PAD)
+        padded = cv2.copyMakeBorder(image, pad_y, pad_y, pad_x, pad_x, cv2.BORDER_REPLICATE)
+        scale = self.SIDE / max(padded.shape[:2])
+        big = cv2.resize(
+            padded,
+            (round(padded.shape[1] * scale), round(padded.shape[0] * scale)),
+            interpolation=cv2.INTER_CUBIC,
+        )
+        found = [f for f in self.landmarker.detect_landmarked(big) if f[2] is not None]
+        if not found:
+            return None
+        _, _, marks = max(found, key=lambda f: f[1])
+        assert marks is not None
+        return marks / scale - np.array([pad_x, pad_y], dtype=np.float64)
+
+
 class TrackingLocator:
     """Finds faces with ``inner`` on one frame in ``every`` and tracks them in between.
 
-    For a live stream fed in order: the detector (a Haar cascade, tens of milliseconds on
-    a laptop CPU) runs on the first frame, then every ``every`` frames; in between, each
-    face found is looked for near where it was (a window one box-size wider on every side)
-    by normalised cross-correlation with its look when last detected
-    (``cv2.matchTemplate``, on a copy whose longest side is ``track_max_side``: a
-    millisecond or so). When any face's best match scores under ``min_match`` (it turned
-    away, left, or the scene cut) or the frame's size changes, the frame is detected
-    afresh. :meth:`locate_scored` says which happened: ``detected`` or ``tracked``.
+    For a live stream fed in order: the detector runs on the first frame, then every
+    ``every`` frames; in between, each face found is looked for near where it was (a
+    window one box-size wider on every side) by normalised cross-correlation with its
+    look when last detected (``cv2.matchTemplate``, on a copy whose longest side is
+    ``track_max_side``: a millisecond or so); its landmarks move with its box. When any
+    face's best match scores under ``min_match`` (it turned away, left, or the scene cut)
+    or the frame's size changes, the frame is detected afresh. :meth:`locate_scored`
+    says which happened: ``detected`` or ``tracked``.
+
+    Every face gets a **track id** (1, 2, ...) that it keeps while it is followed: a face
+    found by a fresh detection takes the id of the face it overlaps most (intersection
+    over union at least ``MATCH_IOU``) among those of the frame before, else a new one.
 
     Calls are serialised (one tracking state); meant for one stream at a time."""
+
+    MATCH_IOU = 0.3
 
     def __init__(
         self,
@@ -242,14 +459,17 @@ class TrackingLocator:
         self.min_match = float(min_match)
         self.track_max_side = int(track_max_side)
         self.name = f"{getattr(inner, 'name', 'custom')}+track"
+        self.fallback_reason: str | None = getattr(inner, "fallback_reason", None)
         self._lock = threading.Lock()
         self.detections = 0
         self.tracked = 0
+        self._next_id = 1
         self.reset()
 
     def reset(self) -> None:
-        """Forget the faces: the next frame is detected."""
-        self._scored: list[tuple[Box, float]] = []
+        """Forget the faces: the next frame is detected (track ids are not reused)."""
+        self._faces: list[Landmarked] = []
+        self._ids: list[int] = []
         self._templates: list[np.ndarray] = []
         self._size: tuple[int, int] | None = None
         self._since = 0
@@ -263,6 +483,12 @@ class TrackingLocator:
     def locate_scored(self, image: np.ndarray) -> tuple[list[tuple[Box, float]], str]:
         """The faces of an RGB uint8 ``image`` with their strengths, and ``detected``
         or ``tracked``."""
+        faces, _, how = self.locate_landmarked(image)
+        return [(box, score) for box, score, _ in faces], how
+
+    def locate_landmarked(self, image: np.ndarray) -> tuple[list[Landmarked], list[int], str]:
+        """The faces of an RGB uint8 ``image`` (box, strength, landmarks), their track
+        ids, and ``detected`` or ``tracked``."""
         with self._lock:
             small, scale = self._small_gray(image)
             size = (image.shape[1], image.shape[0])
@@ -271,21 +497,43 @@ class TrackingLocator:
                 if tracked is not None:
                     self._since += 1
                     self.tracked += 1
-                    self._scored = tracked
-                    return list(tracked), "tracked"
-            scored = self._detect(image)
+                    self._faces = tracked
+                    return list(tracked), list(self._ids), "tracked"
+            found = find_faces(self.inner, image)
             self.detections += 1
+            self._ids = self._match_ids(found)
             self._size = size
             self._since = 0
-            self._scored = scored
-            self._templates = [self._template(small, scale, box) for box, _ in scored]
-            return list(scored), "detected"
+            self._faces = found
+            self._templates = [self._template(small, scale, box) for box, _, _ in found]
+            return list(found), list(self._ids), "detected"
 
-    def _detect(self, image: np.ndarray) -> list[tuple[Box, float]]:
-        detect_scored = getattr(self.inner, "detect_scored", None)
-        if detect_scored is not None:
-            return list(detect_scored(image))
-        return [(box, 1.0) for box in self.inner.detect(image)]
+    def _match_ids(self, found: Sequence[Landmarked]) -> list[int]:
+        """Track ids for freshly detected faces: the id of the best-overlapping face held
+        (each used once, best overlaps first), else a new id."""
+        pairs = sorted(
+            (
+                (iou(box, old), i, j)
+                for i, (box, _, _) in enumerate(found)
+                for j, (old, _, _) in enumerate(self._faces)
+            ),
+            reverse=True,
+        )
+        ids: list[int | None] = [None] * len(found)
+        used: set[int] = set()
+        for overlap, i, j in pairs:
+            if overlap < self.MATCH_IOU:
+                break
+            if ids[i] is None and j not in used:
+                ids[i] = self._ids[j]
+                used.add(j)
+        out = []
+        for given in ids:
+            if given is None:
+                given = self._next_id
+                self._next_id += 1
+            out.append(given)
+        return out
 
     def _small_gray(self, image: np.ndarray) -> tuple[np.ndarray, float]:
         cv2 = self._cv2
@@ -313,11 +561,11 @@ class TrackingLocator:
 
     def _track(
         self, small: np.ndarray, scale: float, size: tuple[int, int]
-    ) -> list[tuple[Box, float]] | None:
+    ) -> list[Landmarked] | None:
         cv2 = self._cv2
-        out: list[tuple[Box, float]] = []
+        out: list[Landmarked] = []
         height, width = small.shape[:2]
-        for (box, strength), template in zip(self._scored, self._templates, strict=True):
+        for (box, strength, marks), template in zip(self._faces, self._templates, strict=True):
             th, tw = template.shape[:2]
             if th < 4 or tw < 4:
                 return None
@@ -340,8 +588,23 @@ class TrackingLocator:
             )
             if moved is None:
                 return None
-            out.append((moved, strength))
+            shifted = None
+            if marks is not None:
+                shifted = marks + np.array([moved[0] - box[0], moved[1] - box[1]], dtype=float)
+            out.append((moved, strength, shifted))
         return out
+
+
+def iou(a: Box, b: Box) -> float:
+    """Intersection over union of two boxes (0 when they do not touch)."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = min(ax + aw, bx + bw) - max(ax, bx)
+    h = min(ay + ah, by + bh) - max(ay, by)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / float(aw * ah + bw * bh - inter)
 
 
 def track_faces(encoder: object, every: int) -> bool:
@@ -559,11 +822,43 @@ def reuse_classes(encoder: object, max_age_s: float) -> bool:
     return True
 
 
-def make_detector(config: FaceConfig) -> FaceLocator:
-    """The face detector ``config.detector`` names."""
+def follow_face(encoder: object, track_id: int | None) -> bool:
+    """Make a face encoder's primary face the one with ``track_id`` while it is tracked
+    (None: back to the configured rule). False when the encoder cannot follow faces."""
+    if not hasattr(encoder, "follow"):
+        return False
+    if track_id is not None and (not isinstance(track_id, int) or track_id < 1):
+        raise ValueError(f"a track id is a whole number from 1, not {track_id!r}")
+    encoder.follow = track_id
+    return True
+
+
+def make_detector(config: FaceConfig, yunet: str | Path | None = None) -> FaceLocator:
+    """The face detector ``config.detector`` names (``yunet``: the shipped file, or
+    ``yunet`` when given). When YuNet cannot load, the Haar cascade takes its place: a
+    warning says why, and the detector's ``fallback_reason`` (shown in every face
+    prediction's ``detail`` as ``detector_note``) keeps it."""
     if config.detector == "haar":
         return FaceDetector.from_config(config)
-    raise ValueError(f"unknown face detector {config.detector!r}; available: haar")
+    if config.detector == "image":
+        try:
+            landmarker: YuNetDetector | None = YuNetDetector.from_config(
+                FaceConfig(min_face=8, detector_max_side=0), yunet
+            )
+        except ModelLoadError as exc:
+            log.warning("face landmarks: %s; landmarks are estimated from the box", exc)
+            landmarker = None
+        return ImageFaceLocator(landmarker)
+    if config.detector == "yunet":
+        try:
+            return YuNetDetector.from_config(config, yunet)
+        except ModelLoadError as exc:
+            reason = f"YuNet face detector unavailable ({exc}); using the Haar cascade"
+            log.warning("%s", reason)
+            fallback = FaceDetector.from_config(config)
+            fallback.fallback_reason = reason
+            return fallback
+    raise ValueError(f"unknown face detector {config.detector!r}; available: {DETECTORS}")
 
 
 # --- frames and crops -----------------------------------------------------------------
@@ -629,6 +924,16 @@ def expand_box(box: Box, margin: float, width: int, height: int) -> Box:
     return _clip_box(x - dx, y - dy, w + 2 * dx, h + 2 * dy, width, height) or box
 
 
+def square_box(box: Box) -> Box:
+    """A square of the box's area (side: the geometric mean of its width and height)
+    centred on it. The Haar cascade's boxes are square and the FER2013-trained models saw
+    square crops; YuNet's boxes are taller than wide, and squeezing one into a square
+    input would flatten the face."""
+    x, y, w, h = box
+    side = max(1, round(float(np.sqrt(w * h))))
+    return (round(x + (w - side) / 2), round(y + (h - side) / 2), side, side)
+
+
 def crop(image: np.ndarray, box: Box) -> np.ndarray:
     x, y, w, h = box
     return np.ascontiguousarray(image[y : y + h, x : x + w])
@@ -680,33 +985,65 @@ class FrameFaces:
     located: str = "detected"
     """``detected`` (the detector ran on this frame) or ``tracked`` (the faces were
     followed from an earlier frame: :class:`TrackingLocator`)."""
+    landmarks: list[np.ndarray | None] = field(default_factory=list)
+    """Each face's 5 landmarks (5 x 2 pixels), or None where the detector gives none."""
+    track_ids: list[int | None] = field(default_factory=list)
+    """Each face's track id (None without a :class:`TrackingLocator`)."""
+    primary_rule: str = "largest"
+    """Why the primary face is primary: ``followed`` (a person picked its track), or the
+    configured rule (``largest``, ``center``)."""
+
+    def __post_init__(self) -> None:
+        if not self.landmarks:
+            self.landmarks = [None] * len(self.boxes)
+        if not self.track_ids:
+            self.track_ids = [None] * len(self.boxes)
 
 
-def locate_faces(detector: FaceLocator, image: np.ndarray, face: FaceConfig) -> FrameFaces | None:
+def locate_faces(
+    detector: FaceLocator,
+    image: np.ndarray,
+    face: FaceConfig,
+    follow: int | None = None,
+) -> FrameFaces | None:
     """Detect the faces of an RGB uint8 image, keep the ``face.max_faces`` largest and
-    choose the primary one (weakly detected faces never are); None when there is none.
-    Shared by every face encoder."""
+    choose the primary one: the face whose track id is ``follow`` when it is there (a
+    person clicked it), else by ``face.primary`` among the confidently detected ones
+    (weakly detected faces never are); None when there is none. Shared by every face
+    encoder."""
     height, width = image.shape[:2]
     started = time.perf_counter()
     located = "detected"
+    ids: list[int | None]
+    locate_landmarked = getattr(detector, "locate_landmarked", None)
     locate_scored = getattr(detector, "locate_scored", None)
-    detect_scored = getattr(detector, "detect_scored", None)
-    if locate_scored is not None:
+    if locate_landmarked is not None:
+        found, given, located = locate_landmarked(image)
+        ids = list(given)
+    elif locate_scored is not None:
         scored, located = locate_scored(image)
-    elif detect_scored is not None:
-        scored = detect_scored(image)
+        found = [(box, float(strength), None) for box, strength in scored]
+        ids = [None] * len(found)
     else:
-        scored = [(box, 1.0) for box in detector.detect(image)]
+        found = find_faces(detector, image)
+        ids = [None] * len(found)
     detect_s = time.perf_counter() - started
-    if not scored:
+    if not found:
         return None
-    found = len(scored)
-    scored = sorted(scored, key=lambda bs: bs[0][2] * bs[0][3], reverse=True)
-    scored = scored[: face.max_faces]
-    boxes = [box for box, _ in scored]
-    strengths = [strength for _, strength in scored]
-    primary = choose_primary(boxes, width, height, face.primary, strengths)
-    return FrameFaces(boxes, primary, found, detect_s, (width, height), located)
+    order = sorted(range(len(found)), key=lambda i: found[i][0][2] * found[i][0][3], reverse=True)
+    order = order[: face.max_faces]
+    boxes = [found[i][0] for i in order]
+    strengths = [found[i][1] for i in order]
+    marks = [found[i][2] for i in order]
+    kept_ids = [ids[i] for i in order]
+    rule: str = face.primary
+    if follow is not None and follow in kept_ids:
+        primary, rule = kept_ids.index(follow), "followed"
+    else:
+        primary = choose_primary(boxes, width, height, face.primary, strengths)
+    return FrameFaces(
+        boxes, primary, len(found), detect_s, (width, height), located, marks, kept_ids, rule
+    )
 
 
 def face_detail(
@@ -727,7 +1064,7 @@ def face_detail(
     age = 0.0
     if reuse is not None and 0 <= info.primary < len(reuse.ages):
         age = reuse.ages[info.primary]
-    return {
+    detail: dict[str, Any] = {
         "faces": n_faces,
         "faces_found": info.found,
         "primary_index": info.primary,
@@ -737,10 +1074,16 @@ def face_detail(
         "frame_size": info.size,
         "detector": getattr(detector, "name", "custom"),
         "located": info.located,
+        "track_ids": list(info.track_ids),
+        "primary_rule": info.primary_rule,
         "classified": "reused" if n_faces and run == 0 else "run",
         "faces_reused": reused,
         "classified_age_s": age,
     }
+    note = getattr(detector, "fallback_reason", None)
+    if note:
+        detail["detector_note"] = note
+    return detail
 
 
 class FaceEncoder(TransformersEncoder):
@@ -766,6 +1109,8 @@ class FaceEncoder(TransformersEncoder):
         self.reuse: ClassifyReuse | None = None
         """When set (:func:`reuse_classes`), tracked unchanged faces keep their earlier
         classification."""
+        self.follow: int | None = None
+        """The track id of the face a person chose to follow (:func:`follow_face`)."""
 
     def load_processor(self, transformers: Any, source: str, kwargs: dict[str, Any]) -> Any:
         return transformers.AutoImageProcessor.from_pretrained(source, **kwargs)
@@ -812,7 +1157,7 @@ class FaceEncoder(TransformersEncoder):
             except ValueError as exc:
                 prepared.skipped[index] = str(exc)
                 continue
-            located = locate_faces(self.detector, image, self.face)
+            located = locate_faces(self.detector, image, self.face, self.follow)
             if located is None:
                 prepared.skipped[index] = NO_FACE
                 continue
@@ -824,7 +1169,8 @@ class FaceEncoder(TransformersEncoder):
                 plans[index] = plan
                 boxes = [boxes[i] for i in plan.fresh]
             for box in boxes:
-                prepared.add(index, crop(image, expand_box(box, self.face.margin, width, height)))
+                region = expand_box(square_box(box), self.face.margin, width, height)
+                prepared.add(index, crop(image, region))
         prepared.extra["frames"] = frames
         prepared.extra["reuse"] = plans
         prepared.extra["reuse_gate"] = reuse
@@ -862,7 +1208,8 @@ class FaceEncoder(TransformersEncoder):
             if plan is not None and reuse is not None:
                 reuse.remember(info, plan, face_probs)
             faces = tuple(
-                FaceDetection(box, p) for box, p in zip(info.boxes, face_probs, strict=True)
+                FaceDetection(box, p, track)
+                for box, p, track in zip(info.boxes, face_probs, info.track_ids, strict=True)
             )
             p = faces[info.primary].probs
             outputs.append(

@@ -119,9 +119,9 @@ def _build_embedded(spec: ModelSpec, modality_config: Any) -> Encoder:
     """The embedded (trained, shipped) models: artefacts in ``models/embedded/NAME``, or
     a local artefact folder; one embedded encoder class per modality."""
     if spec.modality is Modality.FACE:
-        from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder
+        from emoapp.encoders.embedded.face import member_encoder
 
-        return MiniXceptionFaceEncoder(spec, modality_config)
+        return member_encoder(spec, modality_config)
     if spec.modality is Modality.VOICE:
         from emoapp.encoders.embedded.voice import RavdessVoiceEncoder
 

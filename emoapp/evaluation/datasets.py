@@ -23,6 +23,10 @@ Formats:
   ``emotions.txt``; the 27 emotions are mapped to Ekman's six (plus neutral). A
   multi-label row is kept when all its labels map to one canonical label and dropped
   (and counted) otherwise.
+- ``fer2013``: a FER2013 split as the Kaggle image-folder release has it, a tar
+  (``train.tar.gz``, ``test.tar.gz``) of ``<emotion>/<file>.jpg`` 48 x 48 grey faces,
+  read without unpacking; each image is one face crop (``emoapp evaluate`` then finds
+  landmarks on an upscaled copy instead of detecting faces: ``--face-detector``).
 - ``csv``: a generic manifest with ``path`` and/or ``text``, ``label``, and optional
   ``group``, ``start``, ``end``, ``id`` (and ``video``/``audio`` for separate files).
   Paths are relative to the manifest's folder.
@@ -35,11 +39,13 @@ what was dropped or is missing, and why.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
 import random
 import re
+import tarfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -50,7 +56,7 @@ from emoapp.core.errors import EmoappError
 from emoapp.core.labelmap import ALIASES, GOEMOTIONS_EKMAN, IGNORE, normalise
 from emoapp.core.taxonomy import CANONICAL_LABELS
 
-FORMATS: Final[tuple[str, ...]] = ("ravdess", "cremad", "meld", "goemotions", "csv")
+FORMATS: Final[tuple[str, ...]] = ("ravdess", "cremad", "meld", "goemotions", "fer2013", "csv")
 
 NO_GROUPS: Final[str] = "none"
 """``--group-by none`` switches groups off."""
@@ -678,6 +684,98 @@ def read_csv_manifest(path: Path) -> EvalDataset:
     return dataset
 
 
+# --- FER2013 (a tar of <emotion>/<file>.jpg) -------------------------------------------
+
+TAR_SUFFIXES: Final[tuple[str, ...]] = (".tar.gz", ".tgz", ".tar")
+
+
+def _is_tar(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(TAR_SUFFIXES)
+
+
+def archive_member(path: Path) -> tuple[Path, str] | None:
+    """For a path inside a tar archive (``.../train.tar.gz/angry/x.jpg``, as the FER2013
+    reader makes them): the archive and the member's name; None for an ordinary path."""
+    for parent in path.parents:
+        if _is_tar(parent):
+            return parent, path.relative_to(parent).as_posix()
+    return None
+
+
+@functools.lru_cache(maxsize=2)
+def _archive_files(archive: Path) -> dict[str, bytes]:
+    """Every regular file of a tar archive, by name without a leading ``./`` (FER2013's
+    splits are 9 and 14 MB: read once, kept for the run)."""
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(archive) as tar:
+            for member in tar:
+                if not member.isfile():
+                    continue
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    out[_member_name(member.name)] = handle.read()
+    except (OSError, tarfile.TarError, EOFError) as exc:
+        raise DatasetError(f"{archive}: cannot read the archive: {exc}") from exc
+    return out
+
+
+def _member_name(name: str) -> str:
+    while name.startswith("./"):
+        name = name[2:]
+    return name
+
+
+def read_archive_file(path: Path) -> bytes | None:
+    """The bytes of a file inside a tar archive (:func:`archive_member`); None when
+    ``path`` is not inside one. Raises DatasetError when the member is not there."""
+    found = archive_member(path)
+    if found is None:
+        return None
+    archive, name = found
+    data = _archive_files(archive).get(name)
+    if data is None:
+        raise DatasetError(f"{archive}: has no member {name}")
+    return data
+
+
+def read_fer2013(path: Path) -> EvalDataset:
+    """FER2013 as the Kaggle image-folder release has it: a tar (``train.tar.gz`` or
+    ``test.tar.gz``) of ``<emotion>/<file>.jpg``, 48 x 48 grey faces, read without
+    unpacking. Each image is one item; its id is the member's path (two train file names
+    occur in two classes), ``split`` is the archive's name and ``class`` the folder."""
+    if not _is_tar(path):
+        raise DatasetError(f"{path}: a FER2013 split is a .tar.gz file of <emotion>/<file>.jpg")
+    files = _archive_files(path)
+    split = path.name.lower()
+    for suffix in TAR_SUFFIXES:
+        if split.endswith(suffix):
+            split = split[: -len(suffix)]
+            break
+    dataset = EvalDataset(f"fer2013-{split}", "fer2013", path, [], group_columns=("class",))
+    for name in sorted(files):
+        folder, _, file = name.rpartition("/")
+        if not folder or "/" in folder or not file.lower().endswith((".jpg", ".jpeg", ".png")):
+            dataset.skipped.append(SkippedRecord(name, "not <emotion>/<file>.jpg"))
+            continue
+        label, reason = _label_or_reason(folder)
+        if label is None:
+            dataset.skipped.append(SkippedRecord(name, reason))
+            continue
+        dataset.items.append(
+            EvalItem(
+                id=name,
+                label=label,
+                video=path / name,
+                meta={"class": folder, "split": split},
+            )
+        )
+    dataset.notes.append(
+        f"FER2013 {split} split: 48x48 grey face crops; each image is treated as one face"
+    )
+    return dataset
+
+
 # --- choosing the reader --------------------------------------------------------------
 
 
@@ -687,6 +785,8 @@ def detect_format(path: Path) -> str:
         raise DatasetError(f"{path} does not exist")
     if path.is_file():
         suffix = path.suffix.lower()
+        if _is_tar(path):
+            return "fer2013"
         if suffix not in (".csv", ".tsv"):
             raise DatasetError(f"{path}: expected a folder, a .csv or a .tsv file")
         first = _read_text(path)[0].split("\n", 1)[0]
@@ -726,6 +826,7 @@ _DEFAULT_GROUP: Final[dict[str, str | None]] = {
     "cremad": "Sex",
     "meld": None,
     "goemotions": None,
+    "fer2013": None,
     "csv": "group",
 }
 
@@ -824,6 +925,7 @@ def read_dataset(
         "cremad": read_cremad,
         "meld": lambda p: read_meld(p, clips),
         "goemotions": read_goemotions,
+        "fer2013": read_fer2013,
         "csv": read_csv_manifest,
     }
     if fmt not in readers:

@@ -407,7 +407,16 @@ def _face_frames(
     if path.suffix.lower() in IMAGE_SUFFIXES:
         import cv2
 
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        from emoapp.evaluation.datasets import DatasetError, read_archive_file
+
+        try:
+            packed = read_archive_file(path)
+        except DatasetError as exc:
+            raise MediaError(str(exc)) from exc
+        if packed is not None:  # an image inside a tar (FER2013)
+            image = cv2.imdecode(np.frombuffer(packed, dtype=np.uint8), cv2.IMREAD_COLOR)
+        else:
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
         if image is None:
             raise MediaError(f"{path}: cannot read the image")
         yield VideoFrame(0.0, cv2.cvtColor(image, cv2.COLOR_BGR2RGB), 0, str(path))

@@ -1,5 +1,12 @@
-"""The camera panel: the live preview with a box and top label on each detected face,
-and the privacy modes that blur faces or hide the picture and show scores only.
+"""The camera panel: the live preview with a box, track id and top label on each
+detected face, and the privacy modes that blur faces or hide the picture and show scores
+only.
+
+Which face speaks for the face modality (the *primary* face) follows a rule the panel
+states under the picture: the largest tracked face by default. Clicking a face in the
+preview follows it (its track id is handed to the face encoder through
+:attr:`CameraPanel.follow_requested`); clicking it again, or clicking beside every face,
+goes back to the rule. The followed face is drawn with a thick border and "following".
 
 The preview draws only the newest frame it was handed (the bridge drops stale ones). In
 "scores only" mode a frame is dropped the moment it arrives: no picture is converted,
@@ -101,10 +108,14 @@ def _expanded(box: tuple[int, int, int, int], margin: float) -> QRect:
 class PreviewView(QWidget):
     """Draws one picture scaled to fit, with face boxes and labels on top."""
 
+    face_clicked = Signal(object)  # the clicked face's track id, or None (no face there)
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._image: QImage | None = None
         self._faces: tuple[FaceDetection, ...] = ()
+        self._primary: int | None = None
+        self._followed: int | None = None
         self._saliency: tuple[FaceSaliency, ...] = ()
         self._message = "No camera picture"
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -118,9 +129,15 @@ class PreviewView(QWidget):
         image: QImage | None,
         faces: tuple[FaceDetection, ...],
         saliency: tuple[FaceSaliency, ...] = (),
+        primary: int | None = None,
+        followed: int | None = None,
     ) -> None:
+        """Show ``image`` with ``faces``; ``primary`` is the index of the face that gives
+        the prediction, ``followed`` the track id a person chose to follow."""
         self._image = image
         self._faces = faces
+        self._primary = primary
+        self._followed = followed
         self._saliency = saliency if image is not None else ()
         self.update()
 
@@ -138,14 +155,12 @@ class PreviewView(QWidget):
     def picture(self) -> QImage | None:
         return self._image
 
-    def paintEvent(self, event) -> None:
-        painter = QPainter(self)
-        painter.fillRect(self.rect(), QColor("#202020"))
+    def faces(self) -> tuple[FaceDetection, ...]:
+        return self._faces
+
+    def _target(self) -> tuple[QRectF, float] | None:
         if self._image is None:
-            painter.setPen(QColor("#c8c8c8"))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._message)
-            painter.end()
-            return
+            return None
         iw, ih = self._image.width(), self._image.height()
         scale = min(self.width() / iw, self.height() / ih)
         target = QRectF(
@@ -154,6 +169,45 @@ class PreviewView(QWidget):
             iw * scale,
             ih * scale,
         )
+        return target, scale
+
+    def face_rect(self, face: FaceDetection) -> QRectF | None:
+        """Where a face's box is drawn, in widget coordinates."""
+        placed = self._target()
+        if placed is None:
+            return None
+        target, scale = placed
+        x, y, w, h = face.box
+        return QRectF(target.x() + x * scale, target.y() + y * scale, w * scale, h * scale)
+
+    def face_at(self, point: QPointF) -> FaceDetection | None:
+        """The smallest face whose drawn box holds ``point`` (widget coordinates)."""
+        hits = []
+        for face in self._faces:
+            rect = self.face_rect(face)
+            if rect is not None and rect.contains(point):
+                hits.append((face.area, face))
+        return min(hits, key=lambda hit: hit[0])[1] if hits else None
+
+    def mousePressEvent(self, event) -> None:
+        if event.button() == Qt.MouseButton.LeftButton and self._image is not None:
+            face = self.face_at(event.position())
+            self.face_clicked.emit(None if face is None else face.track_id)
+            event.accept()
+            return
+        super().mousePressEvent(event)
+
+    def paintEvent(self, event) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor("#202020"))
+        if self._image is None:
+            painter.setPen(QColor("#c8c8c8"))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self._message)
+            painter.end()
+            return
+        placed = self._target()
+        assert placed is not None
+        target, scale = placed
         painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
         painter.drawImage(target, self._image)
         if self._saliency:
@@ -163,14 +217,19 @@ class PreviewView(QWidget):
         font.setBold(True)
         painter.setFont(font)
         fm = painter.fontMetrics()
-        for face in self._faces:
+        for index, face in enumerate(self._faces):
             x, y, w, h = face.box
             rect = QRectF(target.x() + x * scale, target.y() + y * scale, w * scale, h * scale)
             color = QColor(LABEL_COLORS[face.label])
-            painter.setPen(QPen(color, 2))
+            followed = self._followed is not None and face.track_id == self._followed
+            primary = index == self._primary
+            pen = QPen(color, 4 if followed else 2)
+            if not primary:
+                pen.setStyle(Qt.PenStyle.DashLine)
+            painter.setPen(pen)
             painter.setBrush(Qt.BrushStyle.NoBrush)
             painter.drawRect(rect)
-            caption = f"{face.label} {float(face.probs[LABEL_INDEX[face.label]]):.0%}"
+            caption = face_caption(face, followed)
             tw, th = fm.horizontalAdvance(caption) + 8, fm.height() + 2
             ty = rect.top() - th if rect.top() - th >= target.top() else rect.top()
             painter.fillRect(QRectF(rect.left(), ty, tw, th), color)
@@ -179,17 +238,45 @@ class PreviewView(QWidget):
         painter.end()
 
 
+def face_caption(face: FaceDetection, followed: bool = False) -> str:
+    """A face's caption in the preview: ``#3 happy 81%`` (track id, label, its share),
+    with ``· following`` on the followed face."""
+    text = f"{face.label} {float(face.probs[LABEL_INDEX[face.label]]):.0%}"
+    if face.track_id is not None:
+        text = f"#{face.track_id} {text}"
+    return text + (" · following" if followed else "")
+
+
+def primary_sentence(output: ModalityPrediction, followed: int | None) -> str:
+    """Which face speaks for the face modality, and why, in words."""
+    n = len(output.faces)
+    faces = f"{n} face{'s' if n != 1 else ''}"
+    rule = output.detail.get("primary_rule")
+    if rule == "followed" and followed is not None:
+        return f"{faces} · following face #{followed} (click it again to stop)"
+    if followed is not None:
+        return f"{faces} · face #{followed} is not in view: the {rule or 'largest'} face speaks"
+    index = output.detail.get("primary_index", 0)
+    ids = [f.track_id for f in output.faces]
+    which = f" (#{ids[index]})" if 0 <= index < n and ids[index] is not None else ""
+    tail = " · click a face to follow it" if any(i is not None for i in ids) else ""
+    return f"{faces} · the {rule or 'largest'} face speaks{which}{tail}"
+
+
 class CameraPanel(QGroupBox):
     """Preview, privacy mode and the latest face prediction."""
 
     mode_changed = Signal(object)  # PreviewMode
     explain_toggled = Signal(bool)
+    follow_requested = Signal(object)  # a track id to follow, or None: back to the rule
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Camera · face", parent)
         self._mode = PreviewMode.PICTURE
         self._faces: tuple[FaceDetection, ...] = ()
         self._faces_t: float | None = None
+        self._primary: int | None = None
+        self._followed: int | None = None
         self._explanation: FaceExplanation | None = None
 
         self.mode_box = QComboBox()
@@ -203,6 +290,7 @@ class CameraPanel(QGroupBox):
         )
         self.explain_box.toggled.connect(self._explain_toggled)
         self.view = PreviewView()
+        self.view.face_clicked.connect(self._face_clicked)
         self.result = QLabel("Face: —")
         font = QFont(self.font())
         font.setBold(True)
@@ -268,7 +356,8 @@ class CameraPanel(QGroupBox):
                     pixelate(image, _expanded(face.box, _BLUR_MARGIN))
             else:
                 pixelate(image, image.rect())
-        self.view.set_picture(image, faces, self._overlay(frame.t))
+        primary = self._primary if faces else None
+        self.view.set_picture(image, faces, self._overlay(frame.t), primary, self._followed)
 
     @Slot(object)
     def show_output(self, output: EncoderOutput) -> None:
@@ -283,14 +372,28 @@ class CameraPanel(QGroupBox):
         assert isinstance(output, ModalityPrediction)
         self.result.setEnabled(True)
         self._faces, self._faces_t = output.faces, output.t
+        self._primary = int(output.detail.get("primary_index", 0))
         top = float(output.probs[LABEL_INDEX[output.label]])
         text = f"Face: {output.label} {top:.0%}"
         if output.baseline:
             text += " · baseline"
         self.result.setText(text)
-        n = len(output.faces)
-        self.reason.setText(f"{n} face{'s' if n != 1 else ''}" if n else "")
+        self.reason.setText(primary_sentence(output, self._followed) if output.faces else "")
         self.bars.set_distribution(output.probs, output.mask)
+
+    # -- following a face --------------------------------------------------------------
+
+    def followed(self) -> int | None:
+        """The track id of the face a person chose to follow (None: the rule decides)."""
+        return self._followed
+
+    @Slot(object)
+    def _face_clicked(self, track_id: int | None) -> None:
+        if track_id is None or track_id == self._followed:
+            self._followed = None
+        else:
+            self._followed = int(track_id)
+        self.follow_requested.emit(self._followed)
 
     # -- explanations ------------------------------------------------------------------
 
@@ -322,6 +425,7 @@ class CameraPanel(QGroupBox):
 
     def clear(self, message: str = "No camera picture") -> None:
         self._faces, self._faces_t = (), None
+        self._primary = None
         self._explanation = None
         self.view.set_picture(None, ())
         if self._mode is not PreviewMode.SCORES_ONLY:

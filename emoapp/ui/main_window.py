@@ -322,6 +322,7 @@ class MainWindow(QMainWindow):
         self.text_panel.asr_box.toggled.connect(c.set_transcription)
         self.text_panel.asr_box.toggled.connect(self.text_panel.set_transcribing)
         self.camera_panel.mode_changed.connect(self._on_preview_mode)
+        self.camera_panel.follow_requested.connect(self._on_follow_face)
         self.timeline.source_box.currentIndexChanged.connect(self._remember_timeline_source)
         self.text_panel.live_box.toggled.connect(self._remember_typing)
 
@@ -447,6 +448,16 @@ class MainWindow(QMainWindow):
         self.settings.fusion = fusion
         save_settings(self.store, self.settings)
         self.fused_panel.set_disagreement_threshold(fusion.disagreement_threshold)
+
+    def _on_follow_face(self, track_id: int | None) -> None:
+        """A face clicked in the preview: the face encoder makes it the primary face while
+        it is tracked (None: back to the largest face)."""
+        from emoapp.encoders.face import follow_face
+
+        session = getattr(self.controller, "session", None)
+        encoder = session.encoder(Modality.FACE) if session is not None else None
+        if encoder is not None:
+            follow_face(encoder, track_id)
 
     def _on_preview_mode(self, mode: PreviewMode) -> None:
         self.preview_actions[mode].setChecked(True)

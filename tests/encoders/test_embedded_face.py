@@ -28,8 +28,8 @@ from emoapp.encoders.embedded.artefacts import (
     sha256_of,
     write_checksums,
 )
-from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder, face_inputs, scale_inputs
-from emoapp.encoders.face import NO_FACE, FaceConfig, FaceDetector, locate_faces
+from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder, scale_inputs
+from emoapp.encoders.face import NO_FACE, FaceConfig, locate_faces, make_detector
 from emoapp.registry import resolve_model
 
 MODEL = "embedded/face-minixception"
@@ -209,7 +209,7 @@ def test_preprocessing_is_fers():
 def test_sample_video_frames_give_a_face_prediction(encoder, sample_frames):
     outputs = encoder.encode(sample_frames)
     assert len(outputs) == len(sample_frames)
-    detector = FaceDetector()
+    detector = make_detector(FaceConfig())
     for frame, out in zip(sample_frames, outputs, strict=True):
         assert isinstance(out, ModalityPrediction), out
         assert out.model_id == MODEL and out.t == frame.t and not out.baseline
@@ -224,7 +224,8 @@ def test_sample_video_frames_give_a_face_prediction(encoder, sample_frames):
         assert primary.box == located.boxes[located.primary]
         np.testing.assert_allclose(out.probs, primary.probs)
         # each face's probabilities are the network's on that face's crop
-        raw = encoder.classify(face_inputs(frame.image, [primary.box], encoder.crop_margin))
+        marks = located.landmarks[located.primary]
+        raw = encoder.classify(np.stack(encoder.face_rows(frame.image, [primary.box], [marks])))
         assert encoder.label_map is not None
         np.testing.assert_allclose(primary.probs, encoder.label_map.apply(raw[0]), atol=1e-6)
     # the sample's person is smiling broadly

@@ -42,12 +42,16 @@ class Explainer(Protocol):
 def explainer_for(encoder: Any) -> Explainer | None:
     """The explainer for ``encoder``, or None when it offers none (the baselines' face
     and voice heuristics)."""
-    from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder
+    from emoapp.encoders.embedded.face import FacePairEncoder, MiniXceptionFaceEncoder
     from emoapp.encoders.embedded.text import GoEmotionsTextEncoder
     from emoapp.encoders.embedded.voice import RavdessVoiceEncoder
     from emoapp.encoders.face import FaceEncoder
     from emoapp.encoders.voice import VoiceEncoder
 
+    if isinstance(encoder, FacePairEncoder):
+        from emoapp.encoders.explain.face import PairGradCamFaceExplainer
+
+        return PairGradCamFaceExplainer(encoder)
     if isinstance(encoder, MiniXceptionFaceEncoder):
         from emoapp.encoders.explain.face import GradCamFaceExplainer
 

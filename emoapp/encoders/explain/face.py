@@ -37,7 +37,7 @@ from emoapp.core.explanation import (
 )
 from emoapp.core.labelmap import IGNORE, LabelMap
 from emoapp.core.messages import ModalityPrediction, VideoFrame
-from emoapp.encoders.face import crop, expand_box, to_rgb_uint8
+from emoapp.encoders.face import crop, expand_box, square_box, to_rgb_uint8
 
 GRAD_CAM_BLOCK = 2
 """Index of the mini-Xception residual block whose output Grad-CAM weighs."""
@@ -139,7 +139,7 @@ class GradCamFaceExplainer:
         prediction: ModalityPrediction,
         label: str | None = None,
     ) -> FaceExplanation:
-        from emoapp.encoders.embedded.face import face_inputs
+        from emoapp.encoders.embedded.face import crop_box, face_inputs
 
         self.encoder.load()
         labels = _labels_for(prediction, label, self.encoder.model_id)
@@ -153,10 +153,29 @@ class GradCamFaceExplainer:
             else np.zeros((0, GRID, GRID))
         )
         faces = tuple(
-            FaceSaliency(expand_box(box, margin, width, height), lab, normalise_grid(g))
+            FaceSaliency(crop_box(box, margin, width, height), lab, normalise_grid(g))
             for box, lab, g in zip(boxes, labels, grids, strict=True)
         )
         return FaceExplanation(prediction.t, self.encoder.model_id, self.method, faces)
+
+
+class PairGradCamFaceExplainer(GradCamFaceExplainer):
+    """Grad-CAM for the embedded face pair: where its mini-Xception member looked (the
+    int8 ONNX member gives no gradients), for the label the pair gave."""
+
+    def __init__(self, pair: Any) -> None:
+        self.pair = pair
+
+    @property
+    def encoder(self) -> Any:
+        from emoapp.core.errors import ModelLoadError
+        from emoapp.encoders.embedded.face import MiniXceptionFaceEncoder
+
+        self.pair.load()
+        for member in self.pair.members:
+            if isinstance(member, MiniXceptionFaceEncoder):
+                return member
+        raise ModelLoadError(f"{self.pair.model_id} has no mini-Xception member to explain")
 
 
 class GradientFaceExplainer:
@@ -201,7 +220,9 @@ class GradientFaceExplainer:
         labels = _labels_for(prediction, label, enc.model_id)
         image = _image_of(item)
         height, width = image.shape[:2]
-        regions = [expand_box(f.box, enc.face.margin, width, height) for f in prediction.faces]
+        regions = [
+            expand_box(square_box(f.box), enc.face.margin, width, height) for f in prediction.faces
+        ]
         grids = (
             self.saliency([crop(image, r) for r in regions], labels)
             if regions
