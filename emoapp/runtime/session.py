@@ -53,12 +53,14 @@ from emoapp.core import clock
 from emoapp.core.explanation import Explanation
 from emoapp.core.fusion import FusionConfig
 from emoapp.core.messages import (
+    CONTEXT_TURNS,
     AudioChunk,
     EncoderOutput,
     FusedEstimate,
     Modality,
     TextEntry,
     VideoFrame,
+    with_context,
 )
 from emoapp.encoders.base import Encoder
 from emoapp.encoders.vad import rms_dbfs
@@ -174,6 +176,7 @@ class LiveSession:
         self.thread_plan: ThreadPlan | None = None
 
         self._lock = threading.RLock()  # session and per-modality state
+        self._said: list[str] = []  # the last texts typed or heard, context for the next
         self._entries: dict[Modality, Entry] = {}
         for m in Modality:
             source = sources.get(m)
@@ -369,21 +372,30 @@ class LiveSession:
     def submit_text(self, text: str) -> bool:
         """A typed entry, stamped now and encoded by the text worker. False (and
         ignored) when the text modality is not running."""
-        entry = TextEntry(clock.now(), text, "typed")
         with self._lock:
             run = self._entries[Modality.TEXT].run
-        if run is None:
-            return False
+            if run is None:
+                return False
+            entry = self._in_conversation(TextEntry(clock.now(), text, "typed"))
         self._on_item(run, entry)
         return True
+
+    def _in_conversation(self, entry: TextEntry) -> TextEntry:
+        """``entry`` with the session's last few texts (typed or heard) as its context;
+        remembers it for the next one. Call with the lock held."""
+        [entry] = with_context([entry], before=self._said)
+        if entry.text.strip():
+            self._said = [*self._said, entry.text][-CONTEXT_TURNS:]
+        return entry
 
     def submit_heard(self, entry: TextEntry) -> bool:
         """A heard (transcribed) entry, with its segment's time span, for the text
         worker; listeners' ``on_heard`` get it too. False when text is not running."""
         with self._lock:
             run = self._entries[Modality.TEXT].run
-        if run is None:
-            return False
+            if run is None:
+                return False
+            entry = self._in_conversation(entry)
         self._emit("on_heard", entry)
         self._on_item(run, entry)
         return True
@@ -552,6 +564,8 @@ class LiveSession:
         """Stop the current run of ``m`` at once (with self._lock held): its threads are
         told to stop (and joined later, by stop()), its source closed, its buffer emptied,
         and the modality removed from fusion."""
+        if m is Modality.TEXT:
+            self._said = []  # the conversation context goes with the text run
         entry = self._entries[m]
         run = entry.run
         if run is None:

@@ -25,7 +25,7 @@ from emoapp.runtime.timeline import read_timeline
 EMBEDDED = [
     "--face-model", "embedded/face-minixception",
     "--voice-model", "embedded/voice-ravdess",
-    "--text-model", "embedded/text-goemotions",
+    "--text-model", "embedded/text-conversation",
 ]  # fmt: skip
 
 
