@@ -22,7 +22,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    parser.add_argument("--model", default="embedded/text-goemotions")
+    parser.add_argument("--model", default="embedded/text-conversation")
     parser.add_argument("--sentences", type=int, default=500)
     parser.add_argument("--min-words", type=int, default=6)
     parser.add_argument("--random", type=int, default=5)

@@ -37,7 +37,7 @@ def main() -> int:
         argv = [
             "--face-model", "embedded/face-minixception",
             "--voice-model", "embedded/voice-ravdess",
-            "--text-model", "embedded/text-goemotions",
+            "--text-model", "embedded/text-conversation",
             "--camera", str(samples / "face_speech.mp4"),
             "--mic", str(samples / "speech.wav"),
             "--settings-file", str(Path(folder) / "settings.ini"),

@@ -95,7 +95,7 @@ def embedded_encoders() -> dict[Modality, Any]:
     refs = {
         Modality.FACE: "embedded/face-minixception",
         Modality.VOICE: "embedded/voice-ravdess",
-        Modality.TEXT: "embedded/text-goemotions",
+        Modality.TEXT: "embedded/text-conversation",
     }
     encoders = {}
     for m, ref in refs.items():

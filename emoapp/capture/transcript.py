@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from emoapp.core.errors import MediaError
-from emoapp.core.messages import TextEntry
+from emoapp.core.messages import TextEntry, with_context
 
 TranscriptFormat = Literal["srt", "vtt", "text"]
 
@@ -198,6 +198,8 @@ def parse_transcript(
         return Transcript(entries=entries, format="text")
     entries, warnings = _parse_cues(text, name, kind)
     entries, order_warnings = _order(entries, name)
+    # Cues are one conversation: each carries the cues before it as context.
+    entries = with_context(entries)
     return Transcript(entries=entries, format=kind, warnings=warnings + order_warnings)
 
 

@@ -8,7 +8,9 @@ leave an encoder.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,6 +71,35 @@ class TextEntry:
     end: float | None = None
     speaker: str | None = None
     """Who said it, when a transcript tags speakers (WebVTT ``<v Name>``)."""
+    context: tuple[str, ...] = ()
+    """What was said just before it in the same conversation (oldest first, any
+    speaker), when a transcript, call or chat gives it; text models that read context
+    use it, the others ignore it."""
+    domain: str | None = None
+    """What kind of text it is when its source knows (``"conversation"``, ``"comments"``);
+    None: the text model's default."""
+
+
+CONTEXT_TURNS = 3
+"""How many earlier utterances :func:`with_context` attaches to an entry."""
+
+
+def with_context(
+    entries: Sequence[TextEntry], turns: int = CONTEXT_TURNS, before: Sequence[str] = ()
+) -> list[TextEntry]:
+    """``entries`` (one conversation, in time order) each with the texts of the ``turns``
+    entries before it as :attr:`TextEntry.context` (``before``: what was said before the
+    first one). An entry that already has context keeps it."""
+    history = [" ".join(t.split()) for t in before if t.strip()][-turns:] if turns > 0 else []
+    out: list[TextEntry] = []
+    for entry in entries:
+        if entry.context or turns <= 0:
+            out.append(entry)
+        else:
+            out.append(dataclasses.replace(entry, context=tuple(history[-turns:])))
+        if turns > 0 and entry.text.strip():
+            history = [*history, " ".join(entry.text.split())][-turns:]
+    return out
 
 
 # --- what encoders produce ------------------------------------------------------------

@@ -126,9 +126,9 @@ def _build_embedded(spec: ModelSpec, modality_config: Any) -> Encoder:
         from emoapp.encoders.embedded.voice import RavdessVoiceEncoder
 
         return RavdessVoiceEncoder(spec, modality_config)
-    from emoapp.encoders.embedded.text import GoEmotionsTextEncoder
+    from emoapp.encoders.embedded.text import NgramTextEncoder
 
-    return GoEmotionsTextEncoder(spec)
+    return NgramTextEncoder(spec)
 
 
 def bundled_mask(spec: ModelSpec) -> Any:

@@ -18,11 +18,13 @@ Formats:
   Age, Sex, Race, Ethnicity) gives groups (``Sex`` by default).
 - ``meld``: a ``*_sent_emo.csv`` (Utterance, Speaker, Emotion, Dialogue_ID,
   Utterance_ID, ...) with clips ``dia{D}_utt{U}.mp4`` in a sibling folder when present;
-  utterances without a clip are evaluated on their text alone.
+  utterances without a clip are evaluated on their text alone. Each item carries the
+  earlier utterances of its dialogue (up to five) as text context, and the text domain
+  ``conversation``.
 - ``goemotions``: the TSV files (text, comma-separated label ids, comment id) with
   ``emotions.txt``; the 27 emotions are mapped to Ekman's six (plus neutral). A
   multi-label row is kept when all its labels map to one canonical label and dropped
-  (and counted) otherwise.
+  (and counted) otherwise. Items carry the text domain ``comments``.
 - ``fer2013``: a FER2013 split as the Kaggle image-folder release has it, a tar
   (``train.tar.gz``, ``test.tar.gz``) of ``<emotion>/<file>.jpg`` 48 x 48 grey faces,
   read without unpacking; each image is one face crop (``emoapp evaluate`` then finds
@@ -85,6 +87,12 @@ class EvalItem:
     start: float | None = None
     end: float | None = None
     meta: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+    context: tuple[str, ...] = ()
+    """For text: what was said before it in the same conversation, oldest first (MELD:
+    the earlier utterances of its dialogue)."""
+    domain: str | None = None
+    """For text: what kind of text the dataset holds (``"conversation"``, ``"comments"``);
+    passed to the text model, which applies its prior for that kind."""
 
     def __post_init__(self) -> None:
         if self.label not in CANONICAL_LABELS:
@@ -378,6 +386,7 @@ def read_cremad(root: Path) -> EvalDataset:
 MELD_COLUMNS: Final[frozenset[str]] = frozenset(
     {"Utterance", "Speaker", "Emotion", "Dialogue_ID", "Utterance_ID"}
 )
+MELD_CONTEXT_TURNS: Final = 5  # earlier utterances of the dialogue kept as context
 _MELD_CLIP = re.compile(r"^dia(\d+)_utt(\d+)\.mp4$", re.IGNORECASE)
 _SPLIT_WORDS = ("test", "dev", "train")
 
@@ -479,6 +488,14 @@ def read_meld(path: Path, clips: Path | None = None) -> EvalDataset:
         dataset.notes.append(f"clips from {folder}")
     else:
         dataset.notes.append(f"text only: {why}")
+    # Every utterance of each dialogue (labelled or not) by Utterance_ID, for context.
+    spoken: dict[int, dict[int, str]] = {}
+    for row in rows:
+        try:
+            d, u = int(row["Dialogue_ID"]), int(row["Utterance_ID"])
+        except ValueError:
+            continue
+        spoken.setdefault(d, {}).setdefault(u, " ".join((row.get("Utterance") or "").split()))
     seen: set[str] = set()
     for n, row in enumerate(rows, start=2):
         where = f"{csv_path.name} line {n}"
@@ -505,8 +522,19 @@ def read_meld(path: Path, clips: Path | None = None) -> EvalDataset:
         meta = {k: v for k, v in row.items() if k not in ("Utterance",)}
         # StartTime/EndTime are times in the episode; a clip holds just its utterance, so
         # they stay metadata rather than cut points.
+        before = spoken.get(dialogue, {})
+        context = tuple(before[u] for u in sorted(before) if u < utterance and before[u])
         dataset.items.append(
-            EvalItem(id=item_id, label=label, video=clip, audio=clip, text=text, meta=meta)
+            EvalItem(
+                id=item_id,
+                label=label,
+                video=clip,
+                audio=clip,
+                text=text,
+                meta=meta,
+                context=context[-MELD_CONTEXT_TURNS:],
+                domain="conversation",
+            )
         )
     return dataset
 
@@ -588,6 +616,7 @@ def read_goemotions(path: Path) -> EvalDataset:
                 label=mapped[0],
                 text=parts[0],
                 meta={"labels": ",".join(raw), "multi_label": str(len(raw) > 1).lower()},
+                domain="comments",
             )
         )
     if not dataset.items and not dataset.skipped:

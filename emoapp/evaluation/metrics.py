@@ -4,7 +4,9 @@ Labels are integer indices into :data:`~emoapp.core.taxonomy.CANONICAL_LABELS`
 (``gold`` and ``pred`` arrays of shape ``(n,)``); probabilities are ``(n, 7)``.
 
 - accuracy; macro-F1 over the labels present in the gold labels (a label never in gold
-  does not count, whether or not it is predicted); per-class recall (NaN for a label
+  does not count, whether or not it is predicted); weighted F1, the per-class F1 averaged
+  with each label's share of the gold labels as its weight (what MELD papers report, and
+  scikit-learn's ``average="weighted"``); per-class recall (NaN for a label
   absent from gold); the confusion matrix (rows gold, columns predicted);
 - expected calibration error: top-label confidence in 15 equal-width bins over [0, 1],
   ``sum_b n_b / n * |accuracy_b - confidence_b|`` (Guo et al., 2017);
@@ -76,6 +78,21 @@ def macro_f1_from_cm(cm: np.ndarray) -> float:
 
 def macro_f1(gold: np.ndarray, pred: np.ndarray, n_labels: int = NUM_LABELS) -> float:
     return macro_f1_from_cm(confusion_matrix(gold, pred, n_labels))
+
+
+def weighted_f1_from_cm(cm: np.ndarray) -> float:
+    """Per-class F1 averaged with weights ``support_k / n`` (gold counts); NaN when
+    there are no items."""
+    support = cm.sum(axis=1).astype(np.float64)
+    total = support.sum()
+    if total <= 0:
+        return float("nan")
+    present = support > 0
+    return float(np.dot(per_class_f1(cm)[present], support[present]) / total)
+
+
+def weighted_f1(gold: np.ndarray, pred: np.ndarray, n_labels: int = NUM_LABELS) -> float:
+    return weighted_f1_from_cm(confusion_matrix(gold, pred, n_labels))
 
 
 @dataclass(frozen=True)
@@ -215,6 +232,7 @@ class ClassificationReport:
     reliability: list[ReliabilityBin]
     accuracy_ci: Interval | None = None
     macro_f1_ci: Interval | None = None
+    weighted_f1: float = float("nan")
 
 
 def classification_report(
@@ -240,6 +258,7 @@ def classification_report(
         confusion=cm,
         recall=per_class_recall(cm),
         reliability=reliability_bins(confidence, correct),
+        weighted_f1=weighted_f1_from_cm(cm),
     )
     if bootstrap > 0 and len(gold):
         report.accuracy_ci, report.macro_f1_ci = bootstrap_intervals(

@@ -246,7 +246,11 @@ def model_fingerprint(modality: Modality, encoder: Encoder, settings: Prediction
 def item_fingerprint(item: EvalItem, modality: Modality) -> str:
     """What makes an item the same item: its id and the input this modality reads."""
     if modality is Modality.TEXT:
-        source: Any = item.text
+        source: Any = (
+            [item.text, list(item.context), item.domain]
+            if item.context or item.domain
+            else item.text
+        )
     else:
         path = item.video if modality is Modality.FACE else item.audio
         source = path.name if path is not None else None
@@ -531,7 +535,10 @@ class Predictor:
             else:
                 with_text.append((item, key))
         for batch in _batched(iter(with_text), self.settings.batch_size):
-            entries = [TextEntry(0.0, item.text or "", item.id) for item, _ in batch]
+            entries = [
+                TextEntry(0.0, item.text or "", item.id, context=item.context, domain=item.domain)
+                for item, _ in batch
+            ]
             outputs = encoder.encode(entries)
             for (item, key), output in zip(batch, outputs, strict=True):
                 prediction = _summarise(item, Modality.TEXT, encoder.model_id, [output], 1, "text")

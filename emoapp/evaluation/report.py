@@ -63,7 +63,7 @@ def _system_label(score: SystemScore) -> str:
 
 def summary_table(result: EvaluationResult) -> str:
     """A short fixed-width table: one row per system."""
-    rows = [("system", "n", "coverage", "accuracy", "macro-F1", "ECE")]
+    rows = [("system", "n", "coverage", "accuracy", "macro-F1", "weighted-F1", "ECE")]
     for s in result.scores:
         r = s.report
         rows.append(
@@ -73,6 +73,7 @@ def summary_table(result: EvaluationResult) -> str:
                 _pct(s.coverage),
                 _f(r.accuracy),
                 _f(r.macro_f1),
+                _f(r.weighted_f1),
                 _f(r.ece),
             )
         )
@@ -115,6 +116,7 @@ def _report_json(r: ClassificationReport) -> dict[str, Any]:
         "accuracy_ci95": _interval_json(r.accuracy_ci),
         "macro_f1": _nan_to_none(r.macro_f1),
         "macro_f1_ci95": _interval_json(r.macro_f1_ci),
+        "weighted_f1": _nan_to_none(r.weighted_f1),
         "ece": _nan_to_none(r.ece),
         "nll": _nan_to_none(r.nll),
         "recall": {
@@ -209,7 +211,7 @@ def _scores_table(scores: Sequence[SystemScore], with_coverage: bool = True) -> 
     header = ["system", "n"]
     if with_coverage:
         header.append("coverage")
-    header += ["accuracy [95% CI]", "macro-F1 [95% CI]", "ECE", "NLL"]
+    header += ["accuracy [95% CI]", "macro-F1 [95% CI]", "weighted F1", "ECE", "NLL"]
     rows = []
     for s in scores:
         r = s.report
@@ -219,6 +221,7 @@ def _scores_table(scores: Sequence[SystemScore], with_coverage: bool = True) -> 
         row += [
             _f(r.accuracy) + _ci(r.accuracy_ci),
             _f(r.macro_f1) + _ci(r.macro_f1_ci),
+            _f(r.weighted_f1),
             _f(r.ece),
             _f(r.nll),
         ]

@@ -66,12 +66,14 @@ from emoapp.core import clock
 from emoapp.core.explanation import Explanation
 from emoapp.core.fusion import FusionConfig
 from emoapp.core.messages import (
+    CONTEXT_TURNS,
     AudioChunk,
     EncoderOutput,
     FusedEstimate,
     Modality,
     TextEntry,
     VideoFrame,
+    with_context,
 )
 from emoapp.core.provenance import Withdrawals, origin_of, provenance_of
 from emoapp.encoders.base import Encoder
@@ -188,6 +190,7 @@ class LiveSession:
         self.thread_plan: ThreadPlan | None = None
 
         self._lock = threading.RLock()  # session and per-modality state
+        self._said: list[str] = []  # the last texts typed or heard, context for the next
         self._entries: dict[Modality, Entry] = {}
         for m in Modality:
             source = sources.get(m)
@@ -401,13 +404,21 @@ class LiveSession:
     def submit_text(self, text: str) -> bool:
         """A typed entry, stamped now and encoded by the text worker. False (and
         ignored) when the text modality is not running."""
-        entry = TextEntry(clock.now(), text, "typed")
         with self._lock:
             run = self._entries[Modality.TEXT].run
-        if run is None:
-            return False
+            if run is None:
+                return False
+            entry = self._in_conversation(TextEntry(clock.now(), text, "typed"))
         self._on_item(run, entry)
         return True
+
+    def _in_conversation(self, entry: TextEntry) -> TextEntry:
+        """``entry`` with the session's last few texts (typed or heard) as its context;
+        remembers it for the next one. Call with the lock held."""
+        [entry] = with_context([entry], before=self._said)
+        if entry.text.strip():
+            self._said = [*self._said, entry.text][-CONTEXT_TURNS:]
+        return entry
 
     def submit_heard(self, entry: TextEntry) -> bool:
         """A heard (transcribed) entry, with its segment's time span, for the text
@@ -418,6 +429,7 @@ class LiveSession:
             run = self._entries[Modality.TEXT].run
             if run is None or not self.withdrawals.admits_thing(entry):
                 return False
+            entry = self._in_conversation(entry)
             self._fusion.post_heard(entry)
             self._on_item(run, entry)
         return True
@@ -591,6 +603,8 @@ class LiveSession:
         """Stop the current run of ``m`` at once (with self._lock held): its threads are
         told to stop (and joined later, by stop()), its source closed, its buffer emptied,
         and the modality removed from fusion."""
+        if m is Modality.TEXT:
+            self._said = []  # the conversation context goes with the text run
         entry = self._entries[m]
         run = entry.run
         if run is None:
@@ -615,6 +629,8 @@ class LiveSession:
         if m is Modality.VOICE:
             if self.transcriber is not None:
                 self.transcriber.forget()
+            # The conversation context may hold heard words: microphone data.
+            self._said = []
             text = self._entries[Modality.TEXT].run
             if text is not None and hasattr(text.buffer, "discard_if"):
                 text.buffer.discard_if(lambda item: origin_of(item) is Modality.VOICE)

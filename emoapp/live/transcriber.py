@@ -32,7 +32,7 @@ from pathlib import Path
 from emoapp.capture.base import one_line
 from emoapp.capture.media import TruncatedMediaError, iter_audio_chunks
 from emoapp.core.errors import EmoappError
-from emoapp.core.messages import AudioChunk, TextEntry
+from emoapp.core.messages import CONTEXT_TURNS, AudioChunk, TextEntry, with_context
 from emoapp.encoders.asr import (
     AsrSpec,
     SegmenterConfig,
@@ -139,7 +139,8 @@ def transcribe_recording(
         result.transcribe_s += heard.latency_s
         entry = heard_entry(heard)
         if entry is not None:
-            result.entries.append(entry)
+            before = [e.text for e in result.entries[-CONTEXT_TURNS:]]
+            result.entries.extend(with_context([entry], before=before))
     return result
 
 

@@ -25,7 +25,7 @@ from emoapp.stream.server import schema_path
 EMBEDDED = [
     "--face-model", "embedded/face-minixception",
     "--voice-model", "embedded/voice-ravdess",
-    "--text-model", "embedded/text-goemotions",
+    "--text-model", "embedded/text-conversation",
 ]  # fmt: skip
 
 

@@ -68,7 +68,7 @@ def face_encoder() -> MiniXceptionFaceEncoder:
 
 @pytest.fixture(scope="module")
 def text_encoder():
-    return embedded(Modality.TEXT, "embedded/text-goemotions")
+    return embedded(Modality.TEXT, "embedded/text-conversation")
 
 
 @pytest.fixture(scope="module")

@@ -139,7 +139,7 @@ class Probe:
 
 def test_a_live_session_explains_on_request_and_tells_its_listeners(samples) -> None:
     encoders = {
-        Modality.TEXT: build_encoder(resolve_model(Modality.TEXT, "embedded/text-goemotions")),
+        Modality.TEXT: build_encoder(resolve_model(Modality.TEXT, "embedded/text-conversation")),
         Modality.FACE: build_encoder(resolve_model(Modality.FACE, "embedded/face-minixception")),
     }
     video = VideoReplaySource(samples / "face_only.mp4", speed=1.0)

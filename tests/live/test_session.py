@@ -22,6 +22,7 @@ from emoapp.core.messages import (
     FusedEstimate,
     Modality,
     ModalityPrediction,
+    TextEntry,
     VideoFrame,
 )
 from emoapp.core.taxonomy import CANONICAL_LABELS, NUM_LABELS
@@ -526,3 +527,29 @@ def test_session_rejects_mismatched_sources(samples: Path) -> None:
     with pytest.raises(ValueError, match="cannot feed"):
         session.set_source(FACE, AudioReplaySource(samples / "speech.wav"))
     assert session.stop() == []
+
+
+def test_typed_and_heard_text_carry_what_was_said_before_until_text_stops(sessions) -> None:
+    class RecordingText(FakeEncoder):
+        def __init__(self) -> None:
+            super().__init__(TEXT)
+            self.seen: list[Any] = []
+
+        def encode(self, items: Sequence[Any]) -> list[EncoderOutput]:
+            self.seen.extend(items)
+            return super().encode(items)
+
+    text = RecordingText()
+    session = sessions({}, {TEXT: text})
+    session.start()
+    assert session.submit_text("I got the job!")
+    wait_for(lambda: len(text.seen) >= 1, 5)
+    assert session.submit_heard(TextEntry(1.0, "No way!", "heard:test"))
+    wait_for(lambda: len(text.seen) >= 2, 5)
+    assert [e.context for e in text.seen] == [(), ("I got the job!",)]
+    # Stopping text forgets the conversation: the next entry starts afresh.
+    session.stop_modality(TEXT)
+    session.start_modality(TEXT)
+    assert session.submit_text("Hello again")
+    wait_for(lambda: len(text.seen) >= 3, 5)
+    assert text.seen[2].context == ()

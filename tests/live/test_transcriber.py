@@ -190,7 +190,7 @@ def test_analyze_without_a_transcript_hears_the_speech(tmp_path: Path, samples: 
     assert f"with {EMBEDDED_ASR}" in err and "speech segment" in err
     texts = _text_rows(out)
     assert texts and all(inside_speech(t["t"]) for t in texts)
-    assert {t["model"] for t in texts} == {"embedded/text-goemotions"}
+    assert {t["model"] for t in texts} == {"embedded/text-conversation"}
 
     off = tmp_path / "off.jsonl"
     assert main([*args[:-1], str(off), "--asr", "off", "-q"]) == 0

@@ -166,6 +166,8 @@ def test_withdrawing_the_microphone_drops_the_text_prediction_made_from_heard_wo
     assert typed_ok
     after = recorder.estimates[seen:]
     assert [e for e in after if _heard(e.inputs.get(TEXT))] == []
+    # nor does the conversation context the next typed entry is read with hold them
+    assert "h1" not in session._said
 
 
 def test_heard_words_arriving_after_the_withdrawal_are_refused(log: Log) -> None:

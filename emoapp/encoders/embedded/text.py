@@ -1,5 +1,5 @@
 """The embedded text model: TF-IDF n-grams and a linear softmax classifier trained by
-this project on GoEmotions (``scripts/train_embedded_text.py``), run with numpy only.
+this project (``scripts/train_embedded_text.py``), run with numpy only.
 
 Features reproduce scikit-learn's ``TfidfVectorizer`` exactly (the training script fits
 with it; ``tests/encoders/test_embedded_text.py`` compares the two), one block per
@@ -12,17 +12,31 @@ vectoriser, concatenated in order:
   whole, and ends the n loop, as scikit-learn does);
 
 then per block: counts of the n-grams in the vocabulary, ``1 + log(count)`` when
-``sublinear_tf``, times the block's idf, and L2-normalised. The logits are
-``x @ coef.T + intercept``; probabilities are ``softmax(logits / temperature)`` with the
-temperature fitted on the dev split.
+``sublinear_tf``, times the block's idf, L2-normalised, times the block's ``scale``
+(1 unless ``meta.json`` says otherwise). Before any block, curly quotes become straight
+ones (one character for one, so the words stay the same words).
+
+A block reads the text itself (``"source": "text"``, the default) or its *context*: the
+utterances just before it in the same conversation (:attr:`TextEntry.context`), the last
+``meta.json`` ``context.turns`` of them joined by a space. Without context, a context
+block contributes nothing, as for the training rows that had none.
+
+The logits are ``x @ coef.T + intercept + bias[domain]``; probabilities are
+``softmax(logits / temperature[domain])``. ``meta.json`` ``domains`` maps each kind of
+text the model was fitted for (``"conversation"``: dialogue, calls, chat, transcripts;
+``"comments"``: social-media comments) to its per-label ``bias`` (its prior) and its
+``temperature`` (fitted on that domain's dev data); ``default_domain`` is used when the
+source of a text does not say (:attr:`TextEntry.domain`). An artefact without
+``domains`` has one temperature (``meta.json`` ``temperature``) and no bias.
 
 The artefact folder holds ``weights.npz`` (``coef`` labels x features, ``intercept``,
 and per block ``idf_B`` and ``vocab_B``: the block's n-grams in column order, UTF-8,
 joined by ``\\n``) written deterministically, and ``meta.json`` with ``labels``,
-``blocks`` (the vectoriser settings) and ``temperature``.
+``blocks`` (the vectoriser settings), ``domains`` or ``temperature``, and ``context``.
 
 Because the model is linear, the evidence for a label splits exactly over the words of
-the text: :meth:`GoEmotionsTextEncoder.attributions`.
+the text and of its context: :meth:`NgramTextEncoder.attributions` and
+:meth:`NgramTextEncoder.context_attributions`.
 """
 
 from __future__ import annotations
@@ -49,6 +63,25 @@ TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 EMPTY_TEXT = "empty text"
 
 _ANALYZERS = ("word", "char_wb")
+_SOURCES = ("text", "context")
+# Curly quotes and primes as typed by phones and subtitle tools -> straight ones (one
+# character for one: the words of the text stay the same words).
+_QUOTES = str.maketrans(
+    {
+        "\u2019": "'",
+        "\u2018": "'",
+        "\u02bc": "'",
+        "\u2032": "'",
+        "\u201c": '"',
+        "\u201d": '"',
+        "\u2033": '"',
+    }
+)
+
+
+def normalise(text: str) -> str:
+    """The text as the features see it before lower-casing: curly quotes made straight."""
+    return text.translate(_QUOTES)
 
 
 @dataclass(frozen=True)
@@ -60,6 +93,8 @@ class Block:
     ngram_range: tuple[int, int]
     sublinear_tf: bool = True
     lowercase: bool = True
+    source: str = "text"
+    scale: float = 1.0
 
     @classmethod
     def from_meta(cls, raw: Mapping[str, Any]) -> Block:
@@ -70,11 +105,17 @@ class Block:
                 ngram_range=(int(raw["ngram_range"][0]), int(raw["ngram_range"][1])),
                 sublinear_tf=bool(raw.get("sublinear_tf", True)),
                 lowercase=bool(raw.get("lowercase", True)),
+                source=str(raw.get("source", "text")),
+                scale=float(raw.get("scale", 1.0)),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelLoadError(f"malformed feature block in meta.json: {raw!r}") from exc
         if block.analyzer not in _ANALYZERS:
             raise ModelLoadError(f"unknown analyzer {block.analyzer!r} (known: {_ANALYZERS})")
+        if block.source not in _SOURCES:
+            raise ModelLoadError(f"unknown block source {block.source!r} (known: {_SOURCES})")
+        if not (math.isfinite(block.scale) and block.scale > 0):
+            raise ModelLoadError(f"block {block.name!r}: scale must be positive")
         low, high = block.ngram_range
         if not 1 <= low <= high:
             raise ModelLoadError(f"bad ngram_range {block.ngram_range} in meta.json")
@@ -92,6 +133,8 @@ class Block:
             "token_pattern": TOKEN_PATTERN,
             "norm": "l2",
             "smooth_idf": True,
+            "source": self.source,
+            "scale": self.scale,
         }
 
 
@@ -100,7 +143,8 @@ _TOKEN_RE = re.compile(TOKEN_PATTERN)
 
 def words_of(text: str, lowercase: bool = True) -> list[str]:
     """The whitespace-separated words the features are computed over (and attributed
-    to), lower-cased like the features."""
+    to), quotes straightened and lower-cased like the features."""
+    text = normalise(text)
     return (text.lower() if lowercase else text).split()
 
 
@@ -139,9 +183,27 @@ class _BlockWeights:
     offset: int  # the block's first column
 
 
-class GoEmotionsTextEncoder(EmbeddedEncoder):
-    """Emotion of English text from TF-IDF n-grams and a softmax classifier trained on
-    GoEmotions (Ekman groups plus neutral). numpy only; about a millisecond a sentence."""
+@dataclass(frozen=True)
+class Domain:
+    """A kind of text the model was fitted for: its per-label prior and temperature."""
+
+    name: str
+    bias: np.ndarray  # per raw label, added to the logits
+    temperature: float
+    coef_t: np.ndarray | None = None  # features x labels; None: the shared ``coef``
+
+
+@dataclass(frozen=True)
+class _Occurrence:
+    column: int
+    source: int  # 0: the text, 1: its context
+    owners: tuple[int, ...]  # word indices in that source
+
+
+class NgramTextEncoder(EmbeddedEncoder):
+    """Emotion of English text from TF-IDF n-grams (of the text and, where the model has
+    context blocks, of the utterance before it) and a softmax classifier; numpy only,
+    about a millisecond a sentence."""
 
     modality: ClassVar[Modality] = Modality.TEXT
 
@@ -151,12 +213,10 @@ class GoEmotionsTextEncoder(EmbeddedEncoder):
         try:
             coef = np.asarray(arrays["coef"], dtype=np.float64)
             intercept = np.asarray(arrays["intercept"], dtype=np.float64)
-            temperature = float(meta.get("temperature", 1.0))
             raw_blocks = meta["blocks"]
         except KeyError as exc:
             raise ModelLoadError(f"{folder} lacks {exc} (weights.npz or meta.json)") from exc
-        if not (math.isfinite(temperature) and temperature > 0):
-            raise ModelLoadError(f"{folder / 'meta.json'}: temperature must be positive")
+        domains, default = _domains_of(meta, len(labels), folder, arrays, coef.shape)
         blocks: list[_BlockWeights] = []
         offset = 0
         for raw in raw_blocks:
@@ -180,32 +240,64 @@ class GoEmotionsTextEncoder(EmbeddedEncoder):
                 f"{folder / WEIGHTS}: coef {coef.shape} / intercept {intercept.shape} do not "
                 f"match {len(labels)} labels and {offset} features"
             )
+        turns = 0
+        if any(bw.block.source == "context" for bw in blocks):
+            try:
+                turns = int(meta["context"]["turns"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise ModelLoadError(
+                    f"{folder / 'meta.json'}: context blocks need context.turns"
+                ) from exc
+            if turns < 1:
+                raise ModelLoadError(f"{folder / 'meta.json'}: context.turns must be >= 1")
         self._blocks = blocks
         self._coef_t = np.ascontiguousarray(coef.T)  # features x labels
         self._intercept = intercept
-        self.temperature = temperature
+        self.domains = domains
+        self.default_domain = default
+        self.temperature = domains[default].temperature
+        self.context_turns = turns
         self.raw_labels = labels
         self.n_features = offset
 
     # -- features --------------------------------------------------------------------
 
-    def _occurrences(self, text: str) -> tuple[list[str], list[tuple[int, tuple[int, ...]]]]:
-        """The text's words and every in-vocabulary feature occurrence (column, words)."""
-        words = words_of(text)
-        found: list[tuple[int, tuple[int, ...]]] = []
+    @property
+    def uses_context(self) -> bool:
+        """Whether the model reads the utterances before a text (a context block)."""
+        self.load()
+        return self.context_turns > 0
+
+    def context_text(self, context: Sequence[str] = ()) -> str:
+        """The part of ``context`` (utterances before the text, oldest first) the model
+        reads: the last ``context.turns`` of them joined by a space ("" for none)."""
+        self.load()
+        if not self.context_turns:
+            return ""
+        kept = [c for c in context if c and c.strip()][-self.context_turns :]
+        return " ".join(" ".join(c.split()) for c in kept)
+
+    def _occurrences(
+        self, text: str, context: Sequence[str] = ()
+    ) -> tuple[list[list[str]], list[_Occurrence]]:
+        """The words of the text and of its context, and every in-vocabulary feature
+        occurrence (column, which of the two, the words it comes from)."""
+        sources = [words_of(text), words_of(self.context_text(context))]
+        found: list[_Occurrence] = []
         for bw in self._blocks:
             vocab = bw.vocab
-            for gram, owners in block_ngrams(bw.block, words):
+            index = 1 if bw.block.source == "context" else 0
+            for gram, owners in block_ngrams(bw.block, sources[index]):
                 column = vocab.get(gram)
                 if column is not None:
-                    found.append((column, owners))
-        return words, found
+                    found.append(_Occurrence(column, index, owners))
+        return sources, found
 
-    def features(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+    def features(self, text: str, context: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
         """The text's non-zero TF-IDF features: (columns sorted, values)."""
         self.load()
-        _, found = self._occurrences(text)
-        return self._values(Counter(column for column, _ in found))
+        _, found = self._occurrences(text, context)
+        return self._values(Counter(o.column for o in found))
 
     def _values(self, counts: Counter[int]) -> tuple[np.ndarray, np.ndarray]:
         if not counts:
@@ -223,17 +315,34 @@ class GoEmotionsTextEncoder(EmbeddedEncoder):
                 t = 1.0 + np.log(t)
             v = t * bw.idf[columns[sel] - lo]
             norm = float(np.sqrt(np.dot(v, v)))
-            values[sel] = v / norm if norm > 0 else v
+            values[sel] = (v / norm if norm > 0 else v) * bw.block.scale
         return columns, values
 
-    def logits(self, text: str) -> np.ndarray:
-        """Raw-label logits (before the temperature) of one text."""
-        columns, values = self.features(text)
-        return self._intercept + values @ self._coef_t[columns]
+    def domain(self, name: str | None = None) -> Domain:
+        """The named domain (None: the default); an unknown name is an error."""
+        self.load()
+        key = self.default_domain if name is None else name
+        try:
+            return self.domains[key]
+        except KeyError:
+            known = ", ".join(self.domains)
+            raise ValueError(
+                f"{self.model_id} knows no text domain {key!r} (known: {known})"
+            ) from None
 
-    def probabilities(self, text: str) -> np.ndarray:
+    def logits(
+        self, text: str, context: Sequence[str] = (), domain: str | None = None
+    ) -> np.ndarray:
+        """Raw-label logits (with the domain's prior, before its temperature)."""
+        columns, values = self.features(text, context)
+        d = self.domain(domain)
+        return self._intercept + d.bias + values @ self._coef_of(d)[columns]
+
+    def probabilities(
+        self, text: str, context: Sequence[str] = (), domain: str | None = None
+    ) -> np.ndarray:
         """Calibrated probabilities over the raw labels (``meta.json`` ``labels``)."""
-        return _softmax(self.logits(text) / self.temperature)
+        return _softmax(self.logits(text, context, domain) / self.domain(domain).temperature)
 
     # -- the encoder -----------------------------------------------------------------
 
@@ -242,57 +351,99 @@ class GoEmotionsTextEncoder(EmbeddedEncoder):
         outputs: list[EncoderOutput] = []
         for item in items:
             started = time.perf_counter()
-            text, t = (item.text, item.t) if isinstance(item, TextEntry) else (str(item), 0.0)
+            if isinstance(item, TextEntry):
+                text, t, context, wanted = item.text, item.t, item.context, item.domain
+            else:
+                text, t, context, wanted = str(item), 0.0, (), None
             if not text.strip():
                 outputs.append(NoPrediction(self.modality, t, EMPTY_TEXT, self.model_id))
                 continue
-            columns, values = self.features(text)
-            raw = _softmax((self._intercept + values @ self._coef_t[columns]) / self.temperature)
+            # A domain this model was not fitted for falls back to its default.
+            name = wanted if wanted in self.domains else self.default_domain
+            domain = self.domains[name]
+            columns, values = self.features(text, context)
+            logits = self._intercept + domain.bias + values @ self._coef_of(domain)[columns]
+            raw = _softmax(logits / domain.temperature)
+            detail: dict[str, Any] = {"known_features": len(columns)}
+            if len(self.domains) > 1:
+                detail["domain"] = name
+            if self.context_turns:
+                detail["context_turns"] = min(
+                    self.context_turns, sum(1 for c in context if c and c.strip())
+                )
             outputs.append(
                 self.prediction(
                     t,
                     raw,
                     time.perf_counter() - started,
                     t_end=item.end if isinstance(item, TextEntry) else None,
-                    detail={"known_features": len(columns)},
+                    detail=detail,
                 )
             )
         return outputs
 
     # -- explanations ----------------------------------------------------------------
 
-    def attributions(self, text: str, label: str) -> list[tuple[str, float]]:
+    def _attribute(
+        self, text: str, label: str, context: Sequence[str], domain: str | None
+    ) -> tuple[list[list[str]], list[np.ndarray]]:
+        self.load()
+        k = self._label_index(label)
+        d = self.domain(domain)
+        temperature = d.temperature
+        coef_t = self._coef_of(d)
+        sources, found = self._occurrences(text, context)
+        counts = Counter(o.column for o in found)
+        columns, values = self._values(counts)
+        value_of = dict(zip(columns.tolist(), values.tolist(), strict=True))
+        centred = coef_t[:, k] - coef_t.mean(axis=1)
+        weights = [np.zeros(len(words)) for words in sources]
+        for o in found:
+            share = value_of[o.column] / counts[o.column] * centred[o.column] / temperature
+            for owner in o.owners:
+                weights[o.source][owner] += share / len(o.owners)
+        return sources, weights
+
+    def attributions(
+        self, text: str, label: str, context: Sequence[str] = (), domain: str | None = None
+    ) -> list[tuple[str, float]]:
         """How much each word of ``text`` moves ``label`` (a raw or canonical label), in
         logit units after the temperature, relative to the mean over all labels (the
         softmax ignores what moves every label alike).
 
         One ``(word, weight)`` per whitespace-separated word, in text order, with the
-        word as written. The split is exact: the weights plus the label's share of the
-        intercept sum to the label's centred, tempered logit
-        (:meth:`attribution_bias`). A word n-gram spanning two words gives each half;
-        repeated n-grams share their (sub-linear) weight equally."""
-        self.load()
-        k = self._label_index(label)
+        word as written. The split is exact: these weights, those of the context's words
+        (:meth:`context_attributions`) and the label's share of the intercept and the
+        domain's prior (:meth:`attribution_bias`) sum to the label's centred, tempered
+        logit. A word n-gram spanning two words gives each half; repeated n-grams share
+        their (sub-linear) weight equally."""
         shown = text.split()
-        words, found = self._occurrences(text)
-        if len(shown) != len(words):  # pragma: no cover - lower() never adds whitespace
-            shown = words
-        counts = Counter(column for column, _ in found)
-        columns, values = self._values(counts)
-        value_of = dict(zip(columns.tolist(), values.tolist(), strict=True))
-        centred = self._coef_t[:, k] - self._coef_t.mean(axis=1)
-        weights = np.zeros(len(words))
-        for column, owners in found:
-            share = value_of[column] / counts[column] * centred[column] / self.temperature
-            for owner in owners:
-                weights[owner] += share / len(owners)
-        return [(word, float(w)) for word, w in zip(shown, weights, strict=True)]
+        sources, weights = self._attribute(text, label, context, domain)
+        if len(shown) != len(sources[0]):  # pragma: no cover - lower() never adds whitespace
+            shown = sources[0]
+        return [(word, float(w)) for word, w in zip(shown, weights[0], strict=True)]
 
-    def attribution_bias(self, label: str) -> float:
+    def context_attributions(
+        self, text: str, label: str, context: Sequence[str] = (), domain: str | None = None
+    ) -> list[tuple[str, float]]:
+        """The same for the words of the context the model read (:meth:`context_text`);
+        empty for a model without context blocks or a text without context."""
+        sources, weights = self._attribute(text, label, context, domain)
+        shown = self.context_text(context).split()
+        if len(shown) != len(sources[1]):  # pragma: no cover - as above
+            shown = sources[1]
+        return [(word, float(w)) for word, w in zip(shown, weights[1], strict=True)]
+
+    def attribution_bias(self, label: str, domain: str | None = None) -> float:
         """The part of ``label``'s centred, tempered logit that no word carries."""
         self.load()
         k = self._label_index(label)
-        return float((self._intercept[k] - self._intercept.mean()) / self.temperature)
+        d = self.domain(domain)
+        base = self._intercept + d.bias
+        return float((base[k] - base.mean()) / d.temperature)
+
+    def _coef_of(self, domain: Domain) -> np.ndarray:
+        return self._coef_t if domain.coef_t is None else domain.coef_t
 
     def _label_index(self, label: str) -> int:
         if label in self.raw_labels:
@@ -305,6 +456,63 @@ class GoEmotionsTextEncoder(EmbeddedEncoder):
         if label in CANONICAL_LABELS and not matches:
             raise ValueError(f"{self.model_id} cannot express {label!r} (its labels: {known})")
         raise ValueError(f"unknown label {label!r} (labels: {known})")
+
+
+GoEmotionsTextEncoder = NgramTextEncoder
+"""The former name (the first embedded text model was trained on GoEmotions alone)."""
+
+
+def _domains_of(
+    meta: Mapping[str, Any],
+    n_labels: int,
+    folder: Path,
+    arrays: Mapping[str, np.ndarray],
+    shape: tuple[int, ...],
+) -> tuple[dict[str, Domain], str]:
+    """The artefact's domains and default; an artefact without ``domains`` has one,
+    ``"default"``, with no bias and ``meta.json`` ``temperature``. A domain with
+    ``"coef": NAME`` has its own coefficients (``weights.npz`` array NAME, shaped like
+    ``coef``); the others use the shared ``coef``."""
+    where = folder / "meta.json"
+    raw = meta.get("domains")
+    if raw is None:
+        temperature = _temperature(meta.get("temperature", 1.0), where)
+        return {"default": Domain("default", np.zeros(n_labels), temperature)}, "default"
+    if not isinstance(raw, Mapping) or not raw:
+        raise ModelLoadError(f"{where}: domains must be a non-empty mapping")
+    domains: dict[str, Domain] = {}
+    for name, entry in raw.items():
+        try:
+            bias = np.asarray(entry["bias"], dtype=np.float64)
+            temperature = _temperature(entry["temperature"], where)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelLoadError(f"{where}: domain {name!r} is malformed ({exc})") from exc
+        if bias.shape != (n_labels,) or not np.all(np.isfinite(bias)):
+            raise ModelLoadError(f"{where}: domain {name!r} needs {n_labels} finite biases")
+        coef_t = None
+        if entry.get("coef") is not None:
+            own = arrays.get(str(entry["coef"]))
+            if own is None or own.shape != shape:
+                raise ModelLoadError(
+                    f"{where}: domain {name!r} names coefficients {entry['coef']!r} that "
+                    f"{WEIGHTS} lacks or that are not shaped {shape}"
+                )
+            coef_t = np.ascontiguousarray(np.asarray(own, dtype=np.float64).T)
+        domains[str(name)] = Domain(str(name), bias, temperature, coef_t)
+    default = str(meta.get("default_domain", next(iter(domains))))
+    if default not in domains:
+        raise ModelLoadError(f"{where}: default_domain {default!r} is not among the domains")
+    return domains, default
+
+
+def _temperature(value: Any, where: Path) -> float:
+    try:
+        temperature = float(value)
+    except (TypeError, ValueError):
+        raise ModelLoadError(f"{where}: temperature must be a number") from None
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ModelLoadError(f"{where}: temperature must be positive")
+    return temperature
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ def explainer_for(encoder: Any) -> Explainer | None:
     """The explainer for ``encoder``, or None when it offers none (the baselines' face
     and voice heuristics)."""
     from emoapp.encoders.embedded.face import FacePairEncoder, MiniXceptionFaceEncoder
-    from emoapp.encoders.embedded.text import GoEmotionsTextEncoder
+    from emoapp.encoders.embedded.text import NgramTextEncoder
     from emoapp.encoders.embedded.voice import RavdessVoiceEncoder
     from emoapp.encoders.face import FaceEncoder
     from emoapp.encoders.voice import VoiceEncoder
@@ -60,7 +60,7 @@ def explainer_for(encoder: Any) -> Explainer | None:
         from emoapp.encoders.explain.face import GradientFaceExplainer
 
         return GradientFaceExplainer(encoder)
-    if isinstance(encoder, GoEmotionsTextEncoder):
+    if isinstance(encoder, NgramTextEncoder):
         from emoapp.encoders.explain.text import LinearTextExplainer
 
         return LinearTextExplainer(encoder)

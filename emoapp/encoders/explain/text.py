@@ -2,8 +2,9 @@
 
 - :class:`LinearTextExplainer` (the embedded TF-IDF + logistic-regression model): exact.
   The model is linear in its features, so the label's centred, tempered logit splits over
-  the words (:meth:`~emoapp.encoders.embedded.text.GoEmotionsTextEncoder.attributions`);
-  unit: logit.
+  the words (:meth:`~emoapp.encoders.embedded.text.NgramTextEncoder.attributions`), with
+  the entry's context and domain as the encoder read them (the context's own words'
+  share is not shown); unit: logit.
 - :class:`OcclusionTextExplainer` (any other text encoder, transformers or lexicon):
   each word's weight is how much the label's probability drops when that word alone is
   deleted and the text re-classified (all variants in one ``encode`` call); unit:
@@ -52,7 +53,13 @@ class LinearTextExplainer:
         label = label or prediction.label
         require_expressible(label, prediction.mask, self.encoder.model_id)
         text = _text_of(item)
-        weights = self.encoder.attributions(text, label)
+        context: tuple[str, ...] = ()
+        domain = None
+        if isinstance(item, TextEntry):
+            # As the encoder read it: its context, and its domain where the model has it.
+            context = item.context
+            domain = item.domain if item.domain in getattr(self.encoder, "domains", {}) else None
+        weights = self.encoder.attributions(text, label, context, domain)
         spans = word_spans(text)
         if len(spans) != len(weights):  # pragma: no cover - both split on whitespace
             raise ValueError("the text's words and the model's words differ")

@@ -1,0 +1,193 @@
+"""The text model's artefact format with tiny artefacts written on the spot: context
+blocks (the previous utterances), per-domain priors, temperatures and weights, the
+first format (one temperature, no domains), and what is refused."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from emoapp.core.errors import ModelLoadError
+from emoapp.core.messages import Modality, ModalityPrediction, TextEntry
+from emoapp.core.taxonomy import CANONICAL_LABELS
+from emoapp.encoders.embedded.artefacts import write_checksums, write_npz
+from emoapp.encoders.embedded.text import Block, NgramTextEncoder, vocab_array
+from emoapp.encoders.explain import explainer_for
+from emoapp.registry import ModelSpec
+
+TEXT_TERMS = ["happy", "sad", "angry", "so", "not", "really", "so happy"]
+CONTEXT_TERMS = ["lied", "fired", "won", "you"]
+K = len(CANONICAL_LABELS)
+
+
+def write_tiny(
+    folder: Path, *, context: bool = True, domains: bool = True, meta_extra: Any = None
+) -> Path:
+    """A tiny artefact: a word 1-2-gram text block and (optionally) a word context block
+    reading the last 2 utterances, seeded random weights."""
+    rng = np.random.default_rng(7)
+    folder.mkdir(parents=True, exist_ok=True)
+    blocks = [Block("word", "word", (1, 2))]
+    terms = {"word": TEXT_TERMS}
+    if context:
+        blocks.append(Block("ctx", "word", (1, 1), source="context", scale=0.5))
+        terms["ctx"] = CONTEXT_TERMS
+    n = sum(len(t) for t in terms.values())
+    arrays: dict[str, np.ndarray] = {
+        "coef": rng.normal(size=(K, n)).astype(np.float16),
+        "coef_comments": rng.normal(size=(K, n)).astype(np.float16),
+        "intercept": rng.normal(size=K).astype(np.float32),
+    }
+    for block in blocks:
+        arrays[f"vocab_{block.name}"] = vocab_array(terms[block.name])
+        arrays[f"idf_{block.name}"] = rng.uniform(1, 3, len(terms[block.name])).astype(np.float32)
+    write_npz(folder / "weights.npz", arrays)
+    meta: dict[str, Any] = {
+        "model_id": "tiny-text",
+        "version": "0",
+        "labels": list(CANONICAL_LABELS),
+        "blocks": [b.to_meta() for b in blocks],
+        "temperature": 1.5,
+    }
+    if context:
+        meta["context"] = {"turns": 2}
+    if domains:
+        meta["domains"] = {
+            "conversation": {"bias": rng.normal(size=K).round(3).tolist(), "temperature": 1.2},
+            "comments": {
+                "bias": rng.normal(size=K).round(3).tolist(),
+                "temperature": 0.7,
+                "coef": "coef_comments",
+            },
+        }
+        meta["default_domain"] = "conversation"
+    meta.update(meta_extra or {})
+    (folder / "meta.json").write_text(json.dumps(meta))
+    write_checksums(folder)
+    return folder
+
+
+def load(folder: Path) -> NgramTextEncoder:
+    encoder = NgramTextEncoder(ModelSpec(Modality.TEXT, str(folder), backend="embedded"))
+    encoder.load()
+    return encoder
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory) -> NgramTextEncoder:
+    return load(write_tiny(tmp_path_factory.mktemp("tiny") / "text"))
+
+
+def test_context_is_read_from_the_last_turns_utterances(tiny: NgramTextEncoder) -> None:
+    assert tiny.uses_context and tiny.context_turns == 2
+    text = "so happy"
+    alone = tiny.probabilities(text)
+    assert np.allclose(tiny.probabilities(text, ("", "   ")), alone)  # blank is no context
+    said = tiny.probabilities(text, ("you lied",))
+    assert not np.allclose(said, alone)
+    # Only the last two utterances count.
+    assert tiny.context_text(("you won", "ok", "you  lied")) == "ok you lied"
+    assert np.allclose(
+        tiny.probabilities(text, ("you won", "ok", "you lied")),
+        tiny.probabilities(text, ("ok", "you lied")),
+    )
+    # Context words never count as the text's words, nor the reverse.
+    columns, _ = tiny.features("lied", ())
+    assert len(columns) == 0
+
+
+def test_entries_bring_context_and_domain(tiny: NgramTextEncoder) -> None:
+    entries = [
+        TextEntry(0.0, "not happy"),
+        TextEntry(0.0, "not happy", context=("you fired me",)),
+        TextEntry(0.0, "not happy", context=("you fired me",), domain="comments"),
+    ]
+    plain, said, commented = tiny.encode(entries)
+    assert isinstance(plain, ModalityPrediction) and isinstance(said, ModalityPrediction)
+    assert isinstance(commented, ModalityPrediction)
+    assert plain.detail["context_turns"] == 0 and said.detail["context_turns"] == 1
+    assert np.allclose(said.probs, tiny.probabilities("not happy", ("you fired me",)))
+    assert commented.detail["domain"] == "comments"
+    assert np.allclose(
+        commented.probs, tiny.probabilities("not happy", ("you fired me",), "comments")
+    )
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(st.sampled_from([*TEXT_TERMS, "Happy!", "x", "so"]), max_size=8),
+    st.lists(st.sampled_from([*CONTEXT_TERMS, "YOU", "hm"]), max_size=6),
+    st.sampled_from(CANONICAL_LABELS),
+    st.sampled_from(["conversation", "comments"]),
+)
+def test_text_and_context_attributions_split_the_logit_exactly(
+    tiny: NgramTextEncoder, words: list[str], said: list[str], label: str, domain: str
+) -> None:
+    text, context = " ".join(words), (" ".join(said),)
+    parts = tiny.attributions(text, label, context, domain)
+    before = tiny.context_attributions(text, label, context, domain)
+    assert [w for w, _ in parts] == text.split()
+    assert [w for w, _ in before] == tiny.context_text(context).split()
+    z = tiny.logits(text, context, domain) / tiny.domain(domain).temperature
+    k = CANONICAL_LABELS.index(label)
+    total = sum(w for _, w in parts) + sum(w for _, w in before)
+    total += tiny.attribution_bias(label, domain)
+    assert total == pytest.approx(float(z[k] - z.mean()), abs=1e-9)
+
+
+def test_the_explainer_uses_the_entry_context(tiny: NgramTextEncoder) -> None:
+    entry = TextEntry(0.0, "so happy", context=("you lied",))
+    [prediction] = tiny.encode([entry])
+    assert isinstance(prediction, ModalityPrediction)
+    explainer = explainer_for(tiny)
+    assert explainer is not None
+    explanation = explainer.explain(entry, prediction)
+    expected = tiny.attributions("so happy", explanation.label, ("you lied",))
+    assert [w.weight for w in explanation.words] == pytest.approx([w for _, w in expected])
+
+
+def test_the_first_format_loads_with_one_temperature(tmp_path: Path) -> None:
+    old = load(write_tiny(tmp_path / "old", context=False, domains=False))
+    assert list(old.domains) == ["default"] and old.temperature == 1.5
+    assert not old.uses_context
+    z = old.logits("so happy")
+    assert np.allclose(old.probabilities("so happy"), np.exp(z / 1.5) / np.exp(z / 1.5).sum())
+    [out] = old.encode([TextEntry(0.0, "so happy", domain="comments", context=("you",))])
+    assert isinstance(out, ModalityPrediction) and "domain" not in out.detail
+    assert np.allclose(out.probs, old.probabilities("so happy"))
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"domains": {}}, "non-empty"),
+        ({"domains": {"a": {"bias": [0.0] * 3, "temperature": 1.0}}}, "7 finite biases"),
+        ({"domains": {"a": {"bias": [0.0] * 7, "temperature": -1.0}}}, "positive"),
+        ({"domains": {"a": {"bias": [0.0] * 7, "temperature": 1, "coef": "nope"}}}, "nope"),
+        ({"default_domain": "elsewhere"}, "default_domain"),
+        ({"context": {"turns": 0}}, "turns"),
+    ],
+)
+def test_malformed_meta_is_refused_with_a_reason(
+    tmp_path: Path, extra: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ModelLoadError, match=message):
+        load(write_tiny(tmp_path / "bad", meta_extra=extra))
+
+
+def test_a_context_block_without_turns_is_refused(tmp_path: Path) -> None:
+    folder = write_tiny(tmp_path / "t")
+    meta = json.loads((folder / "meta.json").read_text())
+    del meta["context"]
+    (folder / "meta.json").write_text(json.dumps(meta))
+    write_checksums(folder)
+    with pytest.raises(ModelLoadError, match=r"context\.turns"):
+        load(folder)
