@@ -13,8 +13,10 @@ speaker's level set 0-6 dB below the other's, a -65 dBFS noise floor. The ground
 is every trimmed utterance's span and speaker.
 
 Speakers are split: dev calls use RAVDESS actors 01-06, TESS OAF, EmoDB 03/08/09 and
-EMOVO f1/m1; test calls use every other speaker. The cut threshold (number of speakers
-not given) is chosen on the dev calls; the test calls are measured once with it.
+EMOVO f1/m1; test calls use every other speaker. The clustering settings that matter
+when the number of speakers is not given (``min_cluster_share``, ``merge_similarity``)
+are chosen on the dev calls; the test calls are measured once with them, with the
+number of speakers estimated and with it given (2).
 
 DER = (missed speech + false alarm + speaker confusion) / reference speech, by
 ``pyannote.metrics`` (``DiarizationErrorRate(collar=0.5)``: 0.25 s either side of every
@@ -46,7 +48,12 @@ from emoapp.encoders.diarize import DiarizerConfig, EmbeddedDiarizer  # noqa: E4
 
 RATE = 16_000
 STATEMENTS = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
-DEV = {"ravdess": {f"{i:02d}" for i in range(1, 7)}, "tess": {"OAF"}, "emodb": {"03", "08", "09"}, "emovo": {"f1", "m1"}}
+DEV = {
+    "ravdess": {f"{i:02d}" for i in range(1, 7)},
+    "tess": {"OAF"},
+    "emodb": {"03", "08", "09"},
+    "emovo": {"f1", "m1"},
+}
 CACHE = Path(os.environ.get("EMOAPP_CACHE", "/tmp/emoapp-cache/calls"))
 
 
@@ -120,29 +127,32 @@ def build_call(
 
 
 def make_calls(data: Path, n: int, dev: bool, seed: int, seconds: float) -> list[dict]:
-    pool = {
-        k: v
-        for k, v in speakers(data).items()
-        if (k[1] in DEV[k[0]]) == dev and len(v) >= 5
-    }
+    pool = {k: v for k, v in speakers(data).items() if (k[1] in DEV[k[0]]) == dev and len(v) >= 5}
     keys = sorted(pool)
     rng = random.Random(seed + (1000 if dev else 0))
     calls = []
     for i in range(n):
         pair = rng.sample(keys, 2)
         audio, truth = build_call(rng, pair, pool, seconds)
-        calls.append({"id": f"{'dev' if dev else 'test'}-{i:02d}", "pair": pair, "audio": audio, "truth": truth})
+        calls.append(
+            {
+                "id": f"{'dev' if dev else 'test'}-{i:02d}",
+                "pair": pair,
+                "audio": audio,
+                "truth": truth,
+            }
+        )
     return calls
 
 
-def annotation(turns, overlaps=()):
+def annotation(turns):
+    """A pyannote Annotation of (start, end, speaker) turns (a diarization's overlap
+    stretches belong to no speaker, so they are not in its hypothesis)."""
     from pyannote.core import Annotation, Segment
 
     out = Annotation()
     for i, (start, end, who) in enumerate(turns):
         out[Segment(start, end), f"t{i}"] = who
-    for j, (start, end) in enumerate(overlaps):  # unused by the hypothesis (overlap = no one)
-        pass
     return out
 
 
@@ -187,8 +197,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--wer-calls", type=int, default=6, help="test calls transcribed for WER")
-    parser.add_argument("--thresholds", default="0.15,0.25,0.4", help="keep_neighbours values")
-    parser.add_argument("--merges", default="0.8,0.84,0.88,0.92,0.96")
+    parser.add_argument("--shares", default="0.08,0.15,0.25", help="min_cluster_share values")
+    parser.add_argument("--merges", default="0.75,0.8,0.85,0.9")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
@@ -198,18 +208,19 @@ def main() -> int:
     test_calls = make_calls(args.data, args.calls, False, args.seed, args.seconds)
     dev_features = [features(diarizer, c) for c in dev_calls]
     choices = {}
-    for threshold in [float(x) for x in args.thresholds.split(",")]:
+    for share in [float(x) for x in args.shares.split(",")]:
         for merge in [float(x) for x in args.merges.split(",")]:
-            d = EmbeddedDiarizer(DiarizerConfig(keep_neighbours=threshold, merge_similarity=merge))
+            d = EmbeddedDiarizer(DiarizerConfig(min_cluster_share=share, merge_similarity=merge))
             ders = [
                 der_of(c["truth"], d.assign(len(c["audio"]) / RATE, *f))[0]
                 for c, f in zip(dev_calls, dev_features, strict=True)
             ]
-            choices[f"{threshold},{merge}"] = round(statistics.mean(ders), 4)
-            print(f"dev keep {threshold} merge {merge}: mean DER {statistics.mean(ders):.3f}", file=sys.stderr)
+            choices[f"{share},{merge}"] = round(statistics.mean(ders), 4)
+            mean = statistics.mean(ders)
+            print(f"dev min_cluster_share {share} merge {merge}: DER {mean:.3f}", file=sys.stderr)
     best = min(choices, key=lambda k: (choices[k], k))
-    threshold, merge = (float(x) for x in best.split(","))
-    chosen = EmbeddedDiarizer(DiarizerConfig(keep_neighbours=threshold, merge_similarity=merge))
+    share, merge = (float(x) for x in best.split(","))
+    chosen = EmbeddedDiarizer(DiarizerConfig(min_cluster_share=share, merge_similarity=merge))
     per_call = []
     results = []
     for call in test_calls:
@@ -238,11 +249,12 @@ def main() -> int:
 
     wer = measure_wer(results[: args.wer_calls]) if args.wer_calls else None
     figures = {
-        "what": "embedded diarizer on synthetic two-speaker mono calls (scripts/measure_diarization.py)",
+        "what": "embedded diarizer on synthetic two-speaker mono calls",
         "command": "python scripts/measure_diarization.py " + " ".join(sys.argv[1:]),
-        "collar": "0.25 s either side of reference boundaries (pyannote.metrics collar=0.5); overlap scored",
-        "chosen_on_dev": {"keep_neighbours": threshold, "merge_similarity": merge},
-        "dev_mean_der_by_threshold_merge": choices,
+        "collar": "0.25 s either side of reference boundaries (pyannote.metrics collar=0.5)",
+        "overlap": "scored",
+        "chosen_on_dev": {"min_cluster_share": share, "merge_similarity": merge},
+        "dev_mean_der_by_share_merge": choices,
         "test_calls": len(per_call),
         "der": spread([c["der"] for c in per_call]),
         "der_two_speakers_given": spread([c["der_two_given"] for c in per_call]),
@@ -294,7 +306,14 @@ def measure_wer(results) -> dict:
             reference = " ".join(normalise_words(" ".join(words)))
             hypothesis = " ".join(normalise_words(" ".join(heard.get(who, []))))
             measure = jiwer.process_words(reference, hypothesis or "")
-            rows.append({"call": call["id"], "speaker": who, "wer": round(measure.wer, 4), "words": len(reference.split())})
+            rows.append(
+                {
+                    "call": call["id"],
+                    "speaker": who,
+                    "wer": round(measure.wer, 4),
+                    "words": len(reference.split()),
+                }
+            )
     return {
         "recogniser": recognizer.model_id,
         "speakers": len(rows),

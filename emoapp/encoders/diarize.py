@@ -45,6 +45,10 @@ RATE = 16_000
 STEP_S = 0.1
 """The resolution of the turns."""
 PYANNOTE_ENV = "EMOAPP_PYANNOTE_PIPELINE"
+FEW_WINDOWS = 20
+FEW_WINDOWS_CUT = 0.3
+"""Raw cosine distance under which a few windows are one voice (resemblyzer: one
+speaker's utterances are mostly more than 0.7 alike)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,10 +155,23 @@ def cluster_embeddings(
     leading eigenvectors gives the clusters. Without a given count, clusters whose raw
     (not centred) centroids are more alike than ``merge_similarity`` are one voice and
     merge, most alike first (this is how one speaker comes out as one). Clusters holding
-    less than ``min_cluster_share`` of the windows join their nearest."""
+    less than ``min_cluster_share`` of the windows join their nearest.
+
+    Under :data:`FEW_WINDOWS` windows (a few seconds of speech) neither the centring nor
+    the eigenvalues mean much: average-linkage clustering of the raw embeddings, cut into
+    ``speakers`` or at cosine distance :data:`FEW_WINDOWS_CUT`, does the job."""
     n = len(embeddings)
-    if n < 3 or speakers == 1:
+    if n < 2 or speakers == 1:
         return np.zeros(n, dtype=int)
+    if n < FEW_WINDOWS:
+        from scipy.cluster.hierarchy import fcluster, linkage
+
+        tree = linkage(embeddings, method="average", metric="cosine")
+        if speakers is not None:
+            few = fcluster(tree, t=min(speakers, n), criterion="maxclust")
+        else:
+            few = fcluster(tree, t=FEW_WINDOWS_CUT, criterion="distance")
+        return np.unique(np.asarray(few, dtype=int), return_inverse=True)[1]
     centred = _centred(embeddings)
     affinity = np.clip(centred @ centred.T, 0.0, None)
     np.fill_diagonal(affinity, 0.0)
