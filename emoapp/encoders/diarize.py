@@ -96,8 +96,10 @@ class DiarizerConfig:
     windows_per_s: float = 4.0
     keep_neighbours: float = 0.25
     """Share of nearest neighbours each window keeps in the affinity."""
-    merge_similarity: float = 0.88
-    """Clusters whose raw centroids are more alike than this are one voice."""
+    merge_similarity: float = 0.75
+    """Clusters whose raw centroids are more alike than this are one voice (0.75 and
+    ``min_cluster_share`` 0.08: the best of a grid on the dev calls of
+    ``scripts/measure_diarization.py --seed 1``)."""
     max_speakers: int = 8
     min_cluster_share: float = 0.08
     median_frames: int = 5
@@ -140,7 +142,7 @@ def cluster_embeddings(
     speakers: int | None = None,
     max_speakers: int = 8,
     min_cluster_share: float = 0.08,
-    merge_similarity: float = 0.88,
+    merge_similarity: float = 0.75,
     keep_neighbours: float = 0.25,
 ) -> np.ndarray:
     """Cluster labels (0..k-1) of L2-normalised embeddings, by spectral clustering.

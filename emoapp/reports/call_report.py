@@ -196,8 +196,8 @@ def summarize_call(result: CallResult, models: dict[str, str] | None = None) -> 
         "notes": list(plan.warnings),
         "about": CAVEAT,
     }
-    summary["customer"] = customer_of([s["name"] for s in speakers])
-    summary["moments"] = moments(summary, overlaps, [s for s in plan.active])
+    summary["customer"] = customer_of([s.name for s in plan.speakers])
+    summary["moments"] = moments(summary, overlaps, list(plan.active))
     return summary
 
 

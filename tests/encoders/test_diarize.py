@@ -28,13 +28,14 @@ from emoapp.encoders.diarize import (
 
 
 def _voices(n_per: list[int], seed: int, spread: float = 0.25) -> tuple[np.ndarray, np.ndarray]:
-    """Unit vectors scattered around one random direction per voice (plus a shared one,
-    as a line or a room adds to every window)."""
+    """Unit vectors scattered around one random direction per voice plus a shared one (as
+    a line or a room adds to every window): different voices about 0.5 alike, as
+    resemblyzer's embeddings of two people on one recording are."""
     rng = np.random.default_rng(seed)
     shared = rng.normal(size=64)
     points, truth = [], []
     for voice, n in enumerate(n_per):
-        centre = rng.normal(size=64) + 2 * shared
+        centre = rng.normal(size=64) + shared
         for _ in range(n):
             x = centre + spread * np.linalg.norm(centre) / 8 * rng.normal(size=64)
             points.append(x / np.linalg.norm(x))
