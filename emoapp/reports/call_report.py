@@ -71,6 +71,11 @@ PRIVACY_NOTE = (
     "personal data about the people on the call, and tell them their call is analysed "
     "(a notice to adapt: resources/disclosure/notice-v1.md in emoapp)."
 )
+INDEX_PRIVACY_NOTE = (
+    "Made on this computer; nothing from these calls was sent anywhere. Treat this file as "
+    "personal data about the people on the calls, and tell them their calls are analysed "
+    "(a notice to adapt: resources/disclosure/notice-v1.md in emoapp)."
+)
 CAVEAT = (
     "emoapp estimates the emotion a voice or a text displays. It does not know what "
     "anyone feels, and it is not a lie detector or a diagnostic tool."
@@ -317,11 +322,13 @@ def moments(
 def contents(summary: dict[str, Any], embed_audio: bool) -> list[str]:
     """What a report holds, in words (said at its top)."""
     held = ["estimates of the emotion each speaker's voice (and words) display, over time"]
+    source = {"transcript": "the transcript"}.get(summary.get("text_from") or "")
+    source = source or summary.get("text_from")
     if summary.get("words_included"):
-        held.append(f"the words said (from {summary['text_from']})")
-    elif summary.get("text_from"):
+        held.append(f"the words said (from {source})")
+    elif source:
         held.append(
-            f"no words: text from {summary['text_from']} was analysed but is left out "
+            f"no words: text from {source} was analysed but is left out "
             "(add --include-text to show it)"
         )
     held.append("the recording itself (--embed-audio)" if embed_audio else "no audio")
@@ -505,7 +512,10 @@ def _comparison(summary: dict[str, Any]) -> list[str]:
     speakers = [s for s in summary["speakers"] if not s["silent"]]
     customer = summary.get("customer")
     head = "".join(
-        f"<th>{e(s['name'])}{' (customer)' if s['name'] == customer else ''}</th>" for s in speakers
+        f"<th>{e(s['name'])}"
+        f"{' (customer)' if s['name'] == customer and s['name'].casefold() != 'customer' else ''}"
+        "</th>"
+        for s in speakers
     )
     rows = [f"<table class='compare'><tr><th></th>{head}</tr>"]
 
@@ -791,7 +801,7 @@ def render_index(rows: Sequence[dict[str, Any]], folder: Path) -> str:
         f"<h1>Calls: {len(rows)}</h1>",
         "<p class='contents'><b>This page holds:</b> "
         + "; ".join(e(h) for h in held)
-        + f". {e(PRIVACY_NOTE)}</p>",
+        + f". {e(INDEX_PRIVACY_NOTE)}</p>",
         f"<p class='caveat'>{e(CAVEAT)}</p>",
         "<p class='muted'>Click a column's title to sort by it; a call's name opens its "
         "report. Label colours: " + " ".join(_chip(label) for label in CANONICAL_LABELS) + "</p>",

@@ -261,7 +261,7 @@ def test_the_sample_call_by_step_with_a_report(
     assert "<script" not in page and "<link" not in page and 'src="http' not in page
     assert "not know what anyone feels" in page
     assert "Text from the transcript." in page  # a transcript wins: nothing is transcribed
-    assert "no words: text from transcript was analysed but is left out" in page
+    assert "no words: text from the transcript was analysed but is left out" in page
     assert "angry about it" not in page and "<audio" not in page
 
 
