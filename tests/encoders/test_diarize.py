@@ -169,6 +169,7 @@ def espeak_call(folder: Path, pause_s: float = 0.6) -> tuple[Path, list[tuple[fl
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
 def test_two_synthetic_voices_are_diarized(tmp_path: Path) -> None:
+    pytest.importorskip("pyannote.metrics", reason="pyannote.metrics is in the test extra")
     from pyannote.core import Annotation, Segment
     from pyannote.metrics.diarization import DiarizationErrorRate
 
