@@ -2,13 +2,16 @@
 cluster.
 
     emoapp batch INPUT --out DIR [--engine local|ray] [--workers N] [--ray-address ADDR]
-                 [--gpus-per-worker F] [--transcripts DIR] [--speakers channels]
-                 [--speaker-names A,B] [--by step|utterance] [analysis, model, fusion options]
+                 [--gpus-per-worker F] [--transcripts DIR] [--speakers auto|channels|N]
+                 [--speaker-names A,B] [--by step|utterance] [--report [--embed-audio]]
+                 [--include-text] [--asr auto|off|MODEL] [analysis, model, fusion options]
 
 ``INPUT`` is a folder (walked for media files) or a CSV manifest (``path``, optional
 ``transcript`` and ``id``). Every item goes through the pipeline ``emoapp analyze`` runs,
-with the same options (with ``--speakers``/``--by``, the call analysis of
-``emoapp analyze CALL --speakers ...``), into ``DIR/timelines/<id>.jsonl``;
+with the same options (with ``--speakers``/``--by``/``--report``, the call analysis of
+``emoapp analyze CALL --speakers ...``, words heard by ``--asr`` when a call has no
+transcript), into ``DIR/timelines/<id>.jsonl``; ``--report`` adds
+``DIR/reports/<id>/report.html`` per call and ``DIR/index.html`` over them;
 ``DIR/index.parquet`` (or ``index.csv`` without pyarrow) gets one row per input. Running
 the same command again resumes: items already done with the same input and options are
 skipped. A broken file is one failed row, never the end of the batch. See

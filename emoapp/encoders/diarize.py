@@ -83,7 +83,9 @@ class Diarizer(Protocol):
 
     name: str
 
-    def diarize(self, samples: np.ndarray, speakers: int | None = None) -> Diarization: ...
+    def diarize(
+        self, samples: np.ndarray, speakers: int | None = None, min_speakers: int = 1
+    ) -> Diarization: ...
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def cluster_embeddings(
     min_cluster_share: float = 0.08,
     merge_similarity: float = 0.75,
     keep_neighbours: float = 0.25,
+    min_speakers: int = 1,
 ) -> np.ndarray:
     """Cluster labels (0..k-1) of L2-normalised embeddings, by spectral clustering.
 
@@ -161,7 +164,10 @@ def cluster_embeddings(
 
     Under :data:`FEW_WINDOWS` windows (a few seconds of speech) neither the centring nor
     the eigenvalues mean much: average-linkage clustering of the raw embeddings, cut into
-    ``speakers`` or at cosine distance :data:`FEW_WINDOWS_CUT`, does the job."""
+    ``speakers`` or at cosine distance :data:`FEW_WINDOWS_CUT`, does the job.
+
+    ``min_speakers`` (count not given): never fewer clusters than this (when there are
+    that many windows); a call has two sides."""
     n = len(embeddings)
     if n < 2 or speakers == 1:
         return np.zeros(n, dtype=int)
@@ -173,6 +179,8 @@ def cluster_embeddings(
             few = fcluster(tree, t=min(speakers, n), criterion="maxclust")
         else:
             few = fcluster(tree, t=FEW_WINDOWS_CUT, criterion="distance")
+            if few.max() < min(min_speakers, n):
+                few = fcluster(tree, t=min(min_speakers, n), criterion="maxclust")
         return np.unique(np.asarray(few, dtype=int), return_inverse=True)[1]
     centred = _centred(embeddings)
     affinity = np.clip(centred @ centred.T, 0.0, None)
@@ -205,7 +213,7 @@ def cluster_embeddings(
         labels[small] = np.asarray(big)[np.argmax(centred[small] @ centroids.T, axis=1)]
     labels = np.unique(labels, return_inverse=True)[1]
     if speakers is None:
-        labels = _merge_alike(embeddings, labels, merge_similarity)
+        labels = _merge_alike(embeddings, labels, merge_similarity, min_speakers)
     return labels
 
 
@@ -225,10 +233,13 @@ def _kmeans(points: np.ndarray, k: int) -> np.ndarray:
     return np.asarray(best[1], dtype=int)
 
 
-def _merge_alike(embeddings: np.ndarray, labels: np.ndarray, similarity: float) -> np.ndarray:
-    """Merge the clusters whose raw centroids are more alike than ``similarity``."""
+def _merge_alike(
+    embeddings: np.ndarray, labels: np.ndarray, similarity: float, keep: int = 1
+) -> np.ndarray:
+    """Merge the clusters whose raw centroids are more alike than ``similarity``, down to
+    no fewer than ``keep``."""
     labels = labels.copy()
-    while labels.max() > 0:
+    while labels.max() + 1 > max(1, keep):
         ids = np.unique(labels)
         centroids = np.stack([_centroid(embeddings[labels == k]) for k in ids])
         sims = centroids @ centroids.T
@@ -370,13 +381,15 @@ class EmbeddedDiarizer:
             return np.zeros((0, 256), dtype=np.float32), np.zeros((0, 2))
         return np.stack(embeddings), np.asarray(spans)
 
-    def diarize(self, samples: np.ndarray, speakers: int | None = None) -> Diarization:
+    def diarize(
+        self, samples: np.ndarray, speakers: int | None = None, min_speakers: int = 1
+    ) -> Diarization:
         samples = np.asarray(samples, dtype=np.float32).reshape(-1)
         if speakers is not None and speakers < 1:
             raise EmoappError("the number of speakers must be at least 1")
         regions = self.speech(samples)
         embeddings, spans = self.embed_windows(samples, regions)
-        return self.assign(len(samples) / RATE, regions, embeddings, spans, speakers)
+        return self.assign(len(samples) / RATE, regions, embeddings, spans, speakers, min_speakers)
 
     def assign(
         self,
@@ -385,6 +398,7 @@ class EmbeddedDiarizer:
         embeddings: np.ndarray,
         spans: np.ndarray,
         speakers: int | None = None,
+        min_speakers: int = 1,
     ) -> Diarization:
         """Turns from speech regions and window embeddings (steps 3 and 4 of the module;
         separate so that settings can be compared on the same embeddings)."""
@@ -399,6 +413,7 @@ class EmbeddedDiarizer:
             config.min_cluster_share,
             config.merge_similarity,
             config.keep_neighbours,
+            min_speakers,
         )
         k = int(labels.max()) + 1
         if speakers is not None and k < speakers:
@@ -470,12 +485,16 @@ class PyannoteDiarizer:
             raise ModelLoadError(f"the pyannote pipeline {self.pipeline_path} did not load")
         self._pipeline = pipeline
 
-    def diarize(self, samples: np.ndarray, speakers: int | None = None) -> Diarization:
+    def diarize(
+        self, samples: np.ndarray, speakers: int | None = None, min_speakers: int = 1
+    ) -> Diarization:
         import torch
 
         self.load()
         waveform = torch.from_numpy(np.asarray(samples, dtype=np.float32).reshape(1, -1))
-        kwargs = {"num_speakers": speakers} if speakers else {}
+        kwargs: dict[str, int] = (
+            {"num_speakers": speakers} if speakers else {"min_speakers": min_speakers}
+        )
         annotation = self._pipeline({"waveform": waveform, "sample_rate": RATE}, **kwargs)
         annotation = getattr(annotation, "speaker_diarization", annotation)
         raw = [

@@ -7,7 +7,8 @@ probes the file and finds its speakers:
 - ``N`` (a number): the down-mix is diarized (:mod:`emoapp.encoders.diarize`) into N
   speakers;
 - ``auto``: channels when the file has several channels that differ, else diarization
-  with the number of speakers estimated.
+  with the number of speakers estimated (at least :data:`CALL_MIN_SPEAKERS`: a call has
+  two sides; ``1`` for a recording of one person).
 
 It names each speaker (``--speaker-names``, else "speaker 1", "speaker 2", ...), measures
 each channel's level to find silent channels and speech segments (a diarized speaker's
@@ -66,6 +67,9 @@ RowMode = Literal["step", "utterance"]
 SpeakersMode = str
 """``"channels"``, ``"auto"`` or a number of speakers as text (``"2"``)."""
 
+CALL_MIN_SPEAKERS = 2
+"""Diarizing a call with the number of speakers not given: at least this many (a
+recording of one person: ``--speakers 1``)."""
 SAME_CHANNELS_DB = 3.0
 """Channels whose levels differ by less than this (mean over loud frames) carry the same
 mix: ``auto`` diarizes them instead of taking one speaker per channel."""
@@ -399,7 +403,8 @@ def _diarize_into(plan: CallPlan, names: Sequence[str], count: int | None, diari
     if peak < SILENT_DBFS:
         raise EmoappError(f"{plan.media}: is silent (peak {peak:.0f} dBFS); nothing to analyse")
     diarizer = diarizer if diarizer is not None else make_diarizer()
-    result = diarizer.diarize(samples, count)
+    # Not told how many: a call has two sides, more when the voices say so.
+    result = diarizer.diarize(samples, count, min_speakers=CALL_MIN_SPEAKERS)
     plan.samples = samples
     plan.diarization = result.method
     plan.overlaps = list(result.overlaps)

@@ -83,6 +83,16 @@ def test_one_voice_stays_one_speaker() -> None:
     assert cluster_embeddings(points).max() == 0
 
 
+@pytest.mark.parametrize("n", [10, 50])
+def test_a_call_keeps_at_least_two_sides(n: int) -> None:
+    """min_speakers (a call's two sides) stops the merging, on few windows or many."""
+    points, _ = _voices([n], seed=4, spread=0.15)
+    assert cluster_embeddings(points, min_speakers=2).max() == 1
+    two, truth = _voices([n, n], seed=5)
+    labels = cluster_embeddings(two, min_speakers=2)
+    assert labels.max() == 1 and _agreement(labels, truth) >= 0.95
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.lists(st.integers(-2, 3), min_size=1, max_size=80))
 def test_turns_cover_each_step_once(values: list[int]) -> None:
