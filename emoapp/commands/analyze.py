@@ -179,7 +179,8 @@ def add_call_options(parser: argparse.ArgumentParser) -> Any:
         "--speakers",
         metavar="auto|channels|N",
         help="auto: one speaker per channel when the channels differ, else diarization "
-        "(who spoke when, number of speakers estimated); channels: each audio channel is "
+        "(who spoke when; number of speakers estimated, at least 2: a call has two sides); "
+        "channels: each audio channel is "
         'one speaker; N: diarize into N speakers. Every row carries "speaker"',
     )
     calls.add_argument(
