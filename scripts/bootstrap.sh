@@ -7,12 +7,13 @@ cd "$(dirname "$0")/.."
 what="${1:-app}"
 
 # Debian packages: PortAudio for sounddevice, the libraries Qt's xcb/offscreen platforms
-# load, and (for tests and sample media) espeak-ng, sox and Xvfb.
+# load, and (for tests and sample media) espeak-ng, sox, Xvfb and Chromium (the batch
+# index page is rendered headless in a test).
 apt_packages=(libportaudio2 libegl1 libgl1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1
   libdbus-1-3 libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0
   libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 libglib2.0-0)
 if [ "$what" = test ]; then
-  apt_packages+=(espeak-ng sox xvfb)
+  apt_packages+=(espeak-ng sox xvfb chromium)
 fi
 missing=()
 if command -v dpkg-query >/dev/null; then

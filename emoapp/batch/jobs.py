@@ -272,11 +272,25 @@ class ModelRef:
 
 @dataclass(frozen=True)
 class CallOptions:
-    """``--speakers``/``--speaker-names``/``--by``: every item is a call, by speaker."""
+    """``--speakers``/``--speaker-names``/``--by``/``--report``: every item is a call, by
+    speaker."""
 
     by_channels: bool = False
     names: tuple[str, ...] = ()
     by: Literal["step", "utterance"] = "step"
+    speakers: str | None = None
+    """``auto``, ``channels`` or a number (wins over ``by_channels``)."""
+    asr: Any = None
+    """The recogniser (an :class:`~emoapp.encoders.asr.AsrSpec`) that hears calls with no
+    transcript; None: no speech recognition."""
+    asr_device: str = "auto"
+    models_dir: str | None = None
+    report: bool = False
+    """Write ``DIR/reports/<id>/report.html`` and ``summary.json`` per call."""
+    embed_audio: bool = False
+
+
+REPORTS = "reports"
 
 
 @dataclass
@@ -462,19 +476,45 @@ class ItemWorker:
             )
             duration = inputs.info.duration if inputs.info is not None else None
             return _Outcome(duration, summary.end_t, summary.models, summary.truncated)
-        from emoapp.calls.analysis import analyze_call, plan_call
+        from emoapp.calls.analysis import analyze_call, plan_call, transcribe_call
 
+        call = job.call
         plan = plan_call(
-            item.path, item.transcript, job.call.names, by_channels=job.call.by_channels
+            item.path,
+            item.transcript,
+            call.names,
+            by_channels=call.by_channels,
+            speakers=call.speakers,
         )
+        if item.transcript is None and call.asr is not None:
+            transcribe_call(plan, self._recognizer(call))
         result = analyze_call(
-            plan, self.encoders, job.fusion, job.analysis, on_row=on_row, by=job.call.by
+            plan, self.encoders, job.fusion, job.analysis, on_row=on_row, by=call.by
         )
+        if call.report:
+            from emoapp.reports.call_report import write_call_report
+
+            used = {m.value: e.model_id for m, e in self.encoders.items()}
+            if plan.heard_by:
+                used["speech recognition"] = plan.heard_by
+            write_call_report(
+                result, job.out_dir / REPORTS / item.id, used, embed_audio=call.embed_audio
+            )
         summaries = list(result.summaries.values())
         models = {m: i for s in summaries for m, i in s.models.items()}
         end = max((s.end_t for s in summaries), default=0.0)
         truncated = next((s.truncated for s in summaries if s.truncated is not None), None)
         return _Outcome(plan.info.duration, end, models, truncated)
+
+    def _recognizer(self, call: CallOptions) -> Any:
+        """The worker's speech recogniser, loaded on first use."""
+        if getattr(self, "_asr", None) is None:
+            from emoapp.encoders.asr import build_recognizer
+
+            recognizer = build_recognizer(call.asr, call.asr_device, "auto", call.models_dir)
+            recognizer.load()
+            self._asr = recognizer
+        return self._asr
 
     @staticmethod
     def _failed(

@@ -112,15 +112,23 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--include-text",
         action="store_true",
-        help="with --explain, write the attributed words themselves (text is content: "
-        "without this, each word is only its position and weight)",
+        help="write words: with --explain, the attributed words themselves (without this, "
+        "each word is only its position and weight); for a call, each utterance's words "
+        "in --by utterance rows and in the report (text is content: off by default)",
     )
     calls = add_call_options(parser)
     calls.add_argument(
         "--report",
         type=Path,
         metavar="DIR",
-        help="also write a call report to DIR: report.html (plots per speaker) and summary.json",
+        help="also write a call report to DIR: report.html (per speaker: utterances, "
+        "moments to listen to, plots) and summary.json",
+    )
+    calls.add_argument(
+        "--embed-audio",
+        action="store_true",
+        help="with --report, put the recording itself into report.html so that each "
+        "moment's time plays the call from there (the page then holds the audio)",
     )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"
@@ -173,20 +181,25 @@ def add_call_options(parser: argparse.ArgumentParser) -> Any:
     their argument group."""
     calls = parser.add_argument_group(
         "calls",
-        "a recorded call, by speaker (text only from --transcript: speech recognition "
-        "does not run on calls yet)",
+        "a recorded call, by speaker: one speaker per channel, or who spoke when found by "
+        "diarization; with no transcript, each speaker is heard by the speech recogniser "
+        "(--asr)",
     )
     calls.add_argument(
         "--speakers",
-        choices=("channels",),
-        help="channels: each audio channel is one speaker, analysed on its own; every row "
-        'carries "speaker" (a mono file is one speaker)',
+        metavar="auto|channels|N",
+        help="auto: one speaker per channel when the channels differ, else diarization "
+        "(who spoke when; number of speakers estimated, at least 2: a call has two sides); "
+        "channels: each audio channel is "
+        'one speaker; N: diarize into N speakers. Every row carries "speaker"',
     )
     calls.add_argument(
         "--speaker-names",
         metavar="A,B",
-        help="names of the channels' speakers, in channel order (default: speaker 1, "
-        "speaker 2, ...); transcript cues go to the speaker their <v Name> or 'Name:' names",
+        help="names of the speakers, in channel order (diarized: in order of first speech; "
+        "default: speaker 1, speaker 2, ...); transcript cues go to the speaker their "
+        "<v Name> or 'Name:' names. A speaker named customer (or caller, client) is the "
+        "side the report watches for anger and distress",
     )
     calls.add_argument(
         "--by",
@@ -418,10 +431,6 @@ def _run(args: argparse.Namespace) -> int:
         from emoapp.core.errors import EmoappError
 
         raise EmoappError("analyze needs MEDIA, --transcript FILE, or --text TEXT")
-    if args.include_text and not args.explain:
-        from emoapp.core.errors import EmoappError
-
-        raise EmoappError("--include-text only says whether --explain writes words: add --explain")
     if args.resume and args.out is None:
         _resume_from(args, lambda _: None)  # raises: --resume needs --out FILE
     args.out = default_out(args.out, args.media)
@@ -436,6 +445,17 @@ def _run(args: argparse.Namespace) -> int:
             )
 
         return run_call(args)
+    if args.include_text and not args.explain:
+        from emoapp.core.errors import EmoappError
+
+        raise EmoappError(
+            "--include-text says whether --explain (or a call's --by utterance rows and "
+            "--report) write words: add --explain, or analyse a call with --speakers"
+        )
+    if args.embed_audio:
+        from emoapp.core.errors import EmoappError
+
+        raise EmoappError("--embed-audio puts the recording into a call --report: add --report DIR")
 
     def note(message: str) -> None:
         if not args.quiet:

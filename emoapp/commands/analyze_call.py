@@ -1,15 +1,17 @@
-"""``emoapp analyze CALL --speakers channels``: a recorded call, by speaker.
+"""``emoapp analyze CALL --speakers auto|channels|N``: a recorded call, by speaker.
 
-    emoapp analyze call.flac --speakers channels --speaker-names agent,customer \\
-        --transcript call.vtt [--by utterance] [--report DIR] [--out FILE]
+    emoapp analyze call.flac --speakers auto --speaker-names agent,customer \\
+        [--transcript call.vtt | --asr auto|off|MODEL] [--include-text] [--by utterance] \\
+        [--report DIR [--embed-audio]] [--out FILE]
 
 :mod:`emoapp.commands.analyze` hands over here when any of ``--speakers``,
 ``--speaker-names``, ``--by utterance`` or ``--report`` is given. The call is checked and
 its transcript routed (:func:`emoapp.calls.analysis.plan_call`) before a model loads;
 rows go to ``--out`` like any analysis (each with ``"speaker"``); a summary per speaker
 goes to stderr; ``--report DIR`` writes ``report.html`` and ``summary.json``
-(:mod:`emoapp.reports.call_report`). Text comes from ``--transcript`` only: emoapp has
-no speech recogniser yet.
+(:mod:`emoapp.reports.call_report`). Text comes from ``--transcript``, or, without one,
+from the speech recogniser (``--asr``), per speaker (:func:`emoapp.calls.analysis
+.transcribe_call`); words reach the rows and the report only with ``--include-text``.
 """
 
 from __future__ import annotations
@@ -25,7 +27,14 @@ from emoapp.core.messages import Modality
 
 
 def run_call(args: argparse.Namespace) -> int:
-    from emoapp.calls.analysis import analyze_call, parse_names, plan_call
+    from emoapp.calls.analysis import (
+        analyze_call,
+        parse_names,
+        parse_speakers,
+        plan_call,
+        transcribe_call,
+    )
+    from emoapp.commands.asr_options import build_asr
     from emoapp.recorded.analyze import AnalysisConfig
     from emoapp.recorded.timeline import TimelineWriter
 
@@ -43,12 +52,31 @@ def run_call(args: argparse.Namespace) -> int:
     refuse_overwriting_inputs(args.out, [args.media, args.transcript])
     if args.report is not None and args.report.exists() and not args.report.is_dir():
         raise EmoappError(f"--report {args.report}: is a file; give a folder")
+    if args.embed_audio and args.report is None:
+        raise EmoappError("--embed-audio puts the recording into the report: add --report DIR")
     names = parse_names(args.speaker_names)
-    plan = plan_call(args.media, args.transcript, names, by_channels=args.speakers == "channels")
+    speakers = parse_speakers(args.speakers)
+    models = model_options(args)
+    plan = plan_call(
+        args.media, args.transcript, names, by_channels=speakers == "channels", speakers=speakers
+    )
     for warning in plan.warnings:
         note(warning)
+    if args.transcript is None:
+        recognizer = build_asr(args.asr, models, note)
+        if recognizer is not None:
+            from emoapp.encoders.vad import make_gate
+
+            gate = make_gate(args.vad if args.vad and args.vad != "off" else "silero")
+            heard = transcribe_call(plan, recognizer, gate)
+            if heard:
+                note(heard)
     config = AnalysisConfig(
-        step_s=args.step, face_fps=args.face_fps, window_s=args.window, hop_s=args.hop
+        step_s=args.step,
+        face_fps=args.face_fps,
+        window_s=args.window,
+        hop_s=args.hop,
+        include_text=args.include_text,
     )
     modalities = {Modality.VOICE}
     if any(s.entries for s in plan.active):
@@ -63,7 +91,6 @@ def run_call(args: argparse.Namespace) -> int:
             hop_s=args.hop or defaults.hop_s,
             vad=args.vad or defaults.vad,
         )
-    models = model_options(args)
     loaded = load_encoders(models.only(modalities), modalities, modality_configs, strict=True)
     fusion = fusion_config(models, fusion_options(args))
 
@@ -83,9 +110,10 @@ def run_call(args: argparse.Namespace) -> int:
     if args.report is not None:
         from emoapp.reports.call_report import write_call_report
 
-        html = write_call_report(
-            result, Path(args.report), {m.value: e.model_id for m, e in loaded.encoders.items()}
-        )
+        used = {m.value: e.model_id for m, e in loaded.encoders.items()}
+        if plan.heard_by:
+            used["speech recognition"] = plan.heard_by
+        html = write_call_report(result, Path(args.report), used, embed_audio=args.embed_audio)
         note(f"call report: {html} (and summary.json beside it)")
     truncated = next((s.truncated for s in result.summaries.values() if s.truncated), None)
     if truncated is not None:

@@ -44,7 +44,7 @@ def build_asr(
     ``auto``, a recogniser that cannot load is a note and no transcription; a model
     asked for by name that cannot load is an error."""
     from emoapp.encoders.asr import build_recognizer
-    from emoapp.live.transcriber import AUTO, choose_recognizer
+    from emoapp.recorded.transcribe import AUTO, choose_recognizer
 
     auto = asr.strip().lower() == AUTO
     choice = choose_recognizer(asr, models.profile, models.models_dir, models.download)
@@ -82,7 +82,7 @@ def transcribe_into(
     if recognizer is None:
         return None
     from emoapp.encoders.vad import make_gate
-    from emoapp.live.transcriber import transcribe_recording
+    from emoapp.recorded.transcribe import transcribe_recording
 
     gate = make_gate(args.vad if args.vad and args.vad != "off" else "silero")
     heard = transcribe_recording(inputs.info.path, recognizer, gate)

@@ -2,13 +2,16 @@
 cluster.
 
     emoapp batch INPUT --out DIR [--engine local|ray] [--workers N] [--ray-address ADDR]
-                 [--gpus-per-worker F] [--transcripts DIR] [--speakers channels]
-                 [--speaker-names A,B] [--by step|utterance] [analysis, model, fusion options]
+                 [--gpus-per-worker F] [--transcripts DIR] [--speakers auto|channels|N]
+                 [--speaker-names A,B] [--by step|utterance] [--report [--embed-audio]]
+                 [--include-text] [--asr auto|off|MODEL] [analysis, model, fusion options]
 
 ``INPUT`` is a folder (walked for media files) or a CSV manifest (``path``, optional
 ``transcript`` and ``id``). Every item goes through the pipeline ``emoapp analyze`` runs,
-with the same options (with ``--speakers``/``--by``, the call analysis of
-``emoapp analyze CALL --speakers ...``), into ``DIR/timelines/<id>.jsonl``;
+with the same options (with ``--speakers``/``--by``/``--report``, the call analysis of
+``emoapp analyze CALL --speakers ...``, words heard by ``--asr`` when a call has no
+transcript), into ``DIR/timelines/<id>.jsonl``; ``--report`` adds
+``DIR/reports/<id>/report.html`` per call and ``DIR/index.html`` over them;
 ``DIR/index.parquet`` (or ``index.csv`` without pyarrow) gets one row per input. Running
 the same command again resumes: items already done with the same input and options are
 skipped. A broken file is one failed row, never the end of the batch. See
@@ -21,6 +24,7 @@ usage error (bad input folder, unknown model, Ray missing), 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import os
 import sys
@@ -50,6 +54,7 @@ def _fraction(value: str) -> float:
 
 def register(subparsers: Any) -> None:
     from emoapp.commands.analyze import add_analysis_options, add_call_options
+    from emoapp.commands.asr_options import add_asr_option
 
     parser = subparsers.add_parser(
         "batch",
@@ -99,10 +104,29 @@ def register(subparsers: Any) -> None:
         help="transcripts matched by file stem: DIR/<stem>.srt, .vtt or .txt",
     )
     add_analysis_options(parser)
-    add_call_options(parser)
+    calls = add_call_options(parser)
+    calls.add_argument(
+        "--report",
+        action="store_true",
+        help="a call report per call (DIR/reports/<id>/report.html, summary.json) and "
+        "DIR/index.html over all calls: duration, share per label per speaker, moments; "
+        "sortable, linking to each report",
+    )
+    calls.add_argument(
+        "--include-text",
+        action="store_true",
+        help="the words of each utterance in --by utterance rows and the reports (text is "
+        "content: off by default)",
+    )
+    calls.add_argument(
+        "--embed-audio",
+        action="store_true",
+        help="with --report, each call's recording goes into its report (its times play it)",
+    )
     parser.add_argument(
         "-q", "--quiet", action="store_true", help="no progress bar, notes or summary"
     )
+    add_asr_option(parser)
     add_model_options(parser)
     add_fusion_options(parser)
     parser.set_defaults(func=run)
@@ -125,20 +149,40 @@ def build_job(args: argparse.Namespace) -> Any:
         raise EmoappError("every modality is off (--face-model/--voice-model/--text-model none)")
     configs = encoder_configs(args)
     call = None
-    if args.speakers or args.speaker_names or args.by != "step":
+    notes = list(choice.notes)
+    if args.embed_audio and not args.report:
+        raise EmoappError("--embed-audio puts each recording into its report: add --report")
+    is_call = args.speakers or args.speaker_names or args.by != "step" or args.report
+    if args.include_text and not is_call:
+        raise EmoappError("--include-text writes a call's words: add --speakers auto (or --report)")
+    if is_call:
         from emoapp.batch.jobs import CallOptions
-        from emoapp.calls.analysis import parse_names
+        from emoapp.calls.analysis import parse_names, parse_speakers
+        from emoapp.recorded.transcribe import choose_recognizer
 
+        speakers = parse_speakers(args.speakers)
+        asr = choose_recognizer(args.asr, options.profile, options.models_dir, options.download)
+        if asr.note:
+            notes.append(asr.note)
         call = CallOptions(
-            by_channels=args.speakers == "channels",
+            by_channels=speakers == "channels",
             names=tuple(parse_names(args.speaker_names)),
             by=args.by,
+            speakers=speakers,
+            asr=asr.spec,
+            asr_device=options.device,
+            models_dir=options.models_dir,
+            report=args.report,
+            embed_audio=args.embed_audio,
         )
+    analysis = analysis_config(args)
+    if call is not None and args.include_text:
+        analysis = dataclasses.replace(analysis, include_text=True)
     return (
         BatchJob(
             load=functools.partial(load_batch_encoders, options, configs),
             out_dir=args.out.resolve(),
-            analysis=analysis_config(args),
+            analysis=analysis,
             fusion=fusion_config(options, fusion_options(args)),
             models=models,
             options={
@@ -148,7 +192,7 @@ def build_job(args: argparse.Namespace) -> Any:
             },
             call=call,
         ),
-        choice.notes,
+        notes,
     )
 
 
@@ -215,9 +259,26 @@ def _run(args: argparse.Namespace) -> int:
         raise
     finally:
         _audit(job.out_dir, items)
+    if job.call is not None and job.call.report:
+        page = _index_page(job.out_dir, items)
+        note(f"call reports in {job.out_dir / 'reports'}; the index over them: {page}")
     if not args.quiet:
         print(report.format(), file=sys.stderr)
     return 1 if report.count("failed") else 0
+
+
+def _index_page(out_dir: Path, items: list[Any]) -> Path:
+    """``DIR/index.html`` over the reports of this batch's items that have one."""
+    from emoapp.batch.jobs import FINISHED, REPORTS, read_journal
+    from emoapp.reports.call_report import write_batch_index
+
+    records = read_journal(out_dir)
+    reports = [
+        (item.id, out_dir / REPORTS / item.id / "summary.json")
+        for item in items
+        if records.get(item.id, {}).get("status") in FINISHED
+    ]
+    return write_batch_index(out_dir, [(i, p) for i, p in reports if p.is_file()])
 
 
 def _audit(out_dir: Path, items: list[Any]) -> None:

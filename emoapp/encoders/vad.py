@@ -160,6 +160,14 @@ class SileroVAD:
                 results[i] = _frame_activity(p, p >= self.threshold, length, SILERO_RATE, self.name)
         return [r for r in results if r is not None]
 
+    def frame_probs(self, samples: np.ndarray, sample_rate: int) -> np.ndarray:
+        """Speech probability of every 32 ms frame of one recording (state carried
+        across frames, as in a stream): the frame-level view diarization needs."""
+        x = _to_16k(np.asarray(samples, dtype=np.float32).reshape(-1), sample_rate)
+        if x.size == 0:
+            return np.zeros(0)
+        return np.asarray(self._frame_probs(x[None, :])[0], dtype=np.float64)
+
     def _frame_probs(self, batch: np.ndarray) -> np.ndarray:
         """Speech probability per 512-sample frame: (n_windows, n_frames)."""
         if self._sequence is not None:

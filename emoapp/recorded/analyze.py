@@ -38,6 +38,7 @@ past).
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import time
 from collections import Counter
@@ -107,6 +108,9 @@ class AnalysisConfig:
     channel: int | None = None
     """Analyse this audio channel alone (0-based; one speaker of a call) instead of the
     down-mixed track (:mod:`emoapp.calls.analysis`)."""
+    voice_spans: tuple[tuple[float, float], ...] | None = None
+    """Only these stretches of the audio reach the voice model; the rest is silenced (one
+    diarized speaker of a mono call, :mod:`emoapp.calls.analysis`). None: all of it."""
     resume_after: float | None = None
     """Media time of the last row an earlier, interrupted run wrote: rows up to it are not
     emitted again. Decoding and encoding restart early enough before it (each modality's
@@ -385,6 +389,8 @@ def _voice_stream(
         except TruncatedMediaError as error:
             truncation.record(error)
             break
+        if config.voice_spans is not None:
+            chunk = _only_spans(chunk, config.voice_spans)
         windows = buffer.push(chunk)
         if head is not None:
             head = None if windows else [*head, chunk]
@@ -397,6 +403,16 @@ def _voice_stream(
         pending.append(AudioChunk(head[0].t, samples, head[0].sample_rate, head[0].source))
     if pending:
         yield from _batched_encode(encoder, pending, [w.end for w in pending], 1)
+
+
+def _only_spans(chunk: AudioChunk, spans: Sequence[tuple[float, float]]) -> AudioChunk:
+    """``chunk`` with every sample outside ``spans`` set to 0."""
+    times = chunk.t + np.arange(len(chunk.samples)) / chunk.sample_rate
+    keep = np.zeros(len(times), dtype=bool)
+    for start, end in spans:
+        keep |= (times >= start) & (times < end)
+    samples = np.where(keep, chunk.samples, 0).astype(chunk.samples.dtype)
+    return dataclasses.replace(chunk, samples=samples)
 
 
 def _text_stream(entries: list[TextEntry], encoder: Encoder, batch: int) -> Iterator[Timed]:

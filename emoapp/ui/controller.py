@@ -499,7 +499,7 @@ class SessionController(QObject):
         """The (unloaded) recogniser of ``profile``, or None; it loads on the
         transcription thread."""
         from emoapp.encoders.asr import build_recognizer
-        from emoapp.live.transcriber import choose_recognizer
+        from emoapp.recorded.transcribe import choose_recognizer
 
         models = getattr(self.plan, "models", None)
         if models is None:  # a plan that names no model options has no recogniser either

@@ -260,7 +260,9 @@ def test_the_sample_call_by_step_with_a_report(
     assert page.count("<svg") == 5  # talk time, and two figures per speaker
     assert "<script" not in page and "<link" not in page and 'src="http' not in page
     assert "not know what anyone feels" in page
-    assert "speech recognition does not run on calls yet" in page
+    assert "Text from the transcript." in page  # a transcript wins: nothing is transcribed
+    assert "no words: text from the transcript was analysed but is left out" in page
+    assert "angry about it" not in page and "<audio" not in page
 
 
 def test_utterance_rows_follow_the_speech_segments(tmp_path: Path, capsys, schema) -> None:
@@ -268,7 +270,7 @@ def test_utterance_rows_follow_the_speech_segments(tmp_path: Path, capsys, schem
     code = main([
         "analyze", str(call), "--speakers", "channels", "--by", "utterance",
         "--speaker-names", "agent,customer", "--profile", "baseline", "--vad", "energy",
-        "--out", str(out), "-q",
+        "--asr", "off", "--out", str(out), "-q",
     ])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     rows = [json.loads(line) for line in out.read_text().splitlines()]

@@ -17,12 +17,9 @@ from emoapp.core.messages import AudioChunk, Modality, ModalityPrediction, TextE
 from emoapp.encoders.asr import build_recognizer, resolve_recognizer
 from emoapp.encoders.heard import EMBEDDED_ASR, HeardSegment
 from emoapp.encoders.vad import EnergyVAD
-from emoapp.live.transcriber import (
-    LiveTranscriber,
-    choose_recognizer,
-    transcribe_recording,
-)
+from emoapp.live.transcriber import LiveTranscriber
 from emoapp.recorded.timeline import read_timeline
+from emoapp.recorded.transcribe import choose_recognizer, transcribe_recording
 
 RATE = 16_000
 # speech.wav's sentences (resources/samples/speech.srt): start and end in seconds.

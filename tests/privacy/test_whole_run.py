@@ -132,7 +132,7 @@ def test_a_whole_analysis_with_speech_recognition_keeps_and_sends_nothing(
     from emoapp.encoders.asr import build_recognizer, resolve_recognizer
     from emoapp.encoders.heard import EMBEDDED_ASR
     from emoapp.encoders.vad import make_gate
-    from emoapp.live.transcriber import transcribe_recording
+    from emoapp.recorded.transcribe import transcribe_recording
     from emoapp.testing.filewatch import isolated_user_dirs
 
     dirs = isolated_user_dirs(tmp_path / "user")
