@@ -293,12 +293,10 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
             raise ModelLoadError(f"{folder}: the model expects {SAMPLE_RATE} Hz features")
         self.speaker_embedding = bool(meta.get("speaker_embedding", False))
         n_features = len(feature_names(settings)) + (256 if self.speaker_embedding else 0)
-        self.weights = load_weights(folder / WEIGHTS, n_features, len(meta["labels"]))
-        self.features = settings
         temperature = float(meta.get("temperature", 1.0))
         if not temperature > 0:
             raise ModelLoadError(f"{folder}/meta.json: temperature must be positive")
-        self.temperature = temperature
+        n_inputs = n_features
         if "adaptation" in meta:
             try:
                 spec = AdaptationSpec.from_json(meta["adaptation"])
@@ -307,6 +305,10 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
             if spec.size != n_features:
                 raise ModelLoadError(f"{folder}/meta.json: adaptation does not fit the features")
             self.adaptation = spec
+            n_inputs = spec.input_size
+        self.weights = load_weights(folder / WEIGHTS, n_inputs, len(meta["labels"]))
+        self.features = settings
+        self.temperature = temperature
         if self.speaker_embedding:
             from emoapp.encoders.speaker_embedding import SpeakerEmbedder
 
@@ -333,7 +335,7 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
         (None: the population model)."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         if self.adaptation is not None:
-            x = self.adaptation.adapt(x, stats)
+            x = self.adaptation.inputs(x, stats)
         return softmax_classifier(x, self.weights, self.temperature)
 
     def probabilities(
@@ -374,9 +376,7 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
         with self._state_lock:
             stats = None
             if self._calibration is not None and self.adaptation is not None:
-                w = self.adaptation.calibration_weight
-                c = self._calibration
-                stats = SpeakerStats(c.total * w, c.weight * w, c.seconds, "calibration")
+                stats = self._calibration.scaled(self.adaptation.calibration_weight)
             if self._running is not None:
                 stats = (
                     self._running.merged(stats) if stats is None else stats.merged(self._running)
