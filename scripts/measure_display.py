@@ -134,7 +134,7 @@ def choose(results: list[dict], extra_median: float, extra_p90: float) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/ravdess")
-    parser.add_argument("--voice-model", default="embedded/voice-ravdess")
+    parser.add_argument("--voice-model", default="embedded/voice-multicorpus")
     parser.add_argument("--actors", default="15-18", help="held-out actors, e.g. 15-18")
     parser.add_argument("--splices", type=int, default=40, help="change streams to draw")
     parser.add_argument(

@@ -24,7 +24,7 @@ from emoapp.runtime.timeline import read_timeline
 
 EMBEDDED = [
     "--face-model", "embedded/face-minixception",
-    "--voice-model", "embedded/voice-ravdess",
+    "--voice-model", "embedded/voice-multicorpus",
     "--text-model", "embedded/text-goemotions",
 ]  # fmt: skip
 
