@@ -21,9 +21,10 @@ speech corpora, with per-speaker adaptation, chosen by leave-one-corpus-out CV.
    accuracy on (a) among the candidates whose (b) is no worse than the best unadapted
    candidate's (b) by more than ``--b-tolerance`` (default, noise: the standard error of
    the per-fold differences, paired over the held-out corpora).
-4. Calibration: one temperature, fitted on the winner's out-of-fold LOCO predictions of
-   all five corpora (clip-level negative log-likelihood); ECE per corpus reported with a
-   temperature fitted on the other four corpora (honest) and with the final one.
+4. Calibration: one temperature, fitted on the winner's held-out predictions of all five
+   corpora, both leave-one-corpus-out and leave-speakers-out (clip-level negative
+   log-likelihood, summed); ECE per corpus reported with a temperature fitted on the
+   other four corpora only (honest) and with the final one.
 5. Leave-speakers-out: the winner with and without adaptation, (a) and (b), per sex, over
    speaker-grouped folds of all corpora pooled; and how many seconds of a speaker's
    speech the running estimate needs before it helps.
@@ -79,9 +80,10 @@ SELECTION_PROTOCOL = (
     "standard error of the per-fold differences (paired over the five held-out corpora)."
 )
 CALIBRATION_PROTOCOL = (
-    "one temperature fitted on the chosen candidate's out-of-fold LOCO clip probabilities "
-    "of all five corpora (clip NLL); per-corpus ECE with a temperature fitted on the other "
-    "four corpora only, and with the final one"
+    "one temperature fitted on the chosen candidate's held-out clip probabilities of all "
+    "five corpora, leave-one-corpus-out and leave-speakers-out together (summed clip NLL); "
+    "per-corpus ECE of both with a temperature fitted on the other four corpora only, and "
+    "with the final one"
 )
 LICENSE = (
     "Non-commercial research use only: inherits RAVDESS (CC BY-NC-SA 4.0), TESS (CC "
@@ -362,19 +364,26 @@ def mean_of(folds: dict[str, Any], part: str, key: str = "accuracy") -> tuple[fl
     return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
-def fit_clip_temperature(logp_rows: np.ndarray, data: Pool, rows: np.ndarray) -> float:
-    """The temperature minimising clip-level NLL of mean window probabilities."""
-    ids, _ = clip_probs(logp_rows[rows], data.clip[rows])
-    first = {c: i for i, c in zip(np.flatnonzero(rows), data.clip[rows], strict=True)}
-    gold = np.array([data.y[first[c]] for c in ids])
+def fit_clip_temperature_sets(sets: Sequence[tuple[np.ndarray, np.ndarray]], data: Pool) -> float:
+    """The temperature minimising the summed clip-level NLL (mean window probabilities)
+    of several sets of held-out log-probabilities (each with its rows)."""
+    prepared = []
+    for logp_rows, rows in sets:
+        ids, _ = clip_probs(logp_rows[rows], data.clip[rows])
+        first = {c: i for i, c in zip(np.flatnonzero(rows), data.clip[rows], strict=True)}
+        gold = np.array([data.y[first[c]] for c in ids])
+        prepared.append((logp_rows[rows], data.clip[rows], gold))
 
     def nll(t: float) -> float:
-        z = logp_rows[rows] / t
-        z = z - z.max(1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(1, keepdims=True)
-        _, cp = clip_probs(p, data.clip[rows])
-        return float(-np.mean(np.log(cp[np.arange(len(gold)), gold] + 1e-12)))
+        total = 0.0
+        for lp, clip, gold in prepared:
+            z = lp / t
+            z = z - z.max(1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(1, keepdims=True)
+            _, cp = clip_probs(p, clip)
+            total += float(-np.sum(np.log(cp[np.arange(len(gold)), gold] + 1e-12)))
+        return total
 
     grid = np.exp(np.linspace(math.log(0.2), math.log(5.0), 61))
     return float(grid[int(np.argmin([nll(t) for t in grid]))])
@@ -388,10 +397,10 @@ def with_temperature(p: np.ndarray, t: float) -> np.ndarray:
 
 
 def leave_speakers_out(
-    candidate: Candidate, data: Pool, seed: int, temperature: float, n_folds: int = 5
+    candidate: Candidate, data: Pool, seed: int, n_folds: int = 5, unadapted_too: bool = True
 ) -> dict[str, Any]:
-    """Speaker-grouped folds over all corpora pooled: the winner with and without its
-    adaptation, (a) and (b)."""
+    """Speaker-grouped folds over all corpora pooled: out-of-fold probabilities (at
+    temperature 1) of the winner with and without its adaptation, (a) and (b)."""
     speakers = np.unique(data.speaker)
     rng = np.random.default_rng(seed)
     order = rng.permutation(speakers)
@@ -400,23 +409,33 @@ def leave_speakers_out(
     unadapted = Candidate(
         candidate.features, "none", 0, candidate.kind, candidate.c, candidate.hidden
     )
-    if not candidate.concat:
-        pass
     out: dict[str, Any] = {}
-    for name, cand in (("adapted", candidate), ("unadapted", unadapted)):
+    runs = [("adapted", candidate)] + ([("unadapted", unadapted)] if unadapted_too else [])
+    for name, cand in runs:
         pa = np.zeros((len(data.y), len(LABELS)))
         pb = np.zeros_like(pa)
         for k in range(n_folds):
             test = fold == k
             f = fit(cand, data.x[~test], data.y[~test], data.speaker[~test], seed)
-            pa[test] = predict(f, data.x[test], data.speaker[test], temperature)
-            pb[test] = predict(f, data.x[test], one_emotion_groups(data, test), temperature)
-        every = np.ones(len(data.y), dtype=bool)
+            pa[test] = predict(f, data.x[test], data.speaker[test])
+            pb[test] = predict(f, data.x[test], one_emotion_groups(data, test))
+        out[name] = {"oof_a": pa, "oof_b": pb}
+    return out
+
+
+def lso_table(oof: dict[str, Any], data: Pool, temperature: float) -> dict[str, Any]:
+    """Scores of the leave-speakers-out predictions at ``temperature``."""
+    every = np.ones(len(data.y), dtype=bool)
+    out: dict[str, Any] = {}
+    for name, r in oof.items():
+        pa = with_temperature(r["oof_a"], temperature)
+        pb = with_temperature(r["oof_b"], temperature)
         out[name] = {"a": scores(pa, data, every), "b": scores(pb, data, every)}
         out[name]["per_corpus"] = {
             c: {
                 "a": scores(pa[data.corpus == c], data, data.corpus == c)["accuracy"],
                 "b": scores(pb[data.corpus == c], data, data.corpus == c)["accuracy"],
+                "ece_a": round(scores(pa[data.corpus == c], data, data.corpus == c)["ece"], 4),
             }
             for c in CORPORA
             if np.any(data.corpus == c)
@@ -484,7 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-tables",
         action="store_true",
-        help="skip the leave-speakers-out and running-estimate tables (a quicker held-out run)",
+        help="skip the unadapted leave-speakers-out and the running-estimate tables (a "
+        "quicker held-out run)",
     )
     parser.add_argument(
         "--corpora",
@@ -567,27 +587,32 @@ def main(argv: Sequence[str] | None = None) -> int:
                 eligible.append(row)
         best = max(eligible, key=lambda row: (round(row[2], 6), round(row[4], 6)))
         chosen, result = best[0], best[1]
-        # temperature: fitted on out-of-fold LOCO predictions of all corpora
-        logp = np.log(result["oof_a"] + 1e-300)
+        # temperature: fitted on held-out predictions of every corpus, both from corpora
+        # the model never heard (LOCO) and from speakers it never heard (leave-speakers-out)
+        oof = leave_speakers_out(chosen, data, args.seed, unadapted_too=not args.no_tables)
+        sets = [
+            (np.log(result["oof_a"] + 1e-300), "loco"),
+            (np.log(oof["adapted"]["oof_a"] + 1e-300), "lso"),
+        ]
         every = np.ones(len(data.y), dtype=bool)
-        temperature = fit_clip_temperature(logp, data, every)
+        temperature = fit_clip_temperature_sets([(lp, every) for lp, _ in sets], data)
         ece = {}
         for c in names:
             rows = data.corpus == c
-            t_other = fit_clip_temperature(logp, data, ~rows)
-            ece[c] = {
-                "temperature_from_other_corpora": round(t_other, 3),
-                "ece_other_corpora_temperature": round(
-                    scores(with_temperature(result["oof_a"][rows], t_other), data, rows)["ece"], 4
-                ),
-                "ece_final_temperature": round(
-                    scores(with_temperature(result["oof_a"][rows], temperature), data, rows)["ece"],
-                    4,
-                ),
-                "ece_uncalibrated": round(scores(result["oof_a"][rows], data, rows)["ece"], 4),
-            }
+            t_other = fit_clip_temperature_sets([(lp, ~rows) for lp, _ in sets], data)
+            ece[c] = {"temperature_from_other_corpora": round(t_other, 3)}
+            for (_lp, kind), raw in zip(
+                sets, (result["oof_a"], oof["adapted"]["oof_a"]), strict=True
+            ):
+                ece[c][f"{kind}_ece_uncalibrated"] = round(scores(raw[rows], data, rows)["ece"], 4)
+                ece[c][f"{kind}_ece_other_corpora_temperature"] = round(
+                    scores(with_temperature(raw[rows], t_other), data, rows)["ece"], 4
+                )
+                ece[c][f"{kind}_ece_final_temperature"] = round(
+                    scores(with_temperature(raw[rows], temperature), data, rows)["ece"], 4
+                )
         print(f"  chosen: {chosen.name}; temperature {temperature:.3f}; ECE {ece}", file=sys.stderr)
-        lso = {} if args.no_tables else leave_speakers_out(chosen, data, args.seed, temperature)
+        lso = lso_table(oof, data, temperature)
         brief = {k: {p: v[p] for p in ("a", "b")} for k, v in lso.items()}
         print(f"  leave-speakers-out: {json.dumps(brief)}", file=sys.stderr)
         running = (

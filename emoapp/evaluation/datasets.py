@@ -44,6 +44,7 @@ what was dropped or is missing, and why.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import os
@@ -751,6 +752,10 @@ def read_speech_corpus(root: Path, corpus: str) -> EvalDataset:
     return dataset
 
 
+def _read_corpus(path: Path, corpus: str) -> EvalDataset:
+    return read_speech_corpus(path, corpus)
+
+
 def _speech_corpus_of(path: Path) -> str | None:
     """Which speech corpus a folder holds, from the names of its first files."""
     patterns = {"tess": TESS_NAME, "emodb": EMODB_NAME, "emovo": EMOVO_NAME, "turev": TUREV_NAME}
@@ -1005,7 +1010,7 @@ def read_dataset(
         "meld": lambda p: read_meld(p, clips),
         "goemotions": read_goemotions,
         "csv": read_csv_manifest,
-        **{c: (lambda p, c=c: read_speech_corpus(p, c)) for c in SPEECH_CORPORA},
+        **{c: functools.partial(_read_corpus, corpus=c) for c in SPEECH_CORPORA},
     }
     if fmt not in readers:
         raise DatasetError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -80,3 +80,24 @@ def test_delete_and_nothing_stored(store, tmp_path):
     save_calibration(stats(), MODEL, store, store.audit, path)
     assert delete_calibration(store.audit, path)
     assert load_calibration(MODEL, store, store.audit, path) is None
+
+
+def test_the_command_line_shows_the_passage_and_deletes(tmp_path, monkeypatch, capsys):
+    from emoapp.cli import main
+    from emoapp.privacy.voice_calibration import CALIBRATION_PASSAGE, calibration_path
+
+    monkeypatch.setenv("EMOAPP_CONFIG_DIR", str(tmp_path / "cfg"))
+    assert main(["voice-calibration", "passage"]) == 0
+    assert CALIBRATION_PASSAGE in capsys.readouterr().out
+    assert main(["voice-calibration", "show"]) == 0
+    assert "no voice calibration stored" in capsys.readouterr().out
+    store = ConsentStore(tmp_path / "cfg")
+    store.grant(Modality.VOICE)
+    save_calibration(stats(), MODEL, store, store.audit)
+    assert calibration_path() == tmp_path / "cfg" / "voice-calibration.json"
+    assert main(["voice-calibration", "show"]) == 0
+    assert MODEL in capsys.readouterr().out
+    assert main(["voice-calibration", "delete"]) == 0
+    assert "deleted" in capsys.readouterr().out
+    assert not calibration_path().exists()
+    assert main(["voice-calibration", "record"]) != 0  # needs --from FILE
