@@ -76,32 +76,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _record(args: argparse.Namespace, audit: object) -> int:
-    from emoapp.capture.media import iter_audio_chunks
-    from emoapp.encoders.factory import build_encoder
     from emoapp.privacy.consent import ConsentStore
-    from emoapp.privacy.voice_calibration import save_calibration
-    from emoapp.registry import resolve_model
+    from emoapp.privacy.voice_calibration import calibrate_from_file
 
     if args.source is None:
         raise EmoappError("voice-calibration record needs --from FILE (you reading the passage)")
-    if not args.source.is_file():
-        raise EmoappError(f"{args.source}: no such file")
     consent = ConsentStore(audit=audit)  # type: ignore[arg-type]
     if args.allow_mic:
         consent.grant(Modality.VOICE, via="voice-calibration --allow-mic")
-    spec = resolve_model(Modality.VOICE, args.voice_model)
-    if spec is None or spec.backend != "embedded":
-        raise EmoappError(f"{args.voice_model}: only embedded voice models adapt to a speaker")
-    encoder = build_encoder(spec)
-    import numpy as np
-
-    samples = np.concatenate(
-        [c.samples for c in iter_audio_chunks(args.source, sample_rate=16_000, chunk_s=30.0)]
-    )
-    stats = encoder.calibration_stats(samples)  # type: ignore[attr-defined]
-    stats.extra["source_seconds"] = round(len(samples) / 16_000, 1)
-    path = save_calibration(stats, encoder.model_id, consent, audit)  # type: ignore[arg-type]
+    stats, path = calibrate_from_file(args.source, args.voice_model, consent, audit)  # type: ignore[arg-type]
     print(
-        f"stored a voice calibration from {stats.seconds:.1f} s of audio in {path}", file=sys.stderr
+        f"stored a voice calibration from {stats.seconds:.1f} s of audio in {path}",
+        file=sys.stderr,
     )
     return 0

@@ -76,6 +76,38 @@ def save_calibration(
     return target
 
 
+def calibrate_from_file(
+    source: Path,
+    model_id: str,
+    consent: ConsentStore,
+    audit: AuditLog | None = None,
+    path: Path | None = None,
+) -> tuple[SpeakerStats, Path]:
+    """Make the voice model's statistics of a recording of the person reading the passage
+    and store them (microphone consent needed). What the CLI and the dialog call."""
+    import numpy as np
+
+    from emoapp.capture.media import iter_audio_chunks
+    from emoapp.encoders.factory import build_encoder
+    from emoapp.registry import resolve_model
+
+    if not consent.is_granted(Modality.VOICE):
+        raise CalibrationError(
+            "a voice calibration is kept only with microphone consent; grant it first"
+        )
+    if not Path(source).is_file():
+        raise CalibrationError(f"{source}: no such file")
+    spec = resolve_model(Modality.VOICE, model_id)
+    if spec is None or spec.backend != "embedded":
+        raise CalibrationError(f"{model_id}: only embedded voice models adapt to a speaker")
+    encoder: Any = build_encoder(spec)
+    chunks = [c.samples for c in iter_audio_chunks(source, sample_rate=16_000, chunk_s=30.0)]
+    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    stats = encoder.calibration_stats(samples)
+    stats.extra["source_seconds"] = round(len(samples) / 16_000, 1)
+    return stats, save_calibration(stats, encoder.model_id, consent, audit, path)
+
+
 def load_calibration(
     model_id: str,
     consent: ConsentStore,

@@ -101,3 +101,25 @@ def test_the_command_line_shows_the_passage_and_deletes(tmp_path, monkeypatch, c
     assert "deleted" in capsys.readouterr().out
     assert not calibration_path().exists()
     assert main(["voice-calibration", "record"]) != 0  # needs --from FILE
+
+
+RAVDESS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ravdess"
+NEUTRAL = RAVDESS / "Actor_01" / "03-01-01-01-01-01-01.flac"
+
+
+@pytest.mark.skipif(not NEUTRAL.is_file(), reason="../shared/data/ravdess is not here")
+def test_calibrate_from_a_recording_with_the_shipped_model(store, tmp_path):
+    from emoapp.privacy.voice_calibration import calibrate_from_file
+
+    model = "embedded/voice-multicorpus"
+    path = tmp_path / "cal.json"
+    with pytest.raises(CalibrationError, match="consent"):
+        calibrate_from_file(NEUTRAL, model, store, store.audit, path)
+    store.grant(Modality.VOICE)
+    with pytest.raises(CalibrationError, match="no such file"):
+        calibrate_from_file(tmp_path / "nope.wav", model, store, store.audit, path)
+    stats, written = calibrate_from_file(NEUTRAL, model, store, store.audit, path)
+    assert written == path and stats.weight >= 1 and stats.extra["source_seconds"] > 2
+    back = load_calibration(model, store, store.audit, path)
+    assert back is not None and back.total_sq is not None
+    assert np.allclose(back.total, stats.total)
