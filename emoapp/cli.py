@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from emoapp import __version__
 from emoapp.core.errors import EmoappError
 
-SUBCOMMANDS = ("analyze", "batch", "live", "models", "evaluate", "bench")
+SUBCOMMANDS = ("analyze", "batch", "live", "models", "evaluate", "bench", "voice_calibration")
 
 
 def build_parser() -> argparse.ArgumentParser:

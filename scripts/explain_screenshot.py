@@ -36,7 +36,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         argv = [
             "--face-model", "embedded/face-minixception",
-            "--voice-model", "embedded/voice-ravdess",
+            "--voice-model", "embedded/voice-multicorpus",
             "--text-model", "embedded/text-conversation",
             "--camera", str(samples / "face_speech.mp4"),
             "--mic", str(samples / "speech.wav"),

@@ -392,7 +392,7 @@ def main() -> int:
     parser.add_argument("--faces-per-label", type=int, default=150)
     parser.add_argument("--ravdess", type=Path, default=data / "ravdess")
     parser.add_argument("--face-model", default="embedded/face-minixception")
-    parser.add_argument("--voice-model", default="embedded/voice-ravdess")
+    parser.add_argument("--voice-model", default="embedded/voice-multicorpus")
     parser.add_argument("--actors", default="15-18", help="RAVDESS actors, e.g. 15-18")
     parser.add_argument("--face-fps", type=float, default=10.0)
     parser.add_argument("--face-hold", type=float, default=2.0, help="seconds per face")
@@ -436,7 +436,7 @@ def main() -> int:
         config = fusion_config(
             ModelOptions(profile="embedded", models={Modality.TEXT: "none"}), FusionOptions()
         )
-        shipped = config.model_reliability.get("embedded/voice-ravdess")
+        shipped = config.model_reliability.get("embedded/voice-multicorpus")
         if shipped is not None:
             config.model_reliability.setdefault(builder.voice.model_id, shipped)
         raws = [raw_estimates(s, config) for s in streams]

@@ -1,43 +1,44 @@
 #!/usr/bin/env python3
-"""Train the embedded voice model (``models/embedded/voice-ravdess``) on RAVDESS speech.
+"""Train the embedded voice model (``models/embedded/voice-multicorpus``) on five acted
+speech corpora, with per-speaker adaptation, chosen by leave-one-corpus-out CV.
 
-    scripts/train_embedded_voice.py [--data ../shared/data] [--out DIR]
-                                    [--holdout-actors 15,16,17,18] [--cache DIR] [--seed 0]
+    scripts/train_embedded_voice.py [--data ../shared/data] [--out DIR] [--cache DIR]
+                                    [--seed 0] [--holdout-actors 15-18] [--report FILE]
 
-What it does, speaker-independently throughout:
+1. Data (:mod:`voice_corpora`): RAVDESS actors 01-18 (minus ``--holdout-actors``), TESS
+   (the shared subset), EmoDB (boredom dropped), EMOVO, TurEV-DB; every gated 2 s window
+   (0.5 s hop, as the app cuts) is a row, labelled with its clip's emotion and speaker.
+   Labels are the seven canonical ones (RAVDESS calm and TurEV calm are neutral).
+2. Adaptation (:mod:`emoapp.encoders.adaptation`): each speaker's windows are moved by
+   the speaker's shrunk offset from the population reference, on the features the
+   candidate adapts. Training speakers are adapted with statistics from all their windows.
+3. Selection: every candidate (features x adapted features x prior x classifier) is
+   scored by leave-one-corpus-out CV (train on four corpora, score the fifth; clips scored
+   as ``emoapp evaluate`` scores them: the mean of the clip's window probabilities), for
+   (a) the real speakers (balanced emotions; statistics from all of the speaker's clips)
+   and (b) one-emotion speakers (each speaker's clips split by emotion, statistics from
+   that emotion's clips only: the angry caller). The winner has the best mean LOCO
+   accuracy on (a) among the candidates whose (b) is no worse than the best unadapted
+   candidate's (b) by more than ``--b-tolerance`` (default, noise: the standard error of
+   the per-fold differences, paired over the held-out corpora).
+4. Calibration: one temperature, fitted on the winner's held-out predictions of all five
+   corpora, both leave-one-corpus-out and leave-speakers-out (clip-level negative
+   log-likelihood, summed); ECE per corpus reported with a temperature fitted on the
+   other four corpora only (honest) and with the final one.
+5. Leave-speakers-out: the winner with and without adaptation, (a) and (b), per sex, over
+   speaker-grouped folds of all corpora pooled; and how many seconds of a speaker's
+   speech the running estimate needs before it helps.
+6. The winner is refitted on every window and written to ``--out`` with ``meta.json``
+   (labels, features, adaptation, temperature, all tables) and ``checksums.sha256``.
 
-1. Every RAVDESS speech file of the training actors (``DATA/ravdess/Actor_NN/*.flac``,
-   the label from the file name, ``calm`` kept as its own raw label that the registry
-   maps onto neutral) is cut into the windows the app sees (2 s every 0.5 s,
-   :func:`emoapp.encoders.voice.sliding_windows`) and gated as the app gates them
-   (:func:`emoapp.encoders.voice.gate_windows`, Silero by default); every window with
-   speech is one training row, labelled with its clip's emotion, described by
-   :func:`emoapp.encoders.embedded.voice.window_features`. Features are cached under
-   ``--cache`` (keyed by the feature settings and the gate).
-2. Model selection: every candidate (feature set x classifier x regularisation) is
-   scored by leave-two-actors-out cross-validation over the training actors (folds of
-   one male and one female actor: 01+02, 03+04, ...), clip by clip the way ``emoapp
-   evaluate`` scores it (the mean of the clip's window probabilities, over the seven
-   canonical labels). The best mean clip accuracy wins.
-3. The winner is refitted on every window of the training actors and written to
-   ``--out`` with ``meta.json`` (labels, feature settings, the selection table, the
-   per-fold figures of the winner) and ``checksums.sha256``.
-
-Without ``--holdout-actors`` it trains on all 18 actors: the shipped model. With
-``--holdout-actors 15,16,17,18 --out DIR`` those actors are never read (not for
-selection, not for training), so ``emoapp evaluate ../shared/data/ravdess --actors 15-18
---voice-model DIR`` scores the whole procedure on unseen speakers.
-
-Deterministic: seeded, single-threaded BLAS, weights written with fixed zip metadata; a
-second run writes the same bytes.
+Deterministic: seeded, single-threaded BLAS, weights written with fixed zip metadata.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import re
+import math
 import sys
 import time
 import warnings
@@ -50,184 +51,220 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "scripts"))
 
-from emoapp.core.labelmap import build_label_map  # noqa: E402
+from voice_corpora import CORPORA, Corpus, extract  # noqa: E402
+
+from emoapp.core.taxonomy import CANONICAL_LABELS  # noqa: E402
+from emoapp.encoders.adaptation import AdaptationSpec, SpeakerStats  # noqa: E402
 from emoapp.encoders.embedded.artefacts import write_checksums, write_npz  # noqa: E402
 from emoapp.encoders.embedded.voice import (  # noqa: E402
     DEFAULT_FEATURES,
-    SAMPLE_RATE,
     WEIGHTS,
     feature_names,
     softmax_classifier,
-    window_features,
 )
 
-MODEL_ID = "embedded/voice-ravdess"
+MODEL_ID = "embedded/voice-multicorpus"
 VERSION = "1"
-RAVDESS_NAME = re.compile(r"^03-01-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)\.(flac|wav)$")
-EMOTIONS = {
-    "01": "neutral",
-    "02": "calm",
-    "03": "happy",
-    "04": "sad",
-    "05": "angry",
-    "06": "fearful",
-    "07": "disgust",
-    "08": "surprised",
-}
-RAW_LABELS = ["neutral", "calm", "happy", "sad", "angry", "fearful", "disgust", "surprised"]
-"""The model's raw outputs; the registry maps ``calm`` onto neutral (label_overrides)."""
-OVERRIDES = {"calm": "neutral"}
-ALL_ACTORS = tuple(range(1, 19))
+LABELS = list(CANONICAL_LABELS)
+N_BASE = len(feature_names({**DEFAULT_FEATURES, "mel_means": False}))
+N_MEL = 40
+N_EMB = 256
+SELECTION_PROTOCOL = (
+    "leave-one-corpus-out CV (train on four corpora, score the fifth; clips scored as "
+    "emoapp evaluate does). (a): speakers as recorded (balanced emotions), statistics from "
+    "all of the speaker's clips; (b): each speaker split by emotion (one-emotion speakers), "
+    "statistics from that emotion's clips. Winner: best mean (a) accuracy among candidates "
+    "whose (b) is not worse than the best unadapted candidate's (b) by more than one "
+    "standard error of the per-fold differences (paired over the five held-out corpora)."
+)
+CALIBRATION_PROTOCOL = (
+    "one temperature fitted on the chosen candidate's held-out clip probabilities of all "
+    "five corpora, leave-one-corpus-out and leave-speakers-out together (summed clip NLL); "
+    "per-corpus ECE of both with a temperature fitted on the other four corpora only, and "
+    "with the final one"
+)
+LICENSE = (
+    "Non-commercial research use only: inherits RAVDESS (CC BY-NC-SA 4.0), TESS (CC "
+    "BY-NC-ND 4.0), TurEV-DB (CC BY-NC-ND 4.0), EmoDB and EMOVO (free for research, no open "
+    "licence); speaker embedding: resemblyzer's pretrained encoder (Apache-2.0, loaded from "
+    "its wheel)"
+)
 
 
 @dataclass(frozen=True)
 class Candidate:
-    features: str  # "base" or "mel" (base + relative log-mel band means)
+    features: str  # "base", "base+emb", "mel+emb"
+    adapt: str  # "none", "all", or "identity:R" (speaker/emotion variance ratio > R)
+    prior: float  # shrinkage strength in windows
     kind: str  # "logreg" or "mlp"
-    c: float  # logreg: inverse L2 strength; mlp: L2 strength alpha
+    c: float  # logreg: C; mlp: alpha
     hidden: int = 0
+    scale: bool = False  # also scale each speaker's spread to the population's (z-score)
+    concat: bool = False  # classifier input: [x, adapted x] rather than adapted x
+    augment: bool = False  # also train on one-emotion pseudo-speakers' adapted rows
 
     @property
     def name(self) -> str:
-        if self.kind == "logreg":
-            return f"{self.features}/logreg C={self.c:g}"
-        return f"{self.features}/mlp h={self.hidden} alpha={self.c:g}"
+        model = (
+            f"logreg C={self.c:g}" if self.kind == "logreg" else f"mlp h={self.hidden} a={self.c:g}"
+        )
+        adapt = (
+            "no adaptation"
+            if self.adapt == "none"
+            else f"{'z-score' if self.scale else 'centre'} {self.adapt} k={self.prior:g}"
+        )
+        if self.concat:
+            adapt += " +raw"
+        if self.augment:
+            adapt += " +one-emotion training"
+        return f"{self.features} / {adapt} / {model}"
 
 
 CANDIDATES: tuple[Candidate, ...] = (
-    Candidate("base", "logreg", 0.01),
-    Candidate("base", "logreg", 0.03),
-    Candidate("mel", "logreg", 0.03),
-    *(Candidate("base", "mlp", a, h) for h in (64, 128) for a in (3.0, 10.0)),
-    Candidate("mel", "mlp", 10.0, 128),
+    Candidate("base", "none", 0, "logreg", 0.03),
+    Candidate("base+emb", "none", 0, "logreg", 0.03),
+    Candidate("base+emb", "all", 0, "logreg", 0.03, scale=True),
+    Candidate("base+emb", "all", 64, "logreg", 0.03),
+    Candidate("base+emb", "all", 64, "logreg", 0.03, scale=True),
+    Candidate("base+emb", "all", 128, "logreg", 0.03),
+    Candidate("base+emb", "all", 128, "logreg", 0.03, scale=True),
+    Candidate("base+emb", "all", 256, "logreg", 0.03, scale=True),
+    Candidate("base+emb", "all", 128, "logreg", 0.1, scale=True),
+    Candidate("base+emb", "all", 128, "mlp", 3.0, 64, scale=True),
 )
-"""The grid searched (narrowed from a wider one explored on actors 01-14 only)."""
-
-
-# --- data -----------------------------------------------------------------------------
 
 
 @dataclass
-class Clips:
-    """Every window with speech of every clip, with its clip's label and actor."""
+class Pool:
+    """Every window of every corpus, and its clip's facts."""
 
-    x: np.ndarray  # (windows, features) with mel means (base features are a prefix)
-    clip: np.ndarray  # (windows,) clip index
-    names: list[str]  # clip file names
-    label: np.ndarray  # (clips,) index into RAW_LABELS
-    actor: np.ndarray  # (clips,)
-
-
-def list_clips(root: Path, actors: Sequence[int]) -> list[tuple[Path, int, int]]:
-    found = []
-    for actor in actors:
-        folder = root / f"Actor_{actor:02d}"
-        if not folder.is_dir():
-            raise SystemExit(f"train_embedded_voice: {folder} is missing")
-        for path in sorted(folder.iterdir()):
-            m = RAVDESS_NAME.match(path.name)
-            if m and int(m.group(5)) == actor:
-                found.append((path, RAW_LABELS.index(EMOTIONS[m.group(1)]), actor))
-    return found
+    x: np.ndarray  # (n, 88 + 40 + 256)
+    y: np.ndarray  # (n,) canonical label index
+    clip: np.ndarray  # (n,) global clip index
+    speaker: np.ndarray  # (n,) str
+    sex: np.ndarray  # (n,) str
+    corpus: np.ndarray  # (n,) str
+    n_clips: int
 
 
-def settings_for_cache() -> dict[str, Any]:
-    return {**DEFAULT_FEATURES, "mel_means": True}
-
-
-def extract(
-    root: Path,
-    actors: Sequence[int],
-    cache: Path,
-    vad: str,
-    window_s: float = 2.0,
-    hop_s: float = 0.5,
-) -> Clips:
-    """Features of every gated window (``window_s`` every ``hop_s``) of the actors' clips
-    (cached per actor)."""
-    import soundfile as sf
-
-    from emoapp.encoders.vad import make_gate
-    from emoapp.encoders.voice import VoiceConfig, gate_windows, sliding_windows
-
-    settings = settings_for_cache()
-    voice = VoiceConfig(vad=vad, window_s=window_s, hop_s=hop_s)  # type: ignore[arg-type]
-    # The cache is keyed by the settings and by the code that cuts, gates and describes
-    # the windows, so a change to either re-extracts.
-    code = [
-        hashlib.sha1((ROOT / "emoapp" / "encoders" / name).read_bytes()).hexdigest()
-        for name in ("voice.py", "vad.py", "embedded/voice.py")
-    ]
-    key = hashlib.sha1(
-        json.dumps([settings, voice.__dict__, code], sort_keys=True).encode()
-    ).hexdigest()[:12]
-    cache.mkdir(parents=True, exist_ok=True)
-    gate = None
-    xs, clip_ids, names, labels, clip_actor = [], [], [], [], []
-    for actor in actors:
-        part = cache / f"actor{actor:02d}-{key}.npz"
-        clips = list_clips(root, [actor])
-        if not part.is_file():
-            if gate is None:
-                gate = make_gate(voice.vad, voice.vad_threshold, voice.energy_dbfs)
-            started = time.perf_counter()
-            rows, owners = [], []
-            for i, (path, _, _) in enumerate(clips):
-                audio, sr = sf.read(path, dtype="float32", always_2d=False)
-                if sr != SAMPLE_RATE:
-                    raise SystemExit(f"{path}: {sr} Hz; expected {SAMPLE_RATE}")
-                windows = list(sliding_windows(audio, sr, 0.0, voice.window_s, voice.hop_s))
-                gated = gate_windows(windows, SAMPLE_RATE, voice, gate)
-                for index in sorted(gated.speech):
-                    rows.append(window_features(gated.speech[index].samples, settings))
-                    owners.append(i)
-            np.savez(part, x=np.asarray(rows), owner=np.asarray(owners, dtype=np.int64))
-            print(
-                f"  actor {actor:02d}: {len(clips)} clips, {len(rows)} windows "
-                f"({time.perf_counter() - started:.0f} s)",
-                file=sys.stderr,
-            )
-        with np.load(part) as data:
-            x, owner = data["x"], data["owner"]
-        offset = len(names)
-        xs.append(x)
-        clip_ids.append(owner + offset)
-        for path, label, a in clips:
-            names.append(path.name)
-            labels.append(label)
-            clip_actor.append(a)
-    return Clips(
-        x=np.concatenate(xs),
-        clip=np.concatenate(clip_ids),
-        names=names,
-        label=np.asarray(labels),
-        actor=np.asarray(clip_actor),
+def pool(corpora: Sequence[Corpus]) -> Pool:
+    xs, ys, clips, spk, sex, names = [], [], [], [], [], []
+    offset = 0
+    for c in corpora:
+        xs.append(np.hstack([c.x, c.emb]))
+        ys.append(c.label[c.clip])
+        clips.append(c.clip + offset)
+        spk.append(c.speaker[c.clip])
+        sex.append(c.sex[c.clip])
+        names.append(np.full(len(c.x), c.name, dtype=object))
+        offset += len(c.ids)
+    return Pool(
+        np.concatenate(xs),
+        np.concatenate(ys),
+        np.concatenate(clips),
+        np.concatenate(spk),
+        np.concatenate(sex),
+        np.concatenate(names),
+        offset,
     )
 
 
-# --- models ---------------------------------------------------------------------------
+def columns(features: str) -> np.ndarray:
+    base = np.arange(N_BASE)
+    mel = np.arange(N_BASE, N_BASE + N_MEL)
+    emb = np.arange(N_BASE + N_MEL, N_BASE + N_MEL + N_EMB)
+    return {
+        "base": base,
+        "base+emb": np.concatenate([base, emb]),
+        "mel+emb": np.concatenate([base, mel, emb]),
+    }[features]
 
 
-def n_features(kind: str) -> int:
-    return len(feature_names({**DEFAULT_FEATURES, "mel_means": kind == "mel"}))
+def adaptation_mask(
+    candidate: Candidate, x: np.ndarray, y: np.ndarray, spk: np.ndarray
+) -> np.ndarray:
+    """Which features move with the speaker: all, or those whose spread between the
+    training speakers' means exceeds R times the spread between the emotions' means."""
+    if candidate.adapt == "all":
+        return np.ones(x.shape[1])
+    ratio = float(candidate.adapt.split(":")[1])
+    speakers = np.array([x[spk == s].mean(0) for s in np.unique(spk)])
+    emotions = np.array([x[y == e].mean(0) for e in np.unique(y)])
+    return (speakers.var(0) > ratio * emotions.var(0)).astype(np.float64)
 
 
-def fit(candidate: Candidate, x: np.ndarray, y: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-    """Fit a candidate on window rows; the weights as :func:`softmax_classifier` reads."""
+def speaker_stats(x: np.ndarray, groups: np.ndarray) -> dict[Any, SpeakerStats]:
+    return {g: SpeakerStats.of(x[groups == g]) for g in np.unique(groups)}
+
+
+def adapt_rows(
+    spec: AdaptationSpec | None,
+    x: np.ndarray,
+    groups: np.ndarray,
+    stats: dict[Any, SpeakerStats] | None = None,
+) -> np.ndarray:
+    """The adapted features (not the classifier input: see :func:`inputs`)."""
+    if spec is None:
+        return x
+    stats = stats if stats is not None else speaker_stats(x, groups)
+    out = np.empty_like(x)
+    for g, s in stats.items():
+        m = groups == g
+        out[m] = spec.adapt(x[m], s)
+    return out
+
+
+def inputs(
+    spec: AdaptationSpec | None,
+    x: np.ndarray,
+    groups: np.ndarray,
+    stats: dict[Any, SpeakerStats] | None = None,
+) -> np.ndarray:
+    """The classifier input: adapted features, or [raw, adapted] for ``concat``."""
+    adapted = adapt_rows(spec, x, groups, stats)
+    return np.hstack([x, adapted]) if spec is not None and spec.concat else adapted
+
+
+@dataclass
+class Fitted:
+    cols: np.ndarray
+    spec: AdaptationSpec | None
+    weights: dict[str, np.ndarray]
+
+
+def fit(candidate: Candidate, x: np.ndarray, y: np.ndarray, spk: np.ndarray, seed: int) -> Fitted:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
-    from sklearn.preprocessing import StandardScaler
 
-    x = x[:, : n_features(candidate.features)]
-    scaler = StandardScaler().fit(x)
-    scale = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
-    z = (x - scaler.mean_) / scale
-    k = len(RAW_LABELS)
-    weights: dict[str, np.ndarray] = {"mean": scaler.mean_.copy(), "scale": scale.copy()}
+    cols = columns(candidate.features)
+    x = x[:, cols]
+    spec = None
+    if candidate.adapt != "none":
+        spec = AdaptationSpec(
+            x.mean(0),
+            adaptation_mask(candidate, x, y, spk),
+            candidate.prior,
+            concat=candidate.concat,
+            reference_var=np.maximum(x.var(0), 1e-12) if candidate.scale else None,
+        )
+        adapted = adapt_rows(spec, x, spk)
+        if candidate.augment:
+            groups = np.array([f"{a}|{b}" for a, b in zip(spk, y, strict=True)], dtype=object)
+            adapted = np.vstack([adapted, adapt_rows(spec, x, groups)])
+            x = np.vstack([x, x])
+            y = np.concatenate([y, y])
+        x = np.hstack([x, adapted]) if candidate.concat else adapted
+    mean = x.mean(0)
+    scale = x.std(0)
+    scale = np.where(scale > 1e-12, scale, 1.0)
+    z = (x - mean) / scale
+    k = len(LABELS)
+    weights: dict[str, np.ndarray] = {"mean": mean, "scale": scale}
     if candidate.kind == "logreg":
-        model = LogisticRegression(C=candidate.c, max_iter=3000, tol=1e-6)
+        model = LogisticRegression(C=candidate.c, max_iter=1000, tol=1e-4)
         model.fit(z, y)
         out_w = np.zeros((z.shape[1], k))
         out_b = np.full(k, -1e9)
@@ -237,13 +274,11 @@ def fit(candidate: Candidate, x: np.ndarray, y: np.ndarray, seed: int) -> dict[s
         model = MLPClassifier(
             hidden_layer_sizes=(candidate.hidden,),
             alpha=candidate.c,
-            max_iter=400,
-            early_stopping=False,
+            max_iter=300,
             random_state=seed,
             tol=1e-5,
         )
         with warnings.catch_warnings():
-            # A fixed iteration budget, not convergence, ends training (it regularises).
             warnings.simplefilter("ignore", ConvergenceWarning)
             model.fit(z, y)
         weights["hidden_w"] = model.coefs_[0].copy()
@@ -253,248 +288,413 @@ def fit(candidate: Candidate, x: np.ndarray, y: np.ndarray, seed: int) -> dict[s
         out_w[:, model.classes_] = model.coefs_[1]
         out_b[model.classes_] = model.intercepts_[1]
     weights["out_w"], weights["out_b"] = out_w, out_b
-    return weights
+    return Fitted(cols, spec, weights)
 
 
-def canonical(raw_probs: np.ndarray) -> np.ndarray:
-    """Raw-label probabilities -> the seven canonical labels (calm onto neutral)."""
-    label_map = build_label_map(MODEL_ID, RAW_LABELS, OVERRIDES)
-    return np.stack([label_map.apply(p) for p in raw_probs])
+def predict(
+    f: Fitted,
+    x: np.ndarray,
+    groups: np.ndarray,
+    temperature: float = 1.0,
+    stats: dict[Any, SpeakerStats] | None = None,
+) -> np.ndarray:
+    x = inputs(f.spec, x[:, f.cols], groups, stats)
+    return softmax_classifier(x, f.weights, temperature)
 
 
-def gold_canonical(raw_label: np.ndarray) -> np.ndarray:
-    """Raw label indices -> canonical label indices (through the same label map)."""
-    return np.argmax(canonical(np.eye(len(RAW_LABELS))), axis=1)[raw_label]
+def clip_probs(p: np.ndarray, clip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(clips, mean window probabilities) as ``emoapp evaluate`` aggregates."""
+    ids, inverse = np.unique(clip, return_inverse=True)
+    sums = np.zeros((len(ids), p.shape[1]))
+    np.add.at(sums, inverse, p)
+    counts = np.bincount(inverse, minlength=len(ids))[:, None]
+    return ids, sums / counts
 
 
-def clip_scores(
-    probs: np.ndarray, clip: np.ndarray, clips: np.ndarray, gold: np.ndarray
-) -> dict[str, float]:
-    """Clip accuracy and macro-F1 over the canonical labels, a clip's distribution being
-    the mean of its windows' (as ``emoapp evaluate`` aggregates); clips with no speech
-    window count as wrong."""
+def scores(p: np.ndarray, data: Pool, rows: np.ndarray) -> dict[str, Any]:
+    """Clip accuracy, macro-F1, ECE, and accuracy per sex."""
     from sklearn.metrics import f1_score
 
-    canon = canonical(probs)
-    pred = np.full(len(clips), -1)
-    for j, c in enumerate(clips):
-        rows = canon[clip == c]
-        if len(rows):
-            pred[j] = int(np.argmax(rows.mean(axis=0)))
-    labels = sorted(set(gold.tolist()))
-    return {
+    from emoapp.evaluation.metrics import expected_calibration_error
+
+    ids, cp = clip_probs(p, data.clip[rows])
+    first = {c: i for i, c in zip(np.flatnonzero(rows), data.clip[rows], strict=True)}
+    gold = np.array([data.y[first[c]] for c in ids])
+    sex = np.array([data.sex[first[c]] for c in ids])
+    pred = cp.argmax(1)
+    out: dict[str, Any] = {
+        "clips": len(ids),
         "accuracy": float(np.mean(pred == gold)),
-        "macro_f1": float(f1_score(gold, pred, labels=labels, average="macro", zero_division=0)),
-        "window_accuracy": float(
-            np.mean(np.argmax(canon, axis=1) == gold_canonical_windows(clip, clips, gold))
+        "macro_f1": float(
+            f1_score(
+                gold, pred, labels=sorted(set(gold.tolist())), average="macro", zero_division=0
+            )
         ),
+        "ece": expected_calibration_error(cp.max(1), pred == gold),
     }
-
-
-def gold_canonical_windows(clip: np.ndarray, clips: np.ndarray, gold: np.ndarray) -> np.ndarray:
-    index = {int(c): j for j, c in enumerate(clips)}
-    return np.array([gold[index[int(c)]] for c in clip])
-
-
-def folds_of(actors: Sequence[int]) -> list[tuple[int, ...]]:
-    """Leave-two-actors-out folds: consecutive pairs (one male, one female actor)."""
-    ordered = sorted(actors)
-    return [tuple(ordered[i : i + 2]) for i in range(0, len(ordered), 2)]
-
-
-def cross_validate(candidate: Candidate, data: Clips, seed: int) -> list[dict[str, Any]]:
-    window_actor = data.actor[data.clip]
-    window_label = data.label[data.clip]
-    out = []
-    for fold in folds_of(sorted(set(data.actor.tolist()))):
-        test_w = np.isin(window_actor, fold)
-        weights = fit(candidate, data.x[~test_w], window_label[~test_w], seed)
-        x = data.x[test_w, : n_features(candidate.features)]
-        probs = softmax_classifier(x, weights)
-        clips = np.flatnonzero(np.isin(data.actor, fold))
-        scores = clip_scores(probs, data.clip[test_w], clips, gold_canonical(data.label[clips]))
-        out.append({"actors": [f"{a:02d}" for a in fold], **scores})
+    for s in ("female", "male"):
+        if np.any(sex == s):
+            out[f"accuracy_{s}"] = float(np.mean(pred[sex == s] == gold[sex == s]))
     return out
 
 
-def summary(folds: list[dict[str, Any]], key: str) -> tuple[float, float]:
-    values = np.array([f[key] for f in folds])
-    return float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else 0.0
+def one_emotion_groups(data: Pool, rows: np.ndarray) -> np.ndarray:
+    """Speaker groups for (b): each speaker split by emotion."""
+    return np.array(
+        [f"{s}|{e}" for s, e in zip(data.speaker[rows], data.y[rows], strict=True)], dtype=object
+    )
 
 
-# --- main -----------------------------------------------------------------------------
+def loco(candidate: Candidate, data: Pool, seed: int, corpora: Sequence[str]) -> dict[str, Any]:
+    folds = {}
+    oof_a = np.zeros((len(data.y), len(LABELS)))
+    oof_b = np.zeros_like(oof_a)
+    for held in corpora:
+        test = data.corpus == held
+        f = fit(candidate, data.x[~test], data.y[~test], data.speaker[~test], seed)
+        pa = predict(f, data.x[test], data.speaker[test])
+        pb = predict(f, data.x[test], one_emotion_groups(data, test))
+        oof_a[test], oof_b[test] = pa, pb
+        folds[held] = {"a": scores(pa, data, test), "b": scores(pb, data, test)}
+    return {"folds": folds, "oof_a": oof_a, "oof_b": oof_b}
 
 
-def parse_actors(text: str) -> list[int]:
-    actors: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        lo, _, hi = part.partition("-")
-        try:
-            first, last = int(lo), int(hi or lo)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{part!r} is not an actor number or range") from None
-        if not (1 <= first <= last <= 18):
-            raise argparse.ArgumentTypeError(f"{part!r}: actors are 1-18")
-        actors.update(range(first, last + 1))
-    if not actors:
-        raise argparse.ArgumentTypeError("name at least one actor")
-    return sorted(actors)
+def mean_of(folds: dict[str, Any], part: str, key: str = "accuracy") -> tuple[float, float]:
+    v = np.array([f[part][key] for f in folds.values() if key in f[part]])
+    return float(v.mean()), float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
+
+
+def fit_clip_temperature_sets(sets: Sequence[tuple[np.ndarray, np.ndarray]], data: Pool) -> float:
+    """The temperature minimising the summed clip-level NLL (mean window probabilities)
+    of several sets of held-out log-probabilities (each with its rows)."""
+    prepared = []
+    for logp_rows, rows in sets:
+        ids, _ = clip_probs(logp_rows[rows], data.clip[rows])
+        first = {c: i for i, c in zip(np.flatnonzero(rows), data.clip[rows], strict=True)}
+        gold = np.array([data.y[first[c]] for c in ids])
+        prepared.append((logp_rows[rows], data.clip[rows], gold))
+
+    def nll(t: float) -> float:
+        total = 0.0
+        for lp, clip, gold in prepared:
+            z = lp / t
+            z = z - z.max(1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(1, keepdims=True)
+            _, cp = clip_probs(p, clip)
+            total += float(-np.sum(np.log(cp[np.arange(len(gold)), gold] + 1e-12)))
+        return total
+
+    grid = np.exp(np.linspace(math.log(0.2), math.log(5.0), 61))
+    return float(grid[int(np.argmin([nll(t) for t in grid]))])
+
+
+def with_temperature(p: np.ndarray, t: float) -> np.ndarray:
+    z = np.log(p + 1e-300) / t
+    z -= z.max(1, keepdims=True)
+    q = np.exp(z)
+    return q / q.sum(1, keepdims=True)
+
+
+def leave_speakers_out(
+    candidate: Candidate, data: Pool, seed: int, n_folds: int = 5, unadapted_too: bool = True
+) -> dict[str, Any]:
+    """Speaker-grouped folds over all corpora pooled: out-of-fold probabilities (at
+    temperature 1) of the winner with and without its adaptation, (a) and (b)."""
+    speakers = np.unique(data.speaker)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(speakers)
+    fold_of = {s: i % n_folds for i, s in enumerate(order)}
+    fold = np.array([fold_of[s] for s in data.speaker])
+    unadapted = Candidate(
+        candidate.features, "none", 0, candidate.kind, candidate.c, candidate.hidden
+    )
+    out: dict[str, Any] = {}
+    runs = [("adapted", candidate)] + ([("unadapted", unadapted)] if unadapted_too else [])
+    for name, cand in runs:
+        pa = np.zeros((len(data.y), len(LABELS)))
+        pb = np.zeros_like(pa)
+        for k in range(n_folds):
+            test = fold == k
+            f = fit(cand, data.x[~test], data.y[~test], data.speaker[~test], seed)
+            pa[test] = predict(f, data.x[test], data.speaker[test])
+            pb[test] = predict(f, data.x[test], one_emotion_groups(data, test))
+        out[name] = {"oof_a": pa, "oof_b": pb}
+    return out
+
+
+def lso_table(oof: dict[str, Any], data: Pool, temperature: float) -> dict[str, Any]:
+    """Scores of the leave-speakers-out predictions at ``temperature``."""
+    every = np.ones(len(data.y), dtype=bool)
+    out: dict[str, Any] = {}
+    for name, r in oof.items():
+        pa = with_temperature(r["oof_a"], temperature)
+        pb = with_temperature(r["oof_b"], temperature)
+        out[name] = {"a": scores(pa, data, every), "b": scores(pb, data, every)}
+        out[name]["per_corpus"] = {
+            c: {
+                "a": scores(pa[data.corpus == c], data, data.corpus == c)["accuracy"],
+                "b": scores(pb[data.corpus == c], data, data.corpus == c)["accuracy"],
+                "ece_a": round(scores(pa[data.corpus == c], data, data.corpus == c)["ece"], 4),
+            }
+            for c in CORPORA
+            if np.any(data.corpus == c)
+        }
+    return out
+
+
+def seconds_needed(
+    candidate: Candidate,
+    data: Pool,
+    seed: int,
+    temperature: float,
+    corpora: Sequence[str],
+    hop_s: float = 0.5,
+) -> list[dict[str, float]]:
+    """LOCO accuracy of each held-out clip when the speaker statistics come from N other
+    windows of that speaker (drawn at random, the clip's own excluded), as the live
+    running estimate would have after N * hop seconds of speech. (a) speakers only."""
+    rng = np.random.default_rng(seed)
+    budgets = (0, 2, 4, 8, 16, 32, 64, 128)
+    hits: dict[int, list[bool]] = {b: [] for b in budgets}
+    for held in corpora:
+        test = data.corpus == held
+        f = fit(candidate, data.x[~test], data.y[~test], data.speaker[~test], seed)
+        if f.spec is None:
+            return []
+        rows = np.flatnonzero(test)
+        xs = data.x[:, f.cols]
+        for spk in np.unique(data.speaker[rows]):
+            mine = rows[data.speaker[rows] == spk]
+            clips = np.unique(data.clip[mine])
+            for c in rng.choice(clips, size=min(30, len(clips)), replace=False):
+                own = mine[data.clip[mine] == c]
+                others = rng.permutation(mine[data.clip[mine] != c])
+                for b in budgets:
+                    stats = SpeakerStats.of(xs[others[:b]]) if b else None
+                    z = f.spec.inputs(xs[own], stats)
+                    p = softmax_classifier(z, f.weights, temperature).mean(0)
+                    hits[b].append(bool(p.argmax() == data.y[own[0]]))
+    return [
+        {"windows": b, "seconds": b * hop_s, "accuracy": float(np.mean(hits[b]))} for b in budgets
+    ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--out", type=Path, help="artefact folder (default: the shipped one)")
-    parser.add_argument(
-        "--holdout-actors",
-        type=parse_actors,
-        default=[],
-        metavar="A,B-C",
-        help="actors never read (for a held-out evaluation)",
-    )
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/emoapp-voice-features"))
-    parser.add_argument("--vad", choices=("silero", "energy"), default="silero")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/emoapp-cache/voice"))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--window-s",
-        type=float,
-        default=2.0,
-        help="window length in seconds (default 2, the app's; another length needs --out "
-        "and is for measuring what a shorter window costs)",
+        "--holdout-actors",
+        default="",
+        metavar="A-B",
+        help="RAVDESS actors never read (e.g. 15-18), for a held-out figure",
     )
-    parser.add_argument("--hop-s", type=float, default=0.5, help="window hop (default 0.5)")
+    parser.add_argument("--candidates", metavar="N,N", help="only these candidates (0-based)")
     parser.add_argument(
-        "--candidates",
-        metavar="N,N",
-        help="only these candidate numbers (0-based; default: all)",
+        "--b-tolerance",
+        type=float,
+        default=None,
+        help="how much worse than unadapted (b) may be (default: its standard error)",
+    )
+    parser.add_argument("--report", type=Path, help="also write the tables as JSON here")
+    parser.add_argument(
+        "--no-tables",
+        action="store_true",
+        help="skip the unadapted leave-speakers-out and the running-estimate tables (a "
+        "quicker held-out run)",
+    )
+    parser.add_argument(
+        "--corpora",
+        default=",".join(CORPORA),
+        help="a subset of the corpora (for a quick trial; the shipped model uses all)",
     )
     args = parser.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
-    if args.out is None:
-        if args.holdout_actors:
-            parser.error("--holdout-actors needs --out DIR (the shipped model uses every actor)")
-        args.out = ROOT / "models" / "embedded" / "voice-ravdess"
-    if args.window_s <= 0 or args.hop_s <= 0:
-        parser.error("--window-s and --hop-s must be positive")
-    shipped = ROOT / "models" / "embedded" / "voice-ravdess"
-    if (args.window_s, args.hop_s) != (2.0, 0.5) and args.out.resolve() == shipped.resolve():
-        parser.error("a window other than 2 s every 0.5 s needs --out DIR (the app cuts 2 s)")
-    actors = [a for a in ALL_ACTORS if a not in args.holdout_actors]
-    if len(actors) < 4:
-        parser.error("keep at least four actors for training")
-    root = args.data / "ravdess"
-    print(
-        f"train_embedded_voice: features of actors {actors[0]}-{actors[-1]} "
-        f"({len(actors)}) from {root}",
-        file=sys.stderr,
-    )
-    # One thread everywhere: deterministic sums, and no spinning threads on a busy machine.
+    held_actors: set[int] = set()
+    if args.holdout_actors:
+        lo, _, hi = args.holdout_actors.partition("-")
+        held_actors = set(range(int(lo), int(hi or lo) + 1))
+        if args.out is None:
+            parser.error("--holdout-actors needs --out DIR")
+    out: Path = args.out or ROOT / "models" / "embedded" / "voice-multicorpus"
     with threadpool_limits(1):
         import torch
 
         torch.set_num_threads(1)
-        data = extract(root, actors, args.cache, args.vad, args.window_s, args.hop_s)
+        names = [c for c in args.corpora.split(",") if c]
+        corpora = [extract(args.data, c, args.cache) for c in names]
+    data = pool(corpora)
+    if held_actors:
+        keep = ~np.isin(data.speaker, [f"ravdess-{a:02d}" for a in held_actors])
+        data = Pool(
+            data.x[keep],
+            data.y[keep],
+            data.clip[keep],
+            data.speaker[keep],
+            data.sex[keep],
+            data.corpus[keep],
+            data.n_clips,
+        )
+    print(
+        f"train_embedded_voice: {len(data.y)} windows, {len(np.unique(data.clip))} clips, "
+        f"{len(np.unique(data.speaker))} speakers",
+        file=sys.stderr,
+    )
     candidates = list(CANDIDATES)
     if args.candidates:
         candidates = [CANDIDATES[int(i)] for i in args.candidates.split(",")]
-
+    table = []
     with threadpool_limits(1):
-        table = []
-        for candidate in candidates:
+        for cand in candidates:
             started = time.perf_counter()
-            folds = cross_validate(candidate, data, args.seed)
-            acc, acc_sd = summary(folds, "accuracy")
-            f1, f1_sd = summary(folds, "macro_f1")
-            table.append((candidate, folds, acc, acc_sd, f1, f1_sd))
+            r = loco(cand, data, args.seed, names)
+            a, a_se = mean_of(r["folds"], "a")
+            b, b_se = mean_of(r["folds"], "b")
+            table.append((cand, r, a, a_se, b, b_se))
             print(
-                f"  {candidate.name:32s} accuracy {acc:.3f} ± {acc_sd:.3f}  "
-                f"macro-F1 {f1:.3f} ± {f1_sd:.3f}  ({time.perf_counter() - started:.0f} s)",
+                f"  {cand.name:55s} LOCO (a) {a:.3f} ± {a_se:.3f}  (b) {b:.3f} ± {b_se:.3f}  "
+                + " ".join(
+                    f"{k}={v['a']['accuracy']:.2f}/{v['b']['accuracy']:.2f}"
+                    for k, v in r["folds"].items()
+                )
+                + f"  ({time.perf_counter() - started:.0f} s)",
                 file=sys.stderr,
             )
-        best = max(table, key=lambda row: (round(row[2], 6), round(row[4], 6)))
-        chosen, folds = best[0], best[1]
-        window_label = data.label[data.clip]
-        weights = fit(chosen, data.x, window_label, args.seed)
+        unadapted = [row for row in table if row[0].adapt == "none"]
+        base_b = max(unadapted, key=lambda row: row[2]) if unadapted else None
+        b_change: dict[str, tuple[float, float]] = {}
+        eligible = []
+        for row in table:
+            if base_b is None or row[0].adapt == "none":
+                eligible.append(row)
+                continue
+            # (b) against the best unadapted candidate, fold by fold (paired): eligible
+            # unless it is worse by more than one standard error of the differences.
+            diffs = np.array(
+                [
+                    row[1]["folds"][c]["b"]["accuracy"] - base_b[1]["folds"][c]["b"]["accuracy"]
+                    for c in names
+                ]
+            )
+            se = float(diffs.std(ddof=1) / math.sqrt(len(diffs))) if len(diffs) > 1 else 0.0
+            tol = args.b_tolerance if args.b_tolerance is not None else se
+            b_change[row[0].name] = (float(diffs.mean()), se)
+            if diffs.mean() >= -tol:
+                eligible.append(row)
+        best = max(eligible, key=lambda row: (round(row[2], 6), round(row[4], 6)))
+        chosen, result = best[0], best[1]
+        # temperature: fitted on held-out predictions of every corpus, both from corpora
+        # the model never heard (LOCO) and from speakers it never heard (leave-speakers-out)
+        oof = leave_speakers_out(chosen, data, args.seed, unadapted_too=not args.no_tables)
+        sets = [
+            (np.log(result["oof_a"] + 1e-300), "loco"),
+            (np.log(oof["adapted"]["oof_a"] + 1e-300), "lso"),
+        ]
+        every = np.ones(len(data.y), dtype=bool)
+        temperature = fit_clip_temperature_sets([(lp, every) for lp, _ in sets], data)
+        ece = {}
+        for c in names:
+            rows = data.corpus == c
+            t_other = fit_clip_temperature_sets([(lp, ~rows) for lp, _ in sets], data)
+            ece[c] = {"temperature_from_other_corpora": round(t_other, 3)}
+            for (_lp, kind), raw in zip(
+                sets, (result["oof_a"], oof["adapted"]["oof_a"]), strict=True
+            ):
+                ece[c][f"{kind}_ece_uncalibrated"] = round(scores(raw[rows], data, rows)["ece"], 4)
+                ece[c][f"{kind}_ece_other_corpora_temperature"] = round(
+                    scores(with_temperature(raw[rows], t_other), data, rows)["ece"], 4
+                )
+                ece[c][f"{kind}_ece_final_temperature"] = round(
+                    scores(with_temperature(raw[rows], temperature), data, rows)["ece"], 4
+                )
+        print(f"  chosen: {chosen.name}; temperature {temperature:.3f}; ECE {ece}", file=sys.stderr)
+        lso = lso_table(oof, data, temperature)
+        brief = {k: {p: v[p] for p in ("a", "b")} for k, v in lso.items()}
+        print(f"  leave-speakers-out: {json.dumps(brief)}", file=sys.stderr)
+        running = (
+            [] if args.no_tables else seconds_needed(chosen, data, args.seed, temperature, names)
+        )
+        print(f"  running estimate: {running}", file=sys.stderr)
+        final = fit(chosen, data.x, data.y, data.speaker, args.seed)
 
-    features = {**DEFAULT_FEATURES, "mel_means": chosen.features == "mel"}
-    acc, acc_sd = summary(folds, "accuracy")
-    f1, f1_sd = summary(folds, "macro_f1")
-    meta = {
+    def rnd(d: dict[str, Any]) -> dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
+
+    feat_names = feature_names({**DEFAULT_FEATURES, "mel_means": chosen.features == "mel+emb"})
+    meta: dict[str, Any] = {
         "model_id": MODEL_ID,
         "version": VERSION,
-        "labels": RAW_LABELS,
-        "label_note": "raw RAVDESS labels; the registry maps calm onto neutral",
-        "features": features,
-        "feature_names": feature_names(features),
+        "labels": LABELS,
+        "label_note": "the seven canonical labels (RAVDESS and TurEV calm trained as "
+        "neutral; EmoDB boredom left out)",
+        "features": {**DEFAULT_FEATURES, "mel_means": chosen.features == "mel+emb"},
+        "speaker_embedding": "emb" in chosen.features,
+        "feature_names": feat_names
+        + ([f"speaker_emb{i}" for i in range(N_EMB)] if "emb" in chosen.features else []),
+        "temperature": round(temperature, 4),
         "model": {
             "kind": chosen.kind,
             "name": chosen.name,
             "hidden": chosen.hidden,
             "regularisation": chosen.c,
-            "inference": "standardise, "
-            + ("ReLU hidden layer, " if chosen.hidden else "")
-            + "linear layer, softmax (numpy)",
         },
         "training": {
-            "data": "RAVDESS speech (Livingstone & Russo 2018), 16 kHz FLAC, CC BY-NC-SA 4.0",
-            "actors": [f"{a:02d}" for a in actors],
-            "held_out_actors": [f"{a:02d}" for a in args.holdout_actors],
-            "clips": len(data.names),
-            "windows": len(data.x),
-            "windowing": f"{args.window_s:g} s every {args.hop_s:g} s"
-            + (" (the app's)" if (args.window_s, args.hop_s) == (2.0, 0.5) else "")
-            + ", gated by the app's voice-activity "
-            f"gate ({args.vad}); each window labelled with its clip's emotion",
+            "data": {
+                c.name: {"clips": len(c.ids), "windows": int(np.sum(data.corpus == c.name))}
+                for c in corpora
+            },
+            "held_out_ravdess_actors": sorted(held_actors),
+            "speakers": len(np.unique(data.speaker)),
+            "windowing": "2 s every 0.5 s (the app's), gated by the app's Silero gate; "
+            "each window labelled with its clip's emotion",
             "seed": args.seed,
             "script": "scripts/train_embedded_voice.py",
         },
         "selection": {
-            "protocol": "leave-two-actors-out cross-validation over the training actors "
-            "(folds of one male and one female actor), clips scored as emoapp evaluate "
-            "scores them (mean of the clip's window probabilities, 7 canonical labels); "
-            "best mean clip accuracy wins",
+            "protocol": SELECTION_PROTOCOL,
             "candidates": [
                 {
                     "name": row[0].name,
-                    "accuracy_mean": round(row[2], 4),
-                    "accuracy_sd": round(row[3], 4),
-                    "macro_f1_mean": round(row[4], 4),
-                    "macro_f1_sd": round(row[5], 4),
+                    "loco_a": round(row[2], 4),
+                    "loco_a_se": round(row[3], 4),
+                    "loco_b": round(row[4], 4),
+                    "loco_b_se": round(row[5], 4),
+                    "b_change_vs_unadapted": [round(v, 4) for v in b_change.get(row[0].name, ())],
+                    "eligible": any(row is e for e in eligible),
+                    "folds": {
+                        k: {"a": rnd(v["a"]), "b": rnd(v["b"])} for k, v in row[1]["folds"].items()
+                    },
                 }
                 for row in table
             ],
+            "chosen": chosen.name,
         },
-        "cross_validation": {
-            "candidate": chosen.name,
-            "accuracy_mean": round(acc, 4),
-            "accuracy_sd": round(acc_sd, 4),
-            "macro_f1_mean": round(f1, 4),
-            "macro_f1_sd": round(f1_sd, 4),
-            "folds": [
-                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in f.items()}
-                for f in folds
-            ],
-            "note": "figures of the selected candidate on the folds it was selected on: "
-            "slightly optimistic; the unbiased figure is emoapp evaluate on held-out actors",
+        "calibration": {
+            "temperature": round(temperature, 4),
+            "protocol": CALIBRATION_PROTOCOL,
+            "per_corpus": ece,
         },
-        "license": "CC BY-NC-SA 4.0 (inherited from RAVDESS): non-commercial use, "
-        "share-alike, attribution to Livingstone & Russo (2018)",
+        "leave_speakers_out": {
+            k: {p: rnd(v[p]) for p in ("a", "b")} | {"per_corpus": v["per_corpus"]}
+            for k, v in lso.items()
+        },
+        "running_estimate": running,
+        "license": LICENSE,
     }
-    out: Path = args.out
+    if final.spec is not None:
+        meta["adaptation"] = final.spec.to_json()
+        meta["adaptation"]["adapted_features"] = int(final.spec.mask.sum())
     out.mkdir(parents=True, exist_ok=True)
-    write_npz(out / WEIGHTS, {k: v.astype(np.float64) for k, v in weights.items()})
-    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_npz(out / WEIGHTS, {k: v.astype(np.float64) for k, v in final.weights.items()})
+    (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     sums = write_checksums(out)
-    print(
-        f"train_embedded_voice: {chosen.name}: CV accuracy {acc:.3f} ± {acc_sd:.3f}, "
-        f"macro-F1 {f1:.3f} ± {f1_sd:.3f} over {len(folds)} folds; wrote {out} "
-        f"({', '.join(sorted(sums))})",
-        file=sys.stderr,
-    )
+    if args.report:
+        args.report.write_text(json.dumps(meta, indent=1) + "\n")
+    print(f"train_embedded_voice: wrote {out} ({', '.join(sorted(sums))})", file=sys.stderr)
     return 0
 
 

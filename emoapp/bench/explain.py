@@ -94,7 +94,7 @@ def embedded_encoders() -> dict[Modality, Any]:
 
     refs = {
         Modality.FACE: "embedded/face-minixception",
-        Modality.VOICE: "embedded/voice-ravdess",
+        Modality.VOICE: "embedded/voice-multicorpus",
         Modality.TEXT: "embedded/text-conversation",
     }
     encoders = {}

@@ -37,6 +37,7 @@ import argparse
 import queue
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from emoapp.capture.base import Source
@@ -154,6 +155,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "how often faces were detected rather than tracked",
     )
     add_asr_option(parser)
+    adapt = parser.add_argument_group("voice adaptation (embedded voice model)")
+    adapt.add_argument(
+        "--voice-calibration",
+        metavar="FILE|stored|none",
+        default="stored",
+        help='"calibrate to me" statistics to adapt to: a file written by `emoapp '
+        "voice-calibration record`, 'stored' (the default: yours, if you stored one and "
+        "microphone consent is granted) or 'none'",
+    )
+    adapt.add_argument(
+        "--no-voice-adaptation",
+        action="store_true",
+        help="no running estimate of the speaker's voice statistics (the population model, "
+        "plus a calibration if one is used)",
+    )
     add_model_options(parser)
     add_fusion_options(parser)
     add_live_options(parser)
@@ -277,6 +293,57 @@ class VerboseReport:
             )
 
 
+def adapt_voice(encoder: object, args: argparse.Namespace, gate: ConsentGate) -> list[str]:
+    """Set up the voice model's adaptation for this run (a model that does not adapt is
+    left alone): the running estimate (unless ``--no-voice-adaptation``), a calibration
+    (``--voice-calibration``, only with microphone consent), and a listener that forgets
+    both when microphone consent is withdrawn. Returns lines to show."""
+    from emoapp.encoders.adaptation import AdaptationError, SpeakerStats
+    from emoapp.privacy.voice_calibration import (
+        CALIBRATION_FILE,
+        delete_on_revoke,
+        load_calibration,
+    )
+
+    if not getattr(encoder, "adaptive", False):
+        return []
+    lines = []
+    encoder.running_enabled = not getattr(args, "no_voice_adaptation", False)  # type: ignore[attr-defined]
+    choice = getattr(args, "voice_calibration", "stored") or "stored"
+    stats = None
+    try:
+        if choice == "stored":
+            if gate.is_allowed(Modality.VOICE):
+                stats = load_calibration(
+                    encoder.model_id,  # type: ignore[attr-defined]
+                    gate.store,
+                    gate.store.audit,
+                    gate.store.folder / CALIBRATION_FILE,
+                )
+        elif choice != "none":
+            if not gate.is_allowed(Modality.VOICE):
+                raise EmoappError(
+                    "--voice-calibration: a voice calibration is used only with microphone "
+                    "consent (--allow-mic, or granted in the window)"
+                )
+            stats = SpeakerStats.load(Path(choice), encoder.model_id)  # type: ignore[attr-defined]
+        if stats is not None:
+            encoder.set_calibration(stats)  # type: ignore[attr-defined]
+            lines.append(f"voice: adapting to a calibration of {stats.seconds:.0f} s of speech")
+    except AdaptationError as exc:
+        lines.append(f"voice: calibration not used: {exc}")
+
+    def forget(change: ConsentChange) -> None:
+        if change.modality is Modality.VOICE and not change.granted:
+            encoder.reset_adaptation()  # type: ignore[attr-defined]
+
+    gate.store.add_listener(forget)
+    delete_on_revoke(gate.store, gate.store.audit, gate.store.folder / CALIBRATION_FILE)
+    if encoder.running_enabled:  # type: ignore[attr-defined]
+        lines.append("voice: adapting to the speaker as they speak (running estimate)")
+    return lines
+
+
 def run(args: argparse.Namespace) -> int:
     if getattr(args, "list_devices", False):
         print(describe_devices(consent_from_args(args)))
@@ -325,6 +392,10 @@ def run(args: argparse.Namespace) -> int:
     if not loaded.encoders:
         reasons = "; ".join(f"{m.value}: {why}" for m, why in loaded.failures.items())
         raise EmoappError(f"no model could be loaded ({reasons or 'every modality is off'})")
+    voice = loaded.encoders.get(Modality.VOICE)
+    if voice is not None:
+        for line in adapt_voice(voice, args, gate):
+            print(f"emoapp live: {line}", file=sys.stderr, flush=True)
     session = LiveSession(
         {m: s for m, s in runnable.items() if m in loaded.encoders or m in loaded.failures},
         loaded.encoders,

@@ -123,9 +123,9 @@ def _build_embedded(spec: ModelSpec, modality_config: Any) -> Encoder:
 
         return member_encoder(spec, modality_config)
     if spec.modality is Modality.VOICE:
-        from emoapp.encoders.embedded.voice import RavdessVoiceEncoder
+        from emoapp.encoders.embedded.voice import EmbeddedVoiceEncoder
 
-        return RavdessVoiceEncoder(spec, modality_config)
+        return EmbeddedVoiceEncoder(spec, modality_config)
     from emoapp.encoders.embedded.text import NgramTextEncoder
 
     return NgramTextEncoder(spec)

@@ -29,9 +29,18 @@ Formats:
   (``train.tar.gz``, ``test.tar.gz``) of ``<emotion>/<file>.jpg`` 48 x 48 grey faces,
   read without unpacking; each image is one face crop (``emoapp evaluate`` then finds
   landmarks on an upscaled copy instead of detecting faces: ``--face-detector``).
+- ``tess``, ``emodb``, ``emovo``, ``turev``: the acted speech corpora in
+  ``../shared/data/speech`` (see each folder's SOURCES.md), read by :func:`read_speech_corpus`:
+  the label from the file name or folder, a ``speaker`` and, where the corpus says it,
+  ``sex``. TESS ``ps`` (pleasant surprise) is surprised; TurEV ``Calm`` is neutral (as
+  RAVDESS ``calm``); EmoDB boredom (``L``) has no canonical label and is skipped (counted).
 - ``csv``: a generic manifest with ``path`` and/or ``text``, ``label``, and optional
-  ``group``, ``start``, ``end``, ``id`` (and ``video``/``audio`` for separate files).
+  ``group``, ``start``, ``end``, ``id`` (and ``video``/``audio`` for separate files), and
+  ``speaker`` (who speaks: the voice model adapts to each speaker's statistics).
   Paths are relative to the manifest's folder.
+
+Every item whose speaker is known carries it in ``meta["speaker"]`` (RAVDESS: the actor;
+CREMA-D: the actor), read by :attr:`EvalItem.speaker`.
 
 :func:`read_dataset` picks the reader (``auto`` looks at the path), applies
 ``--group-by`` and ``--limit``, and returns an :class:`EvalDataset` that also records
@@ -58,7 +67,18 @@ from emoapp.core.errors import EmoappError
 from emoapp.core.labelmap import ALIASES, GOEMOTIONS_EKMAN, IGNORE, normalise
 from emoapp.core.taxonomy import CANONICAL_LABELS
 
-FORMATS: Final[tuple[str, ...]] = ("ravdess", "cremad", "meld", "goemotions", "fer2013", "csv")
+FORMATS: Final[tuple[str, ...]] = (
+    "ravdess",
+    "cremad",
+    "meld",
+    "goemotions",
+    "fer2013",
+    "tess",
+    "emodb",
+    "emovo",
+    "turev",
+    "csv",
+)
 
 NO_GROUPS: Final[str] = "none"
 """``--group-by none`` switches groups off."""
@@ -97,6 +117,16 @@ class EvalItem:
     def __post_init__(self) -> None:
         if self.label not in CANONICAL_LABELS:
             raise ValueError(f"item {self.id!r}: {self.label!r} is not a canonical label")
+
+    @property
+    def speaker(self) -> str | None:
+        """Who speaks in the item (a manifest's ``speaker`` column, a corpus's actor), or
+        None when the dataset does not say."""
+        for key in ("speaker", "Speaker"):
+            value = self.meta.get(key, "").strip()
+            if value:
+                return value
+        return None
 
 
 @dataclass(frozen=True)
@@ -266,6 +296,7 @@ def read_ravdess(root: Path) -> EvalDataset:
             "statement": _RAVDESS_STATEMENT[statement],
             "repetition": repetition,
             "actor": actor,
+            "speaker": f"ravdess-{actor}",
             "sex": "male" if int(actor) % 2 == 1 else "female",
             "files": ",".join(_RAVDESS_MODALITY[m] for m in sorted(found)),
         }
@@ -367,6 +398,7 @@ def read_cremad(root: Path) -> EvalDataset:
             audio = video  # the Flash videos carry the sound too
         meta = {
             "actor": actor,
+            "speaker": f"cremad-{actor}",
             "sentence": CREMAD_SENTENCES.get(sentence.upper(), sentence),
             "emotion": emotion.upper(),
             "level": CREMAD_LEVELS.get(level.upper(), level),
@@ -624,6 +656,152 @@ def read_goemotions(path: Path) -> EvalDataset:
     return dataset
 
 
+# --- acted speech corpora (TESS, EmoDB, EMOVO, TurEV-DB) -------------------------------
+
+TESS_NAME: Final[re.Pattern[str]] = re.compile(
+    r"^([A-Z]{2,3})_(.+)_(angry|disgust|fear|happy|neutral|ps|sad)\.(wav|flac)$", re.IGNORECASE
+)
+EMODB_NAME: Final[re.Pattern[str]] = re.compile(r"^(\d\d)([ab]\d\d)([WLEAFTN])([a-z])\.(wav|flac)$")
+EMOVO_NAME: Final[re.Pattern[str]] = re.compile(
+    r"^(dis|gio|neu|pau|rab|sor|tri)-([fm]\d)-([a-z]\d)\.(wav|flac)$", re.IGNORECASE
+)
+TUREV_NAME: Final[re.Pattern[str]] = re.compile(
+    r"^(\d{4})_(kz|sk|mt|hl)_(.+)\.(wav|flac)$", re.IGNORECASE
+)
+TESS_EMOTIONS: Final[dict[str, str]] = {
+    "angry": "angry",
+    "disgust": "disgusted",
+    "fear": "fearful",
+    "happy": "happy",
+    "neutral": "neutral",
+    "ps": "surprised",  # pleasant surprise
+    "sad": "sad",
+}
+EMODB_EMOTIONS: Final[dict[str, str | None]] = {
+    "W": "angry",  # Wut
+    "L": None,  # Langeweile (boredom): no canonical label, skipped
+    "E": "disgusted",  # Ekel
+    "A": "fearful",  # Angst
+    "F": "happy",  # Freude
+    "T": "sad",  # Trauer
+    "N": "neutral",
+}
+EMODB_SEX: Final[dict[str, str]] = {
+    "03": "male",
+    "08": "female",
+    "09": "female",
+    "10": "male",
+    "11": "male",
+    "12": "male",
+    "13": "female",
+    "14": "female",
+    "15": "male",
+    "16": "female",
+}
+EMOVO_EMOTIONS: Final[dict[str, str]] = {
+    "dis": "disgusted",
+    "gio": "happy",  # gioia
+    "neu": "neutral",
+    "pau": "fearful",  # paura
+    "rab": "angry",  # rabbia
+    "sor": "surprised",  # sorpresa
+    "tri": "sad",  # tristezza
+}
+TUREV_EMOTIONS: Final[dict[str, str]] = {
+    "kz": "angry",  # kizgin
+    "sk": "neutral",  # sakin (calm), scored as neutral like RAVDESS calm
+    "mt": "happy",  # mutlu
+    "hl": "sad",  # huzunlu
+}
+TESS_SUSPECT: Final[frozenset[str]] = frozenset({"OAF_back_angry", "YAF_beg_sad"})
+"""Files SOURCES.md flags as modified by the uploader (5 s, clipped): skipped."""
+SPEECH_CORPORA: Final[tuple[str, ...]] = ("tess", "emodb", "emovo", "turev")
+SPEECH_GROUPS: Final[tuple[str, ...]] = ("sex", "speaker", "emotion")
+
+
+def _speech_item(
+    corpus: str, path: Path, emotion: str, label: str, speaker: str, sex: str | None
+) -> EvalItem:
+    meta = {"emotion": emotion, "speaker": f"{corpus}-{speaker}", "corpus": corpus}
+    if sex:
+        meta["sex"] = sex
+    return EvalItem(id=f"{corpus}/{path.stem}", label=label, audio=path, meta=meta)
+
+
+def read_speech_corpus(root: Path, corpus: str) -> EvalDataset:
+    """Items of one of the acted speech corpora (``tess``, ``emodb``, ``emovo``,
+    ``turev``) from a folder holding its files (any sub-folder layout).
+
+    Speakers: TESS ``OAF``/``YAF`` (both female; the ``OA_`` typo of one file is OAF),
+    EmoDB the two-digit speaker (sex from the corpus documentation), EMOVO ``f1``..``m3``,
+    TurEV the four-digit speaker (sex not documented: no group).
+    """
+    if corpus not in SPEECH_CORPORA:
+        raise DatasetError(f"unknown speech corpus {corpus!r}")
+    names = {"tess": "TESS", "emodb": "EmoDB", "emovo": "EMOVO", "turev": "TurEV-DB"}
+    dataset = EvalDataset(names[corpus], corpus, root, [], group_columns=SPEECH_GROUPS)
+    for path in _walk_files(root):
+        if path.suffix.lower() not in (".wav", ".flac"):
+            continue
+        where = str(path.relative_to(root)) if path.is_relative_to(root) else path.name
+        if corpus == "tess":
+            m = TESS_NAME.match(path.name)
+            if not m:
+                continue
+            if path.stem in TESS_SUSPECT:
+                dataset.skipped.append(SkippedRecord(where, "flagged as modified in SOURCES.md"))
+                continue
+            speaker = "OAF" if m.group(1).upper().startswith("OA") else m.group(1).upper()
+            emotion = m.group(3).lower()
+            item = _speech_item(corpus, path, emotion, TESS_EMOTIONS[emotion], speaker, "female")
+        elif corpus == "emodb":
+            m = EMODB_NAME.match(path.name)
+            if not m:
+                continue
+            label = EMODB_EMOTIONS[m.group(3)]
+            if label is None:
+                dataset.skipped.append(SkippedRecord(where, "EmoDB boredom has no canonical label"))
+                continue
+            speaker = m.group(1)
+            item = _speech_item(corpus, path, m.group(3), label, speaker, EMODB_SEX.get(speaker))
+        elif corpus == "emovo":
+            m = EMOVO_NAME.match(path.name)
+            if not m:
+                continue
+            emotion, speaker = m.group(1).lower(), m.group(2).lower()
+            sex = "female" if speaker.startswith("f") else "male"
+            item = _speech_item(corpus, path, emotion, EMOVO_EMOTIONS[emotion], speaker, sex)
+        else:
+            m = TUREV_NAME.match(path.name)
+            if not m:
+                continue
+            code = m.group(2).lower()
+            item = _speech_item(corpus, path, code, TUREV_EMOTIONS[code], m.group(1), None)
+        dataset.items.append(item)
+    if not dataset.items:
+        raise DatasetError(f"{root}: no {names[corpus]} files found")
+    if corpus == "turev":
+        dataset.notes.append("TurEV-DB 'Calm' is scored as neutral (as RAVDESS 'calm')")
+    if corpus == "tess":
+        dataset.notes.append("TESS 'ps' (pleasant surprise) is scored as surprised")
+    return dataset
+
+
+def _read_corpus(path: Path, corpus: str) -> EvalDataset:
+    return read_speech_corpus(path, corpus)
+
+
+def _speech_corpus_of(path: Path) -> str | None:
+    """Which speech corpus a folder holds, from the names of its first files."""
+    patterns = {"tess": TESS_NAME, "emodb": EMODB_NAME, "emovo": EMOVO_NAME, "turev": TUREV_NAME}
+    counts: Counter[str] = Counter()
+    for file in _walk_files(path, limit=2_000):
+        for corpus, pattern in patterns.items():
+            if pattern.match(file.name):
+                counts[corpus] += 1
+    return counts.most_common(1)[0][0] if counts else None
+
+
 # --- generic CSV manifest -------------------------------------------------------------
 
 _MANIFEST_MEDIA = ("path", "video", "audio")
@@ -842,6 +1020,9 @@ def detect_format(path: Path) -> str:
             cremad += bool(CREMAD_NAME.match(file.name))
     if ravdess or cremad:
         return "ravdess" if ravdess >= cremad else "cremad"
+    speech = _speech_corpus_of(path)
+    if speech is not None:
+        return speech
     if any(_looks_like_meld(p) for p in path.glob("*.csv")):
         return "meld"
     raise DatasetError(
@@ -857,6 +1038,10 @@ _DEFAULT_GROUP: Final[dict[str, str | None]] = {
     "goemotions": None,
     "fer2013": None,
     "csv": "group",
+    "tess": "sex",
+    "emodb": "sex",
+    "emovo": "sex",
+    "turev": None,
 }
 
 
@@ -956,10 +1141,11 @@ def read_dataset(
         "goemotions": read_goemotions,
         "fer2013": read_fer2013,
         "csv": read_csv_manifest,
+        **{c: functools.partial(_read_corpus, corpus=c) for c in SPEECH_CORPORA},
     }
     if fmt not in readers:
         raise DatasetError(f"unknown dataset format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if fmt in ("ravdess", "cremad") and not path.is_dir():
+    if fmt in ("ravdess", "cremad", *SPEECH_CORPORA) and not path.is_dir():
         raise DatasetError(f"{path}: a {fmt} dataset is a folder")
     dataset = readers[fmt](path)
     _apply_groups(dataset, group_by)

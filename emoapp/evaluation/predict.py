@@ -443,6 +443,21 @@ def _face_frames(
         frames.close()
 
 
+def _adapts(encoder: Encoder) -> bool:
+    """Whether a voice encoder adapts to the speaker (and so encodes a speaker's items
+    together)."""
+    return bool(getattr(encoder, "adaptive", False)) and hasattr(encoder, "encode_speaker")
+
+
+def speaker_of(item: EvalItem) -> str:
+    """Whom the voice model adapts to for ``item``: its speaker when the dataset says
+    (a manifest ``speaker`` column, a corpus's actor), else its audio file."""
+    speaker = item.speaker
+    if speaker:
+        return f"speaker:{speaker}"
+    return f"file:{item.audio}" if item.audio is not None else f"item:{item.id}"
+
+
 class Predictor:
     """Runs loaded encoders over items, through the cache."""
 
@@ -486,7 +501,7 @@ class Predictor:
         results: dict[str, ItemPrediction] = {}
         todo: list[tuple[EvalItem, str]] = []
         cached = 0
-        for item in items:
+        for item in items if not (modality is Modality.VOICE and _adapts(encoder)) else ():
             key = f"{fingerprint}:{item_fingerprint(item, modality)}"
             hit = self.cache.get(key)
             if hit is not None:
@@ -496,7 +511,9 @@ class Predictor:
                 todo.append((item, key))
         bar = _progress(len(items), cached, f"{modality.value} ({model_id})", self.progress)
         try:
-            if modality is Modality.TEXT:
+            if modality is Modality.VOICE and _adapts(encoder):
+                cached = self._run_voice_by_speaker(encoder, fingerprint, items, results, bar)
+            elif modality is Modality.TEXT:
                 self._run_text(encoder, todo, results, bar)
             else:
                 for item, key in todo:
@@ -581,7 +598,74 @@ class Predictor:
         note = "; ".join(notes)
         return _summarise(item, Modality.FACE, encoder.model_id, outputs, total, "frame", note)
 
-    def _run_voice(self, encoder: Encoder, item: EvalItem, path: Path) -> ItemPrediction:
+    def _run_voice_by_speaker(
+        self,
+        encoder: Encoder,
+        fingerprint: str,
+        items: Sequence[EvalItem],
+        results: dict[str, ItemPrediction],
+        bar: Any,
+    ) -> int:
+        """A voice model that adapts to the speaker: the items of one speaker (the
+        item's ``speaker``; without one, the items cut from one file, so a whole
+        recording is one speaker) are encoded together, adapted with statistics from all
+        of their speech (:meth:`EmbeddedVoiceEncoder.encode_speaker`). A speaker's
+        results are cached under the set of that speaker's items, so adding or removing
+        one of them recomputes that speaker. Returns how many items came from the cache."""
+        model_id = encoder.model_id
+        cached = 0
+        speakers: dict[str, list[EvalItem]] = {}
+        for item in items:
+            speakers.setdefault(speaker_of(item), []).append(item)
+        for group in speakers.values():
+            members = hashlib.sha1(
+                "\n".join(sorted(item_fingerprint(i, Modality.VOICE) for i in group)).encode()
+            ).hexdigest()[:16]
+            keys = {
+                i.id: f"{fingerprint}:{item_fingerprint(i, Modality.VOICE)}:speaker={members}"
+                for i in group
+            }
+            hits = {i.id: self.cache.get(keys[i.id]) for i in group}
+            if all(h is not None for h in hits.values()):
+                for i in group:
+                    results[i.id] = cast(ItemPrediction, hits[i.id])
+                bar.update(len(group))
+                cached += len(group)
+                continue
+            windows: list[tuple[EvalItem, list[AudioChunk], str]] = []
+            for item in group:
+                cut = self._voice_windows(encoder, item)
+                if isinstance(cut, ItemPrediction):
+                    results[item.id] = cut
+                else:
+                    windows.append((item, *cut))
+            outputs = cast(Any, encoder).encode_speaker([w for _, w, _ in windows])
+            for (item, w, note), outs in zip(windows, outputs, strict=True):
+                prediction = _summarise(
+                    item, Modality.VOICE, model_id, outs, len(w), "window", note
+                )
+                results[item.id] = prediction
+                if prediction.status in ("ok", "abstained"):
+                    self.cache.put(keys[item.id], prediction)
+            bar.update(len(group))
+        return cached
+
+    def _voice_windows(
+        self, encoder: Encoder, item: EvalItem
+    ) -> ItemPrediction | tuple[list[AudioChunk], str]:
+        """The voice windows of an item and a note, or why there are none."""
+        model_id = encoder.model_id
+        path = item.audio
+        if path is None:
+            return _no_input(item, Modality.VOICE, model_id, "no audio file")
+        try:
+            if path.suffix.lower() in IMAGE_SUFFIXES or not self.media.info(path).has_audio:
+                return _no_input(item, Modality.VOICE, model_id, "file has no audio stream")
+            return self._cut_voice(item, path)
+        except MediaError as exc:
+            return _error(item, Modality.VOICE, model_id, str(exc))
+
+    def _cut_voice(self, item: EvalItem, path: Path) -> tuple[list[AudioChunk], str]:
         from emoapp.encoders.voice import sliding_windows
 
         rate = 16_000
@@ -598,9 +682,13 @@ class Predictor:
         windows = sliding_windows(
             samples, rate, t0, self.settings.voice_window_s, self.settings.voice_hop_s, str(path)
         )
+        return list(windows), note
+
+    def _run_voice(self, encoder: Encoder, item: EvalItem, path: Path) -> ItemPrediction:
+        windows, note = self._cut_voice(item, path)
         outputs: list[EncoderOutput] = []
         total = 0
-        for batch in _batched(windows, self.settings.batch_size):
+        for batch in _batched(iter(windows), self.settings.batch_size):
             total += len(batch)
             outputs.extend(encoder.encode(batch))
         return _summarise(item, Modality.VOICE, encoder.model_id, outputs, total, "window", note)

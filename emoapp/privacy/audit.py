@@ -21,6 +21,8 @@ JSON line per event::
     {"time": "...", "event": "stream-stopped", "address": "ws://127.0.0.1:8765",
      "clients": 1, "refused": 1, "messages": 310, "dropped": 0}
     {"time": "...", "event": "batch", "path": "/data/out", "items": 1200, "timelines": 1187}
+    {"time": "...", "event": "voice-calibration", "action": "saved",
+     "path": "/home/me/.config/emoapp/voice-calibration.json", "seconds": 15.2}
 
 Only the typed methods below write, and none of them takes content: there is no way to
 put a frame, a sound or a text into the log. The log is append-only; when it grows past
@@ -70,6 +72,7 @@ STREAM_CLIENT = "stream-client"
 STREAM_STOPPED = "stream-stopped"
 STREAM_REFUSED = "stream-refused"
 BATCH = "batch"
+VOICE_CALIBRATION = "voice-calibration"
 EVENTS = (
     CONSENT_GRANTED,
     CONSENT_REVOKED,
@@ -81,6 +84,7 @@ EVENTS = (
     STREAM_STOPPED,
     STREAM_REFUSED,
     BATCH,
+    VOICE_CALIBRATION,
 )
 PROTECTED_PREFIX = "consent-"
 """Records of these events are never dropped when the log is trimmed."""
@@ -147,6 +151,11 @@ class AuditEntry:
             return (
                 f"{self.time}  batch of {d.get('items', '?')} inputs: "
                 f"{d.get('timelines', '?')} timelines (scores) in {d.get('path', '?')}"
+            )
+        if self.event == VOICE_CALIBRATION:
+            why = f" ({d['why']})" if d.get("why") else ""
+            return (
+                f"{self.time}  voice calibration {d.get('action', '?')}: {d.get('path', '?')}{why}"
             )
         what = {
             CONSENT_GRANTED: "granted",
@@ -266,6 +275,18 @@ class AuditLog:
             messages=int(messages),
             dropped=int(dropped),
         )
+
+    def voice_calibration(
+        self, action: str, path: str | os.PathLike[str], seconds: float = 0.0, why: str = ""
+    ) -> bool:
+        """A "calibrate to me" voice calibration was saved or deleted (where, how many
+        seconds it was made from, why it was deleted; never the statistics)."""
+        details: dict[str, str | int | bool] = {"action": str(action), "path": str(path)}
+        if seconds:
+            details["seconds"] = f"{float(seconds):.1f}"
+        if why:
+            details["why"] = str(why)
+        return self._record(VOICE_CALIBRATION, **details)
 
     def batch(self, path: str | os.PathLike[str], items: int, timelines: int) -> bool:
         """``emoapp batch`` ran: its output folder, how many inputs, how many timelines

@@ -137,6 +137,17 @@ def stored_locations(qsettings_file: str | os.PathLike[str] | None = None) -> li
             remove="delete the file",
         ),
         StoredLocation(
+            name="voice calibration",
+            path=config_dir() / "voice-calibration.json",
+            holds='"calibrate to me": averaged voice features of your neutral reading '
+            "(numbers the voice model adapts with; no sound, no words), which model, how "
+            "many seconds, when",
+            written_when="only when you record a voice calibration with microphone consent",
+            content=False,
+            remove="delete it in the window or with `emoapp voice-calibration delete`; "
+            "revoking microphone consent deletes it",
+        ),
+        StoredLocation(
             name="window settings",
             path=settings_path,
             holds="choices only: profile, the camera and microphone picked (a device, or "

@@ -508,6 +508,12 @@ def analyze(
             + ")"
         )
 
+    voice = used.get(Modality.VOICE)
+    if voice is not None and hasattr(voice, "reset_adaptation"):
+        # An adaptive voice model adapts to this recording's speech only (a running
+        # estimate from its start), never to the previous file's.
+        voice.reset_adaptation(calibration=False)
+
     if config.explain:
         used = _explaining(used, note)
 

@@ -339,6 +339,14 @@ class SessionController(QObject):
         else:
             # Not wanted, but perhaps still running (e.g. a start in flight).
             self._commands.submit(f"stopping {modality.value}", self._stop_modality, modality, True)
+        self._commands.submit(f"forgetting {modality.value} adaptation", self._forget, modality)
+
+    def _forget(self, m: Modality) -> None:
+        """Consent withdrawn: a model that adapts to the person (the voice model's running
+        estimate and calibration) forgets them."""
+        encoder = self._session.encoder(m) if self._session is not None else None
+        if encoder is not None and hasattr(encoder, "reset_adaptation"):
+            encoder.reset_adaptation()
 
     def stop_all(self) -> None:
         """Stop every modality and forget a pause (nothing resumes by itself)."""

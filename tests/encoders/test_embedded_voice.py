@@ -1,4 +1,5 @@
-"""The embedded voice model: the shipped artefact, its gate and windows, its features."""
+"""The embedded voice model: the shipped artefact, its gate and windows, its features, and
+its adaptation to the speaker (offline per speaker, live running estimate, calibration)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 
 from emoapp.core.errors import ModelLoadError
 from emoapp.core.messages import AudioChunk, Modality, ModalityPrediction, NoPrediction
-from emoapp.core.taxonomy import NUM_LABELS
+from emoapp.core.taxonomy import CANONICAL_LABELS, NUM_LABELS
+from emoapp.encoders.adaptation import AdaptationError, SpeakerStats
 from emoapp.encoders.embedded.artefacts import (
     artefact_dir,
     read_checksums,
@@ -24,7 +26,7 @@ from emoapp.encoders.embedded.artefacts import (
 from emoapp.encoders.embedded.voice import (
     DEFAULT_FEATURES,
     WEIGHTS,
-    RavdessVoiceEncoder,
+    EmbeddedVoiceEncoder,
     feature_names,
     softmax_classifier,
     window_features,
@@ -33,20 +35,20 @@ from emoapp.encoders.factory import build_encoder
 from emoapp.encoders.voice import VoiceConfig
 from emoapp.registry import resolve_model
 
-MODEL = "embedded/voice-ravdess"
+MODEL = "embedded/voice-multicorpus"
 RAVDESS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "ravdess"
 ANGRY = RAVDESS / "Actor_01" / "03-01-05-02-01-01-01.flac"
 SR = 16_000
 
 
-def make_encoder(ref: str = MODEL, vad: str = "energy") -> RavdessVoiceEncoder:
+def make_encoder(ref: str = MODEL, vad: str = "energy") -> EmbeddedVoiceEncoder:
     spec = resolve_model(Modality.VOICE, ref)
     assert spec is not None and spec.backend == "embedded"
-    return RavdessVoiceEncoder(spec, VoiceConfig(vad=vad))  # type: ignore[arg-type]
+    return EmbeddedVoiceEncoder(spec, VoiceConfig(vad=vad))  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")
-def encoder() -> RavdessVoiceEncoder:
+def encoder() -> EmbeddedVoiceEncoder:
     enc = make_encoder()
     enc.load()
     return enc
@@ -70,20 +72,24 @@ def test_shipped_artefact_matches_its_checksums_and_loads(encoder):
     for name, digest in sums.items():
         assert sha256_of(folder / name) == digest
     meta = json.loads((folder / "meta.json").read_text())
-    assert meta["labels"] == encoder.meta["labels"]
-    assert "calm" in meta["labels"]  # mapped onto neutral by the registry entry
-    assert meta["feature_names"] == feature_names(meta["features"])
-    assert "15" not in meta["training"]["held_out_actors"]  # the shipped model saw everyone
+    assert meta["labels"] == encoder.meta["labels"] == list(CANONICAL_LABELS)
+    n = len(feature_names(meta["features"]))
+    assert meta["feature_names"][:n] == feature_names(meta["features"])
+    assert meta["training"]["held_out_ravdess_actors"] == []  # the shipped model saw everyone
+    assert set(meta["training"]["data"]) == {"ravdess", "tess", "emodb", "emovo", "turev"}
+    assert encoder.adaptive and encoder.adaptation is not None
+    assert encoder.adaptation.size == len(meta["feature_names"])
+    assert 0 < encoder.temperature == meta["temperature"]
     info = encoder.info()
     assert info.model_id == MODEL and not info.baseline
     assert encoder.label_map is not None
-    assert encoder.label_map.mask.all()  # eight raw labels cover all seven canonical ones
+    assert encoder.label_map.mask.all()  # the seven canonical labels
 
 
 def test_the_factory_builds_it_for_the_embedded_profile():
     spec = resolve_model(Modality.VOICE, MODEL)
     assert spec is not None
-    assert isinstance(build_encoder(spec, modality_config=VoiceConfig()), RavdessVoiceEncoder)
+    assert isinstance(build_encoder(spec, modality_config=VoiceConfig()), EmbeddedVoiceEncoder)
 
 
 def test_a_corrupted_copy_is_refused(tmp_path):
@@ -204,3 +210,45 @@ def test_the_weights_file_is_byte_for_byte_reproducible(tmp_path):
     assert (tmp_path / "one.npz").read_bytes() == (tmp_path / "two.npz").read_bytes()
     with np.load(tmp_path / "one.npz") as data:
         np.testing.assert_array_equal(data["a"], np.eye(2))
+
+
+def test_offline_adaptation_uses_the_speakers_statistics(encoder):
+    """encode_speaker: every window of the speaker's recordings is classified with
+    statistics from all of them; the live state is left alone."""
+    a = AudioChunk(0.0, vowel(2.0, f0=120.0), SR)
+    b = AudioChunk(2.0, vowel(2.0, f0=220.0), SR)
+    encoder.reset_adaptation()
+    outs = encoder.encode_speaker([[a], [b]])
+    assert [len(o) for o in outs] == [1, 1]
+    assert all(isinstance(o[0], ModalityPrediction) for o in outs)
+    vectors = np.stack([encoder.vector(c.samples) for c in (a, b)])
+    stats = SpeakerStats.of(vectors)
+    label_map = encoder.label_map
+    assert label_map is not None
+    for o, v in zip(outs, vectors, strict=True):
+        expected = label_map.apply(encoder.classify(v[None, :], stats)[0])
+        np.testing.assert_allclose(o[0].probs, expected, atol=1e-9)
+    assert encoder.current_stats() is None  # offline work leaves the live state alone
+
+
+def test_live_running_estimate_calibration_and_reset(encoder):
+    encoder.reset_adaptation()
+    chunk = AudioChunk(0.0, vowel(2.0), SR)
+    first = encoder.encode([chunk])[0]
+    assert isinstance(first, ModalityPrediction)
+    stats = encoder.current_stats()
+    assert stats is not None and stats.weight == 1.0  # the window joined the estimate
+    encoder.encode([chunk, chunk])
+    assert encoder.current_stats().weight == 3.0  # type: ignore[union-attr]
+    cal = encoder.calibration_stats(np.concatenate([vowel(2.0), vowel(2.0, f0=180.0)]))
+    assert cal.weight >= 1 and cal.source == "calibration"
+    encoder.set_calibration(cal)
+    assert encoder.adaptation is not None
+    w = encoder.adaptation.calibration_weight
+    assert encoder.current_stats().weight == pytest.approx(3.0 + w * cal.weight)  # type: ignore[union-attr]
+    encoder.reset_adaptation()  # consent withdrawn: everything forgotten
+    assert encoder.current_stats() is None
+    with pytest.raises(AdaptationError, match="do not fit"):
+        encoder.set_calibration(SpeakerStats.of(np.zeros((2, 3))))
+    with pytest.raises(AdaptationError, match="no speech"):
+        encoder.calibration_stats(np.zeros(SR, dtype=np.float32))

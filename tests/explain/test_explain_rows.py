@@ -24,7 +24,7 @@ from emoapp.stream.server import schema_path
 
 EMBEDDED = [
     "--face-model", "embedded/face-minixception",
-    "--voice-model", "embedded/voice-ravdess",
+    "--voice-model", "embedded/voice-multicorpus",
     "--text-model", "embedded/text-conversation",
 ]  # fmt: skip
 

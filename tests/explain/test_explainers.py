@@ -73,7 +73,7 @@ def text_encoder():
 
 @pytest.fixture(scope="module")
 def voice_encoder():
-    return embedded(Modality.VOICE, "embedded/voice-ravdess")
+    return embedded(Modality.VOICE, "embedded/voice-multicorpus")
 
 
 @pytest.fixture(scope="module")

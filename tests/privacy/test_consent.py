@@ -32,6 +32,7 @@ from emoapp.privacy.consent import (
 PINNED_TEXTS = {
     "1": "454418e974d63ac763dd0d5a14b54b2d1e8ab25de3d521e443982e36b1aa5ba0",
     "2": "bbd35bc1561769c093e8c2779a4fd10ae68fd3b5868ecd5b52d6125eadbd4daa",
+    "3": "fc5cd19fe37d8cdde1193f1b2839c597eb922e0d3ca381b4c9728f3d3e881bab",
 }
 
 
@@ -88,10 +89,14 @@ def test_every_consent_version_is_pinned():
 
 def test_malformed_consent_texts_are_refused(tmp_path: Path):
     folder = copy_texts(tmp_path)
-    (folder / "consent-v2.toml").write_text('version = "3"\n', encoding="utf-8")
+    latest = max(available_versions(folder), key=int)
+    other = str(int(latest) + 1)
+    (folder / f"consent-v{latest}.toml").write_text(f'version = "{other}"\n', encoding="utf-8")
     with pytest.raises(ConsentError, match="does not match its name"):
         load_consent_text(folder=folder)
-    (folder / "consent-v2.toml").write_text('version = "2"\ndate = "x"\n', encoding="utf-8")
+    (folder / f"consent-v{latest}.toml").write_text(
+        f'version = "{latest}"\ndate = "x"\n', encoding="utf-8"
+    )
     with pytest.raises(ConsentError, match="lacks"):
         load_consent_text(folder=folder)
     with pytest.raises(ConsentError, match="version 7 does not exist"):
@@ -162,6 +167,9 @@ def test_typed_text_needs_no_grant(store: ConsentStore):
 
 def test_a_new_consent_version_asks_again(tmp_path: Path):
     folder = copy_texts(tmp_path)
+    for later in folder.glob("consent-v*.toml"):
+        if later.name != "consent-v1.toml":
+            later.unlink()
     config = tmp_path / "config"
     v1 = load_consent_text("1", folder=folder)
     old = ConsentStore(config, text=v1)

@@ -44,8 +44,13 @@ def test_stored_locations_name_every_place(tmp_path: Path, monkeypatch):
         "window settings",
         "models",
         "precision measurements",
+        "voice calibration",
         "exports",
     }
+    assert (
+        places["voice calibration"].path == tmp_path / "xdg" / "emoapp" / "voice-calibration.json"
+    )
+    assert "consent" in places["voice calibration"].written_when
     assert places["precision measurements"].path == tmp_path / "precision.json"
     assert "emoapp bench" in places["precision measurements"].written_when
     assert places["consent"].path == tmp_path / "xdg" / "emoapp" / "consent.json"

@@ -1,5 +1,7 @@
-"""The embedded voice model: acoustic statistics of a 2 s window and a small classifier
-trained by this project on RAVDESS speech (``scripts/train_embedded_voice.py``).
+"""The embedded voice model: acoustic statistics of a 2 s window (and, where the model
+asks for it, a pretrained speaker embedding), adapted to the speaker, and a small
+classifier trained by this project on five acted speech corpora
+(``scripts/train_embedded_voice.py``).
 
 Per window (16 kHz mono, after the same cleaning and voice-activity gate as the
 transformers voice encoder, :func:`emoapp.encoders.voice.gate_windows`):
@@ -12,8 +14,16 @@ transformers voice encoder, :func:`emoapp.encoders.voice.gate_windows`):
   ``active_db`` of the loudest frames), so leading or trailing silence does not dilute
   them. Loudness only enters relative to the window's own loudest frames: the level at
   which it was recorded (microphone gain, distance) does not move the features;
+- optionally the 256-d speaker embedding of the window
+  (:mod:`emoapp.encoders.speaker_embedding`) is appended;
+- **per-speaker adaptation** (:mod:`emoapp.encoders.adaptation`): the vector is moved by
+  the speaker's shrunk offset from the population reference, with statistics from the
+  speaker's recording (offline: :meth:`EmbeddedVoiceEncoder.encode_speaker`), from a
+  running estimate over the session's speech and/or a stored "calibrate to me" recording
+  (live: :meth:`EmbeddedVoiceEncoder.encode`);
 - the feature vector is standardised with the training set's mean and scale and goes
-  through a softmax classifier (logistic regression or a one-hidden-layer MLP, in numpy).
+  through a softmax classifier (logistic regression or a one-hidden-layer MLP, in numpy),
+  its logits divided by a temperature fitted on held-out data.
 
 The artefact folder holds ``weights.npz`` (arrays written deterministically) and
 ``meta.json`` with ``labels`` (raw labels in output order), ``features`` (the settings
@@ -23,9 +33,11 @@ below) and ``model`` (its kind), so training and inference share one feature fun
 
 from __future__ import annotations
 
+import threading
 import time
 import zipfile
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,6 +45,7 @@ import numpy as np
 
 from emoapp.core.errors import MissingDependencyError, ModelLoadError
 from emoapp.core.messages import AudioChunk, EncoderOutput, Modality, NoPrediction
+from emoapp.encoders.adaptation import AdaptationError, AdaptationSpec, SpeakerStats
 from emoapp.encoders.embedded.base import EmbeddedEncoder
 from emoapp.registry import ModelSpec
 
@@ -179,13 +192,16 @@ def window_features(samples: np.ndarray, settings: Mapping[str, Any] | None = No
 # --- the classifier -------------------------------------------------------------------
 
 
-def softmax_classifier(x: np.ndarray, weights: Mapping[str, np.ndarray]) -> np.ndarray:
+def softmax_classifier(
+    x: np.ndarray, weights: Mapping[str, np.ndarray], temperature: float = 1.0
+) -> np.ndarray:
     """Class probabilities of feature rows ``x`` (n, d): standardise, then a linear layer
-    (logistic regression) or a ReLU hidden layer and a linear layer (MLP)."""
+    (logistic regression) or a ReLU hidden layer and a linear layer (MLP); the logits are
+    divided by ``temperature``."""
     z = (x - weights["mean"]) / weights["scale"]
     if "hidden_w" in weights:
         z = np.maximum(z @ weights["hidden_w"] + weights["hidden_b"], 0.0)
-    logits = z @ weights["out_w"] + weights["out_b"]
+    logits = (z @ weights["out_w"] + weights["out_b"]) / temperature
     logits = logits - logits.max(axis=1, keepdims=True)
     p = np.exp(logits)
     return p / p.sum(axis=1, keepdims=True)
@@ -213,18 +229,43 @@ def load_weights(path: Path, n_features: int, n_labels: int) -> dict[str, np.nda
     return weights
 
 
-class RavdessVoiceEncoder(EmbeddedEncoder):
+@dataclass
+class _Described:
+    """A gated window's feature vector, or why it has none."""
+
+    t: float
+    vector: np.ndarray | None
+    reason: str
+    latency_s: float
+    t_end: float | None = None
+    detail: dict[str, Any] | None = None
+    seconds: float = 0.0
+
+
+class EmbeddedVoiceEncoder(EmbeddedEncoder):
     """Emotion of a speech window from acoustic statistics (see the module docstring).
 
     Windows arrive as :class:`AudioChunk` at any rate and channel count; they are made
     mono 16 kHz and gated exactly as by :class:`emoapp.encoders.voice.VoiceEncoder`:
     ``NoPrediction("silence")`` for a silent window, ``NoPrediction("no speech (...)")``
     when the voice-activity gate finds less than ``min_speech_s`` of speech.
+
+    Adaptation state (models whose ``meta.json`` has ``adaptation``):
+
+    - :meth:`encode` (live, and any caller that sees one stream): each window is
+      classified with the statistics known so far (a stored calibration set with
+      :meth:`set_calibration`, plus the running estimate over the speech heard so far
+      when ``running`` is on), then added to the running estimate;
+    - :meth:`encode_speaker` (offline): the windows of one speaker (a file, a channel, a
+      diarized speaker) are described first, their statistics estimated, then every
+      window classified with them.
     """
 
     modality: ClassVar[Modality] = Modality.VOICE
 
-    def __init__(self, spec: ModelSpec, voice: Any = None, gate: Any = None) -> None:
+    def __init__(
+        self, spec: ModelSpec, voice: Any = None, gate: Any = None, running: bool = True
+    ) -> None:
         super().__init__(spec)
         from emoapp.encoders.voice import VoiceConfig
 
@@ -233,6 +274,15 @@ class RavdessVoiceEncoder(EmbeddedEncoder):
         self._gate_given = gate is not None
         self.features: dict[str, Any] = dict(DEFAULT_FEATURES)
         self.weights: dict[str, np.ndarray] = {}
+        self.temperature = 1.0
+        self.speaker_embedding = False
+        self.adaptation: AdaptationSpec | None = None
+        self.running_enabled = running
+        self._state_lock = threading.Lock()
+        self._running: SpeakerStats | None = None
+        self._calibration: SpeakerStats | None = None
+
+    # --- loading ------------------------------------------------------------------------
 
     def _load_artefact(self, folder: Path, meta: dict[str, Any]) -> None:
         features = meta.get("features")
@@ -241,49 +291,200 @@ class RavdessVoiceEncoder(EmbeddedEncoder):
         settings = {**DEFAULT_FEATURES, **features}
         if int(settings["sample_rate"]) != SAMPLE_RATE:
             raise ModelLoadError(f"{folder}: the model expects {SAMPLE_RATE} Hz features")
-        n_features = len(feature_names(settings))
-        self.weights = load_weights(folder / WEIGHTS, n_features, len(meta["labels"]))
+        self.speaker_embedding = bool(meta.get("speaker_embedding", False))
+        n_features = len(feature_names(settings)) + (256 if self.speaker_embedding else 0)
+        temperature = float(meta.get("temperature", 1.0))
+        if not temperature > 0:
+            raise ModelLoadError(f"{folder}/meta.json: temperature must be positive")
+        n_inputs = n_features
+        if "adaptation" in meta:
+            try:
+                spec = AdaptationSpec.from_json(meta["adaptation"])
+            except AdaptationError as exc:
+                raise ModelLoadError(f"{folder}/meta.json: {exc}") from exc
+            if spec.size != n_features:
+                raise ModelLoadError(f"{folder}/meta.json: adaptation does not fit the features")
+            self.adaptation = spec
+            n_inputs = spec.input_size
+        self.weights = load_weights(folder / WEIGHTS, n_inputs, len(meta["labels"]))
         self.features = settings
+        self.temperature = temperature
+        if self.speaker_embedding:
+            from emoapp.encoders.speaker_embedding import SpeakerEmbedder
+
+            self._embedder = SpeakerEmbedder.load()
         # Warm up librosa (lazy submodules, YIN) here rather than on the first window.
         probe = np.sin(2 * np.pi * 150 * np.arange(SAMPLE_RATE // 2) / SAMPLE_RATE)
-        window_features(probe.astype(np.float32), settings)
+        self.vector(probe.astype(np.float32))
         if not self._gate_given:
             from emoapp.encoders.vad import make_gate
 
             self.gate = make_gate(self.voice.vad, self.voice.vad_threshold, self.voice.energy_dbfs)
 
-    def probabilities(self, samples_16k: np.ndarray) -> np.ndarray:
+    # --- features and classification ---------------------------------------------------
+
+    def vector(self, samples_16k: np.ndarray) -> np.ndarray:
+        """The model's input vector of one 16 kHz mono window (before adaptation)."""
+        x = window_features(samples_16k, self.features)
+        if self.speaker_embedding:
+            x = np.concatenate([x, self._embedder.embed(samples_16k).astype(np.float64)])
+        return x
+
+    def classify(self, x: np.ndarray, stats: SpeakerStats | None = None) -> np.ndarray:
+        """Raw-label probabilities of input vectors ``x`` (n, d), adapted with ``stats``
+        (None: the population model)."""
+        x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+        if self.adaptation is not None:
+            x = self.adaptation.inputs(x, stats)
+        return softmax_classifier(x, self.weights, self.temperature)
+
+    def probabilities(
+        self, samples_16k: np.ndarray, stats: SpeakerStats | None = None
+    ) -> np.ndarray:
         """Raw-label probabilities of one 16 kHz mono window (no gate)."""
         self.load()
-        x = window_features(samples_16k, self.features)[None, :]
-        return softmax_classifier(x, self.weights)[0]
+        return self.classify(self.vector(samples_16k)[None, :], stats)[0]
 
-    def encode(self, items: Sequence[AudioChunk]) -> list[EncoderOutput]:
-        from emoapp.encoders.voice import gate_windows
+    # --- adaptation state ---------------------------------------------------------------
+
+    @property
+    def adaptive(self) -> bool:
+        self.load()
+        return self.adaptation is not None
+
+    def set_calibration(self, stats: SpeakerStats | None) -> None:
+        """Use a "calibrate to me" recording's statistics (None: forget them)."""
+        self.load()
+        if stats is not None:
+            if self.adaptation is None:
+                raise AdaptationError(f"{self.model_id} does not adapt to speakers")
+            self.adaptation.check(stats)
+        with self._state_lock:
+            self._calibration = stats
+
+    def reset_adaptation(self, calibration: bool = True) -> None:
+        """Forget the running estimate (and the calibration): on consent withdrawal, or a
+        new speaker."""
+        with self._state_lock:
+            self._running = None
+            if calibration:
+                self._calibration = None
+
+    def current_stats(self) -> SpeakerStats | None:
+        """What :meth:`encode` adapts with now: the calibration (each of its windows
+        counting ``calibration_weight``) plus the running estimate."""
+        with self._state_lock:
+            stats = None
+            if self._calibration is not None and self.adaptation is not None:
+                stats = self._calibration.scaled(self.adaptation.calibration_weight)
+            if self._running is not None:
+                stats = (
+                    self._running.merged(stats) if stats is None else stats.merged(self._running)
+                )
+            return stats
+
+    def calibration_stats(self, samples_16k: np.ndarray) -> SpeakerStats:
+        """Statistics of a neutral reference recording (any length; cut into the model's
+        windows and gated like any other speech)."""
+        from emoapp.encoders.voice import sliding_windows
 
         self.load()
+        if self.adaptation is None:
+            raise AdaptationError(f"{self.model_id} does not adapt to speakers")
+        windows = list(
+            sliding_windows(samples_16k, SAMPLE_RATE, 0.0, self.voice.window_s, self.voice.hop_s)
+        )
+        described = [d for d in self._describe(windows) if d.vector is not None]
+        if not described:
+            raise AdaptationError("no speech found in the calibration recording")
+        stats = SpeakerStats.empty(self.adaptation.size, "calibration")
+        for d in described:
+            stats.add(d.vector, 1.0, self.voice.hop_s)  # type: ignore[arg-type]
+        stats.seconds = len(samples_16k) / SAMPLE_RATE
+        return stats
+
+    # --- encoding -----------------------------------------------------------------------
+
+    def _describe(self, items: Sequence[AudioChunk]) -> list[_Described]:
+        from emoapp.encoders.voice import gate_windows
+
         started = time.perf_counter()
         gated = gate_windows(items, SAMPLE_RATE, self.voice, self.gate)
         gate_each = (time.perf_counter() - started) / max(1, len(items))
-        outputs: list[EncoderOutput] = []
+        out: list[_Described] = []
         for index, item in enumerate(items):
             t = float(item.t) if isinstance(item, AudioChunk) else 0.0
             window = gated.speech.get(index)
             if window is None:
                 reason = gated.skipped.get(index, "no prediction")
-                outputs.append(NoPrediction(self.modality, t, reason, self.model_id, gate_each))
+                out.append(_Described(t, None, reason, gate_each))
                 continue
             began = time.perf_counter()
-            x = window_features(window.samples, self.features)[None, :]
-            raw = softmax_classifier(x, self.weights)[0]
-            latency = gate_each + time.perf_counter() - began
-            outputs.append(
-                self.prediction(
+            x = self.vector(window.samples)
+            out.append(
+                _Described(
                     t,
-                    raw,
-                    latency,
-                    t_end=window.detail.get("window_end"),
-                    detail=window.detail,
+                    x,
+                    "",
+                    gate_each + time.perf_counter() - began,
+                    window.detail.get("window_end"),
+                    window.detail,
+                    len(window.samples) / SAMPLE_RATE,
                 )
             )
+        return out
+
+    def _output(self, d: _Described, raw: np.ndarray, extra_s: float) -> EncoderOutput:
+        return self.prediction(d.t, raw, d.latency_s + extra_s, t_end=d.t_end, detail=d.detail)
+
+    def encode(self, items: Sequence[AudioChunk]) -> list[EncoderOutput]:
+        self.load()
+        outputs: list[EncoderOutput] = []
+        for d in self._describe(items):
+            if d.vector is None:
+                outputs.append(
+                    NoPrediction(self.modality, d.t, d.reason, self.model_id, d.latency_s)
+                )
+                continue
+            began = time.perf_counter()
+            stats = self.current_stats() if self.adaptation is not None else None
+            raw = self.classify(d.vector[None, :], stats)[0]
+            if self.adaptation is not None and self.running_enabled:
+                with self._state_lock:
+                    if self._running is None:
+                        self._running = SpeakerStats.empty(self.adaptation.size, "running")
+                    self._running.add(d.vector, 1.0, self.voice.hop_s)
+            outputs.append(self._output(d, raw, time.perf_counter() - began))
         return outputs
+
+    def encode_speaker(self, groups: Sequence[Sequence[AudioChunk]]) -> list[list[EncoderOutput]]:
+        """Outputs for every window of one speaker's recordings (one group per file or
+        segment), adapted with statistics estimated from all of them (shrunk toward the
+        population as :class:`AdaptationSpec` says). Leaves the live state alone."""
+        self.load()
+        described = [self._describe(list(g)) for g in groups]
+        stats = None
+        if self.adaptation is not None:
+            stats = SpeakerStats.empty(self.adaptation.size, "recording")
+            for group in described:
+                for d in group:
+                    if d.vector is not None:
+                        stats.add(d.vector, 1.0, self.voice.hop_s)
+        results: list[list[EncoderOutput]] = []
+        for group in described:
+            outs: list[EncoderOutput] = []
+            for d in group:
+                if d.vector is None:
+                    outs.append(
+                        NoPrediction(self.modality, d.t, d.reason, self.model_id, d.latency_s)
+                    )
+                    continue
+                began = time.perf_counter()
+                raw = self.classify(d.vector[None, :], stats)[0]
+                outs.append(self._output(d, raw, time.perf_counter() - began))
+            results.append(outs)
+        return results
+
+
+RavdessVoiceEncoder = EmbeddedVoiceEncoder
+"""The former name (the first embedded voice model was trained on RAVDESS alone)."""

@@ -44,7 +44,7 @@ def explainer_for(encoder: Any) -> Explainer | None:
     and voice heuristics)."""
     from emoapp.encoders.embedded.face import FacePairEncoder, MiniXceptionFaceEncoder
     from emoapp.encoders.embedded.text import NgramTextEncoder
-    from emoapp.encoders.embedded.voice import RavdessVoiceEncoder
+    from emoapp.encoders.embedded.voice import EmbeddedVoiceEncoder
     from emoapp.encoders.face import FaceEncoder
     from emoapp.encoders.voice import VoiceEncoder
 
@@ -64,7 +64,7 @@ def explainer_for(encoder: Any) -> Explainer | None:
         from emoapp.encoders.explain.text import LinearTextExplainer
 
         return LinearTextExplainer(encoder)
-    if isinstance(encoder, (RavdessVoiceEncoder, VoiceEncoder)):
+    if isinstance(encoder, (EmbeddedVoiceEncoder, VoiceEncoder)):
         from emoapp.encoders.explain.voice import OcclusionVoiceExplainer
 
         return OcclusionVoiceExplainer(encoder)

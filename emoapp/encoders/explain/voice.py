@@ -26,7 +26,7 @@ DEFAULT_SLICE_S = 0.25
 
 
 class OcclusionVoiceExplainer:
-    """Time occlusion for :class:`~emoapp.encoders.embedded.voice.RavdessVoiceEncoder` and
+    """Time occlusion for :class:`~emoapp.encoders.embedded.voice.EmbeddedVoiceEncoder` and
     :class:`~emoapp.encoders.voice.VoiceEncoder`."""
 
     method = "occlusion"
