@@ -46,6 +46,7 @@ def test_stored_locations_name_every_place(tmp_path: Path, monkeypatch):
         "precision measurements",
         "voice calibration",
         "exports",
+        "terminal timelines",
     }
     assert (
         places["voice calibration"].path == tmp_path / "xdg" / "emoapp" / "voice-calibration.json"

@@ -18,7 +18,7 @@ import pytest
 
 from emoapp.capture.media import TruncatedMediaError
 from emoapp.cli import main
-from emoapp.core.fusion import FusionConfig, combine, expand
+from emoapp.core.fusion import FusionConfig, certainty, combine, expand
 from emoapp.core.messages import Modality, ModalityPrediction
 from emoapp.core.taxonomy import CANONICAL_LABELS
 from emoapp.recorded.analyze import (
@@ -59,7 +59,7 @@ def _prediction_from_entry(modality: Modality, entry: dict) -> ModalityPredictio
 
 def assert_follows_fusion(row: dict, config: FusionConfig | None = None) -> None:
     """The row's fused estimate is the masked weighted combination of its modality entries,
-    each weighted by prior x confidence x age decay."""
+    each weighted by prior x certainty ** power x age decay."""
     config = config or FusionConfig()
     predictions: dict[Modality, ModalityPrediction] = {}
     weights: dict[Modality, float] = {}
@@ -70,11 +70,12 @@ def assert_follows_fusion(row: dict, config: FusionConfig | None = None) -> None
         predictions[modality] = _prediction_from_entry(modality, entry)
         age = row["t"] - entry.get("t_end", entry["t"])
         assert age >= -1e-9, f"a {name} output from the future at t={row['t']}"
-        expected_weight = (
-            config.reliability[modality]
-            * entry["confidence"]
-            * 0.5 ** (age / config.half_life[modality])
-        )
+        if config.certainty == "confidence":
+            sure = entry["confidence"]
+        else:  # 1 - H/log 7 of the posterior it was pooled as
+            sure = float(certainty(np.array([entry["posterior"][c] for c in CANONICAL_LABELS])))
+        decayed = config.reliability[modality] * 0.5 ** (age / config.half_life[modality])
+        expected_weight = decayed * sure**config.confidence_power
         assert entry["weight"] == pytest.approx(expected_weight, rel=1e-3, abs=1e-5)
         weights[modality] = entry["weight"]
     fused = row["fused"]

@@ -52,3 +52,69 @@ def test_the_schema_refuses_what_a_row_must_not_hold(validator) -> None:
         {**row, "fused": {**joy, "rule": "weighted"}},  # not a canonical label
     ):
         assert not validator.is_valid(bad)
+
+
+@pytest.fixture(scope="module")
+def header_validator() -> jsonschema.Draft202012Validator:
+    path = schema_path().with_name("timeline-header.schema.json")
+    schema = json.loads(path.read_text(encoding="utf-8"))
+    jsonschema.Draft202012Validator.check_schema(schema)
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _check_file(path: Path, rows: jsonschema.Validator, headers: jsonschema.Validator) -> int:
+    """Validate every record of a JSON-lines timeline; returns how many header records
+    it holds (at most one, and only as the first line)."""
+    from emoapp.recorded.runheader import is_header
+
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert records, f"{path} is empty"
+    found = 0
+    for i, record in enumerate(records):
+        if is_header(record):
+            assert i == 0, "a header record only comes first"
+            headers.validate(record)
+            found += 1
+        else:
+            rows.validate(record)
+    return found
+
+
+def _models(tiny_models: dict[str, Path]) -> list[str]:
+    return [
+        "--face-model", str(tiny_models["face"]),
+        "--voice-model", str(tiny_models["voice"]),
+        "--text-model", str(tiny_models["text"]),
+    ]  # fmt: skip
+
+
+def test_what_analyze_live_and_batch_write_follows_the_schemas(
+    samples: Path, tiny_models: dict[str, Path], tmp_path: Path, validator, header_validator
+) -> None:
+    models = _models(tiny_models)
+    analyzed = tmp_path / "analyze.jsonl"
+    assert main([
+        "analyze", str(samples / "face_speech.mp4"), "--transcript", str(samples / "speech.srt"),
+        "--asr", "off", "--out", str(analyzed), "-q", *models,
+    ]) == 0  # fmt: skip
+    assert _check_file(analyzed, validator, header_validator) == 1
+
+    lived = tmp_path / "live.jsonl"
+    assert main([
+        "live", "--no-gui", "--camera", str(samples / "face_only.mp4"), "--mic",
+        str(samples / "speech.wav"), "--replay-speed", "2", "--asr", "off", "--out", str(lived),
+        "--status-every", "0", *models,
+    ]) == 0  # fmt: skip
+    _check_file(lived, validator, header_validator)
+
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    (inputs / "speech.wav").write_bytes((samples / "speech.wav").read_bytes())
+    out = tmp_path / "batch"
+    assert main([
+        "batch", str(inputs), "--out", str(out), "--workers", "1", "--asr", "off", "-q", *models,
+    ]) == 0  # fmt: skip
+    timelines = sorted((out / "timelines").rglob("*.jsonl"))
+    assert timelines
+    for timeline in timelines:  # a batch keeps what each run was in its journal instead
+        _check_file(timeline, validator, header_validator)
