@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 FACE_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
 VOICE_LABELS = ("neu", "hap", "ang", "sad")
@@ -86,20 +86,7 @@ def make_voice_model(
     if size == "full":
         config = Wav2Vec2Config(id2label=id2label, label2id=label2id, use_weighted_layer_sum=True)
     else:
-        config = Wav2Vec2Config(
-            hidden_size=32,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            intermediate_size=64,
-            conv_dim=(16, 16, 16),
-            conv_stride=(5, 4, 4),
-            conv_kernel=(10, 4, 4),
-            num_conv_pos_embeddings=16,
-            num_conv_pos_embedding_groups=2,
-            classifier_proj_size=16,
-            id2label=id2label,
-            label2id=label2id,
-        )
+        config = _tiny_speech_config(Wav2Vec2Config, labels)
     Wav2Vec2ForSequenceClassification(config).save_pretrained(path)
     Wav2Vec2FeatureExtractor(
         feature_size=1,
@@ -269,7 +256,7 @@ IEMOCAP_LABELS = ("neu", "hap", "ang", "sad")
 EMOBERTA_LABELS = ("neutral", "joy", "surprise", "anger", "sadness", "disgust", "fear")
 
 
-def _tiny_speech_config(config_cls: type, labels: Sequence[str], **extra: object) -> object:
+def _tiny_speech_config(config_cls: Any, labels: Sequence[str], **extra: object) -> Any:
     id2label, label2id = _labels(labels)
     return config_cls(
         hidden_size=32,
@@ -340,9 +327,9 @@ def make_pooled_head_voice_model(
         problem_type="single_label_classification",
         finetuning_task="wav2vec2_clf",
     )
-    config.pooling_mode = "mean"  # type: ignore[attr-defined]
-    backbone = Wav2Vec2Model(config)  # type: ignore[arg-type]
-    hidden = int(config.hidden_size)  # type: ignore[attr-defined]
+    config.pooling_mode = "mean"
+    backbone = Wav2Vec2Model(config)
+    hidden = int(config.hidden_size)
     state = {f"wav2vec2.{k}": v.contiguous() for k, v in backbone.state_dict().items()}
     first, second = head
     state[f"classifier.{first}.weight"] = torch.randn(hidden, hidden) * 0.2
@@ -350,7 +337,7 @@ def make_pooled_head_voice_model(
     state[f"classifier.{second}.weight"] = torch.randn(len(labels), hidden) * 0.5
     state[f"classifier.{second}.bias"] = torch.randn(len(labels)) * 0.1
     path.mkdir(parents=True, exist_ok=True)
-    config.save_pretrained(path)  # type: ignore[attr-defined]
+    config.save_pretrained(path)
     if weights == "safetensors":
         from safetensors.torch import save_file
 
@@ -383,6 +370,6 @@ def make_hubert_er_model(
         feat_extract_norm="layer" if large else "group",
         use_weighted_layer_sum=True,
     )
-    _save_quietly(HubertForSequenceClassification(config), path)  # type: ignore[arg-type]
+    _save_quietly(HubertForSequenceClassification(config), path)
     _save_speech_extractor(path)
     return path

@@ -33,20 +33,11 @@ from emoapp.core.messages import (
 from emoapp.core.taxonomy import CANONICAL_LABELS, NUM_LABELS
 from emoapp.encoders.base import EncoderInfo
 from emoapp.encoders.heard import HeardSegment
+from tests.hardening.live import wait_for as wait_for  # re-exported with the fakes
 
 FACE, VOICE, TEXT = Modality.FACE, Modality.VOICE, Modality.TEXT
 RATE = 16_000
 CHUNK_S = 0.1
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 class PushSource:
