@@ -174,7 +174,7 @@ def run_asr(
     say(f"asr: real-time factors over {len(segments)} speech segments")
     result: dict[str, Any] = {"recognizers": [embedded_rtf(segments, reps)]}
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() and config.device != "cpu" else [])
-    names = list(WHISPER_SHAPES) if config.size == "full" else []
+    names = list(WHISPER_SHAPES) if config.size != "tiny" else []
     if config.quick:
         names = names[:1]
     for name in names:

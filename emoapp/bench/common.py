@@ -2,8 +2,10 @@
 record, the benchmark models and the media they run on.
 
 The models are random-weight copies of the default models' architectures
-(:func:`emoapp.bench.tinymodels.make_all`): ViT-base/16 at 224 px, wav2vec2-base and a
-6-layer RoBERTa for ``full``, tiny ones for ``tiny`` (the smoke test). Random weights cost
+(:func:`emoapp.bench.tinymodels.make_all`): for ``full``, the ``cpu`` profile's shapes
+(ViT-base/16 at 224 px, wav2vec2-base, which is HuBERT-base's shape, and a 6-layer RoBERTa);
+for ``large``, the ``default`` profile's (the same ViT, HuBERT-large, RoBERTa-large); tiny
+ones for ``tiny`` (the smoke test). Random weights cost
 the same compute as trained ones. They are built once into a cache folder and reused.
 
 Timings are wall-clock (``time.perf_counter``); on CUDA the device is synchronised before
@@ -27,8 +29,8 @@ import numpy as np
 
 from emoapp.core.errors import EmoappError
 
-Size = Literal["tiny", "full"]
-SIZES: tuple[str, ...] = ("tiny", "full")
+Size = Literal["tiny", "full", "large"]
+SIZES: tuple[str, ...] = ("tiny", "full", "large")
 SECTIONS: tuple[str, ...] = (
     "precision",
     "encoders",
@@ -454,6 +456,16 @@ def process_cpu_s() -> float:
 # --- models and media ---------------------------------------------------------------------
 
 _MARKER = "bench-models.json"
+_LAYOUT = 2
+"""Bumped when a size's architectures change, so a cache built before is rebuilt."""
+
+
+def _cached_layout(marker: Path) -> int | None:
+    try:
+        value = json.loads(marker.read_text()).get("layout")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, int) else None
 
 
 def ensure_models(
@@ -470,7 +482,9 @@ def ensure_models(
     target = root / f"models-{size}"
     marker = target / _MARKER
     paths = {m: target / f"{size}-{m}" for m in ("face", "voice", "text")}
-    if marker.is_file() and all((p / "config.json").is_file() for p in paths.values()):
+    if _cached_layout(marker) == _LAYOUT and all(
+        (p / "config.json").is_file() for p in paths.values()
+    ):
         return paths
     if log is not None:
         log(f"building the {size} benchmark models in {target} (once)")
@@ -481,7 +495,13 @@ def ensure_models(
     try:
         make_all(building, size=size)
         (building / _MARKER).write_text(
-            json.dumps({"size": size, "build_s": round(time.perf_counter() - started, 1)})
+            json.dumps(
+                {
+                    "size": size,
+                    "layout": _LAYOUT,
+                    "build_s": round(time.perf_counter() - started, 1),
+                }
+            )
         )
         shutil.rmtree(target, ignore_errors=True)
         building.rename(target)

@@ -1,23 +1,23 @@
 """``emoapp bench --profile NAME``: only the sustained live run, with one profile's models,
 judged against the live-on-a-laptop-CPU targets.
 
-The ``embedded`` and ``baseline`` profiles ship with emoapp and run as they are. For
-``cpu`` (and ``default``), whose models are downloaded, the benchmark runs random-weight
-copies of the full-size architectures (:mod:`emoapp.bench.common`: ViT-base/16,
-wav2vec2-base, a 6-layer RoBERTa; the ``cpu`` profile's shapes, and random weights cost
-the same compute as trained ones), on the CPU. Their CPU precision is measured first (a
-few forwards of float32, bfloat16 where native, and int8: :mod:`emoapp.bench.precision`,
-also written to this machine's precision record) and the live run uses what ``--dtype
-auto`` chooses from it, recorded per modality in ``live.precision`` (the measurement in
-``precision``). Random weights make the agreement part of that choice a weak test.
+The ``embedded`` and ``baseline`` profiles ship with emoapp and run as they are. For ``cpu``
+(and ``default``), whose models are downloaded, the benchmark runs random-weight copies of
+that profile's architectures (:mod:`emoapp.bench.common`: for ``cpu`` ViT-base/16,
+wav2vec2-base, a 6-layer RoBERTa; for ``default`` the same ViT, HuBERT-large and RoBERTa-
+large; random weights cost the same compute as trained ones), on the CPU. Their CPU
+precision is measured first (a few forwards of float32, bfloat16 where native, and int8:
+:mod:`emoapp.bench.precision`, also written to this machine's precision record) and the live
+run uses what ``--dtype auto`` chooses from it, recorded per modality in ``live.precision``
+(the measurement in ``precision``). Random weights make the agreement part of that choice a
+weak test.
 
 The record keeps the keys of a whole ``emoapp bench`` run (``live.modalities.face.
 age_p95_ms``, ``encoder_rate_hz``, ...), the other parts marked skipped, and adds
-``live.profile``, ``live.rss_slope_mib_per_min`` and ``targets`` (the figures this
-profile should reach on a 2-core machine, and whether it did). For the ``embedded`` and
-``cpu`` profiles, ``faces`` holds the face detectors' and embedded face classifiers'
-time per frame on the sample video, before (Haar) and after (YuNet):
-:mod:`emoapp.bench.faces`.
+``live.profile``, ``live.rss_slope_mib_per_min`` and ``targets`` (the figures this profile
+should reach on a 2-core machine, and whether it did). For the ``embedded`` and ``cpu``
+profiles, ``faces`` holds the face detectors' and embedded face classifiers' time per frame
+on the sample video, before (Haar) and after (YuNet): :mod:`emoapp.bench.faces`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from emoapp.bench.common import (
     SECTIONS,
     BenchConfig,
     BenchError,
+    Size,
     load_average,
     machine_info,
     say,
@@ -40,6 +41,9 @@ from emoapp.core.messages import Modality
 
 RANDOM_WEIGHT_PROFILES = frozenset({"cpu", "default"})
 """Profiles whose models are downloaded: benchmarked with random-weight copies."""
+
+PROFILE_SIZES: dict[str, Size] = {"cpu": "full", "default": "large"}
+"""Which benchmark architectures stand in for each downloaded profile's models."""
 
 TARGETS: dict[str, dict[str, float]] = {
     "embedded": {
@@ -77,7 +81,8 @@ def profile_encoders(
         from emoapp.bench.encoders import load_bench_encoders
         from emoapp.bench.precision import run_precision
 
-        paths = ensure_models(config.cache_dir(), "full", say)
+        size = PROFILE_SIZES[name]
+        paths = ensure_models(config.cache_dir(), size, say)
         if precision is not None and config.runs("precision"):
             import torch
 
@@ -95,7 +100,7 @@ def profile_encoders(
                 precision.update({"status": "failed", "reason": str(exc)})
             finally:
                 torch.set_num_threads(before)
-        loaded = load_bench_encoders(paths, Variant("cpu", "auto", primary=True), "full")
+        loaded = load_bench_encoders(paths, Variant("cpu", "auto", primary=True), size)
         encoders: dict[Modality, Any] = {
             Modality.FACE: loaded.face,
             Modality.VOICE: loaded.voice,

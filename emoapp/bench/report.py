@@ -42,8 +42,15 @@ MODEL_SHAPES = {
     "full": {
         "face": "ViT-base/16, 224 px (trpakov/vit-face-expression's architecture), random weights",
         "voice": "wav2vec2-base (95M; the cpu profile's hubert-base has the same shape; the "
-        "default profile's wav2vec2-large-xlsr is about 3x the compute), random weights",
+        "default profile's hubert-large is about 3x the compute: --models large), random weights",
         "text": "RoBERTa, 6 layers, 768 wide (distilroberta-base's shape), random weights",
+    },
+    "large": {
+        "face": "ViT-base/16, 224 px (trpakov/vit-face-expression's architecture), random weights",
+        "voice": "HuBERT-large, 24 layers, 1024 wide, weighted layer sum "
+        "(superb/hubert-large-superb-er's architecture), random weights",
+        "text": "RoBERTa-large, 24 layers, 1024 wide (tae898/emoberta-large's architecture), "
+        "random weights",
     },
     "tiny": {
         "face": "tiny ViT (2 layers, 32 wide)",

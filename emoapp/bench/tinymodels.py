@@ -4,8 +4,10 @@ Tests (and anyone trying emoapp without downloads) build a ViT face classifier, 
 Wav2Vec2 voice classifier and a RoBERTa text classifier from configs, save them with
 ``save_pretrained`` and load them back through the same code users run. The RoBERTa
 tokenizer is a byte-level BPE trained offline with ``tokenizers``. ``size="full"`` builds
-the full-size architectures of the default models instead (random weights: same compute,
-for benchmarks).
+full-size architectures instead, the ``cpu`` profile's shapes (ViT-base, wav2vec2-base,
+which is HuBERT-base's shape, a 6-layer RoBERTa), and ``size="large"`` the ``default``
+profile's (the same ViT, HuBERT-large, RoBERTa-large): random weights, the same compute,
+for benchmarks.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ FACE_LABELS = ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"
 VOICE_LABELS = ("neu", "hap", "ang", "sad")
 TEXT_LABELS = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
 
-Size = Literal["tiny", "full"]
+Size = Literal["tiny", "full", "large"]
 
 _CORPUS = [
     "I am so happy to see you today.",
@@ -46,7 +48,7 @@ def make_face_model(
 
     torch.manual_seed(seed)
     id2label, label2id = _labels(labels)
-    if size == "full":
+    if size != "tiny":
         config = ViTConfig(image_size=224, patch_size=16, id2label=id2label, label2id=label2id)
         image_size = 224
     else:
@@ -73,7 +75,8 @@ def make_face_model(
 def make_voice_model(
     path: Path, labels: Sequence[str] = VOICE_LABELS, size: Size = "tiny", seed: int = 0
 ) -> Path:
-    """A Wav2Vec2 audio classifier (wav2vec2-base when full) with its feature extractor."""
+    """A Wav2Vec2 audio classifier (wav2vec2-base when full) with its feature extractor.
+    ``size="large"`` is not a wav2vec2: use :func:`make_hubert_er_model`."""
     import torch
     from transformers import (
         Wav2Vec2Config,
@@ -83,6 +86,8 @@ def make_voice_model(
 
     torch.manual_seed(seed)
     id2label, label2id = _labels(labels)
+    if size == "large":
+        raise ValueError("the large voice model is HuBERT: make_hubert_er_model(size='large')")
     if size == "full":
         config = Wav2Vec2Config(id2label=id2label, label2id=label2id, use_weighted_layer_sum=True)
     else:
@@ -101,8 +106,8 @@ def make_voice_model(
 def make_text_model(
     path: Path, labels: Sequence[str] = TEXT_LABELS, size: Size = "tiny", seed: int = 0
 ) -> Path:
-    """A RoBERTa sequence classifier (distilroberta-base shape when full) with a byte-level
-    BPE tokenizer trained offline on a few sentences."""
+    """A RoBERTa sequence classifier (distilroberta-base's shape when full, RoBERTa-large's
+    when large) with a byte-level BPE tokenizer trained offline on a few sentences."""
     import torch
     from tokenizers import ByteLevelBPETokenizer
     from tokenizers.processors import RobertaProcessing
@@ -110,7 +115,7 @@ def make_text_model(
 
     torch.manual_seed(seed)
     path.mkdir(parents=True, exist_ok=True)
-    vocab_size = 50265 if size == "full" else 400
+    vocab_size = 400 if size == "tiny" else 50265
     bpe = ByteLevelBPETokenizer()
     bpe.train_from_iterator(
         _CORPUS * 4,
@@ -121,7 +126,7 @@ def make_text_model(
     bpe.post_processor = RobertaProcessing(
         ("</s>", bpe.token_to_id("</s>")), ("<s>", bpe.token_to_id("<s>"))
     )
-    max_len = 512 if size == "full" else 64
+    max_len = 64 if size == "tiny" else 512
     tokenizer = RobertaTokenizerFast(
         tokenizer_object=bpe._tokenizer,
         bos_token="<s>",
@@ -135,7 +140,18 @@ def make_text_model(
     )
     tokenizer.save_pretrained(path)
     id2label, label2id = _labels(labels)
-    if size == "full":
+    if size == "large":
+        config = RobertaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=1024,
+            num_hidden_layers=24,
+            num_attention_heads=16,
+            intermediate_size=4096,
+            max_position_embeddings=514,
+            id2label=id2label,
+            label2id=label2id,
+        )
+    elif size == "full":
         config = RobertaConfig(
             vocab_size=len(tokenizer),
             num_hidden_layers=6,
@@ -163,8 +179,16 @@ def make_all(root: Path, size: Size = "tiny") -> dict[str, Path]:
     root = Path(root)
     return {
         "face": make_face_model(root / f"{size}-face", size=size),
-        "voice": make_voice_model(root / f"{size}-voice", size=size),
-        "text": make_text_model(root / f"{size}-text", size=size),
+        "voice": (
+            make_hubert_er_model(root / f"{size}-voice", size="large")
+            if size == "large"
+            else make_voice_model(root / f"{size}-voice", size=size)
+        ),
+        "text": make_text_model(
+            root / f"{size}-text",
+            labels=EMOBERTA_LABELS if size == "large" else TEXT_LABELS,
+            size=size,
+        ),
     }
 
 
@@ -348,28 +372,54 @@ def make_pooled_head_voice_model(
     return path
 
 
+def hubert_er_config(
+    labels: Sequence[str] = IEMOCAP_LABELS,
+    variant: Literal["large", "base"] = "large",
+    size: Size = "tiny",
+) -> Any:
+    """The ``HubertConfig`` of :func:`make_hubert_er_model`."""
+    from transformers import HubertConfig
+
+    large = variant == "large"
+    layout: dict[str, Any] = {
+        "do_stable_layer_norm": large,
+        "feat_extract_norm": "layer" if large else "group",
+        "use_weighted_layer_sum": True,
+    }
+    if size == "tiny":
+        return _tiny_speech_config(HubertConfig, labels, **layout)
+    id2label, label2id = _labels(labels)
+    width, layers, heads = (1024, 24, 16) if large else (768, 12, 12)
+    return HubertConfig(
+        hidden_size=width,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=4 * width,
+        conv_bias=large,
+        id2label=id2label,
+        label2id=label2id,
+        **layout,
+    )
+
+
 def make_hubert_er_model(
     path: Path,
     labels: Sequence[str] = IEMOCAP_LABELS,
     variant: Literal["large", "base"] = "large",
     seed: int = 0,
+    size: Size = "tiny",
 ) -> Path:
     """A tiny replica of ``superb/hubert-{large,base}-superb-er``'s layout: HuBERT (large:
     stable layer norm and a layer-normed feature encoder; base: group norm), a weighted
     sum of all layers, projector and classifier (``HubertForSequenceClassification``,
-    transformers' own class), IEMOCAP's four labels."""
+    transformers' own class), IEMOCAP's four labels. ``size`` other than ``"tiny"`` builds
+    the variant's real sizes (large: 24 layers, 1024 wide, 16 heads; base: 12, 768, 12),
+    random weights."""
     import torch
-    from transformers import HubertConfig, HubertForSequenceClassification
+    from transformers import HubertForSequenceClassification
 
     torch.manual_seed(seed)
-    large = variant == "large"
-    config = _tiny_speech_config(
-        HubertConfig,
-        labels,
-        do_stable_layer_norm=large,
-        feat_extract_norm="layer" if large else "group",
-        use_weighted_layer_sum=True,
-    )
+    config = hubert_er_config(labels, variant, size)
     _save_quietly(HubertForSequenceClassification(config), path)
     _save_speech_extractor(path)
     return path

@@ -39,9 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--models",
-        choices=("tiny", "full"),
+        choices=("tiny", "full", "large"),
         default="full",
-        help="full-size architectures (default) or tiny ones (a smoke test)",
+        help="full: the cpu profile's full-size architectures (default); large: the default "
+        "profile's (HuBERT-large, RoBERTa-large); tiny: a smoke test",
     )
     parser.add_argument(
         "--duration",

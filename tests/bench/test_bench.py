@@ -311,3 +311,48 @@ def test_scaling_frames_hold_that_many_detectable_faces():
         canvas = face_canvas(n, tile)
         assert canvas.shape == (400, 800, 3)
         assert len(detector.detect(canvas)) == n
+
+
+def test_large_models_have_the_default_profiles_architectures(tmp_path):
+    """``--models large`` stands in for the default profile: HuBERT-large as
+    superb/hubert-large-superb-er lays it out, RoBERTa-large as tae898/emoberta-large (the
+    HuBERT config is checked without building 300M random weights)."""
+    from emoapp.bench import tinymodels
+
+    hubert = tinymodels.hubert_er_config(size="large")
+    assert (hubert.hidden_size, hubert.num_hidden_layers, hubert.num_attention_heads) == (
+        1024,
+        24,
+        16,
+    )
+    assert hubert.intermediate_size == 4096 and hubert.conv_bias
+    assert hubert.do_stable_layer_norm and hubert.feat_extract_norm == "layer"
+    assert hubert.use_weighted_layer_sum
+    assert set(hubert.label2id) == set(tinymodels.IEMOCAP_LABELS)
+    base = tinymodels.hubert_er_config(variant="base", size="full")
+    assert (base.hidden_size, base.num_hidden_layers, base.feat_extract_norm) == (768, 12, "group")
+    with pytest.raises(ValueError, match="HuBERT"):
+        tinymodels.make_voice_model(tmp_path / "w2v", size="large")
+
+
+def test_benchmark_models_built_for_an_older_layout_are_rebuilt(monkeypatch, tmp_path):
+    from emoapp.bench import common, tinymodels
+
+    calls: list[str] = []
+
+    def fake_make_all(root, size="tiny"):
+        calls.append(size)
+        for m in ("face", "voice", "text"):
+            (root / f"{size}-{m}").mkdir(parents=True)
+            (root / f"{size}-{m}" / "config.json").write_text("{}")
+
+    monkeypatch.setattr(tinymodels, "make_all", fake_make_all)
+    target = tmp_path / "models-large"
+    for m in ("face", "voice", "text"):  # a cache from before the layout was recorded
+        (target / f"large-{m}").mkdir(parents=True)
+        (target / f"large-{m}" / "config.json").write_text("{}")
+    (target / "bench-models.json").write_text(json.dumps({"size": "large"}))
+    paths = common.ensure_models(tmp_path, "large")
+    assert calls == ["large"] and paths["voice"] == target / "large-voice"
+    common.ensure_models(tmp_path, "large")  # now current: reused, not built again
+    assert calls == ["large"]
