@@ -24,7 +24,13 @@ speech corpora, with per-speaker adaptation, chosen by leave-one-corpus-out CV.
 4. Calibration: one temperature, fitted on the winner's held-out predictions of all five
    corpora, both leave-one-corpus-out and leave-speakers-out (clip-level negative
    log-likelihood, summed); ECE per corpus reported with a temperature fitted on the
-   other four corpora only (honest) and with the final one.
+   other four corpora only (honest) and with the final one. Then the temperature the
+   model uses: one that depends on the speaker's novelty (:mod:`emoapp.encoders.novelty`:
+   distance of the speaker's mean features to the training speakers'), fitted on the same
+   predictions with novelty measured against each fold's own training speakers (LOCO:
+   the other four corpora's; leave-speakers-out: the other folds'), reported the same
+   way (fitted without the corpus, and final). The single temperature stays in
+   ``meta.json`` as ``temperature`` (what a reader without the novelty code uses).
 5. Leave-speakers-out: the winner with and without adaptation, (a) and (b), per sex, over
    speaker-grouped folds of all corpora pooled; and how many seconds of a speaker's
    speech the running estimate needs before it helps.
@@ -448,24 +454,76 @@ def lso_table(
         pa = with_row_temperature(r["oof_a"], t)
         pb = with_row_temperature(r["oof_b"], t)
         out[name] = {"a": scores(pa, data, every), "b": scores(pb, data, every)}
-        out[name]["per_corpus"] = {
-            c: {
-                "a": scores(pa[data.corpus == c], data, data.corpus == c)["accuracy"],
-                "b": scores(pb[data.corpus == c], data, data.corpus == c)["accuracy"],
-                "ece_a": round(scores(pa[data.corpus == c], data, data.corpus == c)["ece"], 4),
+        out[name]["per_corpus"] = {}
+        for c in CORPORA:
+            rows = data.corpus == c
+            if not np.any(rows):
+                continue
+            sa = scores(pa[rows], data, rows)
+            out[name]["per_corpus"][c] = {
+                "a": sa["accuracy"],
+                "b": scores(pb[rows], data, rows)["accuracy"],
+                "ece_a": round(sa["ece"], 4),
+                **{k: round(v, 4) for k, v in sa.items() if k.startswith("accuracy_")},
             }
-            for c in CORPORA
-            if np.any(data.corpus == c)
-        }
+        if np.any(data.corpus == "ravdess"):
+            out[name]["ravdess_actors"] = actor_spread(pa, data, seed=0)
     return out
+
+
+def actor_spread(p: np.ndarray, data: Pool, seed: int) -> dict[str, Any]:
+    """RAVDESS under leave-speakers-out: accuracy per actor (odd actors are male), the
+    sex gap of the actors' means with a bootstrap over actors, and how the gap of four
+    actors (two of each sex, as a held-out set of four is) spreads over every such
+    choice."""
+    import itertools
+
+    per: dict[str, float] = {}
+    for spk in sorted(set(data.speaker[data.corpus == "ravdess"])):
+        rows = data.speaker == spk
+        per[spk] = scores(p[rows], data, rows)["accuracy"]
+    female = np.array([v for k, v in per.items() if data.sex[data.speaker == k][0] == "female"])
+    male = np.array([v for k, v in per.items() if data.sex[data.speaker == k][0] == "male"])
+    if len(female) < 2 or len(male) < 2:
+        return {"per_actor": per}
+    rng = np.random.default_rng(seed)
+    boot = [
+        rng.choice(female, len(female)).mean() - rng.choice(male, len(male)).mean()
+        for _ in range(5000)
+    ]
+    fours = np.array(
+        [
+            np.mean(f) - np.mean(m)
+            for f in itertools.combinations(female, 2)
+            for m in itertools.combinations(male, 2)
+        ]
+    )
+    return {
+        "per_actor": {k: round(v, 4) for k, v in per.items()},
+        "gap_of_actor_means": round(float(female.mean() - male.mean()), 4),
+        "gap_bootstrap_95": [round(float(np.percentile(boot, q)), 4) for q in (2.5, 97.5)],
+        "actor_sd": {
+            "female": round(float(female.std(ddof=1)), 4),
+            "male": round(float(male.std(ddof=1)), 4),
+        },
+        "four_actor_gap": {
+            "sets": len(fours),
+            "mean": round(float(fours.mean()), 4),
+            "sd": round(float(fours.std()), 4),
+            "p5_p95": [round(float(np.percentile(fours, q)), 4) for q in (5, 95)],
+            "share_at_least_0.165": round(float(np.mean(fours >= 0.165)), 4),
+        },
+    }
 
 
 NOVELTY_NEIGHBOURS = 3
 NOVELTY_MIN_WINDOWS = 8.0
 NOVELTY_MAX_SLOPE = 8.0
+NOVELTY_MIN_T_FAMILIAR = 0.7
 NOVELTY_PROTOCOL = (
     "temperature T = t_novel + (t_familiar - t_novel) * f, f = w / (w + 8) / (1 + "
-    "(novelty / midpoint) ** slope) (w: the speaker's windows; slope at most 8); novelty: "
+    "(novelty / midpoint) ** slope) (w: the speaker's windows; slope at most 8; t_familiar "
+    "at least 0.7); novelty: "
     "mean RMS distance, in population standard deviations, of the speaker's mean feature "
     "vector to its 3 nearest training speakers' means, over the same for a typical "
     "training speaker. Fitted (t_familiar <= t_novel) on the chosen candidate's held-out "
@@ -502,7 +560,10 @@ def novelty_rows(data: Pool, fits: dict[Any, tuple[Fitted, np.ndarray]]) -> np.n
 
 
 def novelty_params(v: np.ndarray) -> dict[str, float]:
-    t_fam = math.exp(v[0])
+    v = np.clip(np.asarray(v, dtype=np.float64), -20.0, 20.0)  # the optimiser may wander
+    # The familiar end is an asymptote (novelty 0) no held-out speaker reaches: bounded, so
+    # that no speaker's logits are sharpened more than 1 / 0.7 times.
+    t_fam = max(math.exp(v[0]), NOVELTY_MIN_T_FAMILIAR)
     return {
         "t_familiar": t_fam,
         "t_novel": t_fam * math.exp(float(np.logaddexp(0.0, v[1]))),
@@ -877,7 +938,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
         },
         "leave_speakers_out": {
-            k: {p: rnd(v[p]) for p in ("a", "b")} | {"per_corpus": v["per_corpus"]}
+            k: {p: rnd(v[p]) for p in ("a", "b")}
+            | {"per_corpus": v["per_corpus"]}
+            | ({"ravdess_actors": v["ravdess_actors"]} if "ravdess_actors" in v else {})
             for k, v in lso.items()
         },
         "running_estimate": running,
