@@ -24,7 +24,13 @@ speech corpora, with per-speaker adaptation, chosen by leave-one-corpus-out CV.
 4. Calibration: one temperature, fitted on the winner's held-out predictions of all five
    corpora, both leave-one-corpus-out and leave-speakers-out (clip-level negative
    log-likelihood, summed); ECE per corpus reported with a temperature fitted on the
-   other four corpora only (honest) and with the final one.
+   other four corpora only (honest) and with the final one. Then the temperature the
+   model uses: one that depends on the speaker's novelty (:mod:`emoapp.encoders.novelty`:
+   distance of the speaker's mean features to the training speakers'), fitted on the same
+   predictions with novelty measured against each fold's own training speakers (LOCO:
+   the other four corpora's; leave-speakers-out: the other folds'), reported the same
+   way (fitted without the corpus, and final). The single temperature stays in
+   ``meta.json`` as ``temperature`` (what a reader without the novelty code uses).
 5. Leave-speakers-out: the winner with and without adaptation, (a) and (b), per sex, over
    speaker-grouped folds of all corpora pooled; and how many seconds of a speaker's
    speech the running estimate needs before it helps.
@@ -347,6 +353,7 @@ def one_emotion_groups(data: Pool, rows: np.ndarray) -> np.ndarray:
 
 def loco(candidate: Candidate, data: Pool, seed: int, corpora: Sequence[str]) -> dict[str, Any]:
     folds = {}
+    fits = {}
     oof_a = np.zeros((len(data.y), len(LABELS)))
     oof_b = np.zeros_like(oof_a)
     for held in corpora:
@@ -356,7 +363,8 @@ def loco(candidate: Candidate, data: Pool, seed: int, corpora: Sequence[str]) ->
         pb = predict(f, data.x[test], one_emotion_groups(data, test))
         oof_a[test], oof_b[test] = pa, pb
         folds[held] = {"a": scores(pa, data, test), "b": scores(pb, data, test)}
-    return {"folds": folds, "oof_a": oof_a, "oof_b": oof_b}
+        fits[held] = (f, test)
+    return {"folds": folds, "oof_a": oof_a, "oof_b": oof_b, "fits": fits}
 
 
 def mean_of(folds: dict[str, Any], part: str, key: str = "accuracy") -> tuple[float, float]:
@@ -414,33 +422,216 @@ def leave_speakers_out(
     for name, cand in runs:
         pa = np.zeros((len(data.y), len(LABELS)))
         pb = np.zeros_like(pa)
+        fits = {}
         for k in range(n_folds):
             test = fold == k
             f = fit(cand, data.x[~test], data.y[~test], data.speaker[~test], seed)
             pa[test] = predict(f, data.x[test], data.speaker[test])
             pb[test] = predict(f, data.x[test], one_emotion_groups(data, test))
-        out[name] = {"oof_a": pa, "oof_b": pb}
+            fits[k] = (f, test)
+        out[name] = {"oof_a": pa, "oof_b": pb, "fits": fits}
     return out
 
 
-def lso_table(oof: dict[str, Any], data: Pool, temperature: float) -> dict[str, Any]:
-    """Scores of the leave-speakers-out predictions at ``temperature``."""
+def with_row_temperature(p: np.ndarray, t: np.ndarray | float) -> np.ndarray:
+    """``with_temperature`` with a temperature per row."""
+    t = np.broadcast_to(np.asarray(t, dtype=np.float64), (len(p),))
+    z = np.log(p + 1e-300) / t[:, None]
+    z -= z.max(1, keepdims=True)
+    q = np.exp(z)
+    return q / q.sum(1, keepdims=True)
+
+
+def lso_table(
+    oof: dict[str, Any], data: Pool, temperature: float, row_t: dict[str, np.ndarray] | None = None
+) -> dict[str, Any]:
+    """Scores of the leave-speakers-out predictions at ``temperature`` (or, for the runs
+    ``row_t`` names, at a temperature per row)."""
     every = np.ones(len(data.y), dtype=bool)
     out: dict[str, Any] = {}
     for name, r in oof.items():
-        pa = with_temperature(r["oof_a"], temperature)
-        pb = with_temperature(r["oof_b"], temperature)
+        t = (row_t or {}).get(name, temperature)
+        pa = with_row_temperature(r["oof_a"], t)
+        pb = with_row_temperature(r["oof_b"], t)
         out[name] = {"a": scores(pa, data, every), "b": scores(pb, data, every)}
-        out[name]["per_corpus"] = {
-            c: {
-                "a": scores(pa[data.corpus == c], data, data.corpus == c)["accuracy"],
-                "b": scores(pb[data.corpus == c], data, data.corpus == c)["accuracy"],
-                "ece_a": round(scores(pa[data.corpus == c], data, data.corpus == c)["ece"], 4),
+        out[name]["per_corpus"] = {}
+        for c in CORPORA:
+            rows = data.corpus == c
+            if not np.any(rows):
+                continue
+            sa = scores(pa[rows], data, rows)
+            out[name]["per_corpus"][c] = {
+                "a": sa["accuracy"],
+                "b": scores(pb[rows], data, rows)["accuracy"],
+                "ece_a": round(sa["ece"], 4),
+                **{k: round(v, 4) for k, v in sa.items() if k.startswith("accuracy_")},
             }
-            for c in CORPORA
-            if np.any(data.corpus == c)
-        }
+        if np.any(data.corpus == "ravdess"):
+            out[name]["ravdess_actors"] = actor_spread(pa, data, seed=0)
     return out
+
+
+def actor_spread(p: np.ndarray, data: Pool, seed: int) -> dict[str, Any]:
+    """RAVDESS under leave-speakers-out: accuracy per actor (odd actors are male), the
+    sex gap of the actors' means with a bootstrap over actors, and how the gap of four
+    actors (two of each sex, as a held-out set of four is) spreads over every such
+    choice."""
+    import itertools
+
+    per: dict[str, float] = {}
+    for spk in sorted(set(data.speaker[data.corpus == "ravdess"])):
+        rows = data.speaker == spk
+        per[spk] = scores(p[rows], data, rows)["accuracy"]
+    female = np.array([v for k, v in per.items() if data.sex[data.speaker == k][0] == "female"])
+    male = np.array([v for k, v in per.items() if data.sex[data.speaker == k][0] == "male"])
+    if len(female) < 2 or len(male) < 2:
+        return {"per_actor": per}
+    rng = np.random.default_rng(seed)
+    boot = [
+        rng.choice(female, len(female)).mean() - rng.choice(male, len(male)).mean()
+        for _ in range(5000)
+    ]
+    fours = np.array(
+        [
+            np.mean(f) - np.mean(m)
+            for f in itertools.combinations(female, 2)
+            for m in itertools.combinations(male, 2)
+        ]
+    )
+    return {
+        "per_actor": {k: round(v, 4) for k, v in per.items()},
+        "gap_of_actor_means": round(float(female.mean() - male.mean()), 4),
+        "gap_bootstrap_95": [round(float(np.percentile(boot, q)), 4) for q in (2.5, 97.5)],
+        "actor_sd": {
+            "female": round(float(female.std(ddof=1)), 4),
+            "male": round(float(male.std(ddof=1)), 4),
+        },
+        "four_actor_gap": {
+            "sets": len(fours),
+            "mean": round(float(fours.mean()), 4),
+            "sd": round(float(fours.std()), 4),
+            "p5_p95": [round(float(np.percentile(fours, q)), 4) for q in (5, 95)],
+            "share_at_least_0.165": round(float(np.mean(fours >= 0.165)), 4),
+        },
+    }
+
+
+NOVELTY_NEIGHBOURS = 3
+NOVELTY_MIN_WINDOWS = 8.0
+NOVELTY_MAX_SLOPE = 8.0
+NOVELTY_MIN_T_FAMILIAR = 0.7
+NOVELTY_PROTOCOL = (
+    "temperature T = t_novel + (t_familiar - t_novel) * f, f = w / (w + 8) / (1 + "
+    "(novelty / midpoint) ** slope) (w: the speaker's windows; slope at most 8; t_familiar "
+    "at least 0.7); novelty: "
+    "mean RMS distance, in population standard deviations, of the speaker's mean feature "
+    "vector to its 3 nearest training speakers' means, over the same for a typical "
+    "training speaker. Fitted (t_familiar <= t_novel) on the chosen candidate's held-out "
+    "clip probabilities of all five corpora: leave-one-corpus-out (novelty against the "
+    "other four corpora's speakers) and leave-speakers-out (against the other folds' "
+    "speakers) together, summed clip NLL; per-corpus ECE also with the function fitted "
+    "without that corpus's clips"
+)
+
+
+def speaker_means(x: np.ndarray, speaker: np.ndarray) -> tuple[np.ndarray, dict[Any, np.ndarray]]:
+    names = np.unique(speaker)
+    return names, {s: x[speaker == s].mean(0) for s in names}
+
+
+def novelty_rows(data: Pool, fits: dict[Any, tuple[Fitted, np.ndarray]]) -> np.ndarray:
+    """Each held-out row's speaker novelty, measured against that fold's training
+    speakers (as :class:`NoveltyTemperature` measures it), and the speaker's windows."""
+    from emoapp.encoders.novelty import knn_distance, typical_distance
+
+    nov = np.full(len(data.y), np.nan)
+    for f, test in fits.values():
+        assert f.spec is not None and f.spec.reference_var is not None
+        x = data.x[:, f.cols]
+        offset, scale = f.spec.reference, np.sqrt(f.spec.reference_var)
+        _, train = speaker_means(x[~test], data.speaker[~test])
+        z_train = (np.array(list(train.values())) - offset) / scale
+        typical = typical_distance(z_train, NOVELTY_NEIGHBOURS)
+        for s in np.unique(data.speaker[test]):
+            rows = test & (data.speaker == s)
+            z = (x[rows].mean(0) - offset) / scale
+            nov[rows] = knn_distance(z, z_train, NOVELTY_NEIGHBOURS)[0] / typical
+    return nov
+
+
+def novelty_params(v: np.ndarray) -> dict[str, float]:
+    v = np.clip(np.asarray(v, dtype=np.float64), -20.0, 20.0)  # the optimiser may wander
+    # The familiar end is an asymptote (novelty 0) no held-out speaker reaches: bounded, so
+    # that no speaker's logits are sharpened more than 1 / 0.7 times.
+    t_fam = max(math.exp(v[0]), NOVELTY_MIN_T_FAMILIAR)
+    return {
+        "t_familiar": t_fam,
+        "t_novel": t_fam * math.exp(float(np.logaddexp(0.0, v[1]))),
+        "midpoint": math.exp(v[2]),
+        "slope": min(math.exp(v[3]), NOVELTY_MAX_SLOPE),
+        "min_windows": NOVELTY_MIN_WINDOWS,
+    }
+
+
+def row_temperatures(params: dict[str, float], nov: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    from emoapp.encoders.novelty import temperature_of
+
+    return temperature_of(
+        nov,
+        windows,
+        params["t_familiar"],
+        params["t_novel"],
+        params["midpoint"],
+        params["slope"],
+        params["min_windows"],
+    )
+
+
+def fit_novelty_temperature(
+    sets: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], data: Pool
+) -> dict[str, float]:
+    """The novelty temperature minimising the summed clip NLL of several sets of held-out
+    probabilities (each with its rows' novelty and the rows to use)."""
+    from scipy.optimize import minimize
+
+    windows = np.array([0.0] * len(data.y))
+    names, counts = np.unique(data.speaker, return_counts=True)
+    per = dict(zip(names, counts, strict=True))
+    windows = np.array([per[s] for s in data.speaker], dtype=np.float64)
+    prepared = []
+    for p, nov, rows in sets:
+        ids, inverse = np.unique(data.clip[rows], return_inverse=True)
+        first = {c: i for i, c in zip(np.flatnonzero(rows), data.clip[rows], strict=True)}
+        gold = np.array([data.y[first[c]] for c in ids])
+        prepared.append((np.log(p[rows] + 1e-300), nov[rows], windows[rows], inverse, gold))
+
+    def nll(v: np.ndarray) -> float:
+        params = novelty_params(v)
+        total = 0.0
+        for lp, nov, w, inverse, gold in prepared:
+            t = row_temperatures(params, nov, w)
+            z = lp / t[:, None]
+            z -= z.max(1, keepdims=True)
+            q = np.exp(z)
+            q /= q.sum(1, keepdims=True)
+            sums = np.zeros((len(gold), q.shape[1]))
+            np.add.at(sums, inverse, q)
+            cp = sums / np.bincount(inverse)[:, None]
+            total -= float(np.sum(np.log(cp[np.arange(len(gold)), gold] + 1e-12)))
+        return total
+
+    best = None
+    for start in ([0.0, 0.5, 0.1, 1.0], [-0.2, 1.0, 0.2, 2.0], [0.2, 0.0, 0.0, 3.0]):
+        r = minimize(
+            nll,
+            np.array(start),
+            method="Nelder-Mead",
+            options={"maxiter": 800, "xatol": 1e-3, "fatol": 0.05},
+        )
+        if best is None or r.fun < best.fun:
+            best = r
+    assert best is not None
+    return novelty_params(best.x)
 
 
 def seconds_needed(
@@ -612,7 +803,57 @@ def main(argv: Sequence[str] | None = None) -> int:
                     scores(with_temperature(raw[rows], temperature), data, rows)["ece"], 4
                 )
         print(f"  chosen: {chosen.name}; temperature {temperature:.3f}; ECE {ece}", file=sys.stderr)
-        lso = lso_table(oof, data, temperature)
+        novelty: dict[str, Any] | None = None
+        row_t: dict[str, np.ndarray] = {}
+        if chosen.adapt != "none" and chosen.scale:
+            # a temperature that depends on how familiar the speaker is
+            nov = {
+                "loco": novelty_rows(data, result["fits"]),
+                "lso": novelty_rows(data, oof["adapted"]["fits"]),
+            }
+            raws = {"loco": result["oof_a"], "lso": oof["adapted"]["oof_a"]}
+            params = fit_novelty_temperature(
+                [(raws[k], nov[k], every) for k in ("loco", "lso")], data
+            )
+            counts = dict(zip(*np.unique(data.speaker, return_counts=True), strict=True))
+            windows = np.array([counts[s] for s in data.speaker], dtype=np.float64)
+            row_t = {k: row_temperatures(params, nov[k], windows) for k in nov}
+            for c in names:
+                rows = data.corpus == c
+                other = fit_novelty_temperature(
+                    [(raws[k], nov[k], ~rows) for k in ("loco", "lso")], data
+                )
+                for kind in ("loco", "lso"):
+                    raw = raws[kind]
+                    t_other = row_temperatures(other, nov[kind], windows)
+                    ece[c][f"{kind}_novelty"] = round(float(np.median(nov[kind][rows])), 3)
+                    ece[c][f"{kind}_ece_novelty_other_corpora"] = round(
+                        scores(with_row_temperature(raw[rows], t_other[rows]), data, rows)["ece"], 4
+                    )
+                    ece[c][f"{kind}_ece_novelty_final"] = round(
+                        scores(with_row_temperature(raw[rows], row_t[kind][rows]), data, rows)[
+                            "ece"
+                        ],
+                        4,
+                    )
+                    ece[c][f"{kind}_mean_temperature_novelty_final"] = round(
+                        float(np.mean(row_t[kind][rows])), 3
+                    )
+            pooled = {}
+            for kind in ("loco", "lso"):
+                raw = raws[kind]
+                pooled[kind] = {
+                    "ece_uncalibrated": round(scores(raw, data, every)["ece"], 4),
+                    "ece_single_temperature": round(
+                        scores(with_temperature(raw, temperature), data, every)["ece"], 4
+                    ),
+                    "ece_novelty": round(
+                        scores(with_row_temperature(raw, row_t[kind]), data, every)["ece"], 4
+                    ),
+                }
+            novelty = {"params": params, "pooled": pooled}
+            print(f"  novelty temperature {params}; pooled ECE {pooled}", file=sys.stderr)
+        lso = lso_table(oof, data, temperature, {"adapted": row_t["lso"]} if row_t else None)
         brief = {k: {p: v[p] for p in ("a", "b")} for k, v in lso.items()}
         print(f"  leave-speakers-out: {json.dumps(brief)}", file=sys.stderr)
         running = (
@@ -620,6 +861,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"  running estimate: {running}", file=sys.stderr)
         final = fit(chosen, data.x, data.y, data.speaker, args.seed)
+        speaker_temperature = None
+        if novelty is not None:
+            from emoapp.encoders.novelty import NoveltyTemperature
+
+            assert final.spec is not None and final.spec.reference_var is not None
+            _, means = speaker_means(data.x[:, final.cols], data.speaker)
+            speaker_temperature = NoveltyTemperature.build(
+                np.array(list(means.values())),
+                final.spec.reference,
+                np.sqrt(final.spec.reference_var),
+                novelty["params"],
+                NOVELTY_NEIGHBOURS,
+            )
 
     def rnd(d: dict[str, Any]) -> dict[str, Any]:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in d.items()}
@@ -677,9 +931,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             "temperature": round(temperature, 4),
             "protocol": CALIBRATION_PROTOCOL,
             "per_corpus": ece,
+            **(
+                {"novelty_protocol": NOVELTY_PROTOCOL, "pooled": novelty["pooled"]}
+                if novelty is not None
+                else {}
+            ),
         },
         "leave_speakers_out": {
-            k: {p: rnd(v[p]) for p in ("a", "b")} | {"per_corpus": v["per_corpus"]}
+            k: {p: rnd(v[p]) for p in ("a", "b")}
+            | {"per_corpus": v["per_corpus"]}
+            | ({"ravdess_actors": v["ravdess_actors"]} if "ravdess_actors" in v else {})
             for k, v in lso.items()
         },
         "running_estimate": running,
@@ -688,8 +949,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if final.spec is not None:
         meta["adaptation"] = final.spec.to_json()
         meta["adaptation"]["adapted_features"] = int(final.spec.mask.sum())
+    arrays = dict(final.weights)
+    if speaker_temperature is not None:
+        meta["confidence"] = speaker_temperature.to_json()
+        arrays.update(speaker_temperature.arrays())
     out.mkdir(parents=True, exist_ok=True)
-    write_npz(out / WEIGHTS, {k: v.astype(np.float64) for k, v in final.weights.items()})
+    write_npz(out / WEIGHTS, {k: v.astype(np.float64) for k, v in arrays.items()})
     (out / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
     sums = write_checksums(out)
     if args.report:

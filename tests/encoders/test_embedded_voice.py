@@ -252,3 +252,57 @@ def test_live_running_estimate_calibration_and_reset(encoder):
         encoder.set_calibration(SpeakerStats.of(np.zeros((2, 3))))
     with pytest.raises(AdaptationError, match="no speech"):
         encoder.calibration_stats(np.zeros(SR, dtype=np.float32))
+
+
+def test_the_shipped_model_has_a_speaker_dependent_temperature(encoder):
+    meta = json.loads((artefact_dir(MODEL) / "meta.json").read_text())
+    novelty = encoder.novelty_temperature
+    assert novelty is not None and meta["confidence"]["kind"] == "speaker-novelty"
+    assert novelty.t_familiar <= novelty.t_novel  # conservative = the novel end
+    assert novelty.speakers.shape == (meta["training"]["speakers"], encoder.adaptation.size)  # type: ignore[union-attr]
+    assert encoder.temperature_for(None) == novelty.t_novel
+    # the live session's first windows: little speech, (nearly) the conservative end
+    encoder.reset_adaptation()
+    encoder.encode([AudioChunk(0.0, vowel(2.0), SR)] * 2)
+    few = encoder.current_stats()
+    assert few is not None and few.weight == 2.0
+    t = encoder.temperature_for(few)
+    assert novelty.t_familiar <= t <= novelty.t_novel
+    assert t > (novelty.t_familiar + novelty.t_novel) / 2
+    encoder.reset_adaptation()
+
+
+def _copy_with_meta(tmp_path: Path, edit) -> Path:
+    copy = tmp_path / "voice"
+    shutil.copytree(artefact_dir(MODEL), copy)
+    meta = json.loads((copy / "meta.json").read_text())
+    edit(meta)
+    (copy / "meta.json").write_text(json.dumps(meta))
+    write_checksums(copy)
+    return copy
+
+
+def test_an_artefact_without_the_speaker_temperature_keeps_its_single_one(tmp_path):
+    copy = _copy_with_meta(tmp_path, lambda m: m.pop("confidence"))
+    old = make_encoder(str(copy))
+    old.load()
+    assert old.novelty_temperature is None
+    stats = SpeakerStats.of(np.ones((3, old.adaptation.size)))  # type: ignore[union-attr]
+    assert old.temperature_for(None) == old.temperature_for(stats) == old.meta["temperature"]
+
+
+def test_a_bad_speaker_temperature_is_refused_in_one_line(tmp_path):
+    copy = _copy_with_meta(tmp_path, lambda m: m["confidence"].update(t_novel=-1.0))
+    with pytest.raises(ModelLoadError, match="t_novel must be positive"):
+        make_encoder(str(copy)).load()
+    copy2 = _copy_with_meta(tmp_path / "b", lambda m: m["confidence"].update(kind="domain"))
+    with pytest.raises(ModelLoadError, match="unknown kind"):
+        make_encoder(str(copy2)).load()
+    copy3 = tmp_path / "c" / "voice"
+    shutil.copytree(artefact_dir(MODEL), copy3)
+    with np.load(copy3 / WEIGHTS) as data:
+        arrays = {k: data[k] for k in data.files if k != "novelty_speakers"}
+    write_npz(copy3 / WEIGHTS, arrays)
+    write_checksums(copy3)
+    with pytest.raises(ModelLoadError, match="lack novelty_speakers"):
+        make_encoder(str(copy3)).load()

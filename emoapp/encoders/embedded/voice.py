@@ -23,7 +23,10 @@ transformers voice encoder, :func:`emoapp.encoders.voice.gate_windows`):
   (live: :meth:`EmbeddedVoiceEncoder.encode`);
 - the feature vector is standardised with the training set's mean and scale and goes
   through a softmax classifier (logistic regression or a one-hidden-layer MLP, in numpy),
-  its logits divided by a temperature fitted on held-out data.
+  its logits divided by a temperature fitted on held-out data: one number, or (models
+  whose ``meta.json`` has ``confidence``) one that depends on how familiar the speaker's
+  statistics look (:mod:`emoapp.encoders.novelty`: the conservative end for a speaker
+  with no statistics or little speech).
 
 The artefact folder holds ``weights.npz`` (arrays written deterministically) and
 ``meta.json`` with ``labels`` (raw labels in output order), ``features`` (the settings
@@ -47,6 +50,8 @@ from emoapp.core.errors import MissingDependencyError, ModelLoadError
 from emoapp.core.messages import AudioChunk, EncoderOutput, Modality, NoPrediction
 from emoapp.encoders.adaptation import AdaptationError, AdaptationSpec, SpeakerStats
 from emoapp.encoders.embedded.base import EmbeddedEncoder
+from emoapp.encoders.novelty import ARRAYS as NOVELTY_ARRAYS
+from emoapp.encoders.novelty import NoveltyTemperature
 from emoapp.registry import ModelSpec
 
 SAMPLE_RATE = 16_000
@@ -277,6 +282,7 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
         self.temperature = 1.0
         self.speaker_embedding = False
         self.adaptation: AdaptationSpec | None = None
+        self.novelty_temperature: NoveltyTemperature | None = None
         self.running_enabled = running
         self._state_lock = threading.Lock()
         self._running: SpeakerStats | None = None
@@ -306,9 +312,24 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
                 raise ModelLoadError(f"{folder}/meta.json: adaptation does not fit the features")
             self.adaptation = spec
             n_inputs = spec.input_size
-        self.weights = load_weights(folder / WEIGHTS, n_inputs, len(meta["labels"]))
+        weights = load_weights(folder / WEIGHTS, n_inputs, len(meta["labels"]))
+        arrays = {k: weights.pop(k) for k in NOVELTY_ARRAYS if k in weights}
+        confidence = None
+        if "confidence" in meta:
+            if self.adaptation is None:
+                raise ModelLoadError(
+                    f"{folder}/meta.json: a speaker-dependent temperature needs adaptation"
+                )
+            try:
+                confidence = NoveltyTemperature.from_artefact(meta["confidence"], arrays)
+            except AdaptationError as exc:
+                raise ModelLoadError(f"{folder}: {exc}") from exc
+            if confidence.size != self.adaptation.size:
+                raise ModelLoadError(f"{folder}: the novelty reference does not fit the features")
+        self.weights = weights
         self.features = settings
         self.temperature = temperature
+        self.novelty_temperature = confidence
         if self.speaker_embedding:
             from emoapp.encoders.speaker_embedding import SpeakerEmbedder
 
@@ -330,13 +351,21 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
             x = np.concatenate([x, self._embedder.embed(samples_16k).astype(np.float64)])
         return x
 
+    def temperature_for(self, stats: SpeakerStats | None) -> float:
+        """The temperature for a speaker with these statistics: the speaker-dependent one
+        (:mod:`emoapp.encoders.novelty`; its conservative end with no statistics) where
+        the model has it, else the model's single temperature."""
+        if self.novelty_temperature is None:
+            return self.temperature
+        return self.novelty_temperature.temperature(stats)
+
     def classify(self, x: np.ndarray, stats: SpeakerStats | None = None) -> np.ndarray:
         """Raw-label probabilities of input vectors ``x`` (n, d), adapted with ``stats``
-        (None: the population model)."""
+        (None: the population model) at :meth:`temperature_for` ``stats``."""
         x = np.atleast_2d(np.asarray(x, dtype=np.float64))
         if self.adaptation is not None:
             x = self.adaptation.inputs(x, stats)
-        return softmax_classifier(x, self.weights, self.temperature)
+        return softmax_classifier(x, self.weights, self.temperature_for(stats))
 
     def probabilities(
         self, samples_16k: np.ndarray, stats: SpeakerStats | None = None
