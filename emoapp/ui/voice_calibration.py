@@ -214,18 +214,26 @@ class VoiceCalibrationController(QObject):
                 model = self.copy_model(encoder)
                 stats, _ = calibrate_with(model, samples, self.store, self.audit, self.path)
             except EmoappError as exc:
-                self._done.emit("", str(exc))
+                self._report("", str(exc))
                 return
             # Reading audio and computing features runs third-party code (decoders,
             # librosa, a speaker encoder) that can fail in any way: say so, and go on.
             except Exception as exc:
                 log.exception("making a voice calibration failed")
-                self._done.emit("", f"{type(exc).__name__}: {exc}")
+                self._report("", f"{type(exc).__name__}: {exc}")
                 return
-            self._done.emit(f"Stored {stats.seconds:.0f} s of {what}.", "")
+            self._report(f"Stored {stats.seconds:.0f} s of {what}.", "")
 
         self._worker = threading.Thread(target=work, name="emoapp-voice-calibration", daemon=True)
         self._worker.start()
+
+    def _report(self, message: str, error: str) -> None:
+        """From the worker: hand the result to the UI thread (nothing to do when the
+        window has closed meanwhile and this object is gone)."""
+        try:
+            self._done.emit(message, error)
+        except RuntimeError:  # the Qt object was deleted with the window
+            log.info("voice calibration finished after the window closed: %s", message or error)
 
     @property
     def busy(self) -> bool:
@@ -288,9 +296,9 @@ class VoiceCalibrationController(QObject):
             self.controller.forget_voice_adaptation()
         self.refresh_action()
 
-    def close(self, timeout: float = 5.0) -> None:
-        """The window is closing: stop a recording, wait briefly for the worker, stop
-        listening to consent."""
+    def close(self, timeout: float = 1.0) -> None:
+        """The window is closing: stop a recording, wait briefly for the worker (a daemon
+        thread; a computation still running is abandoned), stop listening to consent."""
         self._cancel.set()
         self._unsubscribe()
         if self._worker is not None:
