@@ -607,12 +607,12 @@ def analyze(
         and inputs.media is not None
         and adapts_to_speaker(voice)
     ):
-        adapted = recording_adapted_voice(inputs.media, voice, config)
-        used[Modality.VOICE] = adapted
+        # Said before the pre-pass: no row (and no progress) comes until it is done.
         note(
-            f"voice: adapted to the speaker with statistics from the whole recording "
-            f"({adapted.windows} windows)"
+            "voice: adapting to the speaker with statistics from the whole recording "
+            "(a first pass over its speech; --voice-stats running adapts as it goes)"
         )
+        used[Modality.VOICE] = recording_adapted_voice(inputs.media, voice, config)
 
     if config.explain:
         used = _explaining(used, note)
