@@ -148,3 +148,33 @@ def test_a_calls_speakers_each_get_their_own_recording_statistics(tmp_path: Path
     assert main([*base, "--voice-stats", "running", "--out", str(tmp_path / "b.jsonl")]) == 0
     assert "whole recording" not in capsys.readouterr().err
     assert (tmp_path / "a.jsonl").read_text() != (tmp_path / "b.jsonl").read_text()
+
+
+def test_one_recording_keeps_the_running_estimate_unless_asked(
+    recording: Path, tmp_path: Path, capsys
+):
+    """``emoapp analyze`` of one recording: running by default; ``--voice-stats
+    recording`` is said, written in the header, resumes to the same rows, and a resume
+    with the other setting is refused."""
+    import json
+
+    base = ["analyze", str(recording), "--profile", "baseline", "--voice-model", MODEL,
+            "--vad", "energy"]  # fmt: skip
+    default, whole = tmp_path / "default.jsonl", tmp_path / "whole.jsonl"
+    assert main([*base, "--out", str(default)]) == 0
+    assert "whole recording" not in capsys.readouterr().err
+    header = json.loads(default.read_text().splitlines()[0])["header"]
+    assert "voice_stats" not in header["options"]  # auto: as before this option existed
+
+    assert main([*base, "--voice-stats", "recording", "--out", str(whole)]) == 0
+    assert "statistics from the whole recording" in capsys.readouterr().err
+    lines = whole.read_text().splitlines()
+    assert json.loads(lines[0])["header"]["options"]["voice_stats"] == "recording"
+    assert lines[1:] != default.read_text().splitlines()[1:]
+
+    whole.write_text("\n".join(lines[:8]) + "\n")  # interrupted after 7 rows
+    assert main([*base, "--voice-stats", "recording", "--out", str(whole), "--resume"]) == 0
+    assert whole.read_text().splitlines() == lines  # the same rows as one run
+    capsys.readouterr()
+    assert main([*base, "--voice-stats", "running", "--out", str(whole), "--resume"]) == 2
+    assert "options.voice_stats" in capsys.readouterr().err
