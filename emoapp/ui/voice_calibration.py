@@ -120,10 +120,9 @@ class VoiceCalibrationController(QObject):
     # -- what the session controller asks (command thread) --------------------------------
 
     def load_for(self, model_id: str) -> Any:
-        """The stored calibration for ``model_id``, only while the microphone is allowed
-        (a file left without saved consent is deleted: consent was withdrawn)."""
-        if not self.gate.is_allowed(Modality.VOICE):
-            return None
+        """The stored calibration for ``model_id``, only while microphone consent is saved;
+        a file found without it is deleted (audited): consent was withdrawn meanwhile,
+        e.g. by another program while the window was closed."""
         return load_calibration(model_id, self.store, self.audit, self.path)
 
     # -- the menu and the dialog ----------------------------------------------------------

@@ -165,20 +165,22 @@ def test_a_stored_calibration_is_used_from_the_start_and_can_be_deleted(
     assert [e["action"] for e in audit(config)] == ["saved", "deleted"]
 
 
-def test_without_consent_a_stored_calibration_is_not_used(
+def test_without_consent_a_stored_calibration_is_not_used_and_is_deleted(
     qtbot, window_args, open_window, config: Path
 ):
     store = ConsentStore(config)
     store.grant(VOICE)
     path = config / CALIBRATION_FILE
     save_calibration(stats(), MODEL, store, store.audit, path)
-    store.revoke(VOICE)  # in another process, while the window was closed: the file stays
+    store.revoke(VOICE)  # by a program that does not delete it, while the window was closed
     assert path.exists()
     window, fakes = open_with_fake(open_window, window_args, config, camera=False)
     qtbot.waitUntil(lambda: window.voice_calibration.state is not None, timeout=WAIT_MS)
     assert window.voice_calibration.state.seconds is None
-    assert fakes[-1].calibration is None and fakes[-1].given in ([], [None])
+    assert fakes[-1].calibration is None and fakes[-1].given == [None]
     assert not window.voice_panel.calibration_delete.isVisibleTo(window.voice_panel)
+    assert not path.exists()
+    assert audit(config)[-1]["why"] == "microphone consent not granted"
 
 
 def test_calibrating_from_a_recording_hands_it_to_the_voice_model(
