@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QElapsedTimer, QTimer, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -58,7 +58,12 @@ class VoiceCalibrationDialog(QDialog):
         self.setWindowTitle("Calibrate to me (voice)")
         self._record, self._delete, self._stored = record, delete, stored
         self._record_mic = record_mic
+        self._mic_seconds = mic_seconds
         self.busy = False
+        self._clock = QElapsedTimer()
+        self._countdown = QTimer(self)
+        self._countdown.setInterval(250)
+        self._countdown.timeout.connect(self._tick)
         self._allowed, self._why_not = True, ""
         self._mic_ok, self._mic_why = record_mic is not None, ""
         layout = QVBoxLayout(self)
@@ -155,7 +160,25 @@ class VoiceCalibrationDialog(QDialog):
         """Record from the microphone now (the passage stays on screen to read)."""
         if self._record_mic is None:
             return False
-        return self._start(self._record_mic, "Recording: read the passage aloud now…")
+        started = self._start(self._record_mic, self._recording_text(self._mic_seconds))
+        if started and self.busy:
+            self._clock.start()
+            self._countdown.start()
+        return started
+
+    @staticmethod
+    def _recording_text(left: float) -> str:
+        return f"Recording: read the passage aloud now… {max(0.0, left):.0f} s left"
+
+    def _tick(self) -> None:
+        left = self._mic_seconds - self._clock.elapsed() / 1000.0
+        if not self.busy:
+            self._countdown.stop()
+        elif left > 0:
+            self.status.setText(self._recording_text(left))
+        else:
+            self._countdown.stop()
+            self.status.setText("Working out your voice's statistics…")
 
     def _start(self, work: Callable[[], str | None], busy_text: str) -> bool:
         try:
@@ -171,6 +194,7 @@ class VoiceCalibrationDialog(QDialog):
 
     def finished_storing(self, message: str, error: str | None = None) -> None:
         """The background work ended: ``message`` when stored, ``error`` when not."""
+        self._countdown.stop()
         self._set_busy(None)
         if error is not None:
             self.refresh()

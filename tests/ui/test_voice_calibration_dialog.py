@@ -68,7 +68,8 @@ def test_work_in_the_background_keeps_the_buttons_off_until_it_ends(qtbot, tmp_p
     assert not dialog.busy and dialog.status.text().startswith("Not stored: no speech")
 
     dialog.record_button.click()
-    assert dialog.busy and "read the passage" in dialog.status.text()
+    assert dialog.busy and "read the passage aloud now… 15 s left" in dialog.status.text()
+    qtbot.waitUntil(lambda: "14 s left" in dialog.status.text(), timeout=3000)
     stored.update(path="cal.json", seconds=15.0, model_id="m", created="now")
     dialog.finished_storing("Stored 15 s.")
     assert dialog.status.text().startswith("Stored 15 s. Stored: 15.0 s of speech for m")
