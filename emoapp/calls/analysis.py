@@ -22,12 +22,14 @@ in memory; they reach rows and reports only when asked (``include_text``).
 :func:`analyze_call` then runs the ordinary analysis (:func:`emoapp.recorded.analyze
 .analyze`) once per speaker, on that channel alone (a diarized speaker: the down-mix with
 everything outside their turns silenced), with that speaker's cues; every row gets
-``"speaker"``. Faces are not analysed (a picture is not tied to a channel). Rows
-come speaker after speaker, each speaker's in time order. With ``by="utterance"``, the
-fixed-step rows of each speech segment are summarised into one row (``t`` = the segment's
-start, ``end``, the mean fused distribution and valence over the segment, and each
-modality's mean and ``share`` of the segment; with ``include_text``, the ``words`` heard
-or transcribed in it).
+``"speaker"``. A voice model that adapts to the speaker takes each speaker's statistics
+from all of their speech in the call (``voice_stats``, "recording" unless asked
+otherwise), so a speaker who holds one emotion throughout keeps it. Faces are not
+analysed (a picture is not tied to a channel). Rows come speaker after speaker, each
+speaker's in time order. With ``by="utterance"``, the fixed-step rows of each speech
+segment are summarised into one row (``t`` = the segment's start, ``end``, the mean fused
+distribution and valence over the segment, and each modality's mean and ``share`` of the
+segment; with ``include_text``, the ``words`` heard or transcribed in it).
 
 Bad input says what is wrong and analyses what it can: a one-channel file is one
 speaker; more names than channels leaves the extra names unused; a silent channel is
@@ -623,6 +625,10 @@ def analyze_call(
     if config.resume_after is not None:
         raise EmoappError("--resume does not work with a call analysed by speaker")
     include_text = config.include_text
+    # Each speaker's voice statistics come from all of their speech in the call (their
+    # channel, or their diarized turns), unless asked otherwise: a caller who is angry
+    # throughout stays angry (the shrinkage in emoapp.encoders.adaptation).
+    voice_stats = "recording" if config.voice_stats == "auto" else config.voice_stats
     voice_text: dict[Modality, Encoder] = {
         m: e for m, e in encoders.items() if m in (Modality.VOICE, Modality.TEXT)
     }
@@ -662,6 +668,7 @@ def analyze_call(
                 text=None,
                 include_text=False,  # words go into utterance rows, not explanations
                 voice_spans=tuple(speaker.segments) if speaker.diarized else None,
+                voice_stats=voice_stats,
             ),
             on_row=step_row,
             progress=progress,

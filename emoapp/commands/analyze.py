@@ -174,6 +174,15 @@ def add_analysis_options(parser: argparse.ArgumentParser) -> None:
         help="voice-activity gate: silero (default), energy (a level threshold, faster), "
         "or off (classify every window)",
     )
+    parser.add_argument(
+        "--voice-stats",
+        choices=("auto", "running", "recording"),
+        default="auto",
+        help="a voice model that adapts to the speaker takes their statistics from: "
+        "running (the speech so far, as live), recording (all of the recording's speech, "
+        "per speaker of a call; features are computed once), or auto (default: "
+        "recording for a call's speakers, running for one recording)",
+    )
 
 
 def add_call_options(parser: argparse.ArgumentParser) -> Any:
@@ -347,6 +356,7 @@ def analysis_config(
         resume_after=resume_after,
         explain=bool(getattr(args, "explain", False)),
         include_text=bool(getattr(args, "include_text", False)),
+        voice_stats=getattr(args, "voice_stats", "auto") or "auto",
     )
 
 
@@ -411,6 +421,7 @@ def _header(
             "window_s": args.window,
             "hop_s": args.hop,
             "vad": args.vad,
+            **({"voice_stats": args.voice_stats} if args.voice_stats != "auto" else {}),
             "fusion": fusion,
             "asr": heard_by,
             # rows with and without explanations do not mix in one file (--resume)

@@ -77,6 +77,7 @@ def run_call(args: argparse.Namespace) -> int:
         window_s=args.window,
         hop_s=args.hop,
         include_text=args.include_text,
+        voice_stats=args.voice_stats,
     )
     modalities = {Modality.VOICE}
     if any(s.entries for s in plan.active):

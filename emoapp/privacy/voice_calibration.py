@@ -76,6 +76,90 @@ def save_calibration(
     return target
 
 
+def read_recording(source: Path) -> Any:
+    """The samples (16 kHz mono float32) of an audio file of the person reading the
+    passage; CalibrationError when there is no such file."""
+    import numpy as np
+
+    from emoapp.capture.media import iter_audio_chunks
+
+    if not Path(source).is_file():
+        raise CalibrationError(f"{source}: no such file")
+    chunks = [c.samples for c in iter_audio_chunks(source, sample_rate=16_000, chunk_s=30.0)]
+    return np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+
+
+def record_from(source: Any, seconds: float, cancel: Any = None) -> Any:
+    """Record ``seconds`` of sound from an unopened microphone ``source`` (a
+    :class:`~emoapp.capture.base.Source`; it asks its consent gate when it opens) and
+    return it as 16 kHz mono float32. Blocks until done, until ``cancel`` (a
+    ``threading.Event``) is set, or the source fails (CalibrationError with the reason);
+    the source is closed in every case. The sound stays in memory only."""
+    import threading
+
+    import numpy as np
+
+    from emoapp.core.errors import SourceError
+    from emoapp.encoders.voice import resample
+
+    chunks: list[Any] = []
+    got = [0.0]
+    done = threading.Event()
+    failure: list[str] = []
+
+    def on_item(item: Any) -> None:
+        if done.is_set():
+            return
+        chunks.append(resample(np.asarray(item.samples, np.float32), item.sample_rate, 16_000))
+        got[0] += len(item.samples) / item.sample_rate
+        if got[0] >= seconds:
+            done.set()
+
+    def on_error(error: SourceError) -> None:
+        failure.append(str(error))
+        done.set()
+
+    try:
+        source.open()
+    except SourceError as exc:
+        raise CalibrationError(f"the microphone did not open: {exc}") from exc
+    try:
+        source.start(on_item, on_error, lambda _note: done.set())
+        while not done.wait(0.05):
+            if cancel is not None and cancel.is_set():
+                raise CalibrationError("recording cancelled")
+    finally:
+        source.close()
+    if failure:
+        raise CalibrationError(f"the microphone failed while recording: {failure[0]}")
+    return np.concatenate(chunks)[: int(seconds * 16_000)] if chunks else np.zeros(0, np.float32)
+
+
+def calibrate_with(
+    encoder: Any,
+    samples: Any,
+    consent: ConsentStore,
+    audit: AuditLog | None = None,
+    path: Path | None = None,
+) -> tuple[SpeakerStats, Path]:
+    """Make ``encoder``'s statistics of ``samples`` (16 kHz mono: the person reading the
+    passage) and store them (microphone consent needed). ``encoder`` is an adaptive voice
+    encoder (``calibration_stats``, ``model_id``); the window passes its own copy of the
+    model it runs."""
+    if not consent.is_granted(Modality.VOICE):
+        raise CalibrationError(
+            "a voice calibration is kept only with microphone consent; grant it first"
+        )
+    if not getattr(encoder, "adaptive", False):
+        raise CalibrationError(
+            f"{encoder.model_id}: this voice model does not adapt to speakers; "
+            "a calibration needs an embedded voice model (e.g. embedded/voice-multicorpus)"
+        )
+    stats = encoder.calibration_stats(samples)
+    stats.extra["source_seconds"] = round(len(samples) / 16_000, 1)
+    return stats, save_calibration(stats, encoder.model_id, consent, audit, path)
+
+
 def calibrate_from_file(
     source: Path,
     model_id: str,
@@ -84,10 +168,7 @@ def calibrate_from_file(
     path: Path | None = None,
 ) -> tuple[SpeakerStats, Path]:
     """Make the voice model's statistics of a recording of the person reading the passage
-    and store them (microphone consent needed). What the CLI and the dialog call."""
-    import numpy as np
-
-    from emoapp.capture.media import iter_audio_chunks
+    and store them (microphone consent needed). What the CLI calls."""
     from emoapp.encoders.factory import build_encoder
     from emoapp.registry import resolve_model
 
@@ -95,17 +176,12 @@ def calibrate_from_file(
         raise CalibrationError(
             "a voice calibration is kept only with microphone consent; grant it first"
         )
-    if not Path(source).is_file():
-        raise CalibrationError(f"{source}: no such file")
+    samples = read_recording(source)
     spec = resolve_model(Modality.VOICE, model_id)
     if spec is None or spec.backend != "embedded":
         raise CalibrationError(f"{model_id}: only embedded voice models adapt to a speaker")
     encoder: Any = build_encoder(spec)
-    chunks = [c.samples for c in iter_audio_chunks(source, sample_rate=16_000, chunk_s=30.0)]
-    samples = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
-    stats = encoder.calibration_stats(samples)
-    stats.extra["source_seconds"] = round(len(samples) / 16_000, 1)
-    return stats, save_calibration(stats, encoder.model_id, consent, audit, path)
+    return calibrate_with(encoder, samples, consent, audit, path)
 
 
 def load_calibration(

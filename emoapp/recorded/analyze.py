@@ -45,7 +45,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -75,6 +75,11 @@ from emoapp.recorded.timeline import MODALITIES, row_from_estimate
 NO_AUDIO_NOTE = "the file has no audio track"
 NO_VIDEO_NOTE = "the file has no video"
 NOT_FINITE_NOTE = "the encoder's probabilities were not numbers (NaN or inf); not fused"
+
+VoiceStats = Literal["auto", "running", "recording"]
+VOICE_STATS: tuple[str, ...] = ("auto", "running", "recording")
+AUTO_VOICE_STATS = "running"
+"""What ``voice_stats="auto"`` means for one recording (a call's speakers: "recording")."""
 
 RowCallback = Callable[[dict[str, Any]], None]
 ProgressCallback = Callable[[float, float | None], None]
@@ -122,6 +127,14 @@ class AnalysisConfig:
     include_text: bool = False
     """Let the words of text explanations into the rows (text is content: off by
     default, when each word is only its position and weight)."""
+    voice_stats: VoiceStats = "auto"
+    """Where a voice model that adapts to the speaker (``encode_speaker``) takes the
+    speaker's statistics from: ``"running"``, a causal running estimate over the speech so
+    far (what a live run does); ``"recording"``, all of the recording's speech (a call:
+    that speaker's channel, or a diarized speaker's turns), by a pre-pass over the voice
+    windows whose features are kept and reused, so no window's features are computed
+    twice (:func:`recording_adapted_voice`); ``"auto"``: :data:`AUTO_VOICE_STATS` for one
+    recording, ``"recording"`` per speaker of a call. Other voice models ignore it."""
 
     def __post_init__(self) -> None:
         for name in ("step_s", "face_fps"):
@@ -135,6 +148,8 @@ class AnalysisConfig:
             raise ValueError("batch sizes and sample_rate must be at least 1")
         if self.resume_after is not None and not self.resume_after >= 0:
             raise ValueError("resume_after must be a time at or after 0")
+        if self.voice_stats not in VOICE_STATS:
+            raise ValueError(f"voice_stats must be one of {', '.join(VOICE_STATS)}")
 
 
 @dataclass
@@ -363,15 +378,16 @@ def _voice_window_settings(encoder: Encoder, config: AnalysisConfig) -> tuple[fl
     return window_s, hop_s
 
 
-def _voice_stream(
+def _voice_windows(
     path: Path,
     encoder: Encoder,
     config: AnalysisConfig,
     truncation: _Truncation,
     start: float = 0.0,
-) -> Iterator[Timed]:
-    """Voice outputs of the windows that end at or after ``start`` (the audio before it is
-    decoded, which is cheap, so that the windows fall where they would from 0)."""
+) -> Iterator[list[AudioChunk]]:
+    """The voice windows that end at or after ``start``, in batches of ``voice_batch``
+    (the audio before ``start`` is decoded, which is cheap, so that the windows fall where
+    they would from 0)."""
     from emoapp.encoders.voice import WindowBuffer
 
     window_s, hop_s = _voice_window_settings(encoder, config)
@@ -396,13 +412,84 @@ def _voice_stream(
             head = None if windows else [*head, chunk]
         pending.extend(w for w in windows if w.end >= start - _EPS)
         if len(pending) >= config.voice_batch:
-            yield from _batched_encode(encoder, pending, [w.end for w in pending], 1)
+            yield pending
             pending = []
     if head:  # shorter than one window: classify what there is, once
         samples = np.concatenate([c.samples for c in head])
         pending.append(AudioChunk(head[0].t, samples, head[0].sample_rate, head[0].source))
     if pending:
-        yield from _batched_encode(encoder, pending, [w.end for w in pending], 1)
+        yield pending
+
+
+def _voice_stream(
+    path: Path,
+    encoder: Encoder,
+    config: AnalysisConfig,
+    truncation: _Truncation,
+    start: float = 0.0,
+) -> Iterator[Timed]:
+    """Voice outputs of the windows that end at or after ``start``."""
+    for batch in _voice_windows(path, encoder, config, truncation, start):
+        yield from _batched_encode(encoder, batch, [w.end for w in batch], 1)
+
+
+def _window_key(t: float) -> int:
+    return round(t * 1_000_000)
+
+
+class RecordingAdaptedVoice:
+    """A voice model's outputs for one recording, adapted with statistics from all of that
+    recording's speech, computed before the run and handed out as the run asks for each
+    window (see :func:`recording_adapted_voice`). Everything else is the model's."""
+
+    def __init__(self, inner: Any, outputs: dict[int, EncoderOutput], windows: int) -> None:
+        self.inner = inner
+        self._outputs = outputs
+        self.windows = windows
+        """How many voice windows the statistics were taken over (speech or not)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def encode(self, items: Sequence[AudioChunk]) -> list[EncoderOutput]:
+        out: list[EncoderOutput] = []
+        for item in items:
+            found = self._outputs.pop(_window_key(item.t), None)
+            if found is None:  # not a window of the pre-pass: cannot happen, but be safe
+                found = self.inner.encode([item])[0]
+            out.append(found)
+        return out
+
+
+def recording_adapted_voice(
+    path: Path, encoder: Any, config: AnalysisConfig
+) -> RecordingAdaptedVoice:
+    """A pre-pass over the voice windows of ``path`` (the same windows, channel and spans
+    as the run): the adaptive ``encoder`` describes every window once
+    (``encode_speaker``), estimates the speaker's statistics from all of them (shrunk
+    toward the population: a speaker who holds one emotion throughout keeps most of it)
+    and classifies each window with them. Only feature vectors and outputs are kept, never
+    the audio; the run then decodes the audio again (cheap) and takes each window's output
+    from here, so no window's features are computed twice."""
+    truncation = _Truncation()  # the run itself records a truncation
+    windows = 0
+
+    def batches() -> Iterator[list[AudioChunk]]:
+        nonlocal windows
+        for batch in _voice_windows(path, encoder, config, truncation, 0.0):
+            windows += len(batch)
+            yield batch
+
+    outputs: dict[int, EncoderOutput] = {}
+    for group in encoder.encode_speaker(batches()):
+        for output in group:
+            outputs[_window_key(output.t)] = output
+    return RecordingAdaptedVoice(encoder, outputs, windows)
+
+
+def adapts_to_speaker(encoder: Any) -> bool:
+    """A voice model that can take a speaker's statistics from a whole recording."""
+    return bool(getattr(encoder, "adaptive", False)) and hasattr(encoder, "encode_speaker")
 
 
 def _only_spans(chunk: AudioChunk, spans: Sequence[tuple[float, float]]) -> AudioChunk:
@@ -451,7 +538,7 @@ def _explaining(used: dict[Modality, Encoder], note: NoteCallback) -> dict[Modal
 
     out: dict[Modality, Encoder] = {}
     for modality, encoder in used.items():
-        explainer = explainer_for(encoder)
+        explainer = explainer_for(getattr(encoder, "inner", encoder))
         if explainer is None:
             note(f"{modality.value}: {encoder.model_id} offers no explanation")
             out[modality] = encoder
@@ -513,6 +600,19 @@ def analyze(
         # An adaptive voice model adapts to this recording's speech only (a running
         # estimate from its start), never to the previous file's.
         voice.reset_adaptation(calibration=False)
+    stats = AUTO_VOICE_STATS if config.voice_stats == "auto" else config.voice_stats
+    if (
+        voice is not None
+        and stats == "recording"
+        and inputs.media is not None
+        and adapts_to_speaker(voice)
+    ):
+        # Said before the pre-pass: no row (and no progress) comes until it is done.
+        note(
+            "voice: adapting to the speaker with statistics from the whole recording "
+            "(a first pass over its speech; --voice-stats running adapts as it goes)"
+        )
+        used[Modality.VOICE] = recording_adapted_voice(inputs.media, voice, config)
 
     if config.explain:
         used = _explaining(used, note)

@@ -112,10 +112,8 @@ def build_window(
         config.consent.allowed,
         expire_after=config.consent.limits,
     )
-    from emoapp.privacy.voice_calibration import CALIBRATION_FILE, delete_on_revoke
-
-    # A stored "calibrate to me" lives only as long as microphone consent does.
-    delete_on_revoke(gate.store, gate.store.audit, gate.store.folder / CALIBRATION_FILE)
+    # A stored "calibrate to me" lives only as long as microphone consent does: the
+    # window's VoiceCalibrationController deletes it on revocation (emoapp/ui).
     sources = build_sources(config.sources, consent=gate)
     for m, source in sources.items():
         if m is Modality.FACE:

@@ -59,6 +59,21 @@ log = logging.getLogger(__name__)
 
 EncoderHook = Callable[[Modality, Encoder], Encoder]
 """Wraps each loaded encoder before the session gets it (tests use it to inject faults)."""
+CalibrationLoader = Callable[[str], Any]
+"""A voice model id -> its stored calibration (SpeakerStats) or None."""
+
+
+@dataclass(frozen=True)
+class VoiceCalibrationState:
+    """Whether the voice model runs with a "calibrate to me" calibration."""
+
+    model_id: str
+    adaptive: bool
+    """The voice model adapts to speakers at all."""
+    seconds: float | None
+    """Seconds of speech of the calibration in use; None: none in use."""
+    note: str = ""
+    """Why a stored calibration is not used (empty when nothing went wrong)."""
 
 
 @dataclass(frozen=True)
@@ -177,6 +192,9 @@ class SessionController(QObject):
     # clock); the session stamps its entry in that interval. Emitted on the command thread.
     text_analysed = Signal(float, float, str)
     model_installed = Signal(object, object)  # Modality, EncoderInfo | None
+    # The voice model's "calibrate to me" in use now (VoiceCalibrationState), after every
+    # voice model install and every reload/forget. Emitted on the command thread.
+    voice_calibration_changed = Signal(object)
     models_ready = Signal(str)  # profile: each of its models is installed or failed
     problem = Signal(str)  # a command failed, in one line
     shut_down = Signal()
@@ -205,6 +223,10 @@ class SessionController(QObject):
         self.consent_gate: ConsentGate | None = None
         """Handed to every camera and microphone source the controller builds (set
         before :meth:`start`); they ask it when they open, and without it never do."""
+        self.voice_calibration: CalibrationLoader | None = None
+        """Given the voice model's id, the stored "calibrate to me" statistics for it (None:
+        none, or not allowed). Asked on the command thread whenever a voice model that
+        adapts to speakers is installed, and by :meth:`reload_voice_calibration`."""
         # The person's fusion choices, over the current profile's fusion config.
         self._fusion_settings = fusion or FusionSettings()
         self._fusion_base = FusionConfig()
@@ -347,6 +369,44 @@ class SessionController(QObject):
         encoder = self._session.encoder(m) if self._session is not None else None
         if encoder is not None and hasattr(encoder, "reset_adaptation"):
             encoder.reset_adaptation()
+            if m is Modality.VOICE:
+                self._announce_calibration(encoder, None)
+
+    def reload_voice_calibration(self) -> None:
+        """Hand the stored calibration (:attr:`voice_calibration`) to the voice model
+        again, e.g. after one was saved or deleted; done on the command thread."""
+        self._commands.submit("loading the voice calibration", self._apply_voice_calibration)
+
+    def forget_voice_adaptation(self) -> None:
+        """Microphone consent withdrawn: the voice model forgets its running estimate and
+        its calibration, whatever the voice source (a replayed file too)."""
+        self._commands.submit("forgetting voice adaptation", self._forget, Modality.VOICE)
+
+    def _apply_voice_calibration(self) -> None:
+        encoder = self._session.encoder(Modality.VOICE) if self._session is not None else None
+        if encoder is None or self.voice_calibration is None:
+            return
+        if not getattr(encoder, "adaptive", False) or not hasattr(encoder, "set_calibration"):
+            self._announce_calibration(encoder, None)
+            return
+        note = ""
+        try:
+            stats = self.voice_calibration(encoder.model_id)
+            encoder.set_calibration(stats)
+        except EmoappError as exc:  # made for another model, unreadable: not used
+            stats, note = None, f"voice calibration not used: {exc}"
+            encoder.set_calibration(None)
+        self._announce_calibration(encoder, stats, note)
+
+    def _announce_calibration(self, encoder: Any, stats: Any, note: str = "") -> None:
+        self.voice_calibration_changed.emit(
+            VoiceCalibrationState(
+                encoder.model_id,
+                bool(getattr(encoder, "adaptive", False)),
+                None if stats is None else float(stats.seconds),
+                note,
+            )
+        )
 
     def stop_all(self) -> None:
         """Stop every modality and forget a pause (nothing resumes by itself)."""
@@ -593,6 +653,8 @@ class SessionController(QObject):
             return
         self._session.set_encoder(m, encoder)
         self.modality_note.emit(m, "", "")
+        if m is Modality.VOICE and encoder is not None:
+            self._apply_voice_calibration()
         info: EncoderInfo | None = None
         if encoder is not None:
             try:

@@ -17,6 +17,9 @@ The privacy layer (:mod:`emoapp.ui.privacy_controller`) asks for consent before 
 or microphone opens, adds Revoke / What is stored / About the models to the Privacy
 menu and Export timeline to the File menu, and keeps the timeline rows an export writes.
 The capture indicators follow the session's own word on whether each source is open.
+Modalities → Calibrate to me (voice)… (:mod:`emoapp.ui.voice_calibration`) stores a
+neutral reading of the person and hands it to the voice model; the voice panel says when
+one is in use and offers to delete it.
 File → Stream estimates… (:mod:`emoapp.ui.stream_controller`) sends those rows to local
 WebSocket clients; its indicator sits beside the capture indicators.
 
@@ -60,6 +63,7 @@ from emoapp.ui.status_panel import StatusPanel
 from emoapp.ui.stream_controller import StreamController
 from emoapp.ui.style import CAVEAT, MODALITY_TITLES
 from emoapp.ui.timeline_panel import TimelinePanel
+from emoapp.ui.voice_calibration import VoiceCalibrationController
 from emoapp.ui.voice_text_panels import TextPanel, VoicePanel
 
 log = logging.getLogger(__name__)
@@ -176,6 +180,9 @@ class MainWindow(QMainWindow):
         self.streaming = StreamController(self, self.privacy.memory, self.privacy.store.audit)
         """File → Stream estimates…, and its indicator beside the capture indicators."""
         bar.insertWidget(1, self.streaming.indicator)
+        self.voice_calibration = VoiceCalibrationController(self, controller, self.privacy.gate)
+        """Modalities → Calibrate to me (voice)…, and the stored calibration handed to
+        the voice model."""
         self._build_menus()
         self.privacy.install(self.privacy_menu, self.file_menu, self.quit_action)
         self.file_menu.insertAction(self.privacy.export_action, self.streaming.action)
@@ -231,6 +238,11 @@ class MainWindow(QMainWindow):
         focus_text.setShortcut(QKeySequence("Ctrl+E"))
         focus_text.triggered.connect(self.focus_text_entry)
         modality_menu.addAction(focus_text)
+        modality_menu.addSeparator()
+        modality_menu.addAction(self.voice_calibration.action)
+        modality_menu.setToolTipsVisible(True)  # why "Calibrate to me" is off, when it is
+        modality_menu.aboutToShow.connect(self.voice_calibration.refresh_action)
+        self.modality_menu = modality_menu
 
         self.privacy_menu: QMenu = menus.addMenu("&Privacy")
         """Privacy preview modes; the privacy layer adds consent and revocation here."""
@@ -309,6 +321,9 @@ class MainWindow(QMainWindow):
         # the highlighted words are the typed text: forgotten with the rest
         self.privacy.forgotten.connect(self.text_panel.words.clear_explanation)
         self.streaming.message.connect(self.show_problem)
+        self.voice_calibration.message.connect(self.show_problem)
+        self.voice_calibration.state_changed.connect(self.voice_panel.show_calibration)
+        self.voice_panel.calibration_delete_requested.connect(self.voice_calibration.delete)
 
         ctl = self.controls
         ctl.modality_toggled.connect(c.set_wanted)
@@ -383,6 +398,7 @@ class MainWindow(QMainWindow):
         self.timeline.stop()
         self.streaming.stop()
         self.privacy.close()
+        self.voice_calibration.close()
         self.lag_meter.stop()
         self._lag_timer.stop()
         self.controller.shutdown()

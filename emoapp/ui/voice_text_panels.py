@@ -59,6 +59,7 @@ class VoicePanel(QGroupBox):
     """Microphone level, speech/silence, and the latest voice prediction."""
 
     explain_toggled = Signal(bool)
+    calibration_delete_requested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Microphone · voice", parent)
@@ -78,6 +79,15 @@ class VoicePanel(QGroupBox):
         self.explain_box.toggled.connect(self._explain_toggled)
         self.moments = MomentBand()
         self.moments.setVisible(False)
+        self.calibration = QLabel("")
+        self.calibration.setEnabled(False)
+        self.calibration_delete = QPushButton("Delete calibration")
+        self.calibration_delete.setToolTip(
+            "Delete the stored voice calibration (averaged voice features of you reading "
+            "the passage); the model then adapts from your speech as you talk"
+        )
+        self.calibration_delete.clicked.connect(self.calibration_delete_requested)
+        self.calibration_delete.setVisible(False)
 
         level_row = QHBoxLayout()
         level_row.addWidget(QLabel("Level:"))
@@ -95,6 +105,31 @@ class VoicePanel(QGroupBox):
         layout.addWidget(self.moments)
         layout.addLayout(result_row)
         layout.addWidget(self.bars)
+        calibration_row = QHBoxLayout()
+        calibration_row.addWidget(self.calibration, 1)
+        calibration_row.addWidget(self.calibration_delete)
+        layout.addLayout(calibration_row)
+
+    @Slot(object)
+    def show_calibration(self, state: object) -> None:
+        """What the voice model adapts with (a VoiceCalibrationState from the controller):
+        "calibrated to you" with the seconds and a Delete button, or nothing."""
+        seconds = getattr(state, "seconds", None)
+        if seconds is not None:
+            self.calibration.setText(f"Calibrated to you ({seconds:.0f} s of your reading)")
+            self.calibration.setToolTip(
+                "The voice model adapts to your voice with your stored calibration "
+                "(Modalities → Calibrate to me), plus your speech as you talk"
+            )
+        elif getattr(state, "adaptive", False):
+            self.calibration.setText("Adapting to the speaker as they talk (no calibration)")
+            self.calibration.setToolTip(
+                "Modalities → Calibrate to me (voice)… makes it adapt from the start"
+            )
+        else:
+            self.calibration.setText("")
+            self.calibration.setToolTip("")
+        self.calibration_delete.setVisible(seconds is not None)
 
     def _explain_toggled(self, on: bool) -> None:
         self.moments.setVisible(on)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import threading
 import time
 import zipfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -486,10 +486,12 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
             outputs.append(self._output(d, raw, time.perf_counter() - began))
         return outputs
 
-    def encode_speaker(self, groups: Sequence[Sequence[AudioChunk]]) -> list[list[EncoderOutput]]:
+    def encode_speaker(self, groups: Iterable[Sequence[AudioChunk]]) -> list[list[EncoderOutput]]:
         """Outputs for every window of one speaker's recordings (one group per file or
         segment), adapted with statistics estimated from all of them (shrunk toward the
-        population as :class:`AdaptationSpec` says). Leaves the live state alone."""
+        population as :class:`AdaptationSpec` says). Leaves the live state alone.
+        ``groups`` may be a generator: it is read once, each group described as it comes
+        and only its feature vectors kept (a long recording in batches of windows)."""
         self.load()
         described = [self._describe(list(g)) for g in groups]
         stats = None
