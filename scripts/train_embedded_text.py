@@ -113,8 +113,9 @@ CLASS_WEIGHT_POWER = 1.0
 # and the max of the text's word vectors, each L2-normalised, as two dense blocks beside
 # the n-grams, scaled by VECTOR_SCALE (0: none). The artefact would store the vectors of
 # the words seen in the training texts only, as float16. Tried at scale 2 and 1: on MELD
-# dev they did not beat the n-grams alone once each setting had its per-label offsets
-# (docs/guide/text.md, "Pretrained word vectors"), so the shipped model has none.
+# dev they did not beat the n-grams alone by more than noise once each setting had its
+# per-label offsets (docs/guide/text.md, "Pretrained word vectors"), so the shipped
+# model has none.
 VECTORS = "glove"
 VECTOR_POOLINGS = ("mean", "max")
 VECTOR_SCALE = 0.0
