@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emoapp.core.errors import ModelLoadError
+from emoapp.core.explanation import TextExplanation
 from emoapp.core.messages import Modality, ModalityPrediction, TextEntry
 from emoapp.core.taxonomy import CANONICAL_LABELS
 from emoapp.encoders.embedded.artefacts import write_checksums, write_npz
@@ -175,6 +176,7 @@ def test_the_explainer_uses_the_entry_context(tiny: NgramTextEncoder) -> None:
     explainer = explainer_for(tiny)
     assert explainer is not None
     explanation = explainer.explain(entry, prediction)
+    assert isinstance(explanation, TextExplanation)
     expected = tiny.attributions("so happy", explanation.label, ("you lied",))
     assert [w.weight for w in explanation.words] == pytest.approx([w for _, w in expected])
 
@@ -311,3 +313,27 @@ def test_malformed_vector_blocks_are_refused(tmp_path: Path, edit: Any, message:
     write_checksums(folder)
     with pytest.raises(ModelLoadError, match=message):
         load(folder)
+
+
+def test_the_training_script_computes_the_vector_blocks_as_the_encoder_reads_them(
+    tiny_vectors: NgramTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("sklearn")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    import train_embedded_text as script
+
+    texts = ["It's not so happy!!", "café", "xyzzy", "don't be sad", ""]
+    corpus = script.Corpus(texts, [()] * len(texts), np.zeros(len(texts), int), np.ones(5))
+    vectors = script.WordVectors(VECTOR_WORDS, VECTOR_TABLE.astype(np.float16), {})
+    train = script.Corpus(texts * 3, [()] * 15, np.zeros(15, int), np.ones(15))  # min_df
+    featuriser = script.Featuriser([train], 0.0, vectors, 2.0)
+    dense = featuriser.matrix(corpus).toarray()[:, -8:]
+    n_ngram = len(TEXT_TERMS) + len(CONTEXT_TERMS)
+    for text, row in zip(texts, dense, strict=True):
+        # The tiny artefact's mean block has scale 2 as here; its max block has 0.5.
+        expected = np.zeros(8)
+        for column, value in zip(*tiny_vectors.features(text), strict=True):
+            if column >= n_ngram:
+                expected[column - n_ngram] = value
+        expected[4:] *= 2.0 / 0.5
+        np.testing.assert_allclose(row, expected, rtol=1e-12, atol=1e-15, err_msg=text)
