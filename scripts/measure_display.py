@@ -215,7 +215,7 @@ class StreamBuilder:
         self.face = build_encoder(face_spec, RuntimeOptions(), FaceConfig())
         self.face.load()
         self.face.detector = WholeFrameLocator()  # type: ignore[attr-defined]
-        self.voice = build_encoder(voice_spec, RuntimeOptions(), VoiceConfig(vad="energy"))
+        self.voice = build_encoder(voice_spec, RuntimeOptions(), VoiceConfig(vad=args.vad))
         self.voice.load()
         self.faces = read_faces(args.faces, args.split, args.faces_per_label, args.seed)
         self.clips = read_clips(args.ravdess, _actors(args.actors))
@@ -259,6 +259,9 @@ class StreamBuilder:
             parts.append(audio[:need])
         samples = np.concatenate(parts)
         windows = list(sliding_windows(samples, 16000, 0.0, 2.0, 0.5))
+        reset = getattr(self.voice, "reset_adaptation", None)
+        if reset is not None:
+            reset()  # each stream is a new session: the running estimate starts afresh
         outputs = self.voice.encode(windows)
         return [o for o in outputs if isinstance(o, ModalityPrediction)]
 
@@ -391,9 +394,18 @@ def main() -> int:
     parser.add_argument("--split", default="PublicTest", help="FER2013 split in the file names")
     parser.add_argument("--faces-per-label", type=int, default=150)
     parser.add_argument("--ravdess", type=Path, default=data / "ravdess")
-    parser.add_argument("--face-model", default="embedded/face-minixception")
+    parser.add_argument("--face-model", default="embedded/face-pair")
     parser.add_argument("--voice-model", default="embedded/voice-multicorpus")
     parser.add_argument("--actors", default="15-18", help="RAVDESS actors, e.g. 15-18")
+    parser.add_argument(
+        "--vad", default=VoiceConfig().vad, help="voice-activity gate (the app's by default)"
+    )
+    parser.add_argument(
+        "--profile",
+        default="embedded",
+        help="the fusion settings of this profile (default: what --profile embedded runs)",
+    )
+    parser.add_argument("--profiles-file", type=Path, help="a profile file with --profile")
     parser.add_argument("--face-fps", type=float, default=10.0)
     parser.add_argument("--face-hold", type=float, default=2.0, help="seconds per face")
     parser.add_argument("--steady", type=int, default=3, help="steady streams per emotion")
@@ -408,7 +420,12 @@ def main() -> int:
     parser.add_argument(
         "--cache", type=Path, help="keep the raw fused estimates here (pickle) and reuse them"
     )
-    parser.add_argument("--uncertain-below", type=float, default=UNCERTAIN_BELOW)
+    parser.add_argument(
+        "--uncertain-below",
+        type=float,
+        help="the threshold the choice is made at (default: the profile's, else "
+        f"{UNCERTAIN_BELOW})",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, help="write the results here (JSON)")
     args = parser.parse_args()
@@ -416,9 +433,7 @@ def main() -> int:
     if args.cache is not None and args.cache.is_file():
         with args.cache.open("rb") as f:
             cached = pickle.load(f)  # our own file, written below
-        streams, raws, names, config = (
-            cached["streams"], cached["raws"], cached["names"], cached["config"],
-        )  # fmt: skip
+        streams, names = cached["streams"], cached["names"]
     else:
         builder = StreamBuilder(args)
         labels = builder.labels
@@ -431,22 +446,28 @@ def main() -> int:
         for _ in range(args.changes):
             a, b = rng.sample(labels, 2)
             streams.append(builder.build("change", [a, b], [args.change_s, args.change_s]))
-        # The fusion `emoapp live --profile embedded` runs with by default; a held-out
-        # voice model in a folder gets the prior the registry gives the shipped one.
-        config = fusion_config(
-            ModelOptions(profile="embedded", models={Modality.TEXT: "none"}), FusionOptions()
-        )
-        shipped = config.model_reliability.get("embedded/voice-multicorpus")
-        if shipped is not None:
-            config.model_reliability.setdefault(builder.voice.model_id, shipped)
-        raws = [raw_estimates(s, config) for s in streams]
         names = {"face": builder.face.model_id, "voice": builder.voice.model_id}
         if args.cache is not None:
-            for stream in streams:
-                stream.predictions = []  # only the raw estimates are needed again
+            # The predictions, so that another fusion setting replays them without the models.
             with args.cache.open("wb") as f:
-                pickle.dump({"streams": streams, "raws": raws, "names": names,
-                             "config": config}, f)  # fmt: skip
+                pickle.dump({"streams": streams, "names": names}, f)
+    # The fusion `emoapp live --profile embedded` runs with by default (or --profile's); a
+    # held-out voice model in a folder takes the registry prior of the recipe that built it.
+    config = fusion_config(
+        ModelOptions(
+            profile=args.profile,
+            profiles_file=args.profiles_file,
+            models={
+                Modality.FACE: names["face"],
+                Modality.VOICE: names["voice"],
+                Modality.TEXT: "none",
+            },
+        ),
+        FusionOptions(),
+    )
+    raws = [raw_estimates(s, config) for s in streams]
+    if args.uncertain_below is None:
+        args.uncertain_below = config.uncertain_below
     thresholds = sorted({*UNCERTAIN, args.uncertain_below})
     results = [
         score(streams, raws, sm, hy, un, ho)
@@ -463,7 +484,7 @@ def main() -> int:
         f"{args.face_fps:g} fps, jittered); voice model {names['voice']} on RAVDESS "
         f"actors {args.actors}; {len(steady)} steady streams ({steady_min:.1f} min), "
         f"{len(streams) - len(steady)} switches; fusion at {RATE_HZ:g} Hz, the default "
-        f"fusion of --profile embedded (certainty power {config.confidence_power:g}, "
+        f"fusion of --profile {args.profile} (certainty power {config.confidence_power:g}, "
         f"{config.rule}, reliability {sorted(config.model_reliability.items())})\n"
     )
     print(
@@ -492,6 +513,13 @@ def main() -> int:
                     "min_correct": args.min_correct,
                     "faces": f"{args.faces.name} {args.split}",
                     "actors": args.actors,
+                    "fusion": {
+                        "profile": args.profile,
+                        "rule": config.rule,
+                        "confidence_power": config.confidence_power,
+                        "reliability": dict(sorted(config.model_reliability.items())),
+                        "temperature": config.temperature,
+                    },
                     "steady_streams": len(steady),
                     "steady_minutes": steady_min,
                     "switches": len(streams) - len(steady),
