@@ -96,10 +96,10 @@ product (log-linear) pool."""
 
 _EPS = 1e-6
 
-DISPLAY_SMOOTHING_S = 3.0
+DISPLAY_SMOOTHING_S = 1.0
 """Smoothing time constant the window and ``emoapp live`` show by default (``analyze``
 keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
-DISPLAY_HYSTERESIS = 0.1
+DISPLAY_HYSTERESIS = 0.0
 """Label hysteresis margin the window and ``emoapp live`` use by default (``analyze``
 keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
 DISPLAY_MIN_HOLD_S = 6.0
