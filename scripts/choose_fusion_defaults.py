@@ -4,7 +4,7 @@ channel is sharper.
 
     python scripts/choose_fusion_defaults.py --voice-model DIR [--voice-actors 11-14]
         [--seeds 0,1,2,3,4] [--pairs 1000] [--bootstrap 200]
-        [--cache /tmp/emoapp-cache/fusion3/dev-predictions.jsonl] [--out FILE.json]
+        [--cache /tmp/emoapp-cache/choose-fusion/predictions.jsonl] [--out FILE.json]
 
 The triplets are those of ``emoapp evaluate --pair`` (docs/guide/fusion.md, section 3):
 FER2013 validation faces (``PublicTest``), RAVDESS actors ``--voice-actors`` heard by a
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pairs", type=int, default=1000)
     parser.add_argument("--bootstrap", type=int, default=200)
     parser.add_argument(
-        "--cache", type=Path, default=Path("/tmp/emoapp-cache/fusion3/dev-predictions.jsonl")
+        "--cache", type=Path, default=Path("/tmp/emoapp-cache/choose-fusion/predictions.jsonl")
     )
     parser.add_argument("--target-precision", type=float, default=0.8)
     parser.add_argument("--face-prior", type=float, default=0.4)
