@@ -377,6 +377,47 @@ def fusion_config(
     return config
 
 
+def describe_priors(
+    models: ModelOptions,
+    fusion: FusionOptions,
+    config: FusionConfig,
+    model_ids: Mapping[Modality, str],
+) -> str:
+    """In words, the reliability prior each modality's model fuses with and where it came
+    from (the precedence of :func:`fusion_config`), e.g. ``voice 0.3 (registry prior of
+    embedded/voice-multicorpus, whose recipe built /tmp/voice-1-14)``; with the certainty
+    power and the pool, for reports that must say what they measured."""
+    fitted = dict(_profile_fusion(models).get("reliability", {}))
+    specs = choose_models(models).specs
+    parts = []
+    for modality, model_id in model_ids.items():
+        spec = specs.get(modality)
+        if model_id in config.model_reliability:
+            value = config.model_reliability[model_id]
+            if spec is not None and spec.recipe is not None:
+                where = f"registry prior of {spec.recipe}, whose recipe built this folder"
+            else:
+                where = "registry"
+        else:
+            value = config.reliability[modality]
+            if modality in (fusion.weights or {}):
+                where = "--weights"
+            elif modality.value in fitted:
+                where = "the profile's [fusion] table"
+            else:
+                where = "built-in default: the registry does not know this model"
+        parts.append(f"{modality.value} {value:g} ({where})")
+    extra = ""
+    if config.temperature:
+        extra = "; temperatures on top of each model's own: " + ", ".join(
+            f"{k} {v:g}" for k, v in sorted(config.temperature.items())
+        )
+    return (
+        f"Fusion: {config.rule} pool, weight = prior x certainty ({config.certainty}) ** "
+        f"{config.confidence_power:g}; priors: " + "; ".join(parts) + extra + "."
+    )
+
+
 def _profile_fusion(options: ModelOptions) -> dict:
     name = "default" if options.profile in (None, AUTO_PROFILE) else options.profile
     available = profiles(options.profiles_file)

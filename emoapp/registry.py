@@ -8,6 +8,10 @@ profile file), is one of:
   pinned revision with the registry's label overrides and reliability prior;
 - any other hub id (``org/name``, optionally ``org/name@revision``): loads as given;
 - a local directory saved with ``save_pretrained``;
+- a local embedded artefact folder (``meta.json`` + ``checksums.sha256``, written by
+  ``scripts/train_embedded_*.py``, e.g. a model retrained without some speakers): when
+  its ``meta.json`` names an embedded registry model, it takes that entry's reliability
+  prior (:func:`embedded_recipe`), so it fuses as the shipped model of its recipe does;
 - ``none`` or ``off``: the modality is switched off.
 
 In a user profile file, a relative directory (``./my-face-model``) is taken relative to
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -125,6 +130,11 @@ class ModelSpec:
     revision_origin: str = ""
     """Where ``revision`` came from: ``registry``, ``user`` (the ``[revisions]`` table of
     the user's profile file) or ``given`` (``id@revision``); empty outside the registry."""
+    recipe: str | None = None
+    """A local embedded artefact (a folder written by ``scripts/train_embedded_*.py``, e.g.
+    a held-out model): the registry id of the embedded model whose recipe built it (its
+    ``meta.json`` ``model_id``). The folder then takes that entry's reliability prior, so
+    a held-out copy of a shipped model fuses as the shipped one does."""
 
     @property
     def baseline(self) -> bool:
@@ -328,6 +338,21 @@ def profiles(extra_file: Path | None = None) -> dict[str, Profile]:
     return merged
 
 
+def embedded_recipe(folder: Path, modality: Modality) -> ModelEntry | None:
+    """The registry's embedded entry whose recipe built the artefact in ``folder``: the
+    ``model_id`` its ``meta.json`` names, when that is an embedded model of ``modality``
+    (None otherwise, or when the file cannot be read: loading it then says why)."""
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    model_id = meta.get("model_id") if isinstance(meta, dict) else None
+    entry = registry().get(model_id) if isinstance(model_id, str) else None
+    if entry is None or entry.backend != "embedded" or entry.modality != modality:
+        return None
+    return entry
+
+
 def resolve_model(modality: Modality, ref: str) -> ModelSpec | None:
     """Resolve a model reference for ``modality`` (None when it says the modality is off)."""
     ref = ref.strip()
@@ -369,7 +394,14 @@ def resolve_model(modality: Modality, ref: str) -> ModelSpec | None:
         raise RegistryError(f"model {model!r} is a file; give a model directory or a hub id")
     if path.is_dir() and (path / "meta.json").is_file() and (path / "checksums.sha256").is_file():
         # A local embedded artefact (e.g. a held-out model written by a training script).
-        return ModelSpec(modality=modality, model=str(path), backend="embedded")
+        recipe = embedded_recipe(path, modality)
+        return ModelSpec(
+            modality=modality,
+            model=str(path),
+            backend="embedded",
+            reliability=None if recipe is None else recipe.reliability,
+            recipe=None if recipe is None else recipe.id,
+        )
     return ModelSpec(
         modality=modality, model=str(path) if path.is_dir() else model, revision=revision or None
     )

@@ -28,7 +28,7 @@ from emoapp.commands.common import (
     positive_number,
     whole_number,
 )
-from emoapp.config import fusion_config, load_encoders
+from emoapp.config import describe_priors, fusion_config, load_encoders
 from emoapp.core.errors import EmoappError
 from emoapp.core.messages import Modality
 from emoapp.evaluation.datasets import FORMATS
@@ -531,8 +531,9 @@ def run_paired(args: argparse.Namespace) -> int:
     command = "emoapp " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["evaluate"] else ""
     result = score_pairs(pairs, predictions, setup, args.bootstrap, args.seed)
     result.sets = {m: d.name for m, d in datasets.items()}
+    given = describe_priors(model_options(args), fusion_options(args), config, models)
     if not args.fit:
-        print(write_paired_report(result, models, args.report, command))
+        print(write_paired_report(result, models, args.report, command, given))
         return 0
     from emoapp.evaluation.paired import paired_predictions
 
@@ -549,9 +550,15 @@ def run_paired(args: argparse.Namespace) -> int:
     before_dir = None if args.report is None else args.report / "before"
     after_dir = None if args.report is None else args.report / "after"
     print("## Held-out tuples, fusion as given (before --fit)\n")
-    print(write_paired_report(result, models, before_dir, command))
+    print(write_paired_report(result, models, before_dir, command, given))
     print("## Held-out tuples, fusion as fitted\n")
-    print(write_paired_report(after, models, after_dir, command))
+    fitted = (
+        f"Fusion: as fitted on the fit tuples (below): {after_setup.config.rule} pool, "
+        f"certainty ** {chosen.confidence_power:g}; priors: "
+        + "; ".join(f"{m.value} {v:g}" for m, v in chosen.reliability.items())
+        + "."
+    )
+    print(write_paired_report(after, models, after_dir, command, fitted))
     lines = [
         "## What --fit chose (on tuples from the fit halves of the sets)",
         "",

@@ -96,19 +96,26 @@ product (log-linear) pool."""
 
 _EPS = 1e-6
 
-DISPLAY_SMOOTHING_S = 3.0
+DISPLAY_SMOOTHING_S = 1.0
 """Smoothing time constant the window and ``emoapp live`` show by default (``analyze``
 keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
-DISPLAY_HYSTERESIS = 0.1
+DISPLAY_HYSTERESIS = 0.0
 """Label hysteresis margin the window and ``emoapp live`` use by default (``analyze``
 keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
 DISPLAY_MIN_HOLD_S = 6.0
 """Minimum hold of the shown state the window and ``emoapp live`` use by default
 (``analyze`` keeps 0). Chosen with ``scripts/measure_display.py`` (docs/guide/fusion.md)."""
-UNCERTAIN_BELOW = 0.34
+UNCERTAIN_BELOW = 0.43
 """Default ``uncertain_below``: a fused estimate whose shown label has a probability
-below this is flagged uncertain. Chosen on dev data for a stated precision
-(docs/guide/fusion.md)."""
+below this is flagged uncertain. Chosen on dev data for a stated precision (shown labels
+right at least 80 % of the time on dev triplets with the default fusion;
+docs/guide/fusion.md, ``scripts/choose_fusion_defaults.py``)."""
+
+CONFIDENCE_POWER = 0.5
+"""Default ``confidence_power``: a channel's weight is its prior x certainty ** 0.5.
+Chosen with the registry's priors on dev triplets, for a three-way fusion that is not
+worse than face+voice or than the best single channel on any seed, also with a sharper
+voice channel (docs/guide/fusion.md, ``scripts/choose_fusion_defaults.py``)."""
 
 Certainty = Literal["entropy", "confidence"]
 CERTAINTIES: tuple[Certainty, ...] = ("entropy", "confidence")
@@ -142,7 +149,7 @@ class FusionConfig:
     # Weight is multiplied by certainty ** confidence_power (0 ignores it). The certainty
     # of an input: "entropy" (1 - H/log 7 of its expanded, calibrated posterior) or
     # "confidence" (the prediction's own confidence field, the rule before issue 23).
-    confidence_power: float = 1.0
+    confidence_power: float = CONFIDENCE_POWER
     certainty: Certainty = "entropy"
     # Disagreement at or above this is flagged to the person.
     disagreement_threshold: float = 0.35
@@ -636,6 +643,7 @@ def driver_sentence(estimate: FusedEstimate) -> str:
 
 __all__ = [
     "CERTAINTIES",
+    "CONFIDENCE_POWER",
     "DISPLAY_HYSTERESIS",
     "DISPLAY_MIN_HOLD_S",
     "DISPLAY_SMOOTHING_S",

@@ -562,10 +562,15 @@ def _json_default(value: Any) -> Any:
 
 
 def write_paired_report(
-    result: Any, models: dict[Modality, str], directory: Path | None, command: str = ""
+    result: Any,
+    models: dict[Modality, str],
+    directory: Path | None,
+    command: str = "",
+    fusion: str = "",
 ) -> str:
     """The paired evaluation's table (returned, for stdout) and, with ``directory``, its
-    README.md and metrics.json there."""
+    README.md and metrics.json there. ``fusion`` says in words which fusion settings
+    (priors and where they came from) the fused rows used."""
     from emoapp.evaluation.paired import INDEPENDENCE_NOTE
 
     rows = []
@@ -607,6 +612,7 @@ def write_paired_report(
         "",
         "Models: " + "; ".join(f"{m.value}: {mid}" for m, mid in models.items()),
         "",
+        *([fusion, ""] if fusion else []),
         *table,
         "",
     ]
@@ -625,6 +631,7 @@ def write_paired_report(
             "labels": result.labels,
             "sets": {m.value: name for m, name in result.sets.items()},
             "models": {m.value: mid for m, mid in models.items()},
+            "fusion": fusion,
             "systems": [_score_json(s) for s in result.scores],
             "gain": None
             if gain is None

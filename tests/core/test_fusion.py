@@ -140,7 +140,8 @@ def test_weights_follow_reliability_and_the_certainty_of_each_input():
     fuser.update(pred(Modality.TEXT, unsure, t=2.0))
     w_unsure = fuser.estimate(2.0).weights[Modality.TEXT]
     assert w_unsure < w_sure
-    assert w_sure == pytest.approx(float(certainty(expand(pred(Modality.TEXT, sure)))))
+    c_sure = float(certainty(expand(pred(Modality.TEXT, sure))))
+    assert w_sure == pytest.approx(c_sure**cfg.confidence_power)
 
 
 def test_weight_halves_every_half_life_and_drops_past_max_age():

@@ -291,6 +291,7 @@ def test_neutral_face_with_most_weight_beside_a_4_class_voice_fuses_to_neutral(r
             rule=rule,
             reliability={"face": 0.79 / 0.92, "voice": 0.21 / 0.43, "text": 1},
             certainty="confidence",  # the weights of that case: prior x top probability
+            confidence_power=1.0,
         )
     )
     fuser.update(face)

@@ -3,6 +3,7 @@ profile pointing at a local directory, and finding the registry in an installed 
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -230,3 +231,51 @@ def test_a_built_wheel_carries_the_registry(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "emoapp/_data/models/registry.toml" in names
     assert "emoapp/_data/models/profiles.toml" in names
+
+
+def _artefact(folder: Path, model_id: str) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "meta.json").write_text(json.dumps({"model_id": model_id, "labels": ["neutral"]}))
+    (folder / "checksums.sha256").write_text("")
+    return folder
+
+
+def test_a_held_out_copy_of_an_embedded_recipe_fuses_with_the_shipped_prior(
+    tmp_path: Path,
+) -> None:
+    """A folder written by a training script (e.g. the voice recipe retrained without some
+    speakers) takes the reliability prior of the registry entry whose recipe built it, so
+    figures measured with it measure the shipped fusion."""
+    shipped = registry()["embedded/voice-multicorpus"]
+    folder = _artefact(tmp_path / "voice-1-14", "embedded/voice-multicorpus")
+    spec = resolve_model(Modality.VOICE, str(folder))
+    assert spec is not None and spec.backend == "embedded" and spec.model == str(folder)
+    assert spec.recipe == shipped.id and spec.reliability == shipped.reliability
+    # the same folder asked to serve another modality, an unknown recipe, a hub model's
+    # id or a broken meta.json: no recipe, so the modality's built-in default applies
+    assert resolve_model(Modality.TEXT, str(folder)).reliability is None  # type: ignore[union-attr]
+    for i, model_id in enumerate(["embedded/nonesuch", "trpakov/vit-face-expression"]):
+        other = _artefact(tmp_path / f"other{i}", model_id)
+        spec = resolve_model(Modality.FACE, str(other))
+        assert spec is not None and spec.recipe is None and spec.reliability is None
+    broken = _artefact(tmp_path / "broken", "x")
+    (broken / "meta.json").write_text("{not json")
+    spec = resolve_model(Modality.VOICE, str(broken))
+    assert spec is not None and spec.recipe is None and spec.backend == "embedded"
+
+
+def test_a_report_names_each_prior_and_where_it_came_from(tmp_path: Path) -> None:
+    from emoapp.config import FusionOptions, ModelOptions, describe_priors, fusion_config
+
+    folder = _artefact(tmp_path / "voice-1-14", "embedded/voice-multicorpus")
+    models = ModelOptions(profile="embedded", models={Modality.VOICE: str(folder)})
+    ids = {Modality.FACE: "embedded/face-pair", Modality.VOICE: str(folder)}
+    config = fusion_config(models, FusionOptions())
+    text = describe_priors(models, FusionOptions(), config, ids)
+    face = registry()["embedded/face-pair"].reliability
+    voice = registry()["embedded/voice-multicorpus"].reliability
+    assert f"face {face:g} (registry)" in text
+    assert f"voice {voice:g} (registry prior of embedded/voice-multicorpus, whose recipe" in text
+    by_hand = FusionOptions(weights={Modality.VOICE: 0.9})
+    config = fusion_config(models, by_hand)
+    assert "voice 0.9 (--weights)" in describe_priors(models, by_hand, config, ids)
