@@ -241,9 +241,7 @@ class Fitted:
 
 
 def fit(candidate: Candidate, x: np.ndarray, y: np.ndarray, spk: np.ndarray, seed: int) -> Fitted:
-    from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
-    from sklearn.neural_network import MLPClassifier
 
     cols = columns(candidate.features)
     x = x[:, cols]
@@ -276,25 +274,45 @@ def fit(candidate: Candidate, x: np.ndarray, y: np.ndarray, spk: np.ndarray, see
         out_b = np.full(k, -1e9)
         out_w[:, model.classes_] = model.coef_.T
         out_b[model.classes_] = model.intercept_
+        weights["out_w"], weights["out_b"] = out_w, out_b
     else:
-        model = MLPClassifier(
-            hidden_layer_sizes=(candidate.hidden,),
-            alpha=candidate.c,
-            max_iter=300,
-            random_state=seed,
-            tol=1e-5,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit(z, y)
-        weights["hidden_w"] = model.coefs_[0].copy()
-        weights["hidden_b"] = model.intercepts_[0].copy()
-        out_w = np.zeros((candidate.hidden, k))
-        out_b = np.full(k, -1e9)
-        out_w[:, model.classes_] = model.coefs_[1]
-        out_b[model.classes_] = model.intercepts_[1]
-    weights["out_w"], weights["out_b"] = out_w, out_b
+        weights.update(fit_mlp(candidate, z, y, seed))
     return Fitted(cols, spec, weights)
+
+
+def fit_mlp(
+    candidate: Candidate,
+    z: np.ndarray,
+    y: np.ndarray,
+    seed: int,
+    sample_weight: np.ndarray | None = None,
+) -> dict[str, np.ndarray]:
+    """The MLP's arrays (hidden and output layers) fitted on standardised ``z``; a label
+    absent from ``y`` gets an output bias of -1e9 (never predicted)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
+    model = MLPClassifier(
+        hidden_layer_sizes=(candidate.hidden,),
+        alpha=candidate.c,
+        max_iter=300,
+        random_state=seed,
+        tol=1e-5,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(z, y, sample_weight=sample_weight)
+    k = len(LABELS)
+    out_w = np.zeros((candidate.hidden, k))
+    out_b = np.full(k, -1e9)
+    out_w[:, model.classes_] = model.coefs_[1]
+    out_b[model.classes_] = model.intercepts_[1]
+    return {
+        "hidden_w": model.coefs_[0].copy(),
+        "hidden_b": model.intercepts_[0].copy(),
+        "out_w": out_w,
+        "out_b": out_b,
+    }
 
 
 def predict(

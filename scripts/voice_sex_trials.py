@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -61,9 +60,6 @@ def make_fit(variant: str, sex_of: dict[str, str]) -> Any:
     def fit(
         candidate: T.Candidate, x: np.ndarray, y: np.ndarray, spk: np.ndarray, seed: int
     ) -> T.Fitted:
-        from sklearn.exceptions import ConvergenceWarning
-        from sklearn.neural_network import MLPClassifier
-
         assert candidate.kind == "mlp" and candidate.scale and candidate.adapt == "all"
         cols = T.columns(candidate.features)
         x = x[:, cols]
@@ -82,31 +78,13 @@ def make_fit(variant: str, sex_of: dict[str, str]) -> Any:
         z = T.adapt_rows(spec, x, spk)
         mean, scale = z.mean(0), z.std(0)
         scale = np.where(scale > 1e-12, scale, 1.0)
-        model = MLPClassifier(
-            hidden_layer_sizes=(candidate.hidden,),
-            alpha=candidate.c,
-            max_iter=300,
-            random_state=seed,
-            tol=1e-5,
-        )
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            model.fit((z - mean) / scale, y, sample_weight=weights)
-        k = len(T.LABELS)
-        out_w = np.zeros((candidate.hidden, k))
-        out_b = np.full(k, -1e9)
-        out_w[:, model.classes_] = model.coefs_[1]
-        out_b[model.classes_] = model.intercepts_[1]
         return T.Fitted(
             cols,
             spec,
             {
                 "mean": mean,
                 "scale": scale,
-                "hidden_w": model.coefs_[0].copy(),
-                "hidden_b": model.intercepts_[0].copy(),
-                "out_w": out_w,
-                "out_b": out_b,
+                **T.fit_mlp(candidate, (z - mean) / scale, y, seed, sample_weight=weights),
             },
         )
 
