@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from emoapp.core.fusion import FusionConfig, certainty, combine, expand
+from emoapp.core.fusion import CONFIDENCE_POWER, FusionConfig, certainty, combine, expand
 from emoapp.core.messages import Modality
 from emoapp.core.taxonomy import LABEL_INDEX, NUM_LABELS
 from emoapp.encoders.base import EncoderConfig
@@ -133,8 +133,9 @@ def test_fused_systems_use_the_apps_fusion(tmp_path):
         Modality.FACE: setup.prediction(predictions[Modality.FACE]["x"]),
         Modality.VOICE: setup.prediction(predictions[Modality.VOICE]["x"]),
     }
-    # weights: reliability prior (face 1, voice 0.7) x certainty of each posterior
-    certain = {m: float(certainty(expand(p))) for m, p in px.items()}
+    # weights: reliability prior (face 1, voice 0.7) x certainty of each posterior, to the
+    # default certainty power
+    certain = {m: float(certainty(expand(p))) ** CONFIDENCE_POWER for m, p in px.items()}
     expected = combine(
         px,
         {
@@ -146,7 +147,13 @@ def test_fused_systems_use_the_apps_fusion(tmp_path):
     # the rule before issue 23: x confidence (its top probability)
     old = FusionSetup(FusionConfig(certainty="confidence"))
     old_fused = system_probs(System((Modality.FACE, Modality.VOICE)), ["x"], predictions, old)
-    expected = combine(px, {Modality.FACE: 1.0 * 0.6, Modality.VOICE: 0.7 * 0.7})
+    expected = combine(
+        px,
+        {
+            Modality.FACE: 1.0 * 0.6**CONFIDENCE_POWER,
+            Modality.VOICE: 0.7 * 0.7**CONFIDENCE_POWER,
+        },
+    )
     assert old_fused["x"] == pytest.approx(expected)
     items = [EvalItem(i, "neutral", text="t") for i in ("x", "y", "z")]
     assert [i.id for i in common_items(items, predictions)] == ["x"]
