@@ -154,6 +154,18 @@ class Pool:
     corpus: np.ndarray  # (n,) str
     n_clips: int
 
+    def where(self, keep: np.ndarray) -> Pool:
+        """The windows where ``keep`` is true (clip indices unchanged)."""
+        return Pool(
+            self.x[keep],
+            self.y[keep],
+            self.clip[keep],
+            self.speaker[keep],
+            self.sex[keep],
+            self.corpus[keep],
+            self.n_clips,
+        )
+
 
 def pool(corpora: Sequence[Corpus]) -> Pool:
     xs, ys, clips, spk, sex, names = [], [], [], [], [], []
@@ -738,16 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         corpora = [extract(args.data, c, args.cache) for c in names]
     data = pool(corpora)
     if held_actors:
-        keep = ~np.isin(data.speaker, [f"ravdess-{a:02d}" for a in held_actors])
-        data = Pool(
-            data.x[keep],
-            data.y[keep],
-            data.clip[keep],
-            data.speaker[keep],
-            data.sex[keep],
-            data.corpus[keep],
-            data.n_clips,
-        )
+        data = data.where(~np.isin(data.speaker, [f"ravdess-{a:02d}" for a in held_actors]))
     print(
         f"train_embedded_voice: {len(data.y)} windows, {len(np.unique(data.clip))} clips, "
         f"{len(np.unique(data.speaker))} speakers",

@@ -105,16 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     held = {f"ravdess-{a:02d}" for a in range(int(lo), int(hi or lo) + 1)} if lo else set()
     with threadpool_limits(1):
         data = T.pool([extract(args.data, c, args.cache) for c in CORPORA])
-    keep = ~np.isin(data.speaker, sorted(held))
-    data = T.Pool(
-        data.x[keep],
-        data.y[keep],
-        data.clip[keep],
-        data.speaker[keep],
-        data.sex[keep],
-        data.corpus[keep],
-        data.n_clips,
-    )
+    data = data.where(~np.isin(data.speaker, sorted(held)))
     sex_of = dict(zip(data.speaker, data.sex, strict=True))
     chosen = T.CANDIDATES[9]
     shipped_fit = T.fit

@@ -322,3 +322,9 @@ class SpeakerStats:
             raise AdaptationError(f"{path}: damaged voice calibration")
         keep = {k: v for k, v in raw.items() if k in ("created", "source_seconds")}
         return cls(total, weight, float(raw.get("seconds", 0.0)), "calibration", keep, sq)
+
+
+def adapts_to_speaker(encoder: Any) -> bool:
+    """Whether a voice encoder adapts to the speaker and can take a speaker's statistics
+    from many windows at once (``encode_speaker``): the embedded voice model."""
+    return bool(getattr(encoder, "adaptive", False)) and hasattr(encoder, "encode_speaker")

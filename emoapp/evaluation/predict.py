@@ -45,6 +45,7 @@ from emoapp.core.messages import (
     VideoFrame,
 )
 from emoapp.core.taxonomy import NUM_LABELS
+from emoapp.encoders.adaptation import adapts_to_speaker
 from emoapp.encoders.base import Encoder
 from emoapp.evaluation.calibration import apply_temperature
 from emoapp.evaluation.datasets import EvalItem
@@ -443,12 +444,6 @@ def _face_frames(
         frames.close()
 
 
-def _adapts(encoder: Encoder) -> bool:
-    """Whether a voice encoder adapts to the speaker (and so encodes a speaker's items
-    together)."""
-    return bool(getattr(encoder, "adaptive", False)) and hasattr(encoder, "encode_speaker")
-
-
 def speaker_of(item: EvalItem) -> str:
     """Whom the voice model adapts to for ``item``: its speaker when the dataset says
     (a manifest ``speaker`` column, a corpus's actor), else its audio file."""
@@ -501,7 +496,8 @@ class Predictor:
         results: dict[str, ItemPrediction] = {}
         todo: list[tuple[EvalItem, str]] = []
         cached = 0
-        for item in items if not (modality is Modality.VOICE and _adapts(encoder)) else ():
+        by_speaker = modality is Modality.VOICE and adapts_to_speaker(encoder)
+        for item in items if not by_speaker else ():
             key = f"{fingerprint}:{item_fingerprint(item, modality)}"
             hit = self.cache.get(key)
             if hit is not None:
@@ -511,7 +507,7 @@ class Predictor:
                 todo.append((item, key))
         bar = _progress(len(items), cached, f"{modality.value} ({model_id})", self.progress)
         try:
-            if modality is Modality.VOICE and _adapts(encoder):
+            if by_speaker:
                 cached = self._run_voice_by_speaker(encoder, fingerprint, items, results, bar)
             elif modality is Modality.TEXT:
                 self._run_text(encoder, todo, results, bar)

@@ -69,6 +69,7 @@ from emoapp.core.messages import (
     VideoFrame,
 )
 from emoapp.core.provenance import with_origin
+from emoapp.encoders.adaptation import adapts_to_speaker
 from emoapp.encoders.base import Encoder
 from emoapp.recorded.timeline import MODALITIES, row_from_estimate
 
@@ -485,11 +486,6 @@ def recording_adapted_voice(
         for output in group:
             outputs[_window_key(output.t)] = output
     return RecordingAdaptedVoice(encoder, outputs, windows)
-
-
-def adapts_to_speaker(encoder: Any) -> bool:
-    """A voice model that can take a speaker's statistics from a whole recording."""
-    return bool(getattr(encoder, "adaptive", False)) and hasattr(encoder, "encode_speaker")
 
 
 def _only_spans(chunk: AudioChunk, spans: Sequence[tuple[float, float]]) -> AudioChunk:
