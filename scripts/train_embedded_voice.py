@@ -30,7 +30,11 @@ speech corpora, with per-speaker adaptation, chosen by leave-one-corpus-out CV.
    predictions with novelty measured against each fold's own training speakers (LOCO:
    the other four corpora's; leave-speakers-out: the other folds'), reported the same
    way (fitted without the corpus, and final). The single temperature stays in
-   ``meta.json`` as ``temperature`` (what a reader without the novelty code uses).
+   ``meta.json`` as ``temperature`` (what a reader without the novelty code uses). The
+   artefact also keeps each training speaker's mean over their neutral windows: a
+   "calibrate to me" reading's share of a speaker's statistics is judged against those
+   (``calibration.reading`` in ``meta.json``: the rule, and a leave-one-speaker-out check
+   on the training speakers that the two novelties are on one scale).
 5. Leave-speakers-out: the winner with and without adaptation, (a) and (b), per sex, over
    speaker-grouped folds of all corpora pooled; and how many seconds of a speaker's
    speech the running estimate needs before it helps.
