@@ -30,7 +30,11 @@ speech corpora, with per-speaker adaptation, chosen by leave-one-corpus-out CV.
    predictions with novelty measured against each fold's own training speakers (LOCO:
    the other four corpora's; leave-speakers-out: the other folds'), reported the same
    way (fitted without the corpus, and final). The single temperature stays in
-   ``meta.json`` as ``temperature`` (what a reader without the novelty code uses).
+   ``meta.json`` as ``temperature`` (what a reader without the novelty code uses). The
+   artefact also keeps each training speaker's mean over their neutral windows: a
+   "calibrate to me" reading's share of a speaker's statistics is judged against those
+   (``calibration.reading`` in ``meta.json``: the rule, and a leave-one-speaker-out check
+   on the training speakers that the two novelties are on one scale).
 5. Leave-speakers-out: the winner with and without adaptation, (a) and (b), per sex, over
    speaker-grouped folds of all corpora pooled; and how many seconds of a speaker's
    speech the running estimate needs before it helps.
@@ -569,6 +573,67 @@ def speaker_means(x: np.ndarray, speaker: np.ndarray) -> tuple[np.ndarray, dict[
     return names, {s: x[speaker == s].mean(0) for s in names}
 
 
+READING_PROTOCOL = (
+    "a 'calibrate to me' reading (neutral speech) is judged against the training speakers' "
+    "means over their neutral windows (RAVDESS and TurEV calm included, as trained): "
+    "novelty = (1 - s) * novelty against all-emotion means + s * novelty against neutral "
+    "means, s = the reading's share of the statistics' weight; each novelty over its own "
+    "typical training speaker's distance (the median over training speakers of their mean "
+    "against the others', all-emotion or neutral). Leave-one-speaker-out on the training "
+    "speakers below: each one's neutral mean against the others' neutral means, its "
+    "all-emotion mean against the others' all-emotion means, and (the old treatment of a "
+    "reading) its neutral mean against the others' all-emotion means"
+)
+
+
+def reading_reference(
+    x: np.ndarray, y: np.ndarray, speaker: np.ndarray, offset: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """The training speakers' neutral means (raw, one row per speaker with neutral
+    windows) and the leave-one-speaker-out check that the neutral novelty, on its own
+    scale, is comparable to the all-emotion one (quartiles of each over the speakers)."""
+    from emoapp.encoders.novelty import knn_distance, typical_distance
+
+    neutral = y == LABELS.index("neutral")
+    names, all_means = speaker_means(x, speaker)
+    n_names, n_means = speaker_means(x[neutral], speaker[neutral])
+    z_all = (np.array([all_means[s] for s in names]) - offset) / scale
+    z_neu = (np.array([n_means[s] for s in n_names]) - offset) / scale
+    typical_all = typical_distance(z_all, NOVELTY_NEIGHBOURS)
+    typical_neu = typical_distance(z_neu, NOVELTY_NEIGHBOURS)
+    loso: dict[str, list[float]] = {
+        "all_vs_all": [],
+        "neutral_vs_neutral": [],
+        "neutral_vs_all": [],
+    }
+    index = {s: i for i, s in enumerate(names)}
+    for j, s in enumerate(n_names):
+        i = index[s]
+        others_all = np.delete(z_all, i, axis=0)
+        others_neu = np.delete(z_neu, j, axis=0)
+        loso["all_vs_all"].append(
+            float(knn_distance(z_all[i], others_all, NOVELTY_NEIGHBOURS)[0] / typical_all)
+        )
+        loso["neutral_vs_neutral"].append(
+            float(knn_distance(z_neu[j], others_neu, NOVELTY_NEIGHBOURS)[0] / typical_neu)
+        )
+        loso["neutral_vs_all"].append(
+            float(knn_distance(z_neu[j], others_all, NOVELTY_NEIGHBOURS)[0] / typical_all)
+        )
+    report = {
+        "protocol": READING_PROTOCOL,
+        "speakers_with_neutral_windows": len(n_names),
+        "neutral_windows": int(neutral.sum()),
+        "typical_distance_all": round(typical_all, 4),
+        "typical_distance_neutral": round(typical_neu, 4),
+        "leave_one_speaker_out_quartiles": {
+            k: [round(float(np.percentile(v, q)), 3) for q in (25, 50, 75)] for k, v in loso.items()
+        },
+        "leave_one_speaker_out_mean": {k: round(float(np.mean(v)), 3) for k, v in loso.items()},
+    }
+    return np.array([n_means[s] for s in n_names]), report
+
+
 def novelty_rows(data: Pool, fits: dict[Any, tuple[Fitted, np.ndarray]]) -> np.ndarray:
     """Each held-out row's speaker novelty, measured against that fold's training
     speakers (as :class:`NoveltyTemperature` measures it), and the speaker's windows."""
@@ -846,10 +911,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 for kind in ("loco", "lso"):
                     raw = raws[kind]
-                    t_other = row_temperatures(other, nov[kind], windows)
+                    t_rows = row_temperatures(other, nov[kind], windows)
                     ece[c][f"{kind}_novelty"] = round(float(np.median(nov[kind][rows])), 3)
                     ece[c][f"{kind}_ece_novelty_other_corpora"] = round(
-                        scores(with_row_temperature(raw[rows], t_other[rows]), data, rows)["ece"], 4
+                        scores(with_row_temperature(raw[rows], t_rows[rows]), data, rows)["ece"], 4
                     )
                     ece[c][f"{kind}_ece_novelty_final"] = round(
                         scores(with_row_temperature(raw[rows], row_t[kind][rows]), data, rows)[
@@ -888,12 +953,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             assert final.spec is not None and final.spec.reference_var is not None
             _, means = speaker_means(data.x[:, final.cols], data.speaker)
+            neutral_means, reading = reading_reference(
+                data.x[:, final.cols],
+                data.y,
+                data.speaker,
+                final.spec.reference,
+                np.sqrt(final.spec.reference_var),
+            )
+            novelty["reading"] = reading
+            print(f"  reading reference: {json.dumps(reading)}", file=sys.stderr)
             speaker_temperature = NoveltyTemperature.build(
                 np.array(list(means.values())),
                 final.spec.reference,
                 np.sqrt(final.spec.reference_var),
                 novelty["params"],
                 NOVELTY_NEIGHBOURS,
+                neutral_means,
             )
 
     def rnd(d: dict[str, Any]) -> dict[str, Any]:
@@ -953,7 +1028,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             "protocol": CALIBRATION_PROTOCOL,
             "per_corpus": ece,
             **(
-                {"novelty_protocol": NOVELTY_PROTOCOL, "pooled": novelty["pooled"]}
+                {
+                    "novelty_protocol": NOVELTY_PROTOCOL,
+                    "pooled": novelty["pooled"],
+                    "reading": novelty["reading"],
+                }
                 if novelty is not None
                 else {}
             ),

@@ -195,6 +195,11 @@ class SpeakerStats:
     extra: dict[str, Any] = field(default_factory=dict)
     total_sq: np.ndarray | None = None
     """The weighted sum of squares (for the spread)."""
+    reading: float = 0.0
+    """How much of :attr:`weight` came from a neutral reference reading ("calibrate to
+    me"): all of a stored calibration's, none of other speech's; kept through
+    :meth:`merged` and :meth:`scaled` (the speaker-novelty temperature judges that share
+    against the training speakers' neutral speech)."""
 
     def __post_init__(self) -> None:
         self.total = np.asarray(self.total, dtype=np.float64).reshape(-1)
@@ -241,6 +246,7 @@ class SpeakerStats:
                 self.source,
                 {},
                 None if self.total_sq is None else self.total_sq.copy(),
+                self.reading,
             )
         if other.total.shape != self.total.shape:
             raise AdaptationError("speaker statistics of different sizes")
@@ -256,6 +262,7 @@ class SpeakerStats:
             "+".join(s for s in (self.source, other.source) if s),
             {},
             sq,
+            self.reading + other.reading,
         )
 
     def scaled(self, factor: float) -> SpeakerStats:
@@ -267,6 +274,7 @@ class SpeakerStats:
             self.source,
             dict(self.extra),
             None if self.total_sq is None else self.total_sq * factor,
+            self.reading * factor,
         )
 
     @property
@@ -321,7 +329,8 @@ class SpeakerStats:
         if sq is not None and (sq.shape != total.shape or not np.all(np.isfinite(sq))):
             raise AdaptationError(f"{path}: damaged voice calibration")
         keep = {k: v for k, v in raw.items() if k in ("created", "source_seconds")}
-        return cls(total, weight, float(raw.get("seconds", 0.0)), "calibration", keep, sq)
+        # a stored calibration is a neutral reading throughout
+        return cls(total, weight, float(raw.get("seconds", 0.0)), "calibration", keep, sq, weight)
 
 
 def adapts_to_speaker(encoder: Any) -> bool:

@@ -24,12 +24,30 @@ case a speaker is closer to.
   monotone in novelty, and ``t_novel`` (the conservative one) for a speaker with no
   statistics (no adaptation, the first window of a session).
 
+- **A neutral reading** ("calibrate to me": the person reading a neutral passage) is
+  judged against the training speakers' *neutral* speech: their means over all their
+  emotions are not where a neutral reading sits, so against them a reading alone made a
+  speaker look less familiar than the same speaker's speech in all emotions. Where the
+  artefact has the training speakers' neutral means (``novelty_neutral_speakers``), a
+  speaker whose statistics are a share ``s`` (in weight) of a reading and ``1 - s`` of
+  other speech gets::
+
+      novelty = (1 - s) * novelty_all + s * novelty_neutral
+
+  both of the same mean vector, ``novelty_neutral`` against the neutral means divided by
+  a typical training speaker's neutral distance (the same median, over their neutral
+  means): the two on one scale (about 1 for a typical training speaker). ``s`` is
+  :attr:`SpeakerStats.reading` over :attr:`SpeakerStats.weight`. Without a reading
+  (``s = 0``: ``emoapp evaluate``, ``encode_speaker``, a running estimate alone), or an
+  artefact without the neutral means, the novelty is ``novelty_all``, computed exactly as
+  before.
+
 Fitted by ``scripts/train_embedded_voice.py`` on out-of-fold predictions of speakers
 from corpora the model never heard (leave-one-corpus-out, novelty measured against the
 other corpora's speakers) and of unheard speakers of its corpora (leave-speakers-out,
 measured against the other speakers), by clip negative log-likelihood. Stored in the
 artefact: the settings in ``meta.json`` (``confidence``), the training speakers' means in
-``weights.npz`` (``novelty_*``). numpy only.
+``weights.npz`` (``novelty_*``; ``novelty_neutral_speakers`` optional). numpy only.
 """
 
 from __future__ import annotations
@@ -46,6 +64,8 @@ from emoapp.encoders.adaptation import AdaptationError, SpeakerStats
 KIND = "speaker-novelty"
 ARRAYS = ("novelty_speakers", "novelty_offset", "novelty_scale")
 """The arrays :class:`NoveltyTemperature` keeps in ``weights.npz``."""
+NEUTRAL_ARRAYS = ("novelty_neutral_speakers",)
+"""The optional array of the training speakers' neutral means (a reading's reference)."""
 
 
 def familiarity(
@@ -129,6 +149,12 @@ class NoveltyTemperature:
     neighbours: int = 3
     distance_scale: float = 1.0
     """A typical training speaker's distance to its nearest others (novelty 1)."""
+    neutral_speakers: np.ndarray | None = None
+    """(m', d) the training speakers' means over their neutral windows only, standardised
+    like :attr:`speakers`: what a neutral reading is judged against (None: not stored; a
+    reading is judged like any other speech)."""
+    neutral_distance_scale: float = 1.0
+    """A typical training speaker's neutral mean's distance to the others' (novelty 1)."""
 
     def __post_init__(self) -> None:
         speakers = np.asarray(self.speakers, dtype=np.float64)
@@ -153,6 +179,16 @@ class NoveltyTemperature:
         object.__setattr__(self, "speakers", speakers)
         object.__setattr__(self, "offset", offset)
         object.__setattr__(self, "scale", scale)
+        if self.neutral_speakers is not None:
+            neutral = np.asarray(self.neutral_speakers, dtype=np.float64)
+            if neutral.ndim != 2 or neutral.shape[1] != offset.size or neutral.shape[0] < 1:
+                raise AdaptationError("novelty: the neutral speakers do not fit the features")
+            if not np.all(np.isfinite(neutral)):
+                raise AdaptationError("novelty: the neutral speakers must be finite")
+            value = float(self.neutral_distance_scale)
+            if not (math.isfinite(value) and value > 0):
+                raise AdaptationError("novelty: neutral_distance_scale must be positive")
+            object.__setattr__(self, "neutral_speakers", neutral)
 
     @property
     def size(self) -> int:
@@ -171,10 +207,18 @@ class NoveltyTemperature:
         scale: np.ndarray,
         params: Mapping[str, float],
         neighbours: int = 3,
+        neutral_means: np.ndarray | None = None,
     ) -> NoveltyTemperature:
         """From the training speakers' raw mean vectors (m, d) and fitted parameters
-        (``t_familiar``, ``t_novel``, ``midpoint``, ``slope``, ``min_windows``)."""
+        (``t_familiar``, ``t_novel``, ``midpoint``, ``slope``, ``min_windows``); with
+        ``neutral_means`` (m', d), their means over their neutral windows (a reading's
+        reference, on its own scale: :func:`typical_distance` of those)."""
         z = (np.asarray(speaker_means, dtype=np.float64) - offset) / scale
+        neutral = None
+        neutral_scale = 1.0
+        if neutral_means is not None:
+            neutral = (np.asarray(neutral_means, dtype=np.float64) - offset) / scale
+            neutral_scale = typical_distance(neutral, neighbours)
         return cls(
             z,
             offset,
@@ -186,6 +230,8 @@ class NoveltyTemperature:
             float(params.get("min_windows", 8.0)),
             neighbours,
             typical_distance(z, neighbours),
+            neutral,
+            neutral_scale,
         )
 
     def novelty_of_mean(self, mean: np.ndarray) -> float:
@@ -198,8 +244,49 @@ class NoveltyTemperature:
         z = (mean - self.offset) / self.scale
         return float(knn_distance(z, self.speakers, self.neighbours)[0] / self.distance_scale)
 
+    def neutral_novelty_of_mean(self, mean: np.ndarray) -> float:
+        """The novelty of a mean feature vector against the training speakers' neutral
+        means (on their own scale); :meth:`novelty_of_mean` where they are not stored."""
+        if self.neutral_speakers is None:
+            return self.novelty_of_mean(mean)
+        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
+        if mean.size != self.size:
+            raise AdaptationError(
+                f"speaker statistics of {mean.size} features do not fit this model ({self.size})"
+            )
+        z = (mean - self.offset) / self.scale
+        distance = knn_distance(z, self.neutral_speakers, self.neighbours)[0]
+        return float(distance / self.neutral_distance_scale)
+
+    @property
+    def judges_readings(self) -> bool:
+        """Whether a neutral reading is judged against the training speakers' neutral
+        speech (the artefact stores their neutral means)."""
+        return self.neutral_speakers is not None
+
+    def reading_share(self, stats: SpeakerStats | None) -> float:
+        """The share of the statistics' weight that came from a neutral reading, in
+        [0, 1]; 0 without a reading, or where the neutral means are not stored."""
+        if stats is None or not stats.weight > 0 or self.neutral_speakers is None:
+            return 0.0
+        reading = float(stats.reading)
+        if not reading > 0:
+            return 0.0
+        return min(reading / float(stats.weight), 1.0)
+
+    def mixed_novelty(self, mean: np.ndarray, share: float) -> float:
+        """``(1 - share) * novelty_all + share * novelty_neutral`` of one mean vector;
+        exactly :meth:`novelty_of_mean` at ``share`` 0."""
+        nov = self.novelty_of_mean(mean)
+        share = float(share)
+        if not share > 0:
+            return nov
+        share = min(share, 1.0)
+        return (1.0 - share) * nov + share * self.neutral_novelty_of_mean(mean)
+
     def novelty(self, stats: SpeakerStats | None) -> float | None:
-        """The speaker's novelty (None: no statistics, or no weight)."""
+        """The speaker's novelty (None: no statistics, or no weight); a reading's share
+        of the statistics is judged against the neutral means (module docstring)."""
         if stats is None or not stats.weight > 0:
             return None
         if stats.total.size != self.size:
@@ -210,7 +297,7 @@ class NoveltyTemperature:
         mean = stats.mean
         if not np.all(np.isfinite(mean)):
             return None
-        return self.novelty_of_mean(mean)
+        return self.mixed_novelty(mean, self.reading_share(stats))
 
     def temperature(self, stats: SpeakerStats | None) -> float:
         """The temperature for a speaker with these statistics (``t_novel`` without)."""
@@ -232,6 +319,12 @@ class NoveltyTemperature:
     # --- storage ------------------------------------------------------------------------
 
     def to_json(self) -> dict[str, Any]:
+        neutral: dict[str, Any] = {}
+        if self.neutral_speakers is not None:
+            neutral = {
+                "neutral_distance_scale": float(self.neutral_distance_scale),
+                "neutral_speakers": int(self.neutral_speakers.shape[0]),
+            }
         return {
             "kind": KIND,
             "t_familiar": round(float(self.t_familiar), 6),
@@ -242,20 +335,25 @@ class NoveltyTemperature:
             "neighbours": int(self.neighbours),
             "distance_scale": float(self.distance_scale),
             "speakers": int(self.speakers.shape[0]),
+            **neutral,
         }
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
+        out = {
             "novelty_speakers": self.speakers,
             "novelty_offset": self.offset,
             "novelty_scale": self.scale,
         }
+        if self.neutral_speakers is not None:
+            out["novelty_neutral_speakers"] = self.neutral_speakers
+        return out
 
     @classmethod
     def from_artefact(
         cls, raw: Mapping[str, Any], arrays: Mapping[str, np.ndarray]
     ) -> NoveltyTemperature:
-        """From ``meta.json``'s ``confidence`` and the ``novelty_*`` arrays."""
+        """From ``meta.json``'s ``confidence`` and the ``novelty_*`` arrays (an artefact
+        without ``novelty_neutral_speakers`` judges a reading like any other speech)."""
         if not isinstance(raw, Mapping):
             raise AdaptationError("confidence must be an object")
         if raw.get("kind") != KIND:
@@ -263,6 +361,11 @@ class NoveltyTemperature:
         missing = [k for k in ARRAYS if k not in arrays]
         if missing:
             raise AdaptationError(f"confidence: the weights lack {', '.join(missing)}")
+        neutral = arrays.get("novelty_neutral_speakers")
+        if (neutral is None) != ("neutral_distance_scale" not in raw):
+            raise AdaptationError(
+                "confidence: the neutral means and neutral_distance_scale come together"
+            )
         try:
             out = cls(
                 arrays["novelty_speakers"],
@@ -275,9 +378,17 @@ class NoveltyTemperature:
                 float(raw.get("min_windows", 8.0)),
                 int(raw.get("neighbours", 3)),
                 float(raw["distance_scale"]),
+                neutral,
+                float(raw.get("neutral_distance_scale", 1.0)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise AdaptationError(f"confidence: bad settings ({exc})") from exc
         if "speakers" in raw and int(raw["speakers"]) != out.speakers.shape[0]:
             raise AdaptationError("confidence: the stored speakers do not match meta.json")
+        if (
+            out.neutral_speakers is not None
+            and "neutral_speakers" in raw
+            and int(raw["neutral_speakers"]) != out.neutral_speakers.shape[0]
+        ):
+            raise AdaptationError("confidence: the stored neutral speakers do not match meta.json")
         return out

@@ -3,6 +3,7 @@ its adaptation to the speaker (offline per speaker, live running estimate, calib
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -32,6 +33,7 @@ from emoapp.encoders.embedded.voice import (
     window_features,
 )
 from emoapp.encoders.factory import build_encoder
+from emoapp.encoders.novelty import knn_distance, temperature_of
 from emoapp.encoders.voice import VoiceConfig
 from emoapp.registry import resolve_model
 
@@ -306,3 +308,75 @@ def test_a_bad_speaker_temperature_is_refused_in_one_line(tmp_path):
     write_checksums(copy3)
     with pytest.raises(ModelLoadError, match="lack novelty_speakers"):
         make_encoder(str(copy3)).load()
+
+
+def test_a_calibration_reading_is_judged_against_the_training_speakers_neutral_speech(encoder):
+    """The shipped model stores its training speakers' neutral means: a stored calibration
+    (a neutral reading) is judged against them, by its share of the live statistics;
+    statistics without a reading get the temperature they always had."""
+    meta = json.loads((artefact_dir(MODEL) / "meta.json").read_text())
+    novelty = encoder.novelty_temperature
+    assert novelty is not None and novelty.judges_readings
+    assert novelty.neutral_speakers.shape == (
+        meta["confidence"]["neutral_speakers"],
+        encoder.adaptation.size,
+    )
+    encoder.reset_adaptation()
+    cal = encoder.calibration_stats(np.concatenate([vowel(2.0), vowel(2.0, f0=180.0)]))
+    assert cal.reading == cal.weight
+    encoder.set_calibration(cal)
+    w = encoder.adaptation.calibration_weight
+    only = encoder.current_stats()
+    assert only is not None and only.reading == pytest.approx(w * cal.weight)
+    assert novelty.reading_share(only) == 1.0
+    mean = only.total / only.weight
+    assert novelty.novelty(only) == pytest.approx(novelty.neutral_novelty_of_mean(mean))
+    encoder.encode([AudioChunk(0.0, vowel(2.0, f0=120.0), SR)] * 3)
+    both = encoder.current_stats()
+    assert both is not None and both.reading == only.reading and both.weight > only.weight
+    share = only.reading / both.weight
+    assert novelty.reading_share(both) == pytest.approx(share)
+    running = SpeakerStats(both.total, both.weight, 0.0, "running", {}, both.total_sq)
+    assert running.reading == 0.0
+    old = dataclasses.replace(novelty, neutral_speakers=None)
+    assert encoder.temperature_for(running) == old.temperature(running)
+    encoder.reset_adaptation()
+
+
+def test_an_artefact_without_the_neutral_means_judges_a_reading_as_before(tmp_path, encoder):
+    copy = tmp_path / "voice"
+    shutil.copytree(artefact_dir(MODEL), copy)
+    with np.load(copy / WEIGHTS) as data:
+        arrays = {k: data[k] for k in data.files if k != "novelty_neutral_speakers"}
+    write_npz(copy / WEIGHTS, arrays)
+    meta = json.loads((copy / "meta.json").read_text())
+    for key in ("neutral_distance_scale", "neutral_speakers"):
+        meta["confidence"].pop(key, None)
+    (copy / "meta.json").write_text(json.dumps(meta))
+    write_checksums(copy)
+    before = make_encoder(str(copy))
+    before.load()
+    novelty = before.novelty_temperature
+    assert novelty is not None and not novelty.judges_readings
+    rng = np.random.default_rng(0)
+    size = before.adaptation.size  # type: ignore[union-attr]
+    reading = SpeakerStats.of(rng.normal(size=(40, size)) + encoder.adaptation.reference)
+    reading.reading = reading.weight
+    z = (reading.mean - novelty.offset) / novelty.scale
+    nov = float(knn_distance(z, novelty.speakers, 3)[0] / novelty.distance_scale)
+    assert novelty.novelty(reading) == nov
+    assert before.temperature_for(reading) == float(
+        temperature_of(
+            nov,
+            reading.weight,
+            novelty.t_familiar,
+            novelty.t_novel,
+            novelty.midpoint,
+            novelty.slope,
+            novelty.min_windows,
+        )
+    )
+    # the classifier is the same: without a reading both give the same probabilities
+    speech = SpeakerStats.of(rng.normal(size=(40, size)) + encoder.adaptation.reference)
+    x = rng.normal(size=(3, size)) + encoder.adaptation.reference
+    np.testing.assert_array_equal(before.classify(x, speech), encoder.classify(x, speech))

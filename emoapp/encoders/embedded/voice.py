@@ -51,7 +51,7 @@ from emoapp.core.messages import AudioChunk, EncoderOutput, Modality, NoPredicti
 from emoapp.encoders.adaptation import AdaptationError, AdaptationSpec, SpeakerStats
 from emoapp.encoders.embedded.base import EmbeddedEncoder
 from emoapp.encoders.novelty import ARRAYS as NOVELTY_ARRAYS
-from emoapp.encoders.novelty import NoveltyTemperature
+from emoapp.encoders.novelty import NEUTRAL_ARRAYS, NoveltyTemperature
 from emoapp.registry import ModelSpec
 
 SAMPLE_RATE = 16_000
@@ -313,7 +313,7 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
             self.adaptation = spec
             n_inputs = spec.input_size
         weights = load_weights(folder / WEIGHTS, n_inputs, len(meta["labels"]))
-        arrays = {k: weights.pop(k) for k in NOVELTY_ARRAYS if k in weights}
+        arrays = {k: weights.pop(k) for k in NOVELTY_ARRAYS + NEUTRAL_ARRAYS if k in weights}
         confidence = None
         if "confidence" in meta:
             if self.adaptation is None:
@@ -430,6 +430,7 @@ class EmbeddedVoiceEncoder(EmbeddedEncoder):
         for d in described:
             stats.add(d.vector, 1.0, self.voice.hop_s)  # type: ignore[arg-type]
         stats.seconds = len(samples_16k) / SAMPLE_RATE
+        stats.reading = stats.weight  # all of it is a neutral reading
         return stats
 
     # --- encoding -----------------------------------------------------------------------
