@@ -25,8 +25,9 @@ embedded voice model on corpora it never heard?
    one-emotion speakers) for the feature sets base+emb (shipped), egemaps+emb,
    base+egemaps+emb and egemaps alone; per corpus, per sex, and per-corpus paired
    differences against base+emb (with an exact sign test over the clips whose
-   correctness differs). ``--lso``: leave-speakers-out (5 speaker-grouped folds over
-   all corpora pooled) for the same sets.
+   correctness differs). ``--sets`` also takes egemaps-lf, egemaps-lf+emb and
+   base+egemaps-lf+emb: eGeMAPS without its 19 level-dependent functionals. ``--lso``:
+   leave-speakers-out (5 speaker-grouped folds over all corpora pooled) for the same sets.
 
 Needs ``opensmile`` (the ``train`` extra). Its licence is audEERING's research licence
 (non-commercial), not the MIT its PyPI classifier names: see docs/guide/voice.md.
@@ -35,6 +36,7 @@ Needs ``opensmile`` (the ``train`` extra). Its licence is audEERING's research l
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -79,6 +81,23 @@ def window_egemaps(smile: Any, samples: np.ndarray, sr: int = SAMPLE_RATE) -> np
     return out
 
 
+@functools.cache
+def egemaps_names() -> tuple[str, ...]:
+    return tuple(egemaps_extractor().feature_names)
+
+
+def level_dependent(name: str) -> bool:
+    """Whether an eGeMAPSv02 functional scales with the recording level (the absolute
+    loudness statistics, the equivalent sound level, the mean spectral flux and the
+    spectral slopes, all on unnormalised spectra); the shipped features are level-free."""
+    return (
+        (name.startswith("loudness_sma3_") and name != "loudness_sma3_stddevNorm")
+        or name == "equivalentSoundLevel_dBp"
+        or (name.startswith("spectralFlux") and name.endswith("_amean"))
+        or name.startswith(("slopeV", "slopeUV"))
+    )
+
+
 def trial_columns(features: str) -> np.ndarray:
     """Columns of a trial pool laid out [base 88, mel 40, emb 256, egemaps 88] (the
     shipped layout with eGeMAPS appended)."""
@@ -86,6 +105,9 @@ def trial_columns(features: str) -> np.ndarray:
     emb = np.arange(T.N_BASE + T.N_MEL, T.N_BASE + T.N_MEL + T.N_EMB)
     start = T.N_BASE + T.N_MEL + T.N_EMB
     ege = np.arange(start, start + N_EGEMAPS)
+    free = (
+        np.array([not level_dependent(n) for n in egemaps_names()]) if "-lf" in features else None
+    )
     sets = {
         "base": base,
         "base+emb": np.concatenate([base, emb]),
@@ -93,6 +115,15 @@ def trial_columns(features: str) -> np.ndarray:
         "egemaps+emb": np.concatenate([ege, emb]),
         "base+egemaps+emb": np.concatenate([base, ege, emb]),
     }
+    if free is not None:
+        lf = ege[free]
+        sets.update(
+            {
+                "egemaps-lf": lf,
+                "egemaps-lf+emb": np.concatenate([lf, emb]),
+                "base+egemaps-lf+emb": np.concatenate([base, lf, emb]),
+            }
+        )
     if features not in sets:
         raise ValueError(f"unknown feature set {features!r}")
     return sets[features]
@@ -288,6 +319,116 @@ def se(v: np.ndarray) -> float:
     return float(v.std(ddof=1) / math.sqrt(len(v))) if len(v) > 1 else 0.0
 
 
+def _cell(v: float, d: int = 3) -> str:
+    return f"{v:.{d}f}"
+
+
+def tables(report: dict[str, Any]) -> str:
+    """The report as Markdown tables (means over the seeds run)."""
+    out: list[str] = []
+    loco = report.get("loco", {})
+    sets = list(loco)
+    names = list(V.CORPORA)
+    if "reproduce" in report:
+        r = report["reproduce"]
+        out.append(
+            "Shipped candidate on the shipped cache (actors 01-18), seed 0: "
+            f"LOCO (a) {r['a'][0]:.3f} ± {r['a'][1]:.3f}, (b) {r['b'][0]:.3f} ± {r['b'][1]:.3f}; "
+            + ", ".join(
+                f"{c} {v['a']['accuracy']:.3f} / {v['b']['accuracy']:.3f}"
+                for c, v in r["folds"].items()
+            )
+            + "\n"
+        )
+    if not loco:
+        return "\n".join(out)
+
+    def fold(fs: str, c: str, part: str, key: str = "accuracy") -> float:
+        v = [r["folds"][c][part].get(key, np.nan) for k, r in loco[fs].items() if k.isdigit()]
+        return float(np.mean(v))
+
+    seeds = [k for k in loco[sets[0]] if k.isdigit()]
+    out.append(f"LOCO, mean over seeds {', '.join(seeds)} (clip accuracy, (a) / (b)):\n")
+    out.append(
+        "| features | "
+        + " | ".join(f"{c} (a) / (b)" for c in names)
+        + " | mean (a) | mean (b) | (a) vs base+emb | (b) vs base+emb | mean (a) per seed |"
+    )
+    out.append("|---" * (len(names) + 6) + "|")
+    for fs in sets:
+        a = np.array([fold(fs, c, "a") for c in names])
+        b = np.array([fold(fs, c, "b") for c in names])
+        row = [fs] + [f"{x:.3f} / {y:.3f}" for x, y in zip(a, b, strict=True)]
+        row += [f"{a.mean():.3f} ± {se(a):.3f}", f"{b.mean():.3f} ± {se(b):.3f}"]
+        for part in ("a", "b"):
+            d = loco[fs].get(f"fold_diff_{part}")
+            row.append(f"{d[0]:+.3f} ± {d[1]:.3f}" if d else "-")
+        row.append(", ".join(f"{loco[fs][k]['a'][0]:.3f}" for k in seeds))
+        out.append("| " + " | ".join(row) + " |")
+    out.append("\nLOCO per sex, mean over seeds ((a) / (b)):\n")
+    out.append("| features | ravdess female | ravdess male | emodb female | emodb male |")
+    out.append("|---|---|---|---|---|")
+    for fs in sets:
+        row = [fs]
+        for c in ("ravdess", "emodb"):
+            for sex in ("female", "male"):
+                key = f"accuracy_{sex}"
+                row.append(f"{fold(fs, c, 'a', key):.3f} / {fold(fs, c, 'b', key):.3f}")
+        out.append("| " + " | ".join(row) + " |")
+    first = seeds[0]
+    if any("paired_vs_base+emb" in loco[fs][first] for fs in sets):
+        out.append(
+            f"\nLOCO, paired against base+emb per held-out corpus (seed {first}): accuracy "
+            "difference (clips only this set gets right / only base+emb gets right, exact "
+            "sign-test p):\n"
+        )
+        out.append("| features | part | " + " | ".join(names) + " |")
+        out.append("|---|---" + "|---" * len(names) + "|")
+        for fs in sets:
+            pv = loco[fs][first].get("paired_vs_base+emb")
+            if not pv:
+                continue
+            for part in ("a", "b"):
+                cells = [
+                    f"{v['diff']:+.3f} ({v['only_this']}/{v['only_base']}, p {v['p']:.2g})"
+                    for v in (pv[part][c] for c in names)
+                ]
+                out.append(f"| {fs} | ({part}) | " + " | ".join(cells) + " |")
+    lso = report.get("lso")
+    if lso:
+        out.append(
+            "\nLeave-speakers-out (5 speaker-grouped folds, all corpora pooled), mean over seeds:\n"
+        )
+        out.append(
+            "| features | pooled (a) | pooled (b) | "
+            + " | ".join(f"{c} (a) / (b)" for c in names)
+            + " | ravdess (a) female / male |"
+        )
+        out.append("|---|---|---" + "|---" * len(names) + "|---|")
+        for fs, by_seed in lso.items():
+            runs = list(by_seed.values())
+
+            def m(get: Any, runs: list[Any] = runs) -> float:
+                return float(np.mean([get(r) for r in runs]))
+
+            row = [
+                fs,
+                _cell(m(lambda r: r["a"]["accuracy"])),
+                _cell(m(lambda r: r["b"]["accuracy"])),
+            ]
+            for c in names:
+                row.append(
+                    f"{m(lambda r, c=c: r['per_corpus'][c]['a']['accuracy']):.3f} / "
+                    f"{m(lambda r, c=c: r['per_corpus'][c]['b']['accuracy']):.3f}"
+                )
+            row.append(
+                f"{m(lambda r: r['per_corpus']['ravdess']['a']['accuracy_female']):.3f} / "
+                f"{m(lambda r: r['per_corpus']['ravdess']['a']['accuracy_male']):.3f}"
+            )
+            out.append("| " + " | ".join(row) + " |")
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -308,7 +449,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--lso", action="store_true", help="also leave-speakers-out")
     parser.add_argument("--report", type=Path)
+    parser.add_argument(
+        "--tables",
+        type=Path,
+        nargs="+",
+        metavar="REPORT",
+        help="only print the Markdown tables of reports written by --report",
+    )
     args = parser.parse_args(argv)
+    if args.tables:
+        for path in args.tables:
+            print(tables(json.loads(path.read_text())))
+        return 0
     from threadpoolctl import threadpool_limits
 
     lo, _, hi = args.holdout_actors.partition("-")
@@ -418,34 +570,36 @@ def main(argv: Sequence[str] | None = None) -> int:
                         file=sys.stderr,
                     )
         if args.lso:
-            report["lso"] = {}
+            report["lso"] = {fs: {} for fs in sets}
             every = np.ones(len(data.y), dtype=bool)
-            for fs in sets:
-                started = time.perf_counter()
-                with trial_layout():
-                    o = T.leave_speakers_out(candidate(fs), data, seeds[0], unadapted_too=False)
-                pa, pb = o["adapted"]["oof_a"], o["adapted"]["oof_b"]
-                out = {"a": T.scores(pa, data, every), "b": T.scores(pb, data, every)}
-                out["per_corpus"] = {
-                    c: {
-                        "a": T.scores(pa[data.corpus == c], data, data.corpus == c),
-                        "b": T.scores(pb[data.corpus == c], data, data.corpus == c),
+            for seed in seeds:
+                for fs in sets:
+                    started = time.perf_counter()
+                    with trial_layout():
+                        o = T.leave_speakers_out(candidate(fs), data, seed, unadapted_too=False)
+                    pa, pb = o["adapted"]["oof_a"], o["adapted"]["oof_b"]
+                    out = {"a": T.scores(pa, data, every), "b": T.scores(pb, data, every)}
+                    out["per_corpus"] = {
+                        c: {
+                            "a": T.scores(pa[data.corpus == c], data, data.corpus == c),
+                            "b": T.scores(pb[data.corpus == c], data, data.corpus == c),
+                        }
+                        for c in names
                     }
-                    for c in names
-                }
-                report["lso"][fs] = out
-                print(
-                    f"  LSO {fs:18s}: (a) {out['a']['accuracy']:.3f} "
-                    f"(b) {out['b']['accuracy']:.3f} "
-                    + " ".join(
-                        f"{c}={v['a']['accuracy']:.3f}/{v['b']['accuracy']:.3f}"
-                        for c, v in out["per_corpus"].items()
+                    report["lso"][fs][str(seed)] = out
+                    print(
+                        f"  LSO {fs:18s} seed {seed}: (a) {out['a']['accuracy']:.3f} "
+                        f"(b) {out['b']['accuracy']:.3f} "
+                        + " ".join(
+                            f"{c}={v['a']['accuracy']:.3f}/{v['b']['accuracy']:.3f}"
+                            for c, v in out["per_corpus"].items()
+                        )
+                        + f"  ({time.perf_counter() - started:.0f} s)",
+                        file=sys.stderr,
                     )
-                    + f"  ({time.perf_counter() - started:.0f} s)",
-                    file=sys.stderr,
-                )
     if args.report:
         args.report.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    print(tables(json.loads(json.dumps(report, default=float))))
     return 0
 
 

@@ -70,3 +70,23 @@ def test_align_accepts_the_same_windows_and_refuses_others() -> None:
         E.align(shipped, {**ege, "owner": np.array([0, 2, 2, 2, 2])}, skip)
     with pytest.raises(SystemExit, match="recomputed features differ"):
         E.align(shipped, {**ege, "check_x": x[[3]] + 1.0}, skip)
+
+
+def test_the_level_dependent_functionals_are_those_that_scale_with_the_level() -> None:
+    smile = E.egemaps_extractor()
+    t = np.arange(2 * E.SAMPLE_RATE) / E.SAMPLE_RATE
+    x = sum(np.sin(2 * np.pi * 150.0 * k * t) / k for k in range(1, 6))
+    x = 0.1 * x * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    noise = np.random.default_rng(1).standard_normal(t.size)
+    # voiced in the even quarter-seconds, noise (unvoiced) in the odd ones
+    x = np.where((t * 4).astype(int) % 2 == 0, x + 0.001 * noise, 0.05 * noise)
+    loud, quiet = E.window_egemaps(smile, x), E.window_egemaps(smile, 0.25 * x)
+    change = np.abs(quiet - loud) / (np.abs(loud) + 1e-9)
+    names = E.egemaps_names()
+    dependent = np.array([E.level_dependent(n) for n in names])
+    assert dependent.sum() == 19
+    # 12 dB quieter: every one named moves by more than 5%
+    assert np.all(change[dependent] > 0.05), [
+        n for n, d, c in zip(names, dependent, change, strict=True) if d and c <= 0.05
+    ]
+    assert len(E.trial_columns("egemaps-lf")) == E.N_EGEMAPS - 19
