@@ -154,13 +154,32 @@ def _key(actors: set[int]) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+LEVEL_RMS = 0.1  # -20 dBFS
+
+
+def at_level(samples: np.ndarray, rms: float = LEVEL_RMS) -> np.ndarray:
+    """The window scaled to a root-mean-square level of ``rms`` (silence unchanged)."""
+    x = np.asarray(samples, dtype=np.float64)
+    now = float(np.sqrt(np.mean(x**2))) if x.size else 0.0
+    return (x * (rms / now) if now > 0 else x).astype(np.float32)
+
+
 def extract_egemaps(
-    data: Path, corpus: str, cache: Path, actors: set[int], check_every: int = 50
+    data: Path,
+    corpus: str,
+    cache: Path,
+    actors: set[int],
+    check_every: int = 50,
+    level: str = "raw",
 ) -> dict[str, np.ndarray]:
     """eGeMAPS of every gated window of ``corpus`` (held-out actors skipped), in the order
     ``voice_corpora.extract`` writes windows; with the shipped features recomputed on
-    the windows of every ``check_every``-th clip, to check the windows are the same."""
-    part = cache / f"{corpus}-egemaps-{_key(actors)}.npz"
+    the windows of every ``check_every``-th clip, to check the windows are the same.
+    ``level="rms"``: each window is first scaled to a fixed level (:func:`at_level`)."""
+    if level not in ("raw", "rms"):
+        raise ValueError(f"level must be raw or rms, not {level!r}")
+    tag = "egemaps" if level == "raw" else "egemaps-rms"
+    part = cache / f"{corpus}-{tag}-{_key(actors)}.npz"
     if not part.is_file():
         import soundfile as sf
 
@@ -196,7 +215,9 @@ def extract_egemaps(
                 if i % check_every == 0:
                     check_rows.append(len(rows))
                     check_x.append(window_features(samples, settings))
-                rows.append(window_egemaps(smile, samples, sr))
+                rows.append(
+                    window_egemaps(smile, at_level(samples) if level == "rms" else samples, sr)
+                )
                 owners.append(i)
                 index.append(k)
             if i % 200 == 0:
@@ -448,6 +469,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="first the shipped candidate on the shipped cache of every clip (actors 01-18)",
     )
     parser.add_argument("--lso", action="store_true", help="also leave-speakers-out")
+    parser.add_argument(
+        "--egemaps-level",
+        choices=("raw", "rms"),
+        default="raw",
+        help="rms: scale each window to -20 dBFS before openSMILE (a level-free variant)",
+    )
     parser.add_argument("--report", type=Path)
     parser.add_argument(
         "--tables",
@@ -472,7 +499,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise SystemExit(
                 f"{part}: missing; run scripts/voice_corpora.py --cache {args.shipped_cache}"
             )
-    report: dict[str, Any] = {"holdout_actors": sorted(actors), "seeds": args.seeds}
+    report: dict[str, Any] = {
+        "holdout_actors": sorted(actors),
+        "seeds": args.seeds,
+        "egemaps_level": args.egemaps_level,
+    }
     with threadpool_limits(1):
         import torch
 
@@ -489,7 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             report["reproduce"] = {"a": r["a"], "b": r["b"], "folds": r["folds"]}
         eges, rows, checks = [], [], {}
         for corpus in shipped:
-            ege = extract_egemaps(args.data, corpus.name, args.cache, actors)
+            ege = extract_egemaps(
+                args.data, corpus.name, args.cache, actors, level=args.egemaps_level
+            )
             skip = held_out(V.items_of(args.data, corpus.name), corpus.name, actors)
             al = align(corpus, ege, skip)
             checks[corpus.name] = {

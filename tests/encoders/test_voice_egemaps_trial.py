@@ -10,6 +10,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("opensmile")
 pytest.importorskip("sklearn")
@@ -90,3 +92,21 @@ def test_the_level_dependent_functionals_are_those_that_scale_with_the_level() -
         n for n, d, c in zip(names, dependent, change, strict=True) if d and c <= 0.05
     ]
     assert len(E.trial_columns("egemaps-lf")) == E.N_EGEMAPS - 19
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.floats(-1.0, 1.0), min_size=4, max_size=64).filter(
+        lambda v: np.sqrt(np.mean(np.square(v))) > 1e-3
+    ),
+    st.floats(1e-3, 1e3),
+)
+def test_at_level_fixes_the_level_whatever_the_gain(values: list[float], gain: float) -> None:
+    x = np.array(values)
+    y = E.at_level(x)
+    assert np.sqrt(np.mean(np.square(y.astype(np.float64)))) == pytest.approx(E.LEVEL_RMS, rel=1e-5)
+    np.testing.assert_allclose(E.at_level(gain * x), y, rtol=1e-4, atol=1e-6)
+
+
+def test_at_level_leaves_silence_alone() -> None:
+    assert not np.any(E.at_level(np.zeros(16)))
