@@ -350,6 +350,12 @@ def tables(report: dict[str, Any]) -> str:
     loco = report.get("loco", {})
     sets = list(loco)
     names = list(V.CORPORA)
+    rms = report.get("egemaps_level") == "rms"
+
+    def label(fs: str) -> str:
+        """The set's name, eGeMAPS of level-normalised windows marked ``egemaps-rms``."""
+        return fs.replace("egemaps", "egemaps-rms") if rms else fs
+
     if "reproduce" in report:
         r = report["reproduce"]
         out.append(
@@ -379,7 +385,7 @@ def tables(report: dict[str, Any]) -> str:
     for fs in sets:
         a = np.array([fold(fs, c, "a") for c in names])
         b = np.array([fold(fs, c, "b") for c in names])
-        row = [fs] + [f"{x:.3f} / {y:.3f}" for x, y in zip(a, b, strict=True)]
+        row = [label(fs)] + [f"{x:.3f} / {y:.3f}" for x, y in zip(a, b, strict=True)]
         row += [f"{a.mean():.3f} ± {se(a):.3f}", f"{b.mean():.3f} ± {se(b):.3f}"]
         for part in ("a", "b"):
             d = loco[fs].get(f"fold_diff_{part}")
@@ -390,7 +396,7 @@ def tables(report: dict[str, Any]) -> str:
     out.append("| features | ravdess female | ravdess male | emodb female | emodb male |")
     out.append("|---|---|---|---|---|")
     for fs in sets:
-        row = [fs]
+        row = [label(fs)]
         for c in ("ravdess", "emodb"):
             for sex in ("female", "male"):
                 key = f"accuracy_{sex}"
@@ -414,7 +420,7 @@ def tables(report: dict[str, Any]) -> str:
                     f"{v['diff']:+.3f} ({v['only_this']}/{v['only_base']}, p {v['p']:.2g})"
                     for v in (pv[part][c] for c in names)
                 ]
-                out.append(f"| {fs} | ({part}) | " + " | ".join(cells) + " |")
+                out.append(f"| {label(fs)} | ({part}) | " + " | ".join(cells) + " |")
     lso = report.get("lso")
     if lso:
         out.append(
@@ -433,7 +439,7 @@ def tables(report: dict[str, Any]) -> str:
                 return float(np.mean([get(r) for r in runs]))
 
             row = [
-                fs,
+                label(fs),
                 _cell(m(lambda r: r["a"]["accuracy"])),
                 _cell(m(lambda r: r["b"]["accuracy"])),
             ]
