@@ -5,7 +5,9 @@ embedded voice model on corpora it never heard?
 
     scripts/voice_egemaps_trial.py [--data ../shared/data] [--shipped-cache DIR]
                                    [--cache DIR] [--holdout-actors 15-18] [--seeds 0]
-                                   [--reproduce] [--lso] [--report FILE]
+                                   [--sets a,b] [--egemaps-level raw|rms] [--reproduce]
+                                   [--lso] [--report FILE]
+    scripts/voice_egemaps_trial.py --tables REPORT [REPORT ...]
 
 1. Windows: exactly those of ``scripts/voice_corpora.py`` (its item lists, the app's
    windowing and voice-activity gate). Each gated window is described by
@@ -26,8 +28,10 @@ embedded voice model on corpora it never heard?
    base+egemaps+emb and egemaps alone; per corpus, per sex, and per-corpus paired
    differences against base+emb (with an exact sign test over the clips whose
    correctness differs). ``--sets`` also takes egemaps-lf, egemaps-lf+emb and
-   base+egemaps-lf+emb: eGeMAPS without its 19 level-dependent functionals. ``--lso``:
-   leave-speakers-out (5 speaker-grouped folds over all corpora pooled) for the same sets.
+   base+egemaps-lf+emb: eGeMAPS without its 19 level-dependent functionals;
+   ``--egemaps-level rms`` describes each window scaled to -20 dBFS instead (cached
+   apart). ``--lso``: leave-speakers-out (5 speaker-grouped folds over all corpora pooled)
+   for the same sets. ``--tables``: the Markdown tables of reports already written.
 
 Needs ``opensmile`` (the ``train`` extra). Its licence is audEERING's research licence
 (non-commercial), not the MIT its PyPI classifier names: see docs/guide/voice.md.
