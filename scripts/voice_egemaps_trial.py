@@ -33,8 +33,9 @@ embedded voice model on corpora it never heard?
    apart). ``--lso``: leave-speakers-out (5 speaker-grouped folds over all corpora pooled)
    for the same sets. ``--tables``: the Markdown tables of reports already written.
 
-Needs ``opensmile`` (the ``egemaps`` extra: ``pip install -e .[egemaps]``). Its licence is audEERING's research licence
-(non-commercial), not the MIT its PyPI classifier names: see docs/guide/voice.md.
+Needs ``opensmile`` (the ``egemaps`` extra: ``pip install -e .[egemaps]``). Its licence
+is audEERING's research licence (non-commercial), not the MIT its PyPI classifier
+names: see docs/guide/voice.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The eGeMAPS trial script's pieces (scripts/voice_egemaps_trial.py): the 88 functionals
 of one window, the trial's column layout, and the check that its windows are the shipped
-cache's. Skipped where opensmile (the ``train`` extra, not CI's) is not installed."""
+cache's. Skipped where opensmile (the ``egemaps`` extra, not CI's) is not installed."""
 
 from __future__ import annotations
 
