@@ -83,7 +83,7 @@ from emoapp.evaluation.metrics import (  # noqa: E402
 from emoapp.registry import ModelSpec  # noqa: E402
 
 MODEL_ID = "embedded/text-conversation"
-VERSION = "2.0.0"
+VERSION = "2.1.0"  # 2.1: offsets and temperature of conversation cross-fitted
 SEED = 0
 
 _EKMAN_TO_CANONICAL = {
