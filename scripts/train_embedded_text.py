@@ -701,6 +701,10 @@ def offset_protocols(
             "macro_f1": round(macro_f1(oof_gold, oof_pred), 4),
             "weighted_f1": round(weighted_f1(oof_gold, oof_pred), 4),
         },
+        "oof_offsets_from_dev": {
+            "macro_f1": round(macro_f1(oof_gold, (oof + off_dev).argmax(axis=1)), 4),
+            "weighted_f1": round(weighted_f1(oof_gold, (oof + off_dev).argmax(axis=1)), 4),
+        },
         "dev_no_offsets": scored(np.zeros(dev.shape[1]), dev, dev_gold),
         "dev_offsets_from_train_oof": scored(off_oof, oof + off_oof, oof_gold)
         | {"offsets": named(off_oof)},
