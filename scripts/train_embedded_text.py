@@ -607,23 +607,22 @@ def stored_logits(matrix: Any, coef: np.ndarray, intercept: np.ndarray) -> np.nd
 
 
 def split_half(
-    logits: np.ndarray, gold: np.ndarray, splits: int = 5, seed: int = SEED
+    logits: np.ndarray, gold: np.ndarray, splits: int = 5
 ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Offsets chosen on one random half of a dev split and scored on the other half,
-    both ways, ``splits`` times: the mean macro-F1 and weighted F1 of the 2 x ``splits``
-    half-scores, and per split the predictions of every item by the other half's
-    offsets."""
-    rng = np.random.default_rng(seed)
+    """Offsets chosen on one random half of a dev split and applied to the other half,
+    both ways, for ``splits`` splits (seeds 0 .. splits-1, as
+    ``scripts/compare_text_artefacts.py`` draws them): the mean over the splits of
+    macro-F1 and weighted F1 of all items so predicted, and each split's predictions."""
     macro, weighted, preds = [], [], []
-    for _ in range(splits):
-        order = rng.permutation(len(gold))
+    for seed in range(splits):
+        order = np.random.default_rng(seed).permutation(len(gold))
         halves = (order[: len(gold) // 2], order[len(gold) // 2 :])
         pred = np.empty(len(gold), dtype=np.int64)
         for choose, score in (halves, halves[::-1]):
             off = fit_offsets(logits[choose], objective("conversation", gold[choose]))
             pred[score] = (logits[score] + off).argmax(axis=1)
-            macro.append(macro_f1(gold[score], pred[score]))
-            weighted.append(weighted_f1(gold[score], pred[score]))
+        macro.append(macro_f1(gold, pred))
+        weighted.append(weighted_f1(gold, pred))
         preds.append(pred)
     return {
         "macro_f1": round(float(np.mean(macro)), 4),
