@@ -4,6 +4,7 @@ invariant to, and out-of-fold logits of a tiny model fitted on the spot."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,87 @@ def test_out_of_fold_logits_come_from_models_that_never_saw_the_fold(script: Any
     held = folds == 0
     np.testing.assert_allclose(oof_moved[held], oof[held], atol=0.02)
     assert np.abs(oof_moved[~held] - oof[~held]).max() > 0.1
+
+
+def test_paired_bootstrap_of_equal_predictions_is_zero(script: Any) -> None:
+    rng = np.random.default_rng(2)
+    gold = rng.integers(0, K, 80)
+    pred = rng.integers(0, K, 80)
+    result = script.paired_bootstrap(gold, pred, [pred, pred], samples=50)
+    for metric in ("macro_f1", "weighted_f1"):
+        assert result[metric] == {"difference": 0.0, "low": 0.0, "high": 0.0}
+
+
+MELD_NAMES = ["neutral", "joy", "sadness", "anger", "fear", "disgust", "surprise"]
+
+
+def _write_data(root: Path) -> None:
+    """GoEmotions and MELD folders in their published formats, with made-up lines."""
+    from emoapp.core.labelmap import GOEMOTIONS_EKMAN
+
+    goe = root / "goemotions"
+    goe.mkdir(parents=True)
+    names = [*sorted(m for members in GOEMOTIONS_EKMAN.values() for m in members), "neutral"]
+    (goe / "emotions.txt").write_text("\n".join(names) + "\n")
+    (goe / "ekman_mapping.json").write_text(json.dumps(GOEMOTIONS_EKMAN))
+    first = {group: members[0] for group, members in GOEMOTIONS_EKMAN.items()}
+    ekman = ["neutral", "joy", "sadness", "anger", "fear", "disgust", "surprise"]
+    fine = [names.index(first[g]) if g != "neutral" else names.index("neutral") for g in ekman]
+    rng = np.random.default_rng(5)
+    for split, n in (("train", 70), ("dev", 35)):
+        rows = []
+        for i in range(n):
+            label = i % K
+            words = " ".join(rng.choice(WORDS[label], 3).tolist())
+            rows.append(f"{words}\t{fine[label]}\tc{split}{i}")
+        (goe / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    meld = root / "meld"
+    meld.mkdir()
+    header = "Sr No.,Utterance,Speaker,Emotion,Sentiment,Dialogue_ID,Utterance_ID"
+    for split, n in (("train", 84), ("dev", 28)):
+        lines = [header]
+        for i in range(n):
+            label = i % K
+            words = " ".join(rng.choice(WORDS[label], 3).tolist())
+            lines.append(f"{i + 1},{words},A,{MELD_NAMES[label]},neutral,{i // 4},{i % 4}")
+        (meld / f"{split}_sent_emo.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_the_script_cross_fits_and_a_cached_rerun_writes_the_same_bytes(
+    script: Any, tmp_path: Path
+) -> None:
+    pytest.importorskip("sklearn")
+    _write_data(tmp_path / "data")
+    args = ["--data", str(tmp_path / "data"), "--cross-fit", "3", "--cache", str(tmp_path / "c")]
+    assert script.main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert script.main([*args, "--out", str(tmp_path / "b")]) == 0
+    (kept,) = (tmp_path / "c").iterdir()  # one folder named after the data and settings
+    assert sorted(f.name for f in kept.iterdir()) == [
+        "fold0of3.npz",
+        "fold1of3.npz",
+        "fold2of3.npz",
+        "full.npz",
+    ]
+    checksums = (tmp_path / "a" / "checksums.sha256").read_text()
+    assert checksums == (tmp_path / "b" / "checksums.sha256").read_text()
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    crossed = meta["training"]["cross_fitting"]
+    assert crossed["folds"] == 3 and sum(crossed["fold_sizes"]) == 84
+    assert max(crossed["fold_iterations"]) < script.MAX_ITER
+    protocols = meta["training"]["offset_protocols"]
+    assert protocols["meld_train_oof_items"] == 84 and protocols["meld_dev_items"] == 28
+    pooled = protocols["dev_offsets_from_train_oof_and_dev"]
+    conversation = meta["domains"]["conversation"]
+    assert conversation["temperature"] == pooled["temperature"]
+    assert "out-of-fold" in conversation["fitted_on"]
+    assert meta["dev"]["meld_dev"]["calibrated"]["macro_f1"] == pooled["macro_f1"]
+    # Without cross-fitting the conversation domain is chosen on MELD dev alone.
+    assert (
+        script.main(
+            ["--data", str(tmp_path / "data"), "--cross-fit", "0", "--out", str(tmp_path / "d")]
+        )
+        == 0
+    )
+    plain = json.loads((tmp_path / "d" / "meta.json").read_text())
+    assert "cross_fitting" not in plain["training"]
+    assert plain["domains"]["conversation"]["fitted_on"] == "MELD dev (dev_sent_emo.csv)"
