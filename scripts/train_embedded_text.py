@@ -30,10 +30,17 @@ here, and MELD's test split is not in ``../shared/data``):
 - weights: class-balanced within each corpus (``n / (K n_k)``), and MELD's rows scaled so
   that MELD weighs ``MELD_SHARE`` times GoEmotions in total;
 - model: multinomial logistic regression (lbfgs), regularisation ``C``;
-- decision: per domain, per-label logit offsets fitted on that corpus's dev split by
-  coordinate ascent (GoEmotions: macro-F1; MELD: macro-F1 + weighted F1), folded into the
-  domain's bias; then per domain a temperature fitted on that dev split by
-  log-likelihood, so each domain's probabilities are calibrated on data like it;
+- decision: per domain, per-label logit offsets fitted by coordinate ascent
+  (GoEmotions: macro-F1; MELD: macro-F1 + weighted F1), folded into the domain's bias;
+  then per domain a temperature fitted by log-likelihood, so each domain's
+  probabilities are calibrated on data like it. Comments: both on GoEmotions dev.
+  Conversation, with ``--cross-fit K`` (default 5): both on MELD train's out-of-fold
+  logits pooled with MELD dev's. MELD train's dialogues are dealt to K folds (seeded,
+  whole dialogues); for each fold the model is fitted again without it, warm-started
+  from the full model, and predicts it. 1,109 dev utterances alone overfit the offsets
+  (docs/guide/text.md); ``--cross-fit 0`` chooses them on MELD dev only, as before. The
+  script also measures how offsets chosen on each part carry over to MELD dev
+  (``meta.json`` ``training.offset_protocols``); ``--cache DIR`` keeps the fits for a rerun;
 - selection: the constants below were chosen on MELD dev and GoEmotions dev (macro-F1
   and weighted F1 after each setting's own offsets) from the exploration runs listed in
   :data:`SELECTION` (also in ``meta.json`` ``training.candidates``);
