@@ -152,7 +152,7 @@ def _corpus(script: Any, n: int, seed: int, dialogues: bool) -> Any:
     rng = np.random.default_rng(seed)
     y = np.arange(n) % K
     texts = [
-        " ".join(rng.choice(WORDS[label], 3).tolist() + rng.choice(WORDS[0], 1).tolist())
+        " ".join(rng.choice(WORDS[int(label)], 3).tolist() + rng.choice(WORDS[0], 1).tolist())
         for label in y
     ]
     groups = np.arange(n) // 3 if dialogues else None
