@@ -11,7 +11,8 @@ out of the domain's bias), three ways:
 
 - ``before offsets``: the argmax of those logits;
 - ``dev offsets``: after offsets chosen on the whole dev split (what the training script
-  ships; optimistic: dev chose them);
+  ships for comments, and for conversation with ``--cross-fit 0``, as revision 2.0.0 did;
+  optimistic: dev chose them);
 - ``split-half offsets``: offsets chosen on one random half of dev and applied to the
   other half, both ways, averaged over 5 seeded splits (less optimistic);
 

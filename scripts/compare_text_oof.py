@@ -1,0 +1,121 @@
+#!/usr/bin/env python
+"""Compare two text artefacts under the out-of-fold offset protocol of revision 2.1.0,
+with paired bootstraps.
+
+    .venv/bin/python scripts/compare_text_oof.py A_DIR B_DIR --cache DIR [--data ../shared/data]
+
+Both artefacts must have been written by ``scripts/train_embedded_text.py --cross-fit 5
+--cache DIR`` (the same ``DIR``): their MELD train out-of-fold logits are read back from
+the cache (the folder named after each one's data and settings). For the conversation
+domain it prints, for A and B:
+
+- MELD dev with the offsets chosen on MELD train out-of-fold only (``meta.json``
+  ``training.offset_protocols``), and the paired bootstrap of B minus A there and before
+  any offsets;
+- MELD train out-of-fold, each fold's offsets chosen on the other folds' out-of-fold
+  logits (nested, so no item chooses its own offsets), and the paired bootstrap of B
+  minus A there and before any offsets. These bootstraps resample utterances, not
+  dialogues, so their intervals are too narrow.
+
+Reads no test split.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+
+from train_embedded_text import (  # noqa: E402
+    SEED,
+    cache_key,
+    dialogue_folds,
+    fit_offsets,
+    goemotions,
+    label_tables,
+    meld,
+    objective,
+    paired_bootstrap,
+)
+
+from emoapp.core.messages import Modality  # noqa: E402
+from emoapp.encoders.embedded.text import NgramTextEncoder  # noqa: E402
+from emoapp.evaluation.metrics import macro_f1, weighted_f1  # noqa: E402
+from emoapp.registry import ModelSpec  # noqa: E402
+
+FOLDS = 5
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("a", type=Path)
+    parser.add_argument("b", type=Path)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    args = parser.parse_args(argv)
+    names, fine = label_tables(args.data / "goemotions")
+    goe = goemotions(args.data / "goemotions", "train", names, fine, single_only=False)
+    train = meld(args.data / "meld", "train")
+    dev = meld(args.data / "meld", "dev")
+    assert train.groups is not None
+    folds = dialogue_folds(train.groups, FOLDS, SEED)
+
+    def load(folder: Path) -> dict:
+        meta = json.loads((folder / "meta.json").read_text())
+        protocols = meta["training"].get("offset_protocols")
+        if protocols is None:
+            raise SystemExit(f"{folder}: not written with --cross-fit")
+        cache = args.cache / cache_key(goe, train, meta["training"].get("vector_scale", 0.0))
+        oof = np.full((len(train.y), 7), np.nan)
+        for k in range(FOLDS):
+            stored = cache / f"fold{k}of{FOLDS}.npz"
+            if not stored.is_file():
+                raise SystemExit(f"{stored}: not in the cache (train with --cache {args.cache})")
+            with np.load(stored) as saved:
+                oof[saved["held"]] = saved["logits"]
+        encoder = NgramTextEncoder(ModelSpec(Modality.TEXT, str(folder), backend="embedded"))
+        encoder.load()
+        shipped = np.array(list(meta["training"]["logit_offsets"]["conversation"].values()))
+        carried = protocols["dev_offsets_from_train_oof"]
+        off = np.array(list(carried["offsets"].values()))
+        logits = np.array([encoder.logits(t, (), "conversation") for t in dev.texts]) - shipped
+        nested = np.empty(len(train.y), dtype=np.int64)
+        for k in range(FOLDS):
+            held = folds == k
+            chosen = fit_offsets(oof[~held], objective("conversation", train.y[~held]))
+            nested[held] = (oof[held] + chosen).argmax(axis=1)
+        print(
+            f"{folder}: MELD dev, offsets from train out-of-fold: "
+            + ", ".join(
+                f"{m} {carried[m]}" for m in ("accuracy", "macro_f1", "weighted_f1", "ece", "nll")
+            )
+            + f"; MELD train out-of-fold, nested offsets: macro_f1 "
+            f"{macro_f1(train.y, nested):.4f}, weighted_f1 {weighted_f1(train.y, nested):.4f}"
+        )
+        return {
+            "dev": (logits + off).argmax(axis=1),
+            "dev_none": logits.argmax(axis=1),
+            "oof": nested,
+            "oof_none": oof.argmax(axis=1),
+        }
+
+    a, b = load(args.a), load(args.b)
+    for name, gold, key in (
+        ("MELD dev, offsets from train out-of-fold", dev.y, "dev"),
+        ("MELD dev, no offsets", dev.y, "dev_none"),
+        ("MELD train out-of-fold, nested offsets", train.y, "oof"),
+        ("MELD train out-of-fold, no offsets", train.y, "oof_none"),
+    ):
+        print(f"B - A, {name}: {json.dumps(paired_bootstrap(gold, b[key], [a[key]]))}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
