@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         print(" ", line(r))
     for label, face, voice, text, power in (
         ("previous registry priors, power 1", 0.4, 0.3, 0.25, 1.0),
+        ("the defaults shipped now (for comparison with the choice)", 0.4, 0.7, 0.05, 0.5),
     ):
         match = [
             r
@@ -285,7 +286,11 @@ def main(argv: list[str] | None = None) -> int:
             if (r["face"], r["voice"], r["text"], r["power"]) == (face, voice, text, power)
         ]
         for r in match:
-            print(f"{label}:\n  {line(r)}")
+            t = threshold(r, args.target_precision)
+            print(
+                f"{label}:\n  {line(r)}\n  'uncertain' threshold per seed: "
+                + "; ".join(f"{a:.3f} {b:.3f} {c:.0%}" for a, b, c in t)
+            )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
