@@ -38,7 +38,9 @@ NICENESS = 10
 SETTLE_S = 0.1
 """An offer is explained no sooner than this after it was made, so that the fusion
 thread has fused and shown the new prediction first (explaining competes with it for the
-interpreter)."""
+interpreter). A newer offer restarts the wait only within SETTLE_S of the first offer
+still waiting: predictions that come faster than SETTLE_S (a camera at 30 fps) would
+otherwise postpone the explanation for ever."""
 
 
 @dataclass
@@ -68,6 +70,7 @@ class _Offer:
 class _State:
     offer: _Offer | None = None
     explained_seq: int = -1
+    waiting_since: float = float("-inf")  # when the first offer not yet explained came
     last_started: float = float("-inf")
     requested: bool = False
     cost: ExplanationCost = field(default_factory=ExplanationCost)
@@ -130,7 +133,10 @@ class ExplanationWorker:
                 return  # withdrawn since it was computed: not kept, not even for a moment
             self._seq += 1
             offer = _Offer(encoder, item, output, self._seq, time.monotonic())
-            self._states[modality].offer = offer
+            state = self._states[modality]
+            if state.offer is None or state.offer.seq == state.explained_seq:
+                state.waiting_since = offer.offered_at
+            state.offer = offer
             self._cond.notify()
 
     def forget(self, origin: Modality) -> int:
@@ -207,7 +213,9 @@ class ExplanationWorker:
             offer = state.offer
             if offer is None:
                 continue
-            settled = offer.offered_at + SETTLE_S
+            # the newest offer settles SETTLE_S after it came, but its wait starts no
+            # later than SETTLE_S after the first offer still waiting (at most 2 x SETTLE_S)
+            settled = min(offer.offered_at, state.waiting_since + SETTLE_S) + SETTLE_S
             if state.requested:
                 if settled <= now:
                     state.requested = False

@@ -15,7 +15,7 @@ from emoapp.capture.replay import VideoReplaySource
 from emoapp.core.explanation import FaceExplanation, TextExplanation
 from emoapp.core.messages import Modality, ModalityPrediction, NoPrediction
 from emoapp.encoders.factory import build_encoder
-from emoapp.live.explaining import ExplanationWorker
+from emoapp.live.explaining import SETTLE_S, ExplanationWorker
 from emoapp.live.session import LiveSession
 from emoapp.registry import resolve_model
 
@@ -106,6 +106,23 @@ def test_at_most_every_n_seconds_and_never_queued(made) -> None:
     assert explainer.seen[-1] == "third"
     time.sleep(0.4)
     assert len(delivered) == 3  # nothing new offered: nothing explained again
+
+
+@pytest.mark.parametrize("requested", [False, True])
+def test_offers_faster_than_the_settling_time_are_still_explained(made, requested) -> None:
+    """A camera at 30 fps offers a new prediction every 33 ms, faster than an offer
+    settles (SETTLE_S): each newer offer must not postpone the explanation for ever."""
+    explainer = SlowExplainer()
+    worker, delivered, _ = make(made, explainer, every_s=None if requested else 0.2)
+    if requested:
+        worker.request(Modality.TEXT)
+    stop = time.monotonic() + 3.0
+    i = 0
+    while not delivered and time.monotonic() < stop:
+        worker.offer(Modality.TEXT, object(), f"frame {i}", prediction(float(i)))
+        i += 1
+        time.sleep(SETTLE_S / 4)
+    assert delivered, f"nothing explained after {i} offers {SETTLE_S / 4:.3f} s apart"
 
 
 def test_a_failing_explanation_is_reported_and_the_worker_goes_on(made) -> None:
