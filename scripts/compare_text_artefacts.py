@@ -43,6 +43,7 @@ from train_embedded_text import (  # noqa: E402
     meld,
     objective,
 )
+from train_embedded_text import split_half as train_split_half  # noqa: E402
 
 from emoapp.core.messages import Modality  # noqa: E402
 from emoapp.encoders.embedded.text import NgramTextEncoder  # noqa: E402
@@ -69,16 +70,9 @@ def scores(gold: np.ndarray, pred: np.ndarray, domain: str) -> dict[str, float]:
 
 
 def split_half(logits: np.ndarray, gold: np.ndarray, domain: str) -> dict[str, float]:
-    runs = []
-    for seed in range(SPLITS):
-        order = np.random.default_rng(seed).permutation(len(gold))
-        halves = (order[: len(gold) // 2], order[len(gold) // 2 :])
-        pred = np.zeros(len(gold), dtype=int)
-        for fit_on, apply_to in ((0, 1), (1, 0)):
-            a, b = halves[fit_on], halves[apply_to]
-            offsets = fit_offsets(logits[a], objective(domain, gold[a]))
-            pred[b] = np.argmax(logits[b] + offsets, axis=1)
-        runs.append(scores(gold, pred, domain))
+    """The training script's split-half protocol; each split scored, rounded, then averaged."""
+    _, preds = train_split_half(logits, gold, SPLITS, domain)
+    runs = [scores(gold, pred, domain) for pred in preds]
     return {k: round(float(np.mean([r[k] for r in runs])), 4) for k in runs[0]}
 
 

@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "scripts"))
 
+from compare_text_artefacts import raw_logits  # noqa: E402
 from train_embedded_text import (  # noqa: E402
     SEED,
     cache_key,
@@ -45,10 +46,7 @@ from train_embedded_text import (  # noqa: E402
     paired_bootstrap,
 )
 
-from emoapp.core.messages import Modality  # noqa: E402
-from emoapp.encoders.embedded.text import NgramTextEncoder  # noqa: E402
 from emoapp.evaluation.metrics import macro_f1, weighted_f1  # noqa: E402
-from emoapp.registry import ModelSpec  # noqa: E402
 
 FOLDS = 5
 
@@ -80,12 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"{stored}: not in the cache (train with --cache {args.cache})")
             with np.load(stored) as saved:
                 oof[saved["held"]] = saved["logits"]
-        encoder = NgramTextEncoder(ModelSpec(Modality.TEXT, str(folder), backend="embedded"))
-        encoder.load()
-        shipped = np.array(list(meta["training"]["logit_offsets"]["conversation"].values()))
         carried = protocols["dev_offsets_from_train_oof"]
         off = np.array(list(carried["offsets"].values()))
-        logits = np.array([encoder.logits(t, (), "conversation") for t in dev.texts]) - shipped
+        logits = raw_logits(folder, "conversation", dev.texts)
         nested = np.empty(len(train.y), dtype=np.int64)
         for k in range(FOLDS):
             held = folds == k

@@ -614,19 +614,19 @@ def stored_logits(matrix: Any, coef: np.ndarray, intercept: np.ndarray) -> np.nd
 
 
 def split_half(
-    logits: np.ndarray, gold: np.ndarray, splits: int = 5
+    logits: np.ndarray, gold: np.ndarray, splits: int = 5, domain: str = "conversation"
 ) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Offsets chosen on one random half of a dev split and applied to the other half,
-    both ways, for ``splits`` splits (seeds 0 .. splits-1, as
-    ``scripts/compare_text_artefacts.py`` draws them): the mean over the splits of
-    macro-F1 and weighted F1 of all items so predicted, and each split's predictions."""
+    """Offsets chosen (as ``domain``'s are) on one random half of a dev split and applied
+    to the other half, both ways, for ``splits`` splits (seeds 0 .. splits-1; also what
+    ``scripts/compare_text_artefacts.py`` runs): the mean over the splits of macro-F1 and
+    weighted F1 of all items so predicted, and each split's predictions."""
     macro, weighted, preds = [], [], []
     for seed in range(splits):
         order = np.random.default_rng(seed).permutation(len(gold))
         halves = (order[: len(gold) // 2], order[len(gold) // 2 :])
         pred = np.empty(len(gold), dtype=np.int64)
         for choose, score in (halves, halves[::-1]):
-            off = fit_offsets(logits[choose], objective("conversation", gold[choose]))
+            off = fit_offsets(logits[choose], objective(domain, gold[choose]))
             pred[score] = (logits[score] + off).argmax(axis=1)
         macro.append(macro_f1(gold, pred))
         weighted.append(weighted_f1(gold, pred))

@@ -19,6 +19,7 @@ import hashlib
 import json
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,42 +78,54 @@ def _key() -> str:
     ]
 
 
-def extract(data: Path, corpus: str, cache: Path) -> Corpus:
+def speech_windows(
+    items: list[EvalItem], corpus: str, skip: Sequence[bool] | None = None
+) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Every window of the items' audio that the voice pipeline's gate passes as speech,
+    in order: (item index, window index, samples at 16 kHz); items where ``skip`` is true
+    are not read. Progress every 200 items on stderr."""
     import soundfile as sf
 
-    from emoapp.encoders.embedded.voice import DEFAULT_FEATURES, window_features
-    from emoapp.encoders.speaker_embedding import SpeakerEmbedder
     from emoapp.encoders.vad import make_gate
     from emoapp.encoders.voice import VoiceConfig, gate_windows, sliding_windows
+
+    voice = VoiceConfig()
+    gate = make_gate(voice.vad, voice.vad_threshold, voice.energy_dbfs)
+    started = time.perf_counter()
+    for i, item in enumerate(items):
+        if skip is not None and skip[i]:
+            continue
+        assert item.audio is not None
+        audio, sr = sf.read(item.audio, dtype="float32", always_2d=False)
+        if audio.ndim > 1:
+            audio = audio.mean(axis=1)
+        if sr != 16_000:
+            raise SystemExit(f"{item.audio}: {sr} Hz; expected 16000")
+        windows = list(sliding_windows(audio, sr, 0.0, voice.window_s, voice.hop_s))
+        gated = gate_windows(windows, sr, voice, gate)
+        for index in sorted(gated.speech):
+            yield i, index, gated.speech[index].samples
+        if i % 200 == 0:
+            print(
+                f"  {corpus}: {i}/{len(items)} ({time.perf_counter() - started:.0f} s)",
+                file=sys.stderr,
+            )
+
+
+def extract(data: Path, corpus: str, cache: Path) -> Corpus:
+    from emoapp.encoders.embedded.voice import DEFAULT_FEATURES, window_features
+    from emoapp.encoders.speaker_embedding import SpeakerEmbedder
 
     items = items_of(data, corpus)
     part = cache / f"{corpus}-{_key()}.npz"
     if not part.is_file():
         settings = {**DEFAULT_FEATURES, "mel_means": True}
-        voice = VoiceConfig()
-        gate = make_gate(voice.vad, voice.vad_threshold, voice.energy_dbfs)
         embedder = SpeakerEmbedder.load()
-        started = time.perf_counter()
         rows, embs, owners = [], [], []
-        for i, item in enumerate(items):
-            assert item.audio is not None
-            audio, sr = sf.read(item.audio, dtype="float32", always_2d=False)
-            if audio.ndim > 1:
-                audio = audio.mean(axis=1)
-            if sr != 16_000:
-                raise SystemExit(f"{item.audio}: {sr} Hz; expected 16000")
-            windows = list(sliding_windows(audio, sr, 0.0, voice.window_s, voice.hop_s))
-            gated = gate_windows(windows, sr, voice, gate)
-            for index in sorted(gated.speech):
-                samples = gated.speech[index].samples
-                rows.append(window_features(samples, settings))
-                embs.append(embedder.embed(samples))
-                owners.append(i)
-            if i % 200 == 0:
-                print(
-                    f"  {corpus}: {i}/{len(items)} ({time.perf_counter() - started:.0f} s)",
-                    file=sys.stderr,
-                )
+        for i, _, samples in speech_windows(items, corpus):
+            rows.append(window_features(samples, settings))
+            embs.append(embedder.embed(samples))
+            owners.append(i)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(
             part,

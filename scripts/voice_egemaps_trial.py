@@ -186,50 +186,26 @@ def extract_egemaps(
     tag = "egemaps" if level == "raw" else "egemaps-rms"
     part = cache / f"{corpus}-{tag}-{_key(actors)}.npz"
     if not part.is_file():
-        import soundfile as sf
-
         from emoapp.encoders.embedded.voice import DEFAULT_FEATURES, window_features
-        from emoapp.encoders.vad import make_gate
-        from emoapp.encoders.voice import VoiceConfig, gate_windows, sliding_windows
 
         items = V.items_of(data, corpus)
         skip = held_out(items, corpus, actors)
         settings = {**DEFAULT_FEATURES, "mel_means": True}
-        voice = VoiceConfig()
-        gate = make_gate(voice.vad, voice.vad_threshold, voice.energy_dbfs)
         smile = egemaps_extractor()
         rows: list[np.ndarray] = []
         check_x: list[np.ndarray] = []
         owners: list[int] = []
         index: list[int] = []
         check_rows: list[int] = []
-        started = time.perf_counter()
-        for i, item in enumerate(items):
-            if skip[i]:
-                continue
-            assert item.audio is not None
-            audio, sr = sf.read(item.audio, dtype="float32", always_2d=False)
-            if audio.ndim > 1:
-                audio = audio.mean(axis=1)
-            if sr != SAMPLE_RATE:
-                raise SystemExit(f"{item.audio}: {sr} Hz; expected {SAMPLE_RATE}")
-            windows = list(sliding_windows(audio, sr, 0.0, voice.window_s, voice.hop_s))
-            gated = gate_windows(windows, sr, voice, gate)
-            for k in sorted(gated.speech):
-                samples = gated.speech[k].samples
-                if i % check_every == 0:
-                    check_rows.append(len(rows))
-                    check_x.append(window_features(samples, settings))
-                rows.append(
-                    window_egemaps(smile, at_level(samples) if level == "rms" else samples, sr)
-                )
-                owners.append(i)
-                index.append(k)
-            if i % 200 == 0:
-                print(
-                    f"  {corpus}: {i}/{len(items)} ({time.perf_counter() - started:.0f} s)",
-                    file=sys.stderr,
-                )
+        for i, k, samples in V.speech_windows(items, corpus, skip):
+            if i % check_every == 0:
+                check_rows.append(len(rows))
+                check_x.append(window_features(samples, settings))
+            rows.append(
+                window_egemaps(smile, at_level(samples) if level == "rms" else samples, SAMPLE_RATE)
+            )
+            owners.append(i)
+            index.append(k)
         cache.mkdir(parents=True, exist_ok=True)
         np.savez(
             part,

@@ -234,14 +234,18 @@ class NoveltyTemperature:
             neutral_scale,
         )
 
-    def novelty_of_mean(self, mean: np.ndarray) -> float:
-        """The novelty of a speaker whose mean feature vector is ``mean``."""
+    def _standardised(self, mean: np.ndarray) -> np.ndarray:
+        """A mean feature vector in the space the training speakers' means are kept in."""
         mean = np.asarray(mean, dtype=np.float64).reshape(-1)
         if mean.size != self.size:
             raise AdaptationError(
                 f"speaker statistics of {mean.size} features do not fit this model ({self.size})"
             )
-        z = (mean - self.offset) / self.scale
+        return (mean - self.offset) / self.scale
+
+    def novelty_of_mean(self, mean: np.ndarray) -> float:
+        """The novelty of a speaker whose mean feature vector is ``mean``."""
+        z = self._standardised(mean)
         return float(knn_distance(z, self.speakers, self.neighbours)[0] / self.distance_scale)
 
     def neutral_novelty_of_mean(self, mean: np.ndarray) -> float:
@@ -249,14 +253,8 @@ class NoveltyTemperature:
         means (on their own scale); :meth:`novelty_of_mean` where they are not stored."""
         if self.neutral_speakers is None:
             return self.novelty_of_mean(mean)
-        mean = np.asarray(mean, dtype=np.float64).reshape(-1)
-        if mean.size != self.size:
-            raise AdaptationError(
-                f"speaker statistics of {mean.size} features do not fit this model ({self.size})"
-            )
-        z = (mean - self.offset) / self.scale
-        distance = knn_distance(z, self.neutral_speakers, self.neighbours)[0]
-        return float(distance / self.neutral_distance_scale)
+        distance = knn_distance(self._standardised(mean), self.neutral_speakers, self.neighbours)
+        return float(distance[0] / self.neutral_distance_scale)
 
     @property
     def judges_readings(self) -> bool:
