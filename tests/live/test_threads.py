@@ -160,13 +160,18 @@ def test_a_library_another_thread_is_still_importing_is_used_only_once_imported(
     calling a module that has no setNumThreads yet."""
     import sys
     import threading
+    import types
 
+    # The events live in a module of their own, made here before the import starts: the
+    # half-imported module's attributes appear only as its body runs, so waiting on them
+    # would race the importer (sys.modules has the module before its first line ran).
+    sync = types.ModuleType("slowlib_for_plan_sync")
+    started = sync.started = threading.Event()  # type: ignore[attr-defined]
+    go_on = sync.go_on = threading.Event()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "slowlib_for_plan_sync", sync)
     (tmp_path / "slowlib_for_plan.py").write_text(
-        "import threading\n"
-        "started = threading.Event()\n"
-        "go_on = threading.Event()\n"
-        "import sys\n"
-        "sys.modules[__name__].started.set()\n"
+        "from slowlib_for_plan_sync import go_on, started\n"
+        "started.set()\n"
         "go_on.wait(10)\n"
         "def setNumThreads(n):\n"
         "    return n\n"
@@ -177,21 +182,18 @@ def test_a_library_another_thread_is_still_importing_is_used_only_once_imported(
     importer = threading.Thread(target=__import__, args=("slowlib_for_plan",))
     importer.start()
     try:
-        while "slowlib_for_plan" not in sys.modules:
-            threading.Event().wait(0.01)
+        assert started.wait(10)
         half = sys.modules["slowlib_for_plan"]
-        half.started.wait(10)
         assert not hasattr(half, "setNumThreads")  # half-initialised now
         got: list[object] = []
         user = threading.Thread(target=lambda: got.append(imported_library("slowlib_for_plan")))
         user.start()
         user.join(0.2)
         assert user.is_alive() and not got  # waiting for the import, not using it
-        half.go_on.set()
+        go_on.set()
         user.join(10)
         assert got and got[0].setNumThreads(2) == 2
     finally:
-        if "slowlib_for_plan" in sys.modules:
-            sys.modules["slowlib_for_plan"].go_on.set()
+        go_on.set()
         importer.join(10)
         sys.modules.pop("slowlib_for_plan", None)
