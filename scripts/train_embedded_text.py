@@ -476,11 +476,13 @@ def design(featuriser: Featuriser, goe: Corpus, meld_train: Corpus, domain_copy:
     return sparse.vstack([with_domain(xg, "comments"), with_domain(xm, "conversation")]).tocsr()
 
 
-def training_weights(goe: Corpus, meld_train: Corpus, meld_share: float) -> np.ndarray:
-    """Sample weights of the design's rows: class-balanced within each corpus, MELD
-    weighing ``meld_share`` times GoEmotions, normalised to mean 1."""
-    wg = goe.w * class_weights(goe.y, goe.w, CLASS_WEIGHT_POWER)[goe.y]
-    wm = meld_train.w * class_weights(meld_train.y, meld_train.w, CLASS_WEIGHT_POWER)[meld_train.y]
+def training_weights(
+    goe: Corpus, meld_train: Corpus, meld_share: float, power: float = CLASS_WEIGHT_POWER
+) -> np.ndarray:
+    """Sample weights of the design's rows: class-balanced within each corpus (to the
+    ``power``), MELD weighing ``meld_share`` times GoEmotions, normalised to mean 1."""
+    wg = goe.w * class_weights(goe.y, goe.w, power)[goe.y]
+    wm = meld_train.w * class_weights(meld_train.y, meld_train.w, power)[meld_train.y]
     wm = wm * (meld_share * wg.sum() / wm.sum())
     weights = np.concatenate([wg, wm])
     return weights * len(weights) / weights.sum()
@@ -518,13 +520,14 @@ def fit(
     vectors: WordVectors | None = None,
     vector_scale: float = 0.0,
     cache: Path | None = None,
+    power: float = CLASS_WEIGHT_POWER,
 ) -> Fitted:
     from sklearn.linear_model import LogisticRegression
 
     featuriser = Featuriser([goe, meld_train], context_scale, vectors, vector_scale)
     x = design(featuriser, goe, meld_train, domain_copy)
     n = (x.shape[1] - len(DOMAINS)) // (3 if domain_copy > 0 else 1)
-    weights = training_weights(goe, meld_train, meld_share)
+    weights = training_weights(goe, meld_train, meld_share, power)
     y = np.concatenate([goe.y, meld_train.y])
     model = LogisticRegression(C=c, max_iter=MAX_ITER, tol=1e-4, random_state=SEED)
     stored = cache / "full.npz" if cache is not None else None
@@ -557,6 +560,7 @@ def cross_fit(
     meld_share: float,
     domain_copy: float,
     cache: Path | None = None,
+    power: float = CLASS_WEIGHT_POWER,
 ) -> tuple[np.ndarray, list[int]]:
     """Out-of-fold conversation logits of MELD train (no offsets): for each fold, the
     same logistic regression refitted on GoEmotions train plus MELD train without that
@@ -584,7 +588,7 @@ def cross_fit(
                     log(f"fold {k + 1} from the cache {stored}")
                     continue
         rows = np.concatenate([np.arange(n_goe), n_goe + kept])
-        weights = training_weights(goe, subset(meld_train, kept), meld_share)
+        weights = training_weights(goe, subset(meld_train, kept), meld_share, power)
         model = copy.deepcopy(fitted.model)
         model.set_params(warm_start=True)
         started = time.perf_counter()
@@ -730,7 +734,9 @@ def offset_protocols(
     }
 
 
-def cache_key(goe: Corpus, meld_train: Corpus, vector_scale: float) -> str:
+def cache_key(
+    goe: Corpus, meld_train: Corpus, vector_scale: float, setting: tuple[float, ...]
+) -> str:
     """A digest of the training rows and the settings, naming the cache's folder."""
     import hashlib
 
@@ -743,7 +749,10 @@ def cache_key(goe: Corpus, meld_train: Corpus, vector_scale: float) -> str:
         digest.update(np.asarray(corpus.w, dtype=np.float64).tobytes())
         if corpus.groups is not None:
             digest.update(np.asarray(corpus.groups, dtype=np.int64).tobytes())
-    settings = (MELD_SHARE, C, CONTEXT_SCALE, DOMAIN_COPY, vector_scale, MAX_ITER, SEED)
+    meld_share, c, domain_copy, power = setting
+    settings = (meld_share, c, CONTEXT_SCALE, domain_copy, vector_scale, MAX_ITER, SEED)
+    if power != 1.0:  # (keeps the key of caches written before the power was a setting)
+        settings += (power,)
     digest.update(repr((settings, sklearn.__version__, np.__version__)).encode())
     return digest.hexdigest()[:16]
 
@@ -776,6 +785,19 @@ def main(argv: list[str] | None = None) -> int:
         "out-of-fold logits (K folds by dialogue, each refitted warm from the full model) "
         f"pooled with MELD dev (default {CROSS_FIT}; 0: on MELD dev only, as before)",
     )
+    for flag, default, what in (
+        ("--c", C, "the logistic regression's C"),
+        ("--meld-share", MELD_SHARE, "MELD's total weight relative to GoEmotions'"),
+        ("--domain-copy", DOMAIN_COPY, "the scale of each domain's own copy of the features"),
+        ("--class-weight-power", CLASS_WEIGHT_POWER, "the power of the class balancing"),
+    ):
+        parser.add_argument(
+            flag,
+            type=float,
+            default=default,
+            help=f"{what} (default {default}, the shipped choice; another value is a "
+            "candidate for comparison: write it to another --out)",
+        )
     parser.add_argument(
         "--cache",
         type=Path,
@@ -789,6 +811,12 @@ def main(argv: list[str] | None = None) -> int:
     vector_scale: float = args.vector_scale
     if not (vector_scale >= 0 and np.isfinite(vector_scale)):
         parser.error("--vector-scale must be a finite number >= 0")
+    setting = (args.meld_share, args.c, args.domain_copy, args.class_weight_power)
+    if not all(np.isfinite(v) for v in setting) or min(setting[:2]) <= 0 or min(setting) < 0:
+        parser.error(
+            "--c and --meld-share must be > 0, --domain-copy and --class-weight-power >= 0"
+        )
+    meld_share, c, domain_copy, power = setting
     try:
         import scipy
         import sklearn
@@ -822,10 +850,19 @@ def main(argv: list[str] | None = None) -> int:
         log(f"word vectors: {len(vectors.words)} of the training words")
     cache: Path | None = None
     if args.cache is not None:
-        cache = args.cache / cache_key(goe, meld_train, vector_scale)
+        cache = args.cache / cache_key(goe, meld_train, vector_scale, setting)
         cache.mkdir(parents=True, exist_ok=True)
     fitted = fit(
-        goe, meld_train, MELD_SHARE, C, CONTEXT_SCALE, DOMAIN_COPY, vectors, vector_scale, cache
+        goe,
+        meld_train,
+        meld_share,
+        c,
+        CONTEXT_SCALE,
+        domain_copy,
+        vectors,
+        vector_scale,
+        cache,
+        power,
     )
     log(f"fitted in {fitted.iterations} iterations ({time.perf_counter() - started:.0f}s)")
     # Per domain: the logits its offsets and temperature are chosen on (its dev split;
@@ -847,7 +884,7 @@ def main(argv: list[str] | None = None) -> int:
         assert meld_train.groups is not None
         folds = dialogue_folds(meld_train.groups, args.cross_fit)
         oof, fold_iterations = cross_fit(
-            fitted, goe, meld_train, folds, MELD_SHARE, DOMAIN_COPY, cache
+            fitted, goe, meld_train, folds, meld_share, domain_copy, cache, power
         )
         conversation_dev = pools["conversation"]
         pools["conversation"] = (
@@ -951,11 +988,11 @@ def main(argv: list[str] | None = None) -> int:
             "train_rows": {"goemotions": len(goe.texts), "meld": len(meld_train.texts)},
             "model": "multinomial logistic regression (scikit-learn lbfgs), one indicator "
             "column per domain (its prior)",
-            "class_weights": f"balanced within each corpus: (n / (K n_k)) ** {CLASS_WEIGHT_POWER}",
-            "meld_share": MELD_SHARE,
-            "C": C,
+            "class_weights": f"balanced within each corpus: (n / (K n_k)) ** {power}",
+            "meld_share": meld_share,
+            "C": c,
             "context_scale": CONTEXT_SCALE,
-            "domain_copy": DOMAIN_COPY,
+            "domain_copy": domain_copy,
             "iterations": fitted.iterations,
             "logit_offsets": {
                 domain: dict(zip(CANONICAL_LABELS, off.round(1).tolist(), strict=True))
