@@ -224,16 +224,17 @@ def test_failed_attempts_are_rate_limited_per_peer(tmp_path: Path) -> None:
     stream = EstimateStream(LOOPBACK, token=TOKEN, limiter=limiter)
     stream.start()
     try:
+        port = stream.port
+        assert port is not None
         bearer = f"Authorization: Bearer {TOKEN}"
-        assert [
-            handshake(stream.port, "Authorization: Bearer wrong-guess-0000") for _ in range(3)
-        ] == [401] * 3
-        assert handshake(stream.port, "Authorization: Bearer wrong-guess-0001") == 429
-        assert handshake(stream.port, bearer) == 429  # even the right token: no oracle
+        wrong = "Authorization: Bearer wrong-guess-0000"
+        assert [handshake(port, wrong) for _ in range(3)] == [401] * 3
+        assert handshake(port, "Authorization: Bearer wrong-guess-0001") == 429
+        assert handshake(port, bearer) == 429  # even the right token: no oracle
         now[0] = 0.19
-        assert handshake(stream.port, bearer) == 429  # not refilled before 1/5 s
+        assert handshake(port, bearer) == 429  # not refilled before 1/5 s
         now[0] = 0.25
-        assert handshake(stream.port, bearer) == 101  # 1/5 s later the allowance is back
+        assert handshake(port, bearer) == 101  # 1/5 s later the allowance is back
     finally:
         stream.close()
     assert stream.stats().refused >= 5
