@@ -101,7 +101,12 @@ def _die_between_items_main(conn, job, marker_dir: str) -> None:
     conn.send(("result", fake_run(job, item, attempt)))
     conn.close()
     marker.touch()
-    time.sleep(2.0)  # alive (so not yet reaped) while the parent hands it the next item
+    # Alive (so not yet reaped) until the parent has begun handing it the next item (the
+    # test's on_start marks that), however long a loaded machine takes to get there.
+    offered = Path(marker_dir) / "offered-next"
+    deadline = time.monotonic() + 60
+    while not offered.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     os._exit(0)
 
 
@@ -118,13 +123,18 @@ def test_a_worker_dying_between_items_is_replaced_and_nothing_is_lost(samples, t
         while not (tmp_path / "died-once").exists() and time.monotonic() < deadline:
             time.sleep(0.01)  # the worker has closed its end: the next send breaks
 
+    def on_start(item: BatchItem, attempt: int) -> None:
+        started.append((item.id, attempt))
+        if item.id == "second":  # the parent is handing the dying worker its next item
+            (tmp_path / "offered-next").touch()
+
     stats = run_local(
         items,
         job,
         1,
         on_result,
         functools.partial(_die_between_items_main, marker_dir=str(tmp_path)),
-        on_start=lambda item, attempt: started.append((item.id, attempt)),
+        on_start=on_start,
     )
     assert sorted(r["id"] for r in records) == ["first", "second", "third"]
     assert all(r["status"] == "done" and r["attempts"] == 1 for r in records), records

@@ -283,9 +283,15 @@ def test_list_cameras_probes_indices_quietly(scripted_cv2, monkeypatch, grant) -
 # --- microphone ---------------------------------------------------------------------
 
 
-def _scripted_sounddevice(blocks: int = 6) -> types.ModuleType:
+def _scripted_sounddevice(
+    blocks: int = 6, device_clock: list[float] | None = None
+) -> types.ModuleType:
     """A stand-in for the sounddevice module (no PortAudio, no device): its input stream
-    calls back from a thread of its own, then finishes as if the device went away."""
+    calls back from a thread of its own, then finishes as if the device went away.
+
+    With ``device_clock`` (``[seconds]``) the stream keeps a sound card's time there: each
+    block's callback comes exactly one block after the last (the card's sample clock),
+    however late the callback thread was scheduled."""
     sd = types.ModuleType("sounddevice")
 
     class PortAudioError(Exception):
@@ -310,6 +316,8 @@ def _scripted_sounddevice(blocks: int = 6) -> types.ModuleType:
                 if self.stopped.wait(self.blocksize / self.samplerate):
                     break
                 data = np.full((self.blocksize, 1), 0.25, np.float32)
+                if device_clock is not None:  # this block's last sample was just captured
+                    device_clock[0] += self.blocksize / self.samplerate
                 self.callback(data, self.blocksize, None, None)
             self.finished()
 
@@ -340,8 +348,15 @@ def _scripted_sounddevice(blocks: int = 6) -> types.ModuleType:
 
 
 def test_microphone_stamps_blocks_on_a_steady_clock_and_reports_loss(monkeypatch, grant) -> None:
-    sd = _scripted_sounddevice(blocks=6)
+    # The session clock as the sound card sees it: callbacks due one block apart. (On the
+    # wall clock a loaded machine can run a thread's wake-ups late by more than the 50 ms
+    # at which the stamps re-anchor, which a sound card's clock does not.)
+    device_time = [100.0]
+    sd = _scripted_sounddevice(blocks=6, device_clock=device_time)
     monkeypatch.setitem(sys.modules, "sounddevice", sd)
+    monkeypatch.setattr(
+        "emoapp.capture.microphone.clock", types.SimpleNamespace(now=lambda: device_time[0])
+    )
     source = MicrophoneSource("USB Audio", block_s=0.05, consent=grant)
     assert source.is_device
     rec = Recorder()
@@ -355,6 +370,7 @@ def test_microphone_stamps_blocks_on_a_steady_clock_and_reports_loss(monkeypatch
     assert len(chunks) == 6
     assert all(len(c.samples) == 800 and c.samples.dtype == np.float32 for c in chunks)
     assert np.allclose(np.diff([c.t for c in chunks]), 0.05, atol=1e-9)
+    assert chunks[0].t == pytest.approx(100.0)  # when its first sample was captured
     assert "stopped" in str(rec.errors[0])
     assert sd.streams[0].closed
 

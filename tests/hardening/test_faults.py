@@ -308,7 +308,7 @@ def test_a_stalled_source_is_reported_in_status(samples: Path, sessions) -> None
     session.start()
     try:
         wait_for(lambda: camera.delivered >= 10, 10)
-        wait_for(lambda: session.status()[FACE].state == "degraded", 2, "the stall in status")
+        wait_for(lambda: session.status()[FACE].state == "degraded", 10, "the stall in status")
     finally:
         resume.set()
 

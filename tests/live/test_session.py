@@ -253,7 +253,7 @@ def test_replayed_camera_and_microphone_through_tiny_models(
     session.start()
     assert session.running
     assert session.submit_text("I am so happy to see you today.")
-    wait_for(session.sources_finished, 15, "the replays to end")
+    wait_for(session.sources_finished, 60, "the replays to end")  # ~4 s when quiet
 
     # Estimates came steadily, and some fused all three modalities.
     assert len(probe.estimates) >= 25
@@ -311,16 +311,28 @@ def test_slow_encoder_drops_stale_frames_and_others_keep_going(
     session.start()
     held_max = 0
     started = clock.now()
-    while clock.now() - started < 2.5:
+
+    def enough() -> bool:
+        """2.5 s have passed, and as much came as 2.5 s bring on a quiet machine (a
+        loaded one can take longer: the counts are not what this test is about)."""
+        return (
+            clock.now() - started >= 2.5
+            and session.metrics()[FACE].inputs >= 25
+            and len(probe.predictions(VOICE)) >= 4
+            and len(probe.estimates) >= 20
+        )
+
+    while not enough() and clock.now() - started < 30:
         held_max = max(held_max, session.buffered()[FACE])
         time.sleep(0.01)
     face = session.metrics()[FACE]
+    elapsed = clock.now() - started
     session.stop()
 
     # ~15 frames/s arrived but fewer than 2/s could be encoded: the rest were dropped
     # and counted, never queued (the slot and preview hold at most one frame each).
     assert face.inputs >= 25
-    assert face.encoded <= 2.5 / 0.6 + 1
+    assert face.encoded <= elapsed / 0.6 + 1
     assert face.dropped >= face.inputs - face.encoded - 2
     assert face.drop_fraction > 0.5
     assert held_max <= 2
@@ -428,7 +440,7 @@ def test_stop_modality_removes_it_from_fusion_and_empties_its_buffers(
     assert camera.released == 1, "the camera must be closed at once"
     assert session.buffered()[FACE] == 0
     assert session.status()[FACE].state == "stopped"
-    wait_for(lambda: any(e.t > stopped_at for e in probe.estimates), 2)
+    wait_for(lambda: any(e.t > stopped_at for e in probe.estimates), 10)
     later = [e for e in probe.estimates if e.t > stopped_at]
     assert later[0].t - stopped_at < 0.3, "the estimate without face must come at once"
     assert all(FACE not in e.inputs for e in later)
@@ -458,7 +470,7 @@ def test_model_that_fails_to_load_disables_only_its_modality(samples: Path, sess
     wait_for(lambda: probe.has_state(FACE, "failed", "not available locally (test)"), 5)
     assert session.status()[FACE].message.startswith("face model failed to load")
     wait_for(lambda: len(probe.predictions(VOICE)) >= 2, 5)
-    wait_for(lambda: camera.opens == camera.released, 2, "the unused camera to be closed")
+    wait_for(lambda: camera.opens == camera.released, 10, "the unused camera to be closed")
 
 
 def test_typed_text_and_modalities_without_model_or_source(tiny_encoders, sessions) -> None:
@@ -498,16 +510,25 @@ def test_listeners_cannot_stall_workers(samples: Path, sessions) -> None:
     probe, slow = Probe(), SlowListener()
     for listener in (BrokenListener(), slow, probe):
         session.add_listener(listener)
+    started = time.monotonic()
     session.start()
-    time.sleep(1.2)
+    # 1.2 s at least (~100 encoded on a quiet machine), longer if a loaded one needs it
+    wait_for(
+        lambda: time.monotonic() - started >= 1.2 and session.metrics()[FACE].encoded >= 30,
+        30,
+        "30 frames encoded",
+    )
     encoded = session.metrics()[FACE].encoded
     session.stop()
-    # The worker went on at the encoder's pace while listeners took 0.25 s per estimate.
+    elapsed = time.monotonic() - started
+    # The worker went on at the encoder's pace while listeners took 0.25 s per estimate:
+    # many frames per listener call (a worker waiting on them would encode about one).
     assert encoded >= 30
-    assert slow.calls <= 6
+    assert slow.calls <= elapsed / 0.25 + 1
+    assert encoded >= 2 * slow.calls
     assert probe.estimates, "a broken listener must not silence the others"
     # The preview is throttled to at most 30 frames a second.
-    assert len(probe.frames) <= 1.2 * 30 + 2
+    assert len(probe.frames) <= elapsed * 30 + 2
 
 
 def test_cpu_fallback_is_surfaced(sessions) -> None:

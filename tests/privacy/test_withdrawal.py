@@ -103,7 +103,11 @@ def test_the_explanation_worker_forgets_the_frame_of_a_withdrawn_camera(
         wait_for(lambda: sources[FACE].started, what="the camera")
         sources[FACE].push(frame(log))
         wait_for(lambda: recorder.outputs, what="the frame's prediction")
-        time.sleep(0.1)  # the worker offers the (frame, prediction) right after delivering
+        # The worker offers the (frame, prediction) right after delivering: wait until it
+        # is held, so the withdrawal below has something to forget.
+        explaining = session._explainer
+        assert explaining is not None
+        wait_for(lambda: FACE in explaining.held(), what="the frame offered for explaining")
         _withdraw(session, FACE)
         session.request_explanation(FACE)  # an explanation view switched on afterwards
         time.sleep(0.5)

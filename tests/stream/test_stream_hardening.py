@@ -217,21 +217,24 @@ def test_live_refuses_origin_and_token_file_options_without_a_stream(samples, ca
 def test_failed_attempts_are_rate_limited_per_peer(tmp_path: Path) -> None:
     """Past the burst, a peer is refused with 429 without its token being looked at (so
     guessing is slow), until its allowance refills; then the right token works again."""
-    stream = EstimateStream(LOOPBACK, token=TOKEN, limiter=FailureLimiter(burst=3, per_s=5.0))
+    # The limiter's clock moves only when the test moves it: on the wall clock a slow
+    # machine could take the 1/5 s that refills an allowance between two handshakes.
+    now = [0.0]
+    limiter = FailureLimiter(burst=3, per_s=5.0, clock=lambda: now[0])
+    stream = EstimateStream(LOOPBACK, token=TOKEN, limiter=limiter)
     stream.start()
     try:
+        port = stream.port
+        assert port is not None
         bearer = f"Authorization: Bearer {TOKEN}"
-        assert [
-            handshake(stream.port, "Authorization: Bearer wrong-guess-0000") for _ in range(3)
-        ] == [401] * 3
-        assert handshake(stream.port, "Authorization: Bearer wrong-guess-0001") == 429
-        assert handshake(stream.port, bearer) == 429  # even the right token: no oracle
-        deadline = time.monotonic() + TIMEOUT
-        status = 429
-        while status == 429 and time.monotonic() < deadline:
-            time.sleep(0.05)
-            status = handshake(stream.port, bearer)
-        assert status == 101  # 1/5 s later the allowance is back
+        wrong = "Authorization: Bearer wrong-guess-0000"
+        assert [handshake(port, wrong) for _ in range(3)] == [401] * 3
+        assert handshake(port, "Authorization: Bearer wrong-guess-0001") == 429
+        assert handshake(port, bearer) == 429  # even the right token: no oracle
+        now[0] = 0.19
+        assert handshake(port, bearer) == 429  # not refilled before 1/5 s
+        now[0] = 0.25
+        assert handshake(port, bearer) == 101  # 1/5 s later the allowance is back
     finally:
         stream.close()
     assert stream.stats().refused >= 5

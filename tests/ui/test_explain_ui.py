@@ -115,7 +115,7 @@ def test_the_bridge_hands_on_the_newest_explanation_per_modality(qtbot) -> None:
     older, newer = face_explanation(1.0), face_explanation(2.0)
     bridge.on_explanation(older)
     bridge.on_explanation(newer)
-    qtbot.waitUntil(lambda: bool(seen), timeout=2000)
+    qtbot.waitUntil(lambda: bool(seen), timeout=10_000)
     assert seen == [newer]
 
 

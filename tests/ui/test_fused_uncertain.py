@@ -34,7 +34,7 @@ def test_the_panel_shows_uncertain_below_the_threshold_and_the_label_above(qtbot
     sure = fuser.estimate(1.0)
     assert not sure.uncertain
     panel.show_estimate(sure)
-    qtbot.waitUntil(lambda: panel.estimate() is sure, timeout=2000)  # throttled redraw
+    qtbot.waitUntil(lambda: panel.estimate() is sure, timeout=10_000)  # throttled redraw
     assert panel.headline.text().startswith("happy")
     assert panel.shown_state() == "happy"
 

@@ -97,7 +97,7 @@ def test_fused_panel_says_why_it_abstains_instead_of_stale_bars(qtbot):
     abstained = fused(prediction(FACE, "happy", t=0.0), now=100.0)
     assert abstained.abstained
     panel.show_estimate(abstained)  # drawn when the panel's redraw interval is up
-    qtbot.waitUntil(lambda: panel.estimate() is abstained, timeout=2000)
+    qtbot.waitUntil(lambda: panel.estimate() is abstained, timeout=10_000)
     assert panel.headline.text() == "No estimate"
     assert abstained.reason in panel.subline.text()
     assert panel.bars.distribution() is None
@@ -186,7 +186,7 @@ def test_timeline_plots_estimates_with_gaps_and_forgets_old_ones(qtbot):
             timeline.add_estimate(fused(prediction(FACE, "happy", t=float(t)), now=float(t)))
     # Only the last minute (and a second of margin) is kept.
     assert timeline.point_count(FUSED) == 31
-    qtbot.waitUntil(lambda: timeline.plotted_points() == 31, timeout=2000)
+    qtbot.waitUntil(lambda: timeline.plotted_points() == 31, timeout=10_000)
     x, y = timeline._curves["happy"].getData()
     assert x[-1] == 0.0 and x[0] >= -61.0
     assert np.isnan(y).sum() == 1  # the abstained estimate is a gap, not a zero
@@ -200,7 +200,7 @@ def test_timeline_can_show_one_modality(qtbot):
         timeline.add_output(prediction(VOICE, "sad", t=t))
     timeline.source_box.setCurrentIndex(timeline.source_box.findData(VOICE.value))
     assert timeline.shown_source() == VOICE.value
-    qtbot.waitUntil(lambda: timeline.plotted_points() == 3, timeout=2000)
+    qtbot.waitUntil(lambda: timeline.plotted_points() == 3, timeout=10_000)
 
 
 # --- status panel --------------------------------------------------------------------
