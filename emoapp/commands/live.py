@@ -130,8 +130,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--duration",
         type=float,
         metavar="S",
-        help="stop after S seconds (default: run until "
-        "Ctrl-C, or until every replayed file has ended)",
+        help="stop after S seconds of running, counted once the models are loaded and "
+        "the sources open (default: run until Ctrl-C, or until every replayed file has "
+        "ended)",
     )
     out.add_argument(
         "--row-rate",

@@ -46,7 +46,9 @@ class LiveRunOptions:
     """When a headless run stops, and how much it writes."""
 
     duration_s: float | None = None
-    """Stop after this many seconds (None: run until interrupted or the files end)."""
+    """Stop after this many seconds of running (None: run until interrupted or the files
+    end), counted from when the session has started: the time ``start()`` takes to load
+    models and open devices does not count."""
     status_every_s: float = 5.0
     """Seconds between status lines on stderr (0: only the final one)."""
     row_rate_hz: float = 10.0
@@ -265,6 +267,10 @@ def run_live(
     with _StopSignals(stop) as signals:
         try:
             session.start()
+            # The duration counts from here: starting may take seconds (a speech
+            # recogniser that holds the interpreter while it loads, on a busy machine),
+            # and a short run should still capture for as long as it was asked to.
+            running_since = clock.now()
             while True:
                 collector.wake.wait(0.1)
                 collector.wake.clear()
@@ -277,7 +283,7 @@ def run_live(
                 if stop.is_set():
                     reason = "interrupted"
                     break
-                if options.duration_s is not None and now - started >= options.duration_s:
+                if options.duration_s is not None and now - running_since >= options.duration_s:
                     reason = "duration"
                     break
                 if options.stop_at_end and session.sources_finished():
