@@ -34,6 +34,7 @@ from a web page (one with an ``Origin`` header) is refused unless
 from __future__ import annotations
 
 import argparse
+import contextlib
 import queue
 import sys
 from collections.abc import Mapping
@@ -408,6 +409,14 @@ def run(args: argparse.Namespace) -> int:
         face_reclassify_after=live.face_reclassify_after,
         transcriber=transcriber if Modality.TEXT in loaded.encoders else None,
     )
+    if session.transcriber is not None:
+        # Load the recogniser here, before the run: loading holds the interpreter (0.3 s
+        # quiet, seconds on a busy machine), which on the transcriber's thread would
+        # stall a running session and use up a short --duration. The window keeps loading
+        # it in the background. A failure is left to the transcriber's thread, which
+        # reports it and turns transcription off, as it would have without this.
+        with contextlib.suppress(Exception):
+            session.transcriber.recognizer.load()
     options = LiveRunOptions(
         duration_s=args.duration,
         status_every_s=args.status_every,
@@ -448,8 +457,11 @@ def run(args: argparse.Namespace) -> int:
                     "live timeline", writer.target, writer.format, ExportFields(),
                     writer.rows_written,
                 )  # fmt: skip
+    # A slow start (loading models on a busy machine) is named, since --duration counts
+    # from when the session is up.
+    startup = f" ({summary.startup_s:.1f} s of it starting)" if summary.startup_s >= 1.0 else ""
     print(
-        f"emoapp live: {summary.reason} after {summary.elapsed_s:.1f} s; "
+        f"emoapp live: {summary.reason} after {summary.elapsed_s:.1f} s{startup}; "
         f"{summary.estimates} estimates, {summary.rows} rows written",
         file=sys.stderr,
     )

@@ -70,6 +70,8 @@ class LiveRunSummary:
     metrics: dict[Modality, ModalityMetricsSnapshot]
     status: dict[Modality, ModalityStatus]
     threads_left: list[str] = field(default_factory=list)
+    startup_s: float = 0.0
+    """How much of ``elapsed_s`` the session took to start (models, devices)."""
 
 
 class _Collector:
@@ -231,6 +233,7 @@ def run_live(
     started = clock.now()
     next_status = started + options.status_every_s if options.status_every_s > 0 else None
     threads_left: list[str] = []
+    running_since: float | None = None
 
     def write_pending() -> bool:
         """Write queued estimates as rows; False when the output went away."""
@@ -316,4 +319,5 @@ def run_live(
         metrics=session.metrics(),
         status=session.status(),
         threads_left=threads_left,
+        startup_s=(running_since if running_since is not None else clock.now()) - started,
     )
