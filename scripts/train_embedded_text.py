@@ -128,6 +128,16 @@ CROSS_FIT = 5
 # dev they did not beat the n-grams alone by more than noise once each setting had its
 # per-label offsets (docs/guide/text.md, "Pretrained word vectors"), so the shipped
 # model has none.
+# Supervised term weights (a trial, off in the shipped model): each n-gram's idf is
+# multiplied by how much its presence differs between the labels, the mean over labels of
+# |log((p_c / |p_c|) / (q_c / |q_c|))| with p_c (q_c) the add-one weighted counts of the
+# training rows of label c (of the other labels) holding it, raised to TERM_WEIGHTING (0:
+# off) and normalised to mean 1 per block. This is the log-count ratio of NBSVM (Wang
+# and Manning 2012) pooled over the labels into one weight per n-gram, so the features
+# stay one TF-IDF vector (L2 per block) and the encoder reads the product as the block's
+# idf, unchanged. With cross-fitting, each fold's weights come from the other folds' rows
+# only (they depend on labels).
+TERM_WEIGHTING = 0.0
 VECTORS = "glove"
 VECTOR_POOLINGS = ("mean", "max")
 VECTOR_SCALE = 0.0
@@ -423,6 +433,27 @@ class Featuriser:
                 )
                 self.vector_blocks.append(VectorBlock(block, rows, table, 0))
 
+    def block_matrices(self, corpus: Corpus) -> list[Any]:
+        """Each text block's TF-IDF of ``corpus`` as the vectoriser gives it (L2 per
+        row, before the block's scale)."""
+        texts = [normalise(t) for t in corpus.texts]
+        return [
+            vec.transform(texts)
+            for block, vec in zip(self.blocks, self.vectorisers, strict=True)
+            if block.source == "text"
+        ]
+
+    def weigh_terms(self, weights: list[np.ndarray]) -> None:
+        """Multiply each text block's idf by its term weights (in :meth:`block_matrices`
+        order)."""
+        text_vectorisers = [
+            vec
+            for block, vec in zip(self.blocks, self.vectorisers, strict=True)
+            if block.source == "text"
+        ]
+        for vec, w in zip(text_vectorisers, weights, strict=True):
+            vec.idf_ = vec.idf_ * w
+
     @property
     def all_blocks(self) -> list[Block]:
         """Every block in column order (n-gram blocks, then word-vector blocks)."""
@@ -443,6 +474,48 @@ class Featuriser:
         return sparse.hstack(parts).tocsr()
 
 
+def term_weights(blocks: list[Any], y: np.ndarray, w: np.ndarray, power: float) -> list[np.ndarray]:
+    """Per text block, each column's supervised weight (see :data:`TERM_WEIGHTING`) from
+    rows ``blocks`` (their presence), labels ``y`` and row weights ``w``."""
+    k = len(CANONICAL_LABELS)
+    weights = []
+    for matrix in blocks:
+        present = (matrix > 0).astype(np.float64).tocsc()
+        per_label = np.vstack([present.T @ (w * (y == c)) for c in range(k)])  # k x V
+        total = per_label.sum(axis=0)
+        ratios = []
+        for c in range(k):
+            p = per_label[c] + 1.0
+            q = total - per_label[c] + 1.0
+            ratios.append(np.log(p / p.sum()) - np.log(q / q.sum()))
+        strength = np.abs(np.array(ratios)).mean(axis=0) ** power
+        weights.append(strength / strength.mean())
+    return weights
+
+
+def weighted_blocks(featuriser: Featuriser, blocks: list[Any], weights: list[np.ndarray]):
+    """The feature matrix of rows whose text blocks are ``blocks`` (as
+    :meth:`Featuriser.block_matrices` gives them) with term ``weights``: what
+    :meth:`Featuriser.matrix` gives once the idf carries the weights."""
+    from scipy import sparse
+    from sklearn.preprocessing import normalize
+
+    text_blocks = [b for b in featuriser.blocks if b.source == "text"]
+    if len(text_blocks) != len(featuriser.blocks) or featuriser.vector_blocks:
+        raise SystemExit("term weighting is implemented for the text n-gram blocks only")
+    parts = [
+        normalize(sparse.csr_matrix(m.multiply(wt))) * b.scale
+        for b, m, wt in zip(text_blocks, blocks, weights, strict=True)
+    ]
+    return sparse.hstack(parts).tocsr()
+
+
+def sparse_vstack(a: Any, b: Any) -> Any:
+    from scipy import sparse
+
+    return sparse.vstack([a, b]).tocsr()
+
+
 def with_domain(matrix: Any, domain: str) -> Any:
     """``matrix`` with the domain indicator columns (one per :data:`DOMAINS`) appended."""
     from scipy import sparse
@@ -461,15 +534,22 @@ class Fitted:
     iterations: int
     model: Any  # the scikit-learn model (warm start of the cross-fitting folds)
     x: Any  # the design matrix: GoEmotions rows, then MELD rows
+    # With term weights: the unweighted text blocks of GoEmotions' and MELD train's rows
+    # (each cross-fitting fold weighs them again from its own rows).
+    blocks: tuple[list[Any], list[Any]] | None = None
 
 
 def design(featuriser: Featuriser, goe: Corpus, meld_train: Corpus, domain_copy: float) -> Any:
     """The training design matrix: GoEmotions rows then MELD rows, each as [shared
     features, conversation's copy, comments' copy] (copies only with ``domain_copy`` >
     0), then one indicator column per domain."""
+    return design_from(featuriser.matrix(goe), featuriser.matrix(meld_train), domain_copy)
+
+
+def design_from(xg: Any, xm: Any, domain_copy: float) -> Any:
+    """:func:`design` from the two corpora's feature matrices."""
     from scipy import sparse
 
-    xg, xm = featuriser.matrix(goe), featuriser.matrix(meld_train)
     if domain_copy > 0:  # [shared, conversation's copy, comments' copy]
         xg = sparse.hstack([xg, sparse.csr_matrix(xg.shape), domain_copy * xg]).tocsr()
         xm = sparse.hstack([xm, domain_copy * xm, sparse.csr_matrix(xm.shape)]).tocsr()
@@ -521,10 +601,22 @@ def fit(
     vector_scale: float = 0.0,
     cache: Path | None = None,
     power: float = CLASS_WEIGHT_POWER,
+    term_weighting: float = TERM_WEIGHTING,
 ) -> Fitted:
     from sklearn.linear_model import LogisticRegression
 
     featuriser = Featuriser([goe, meld_train], context_scale, vectors, vector_scale)
+    blocks = None
+    if term_weighting > 0:
+        blocks = (featuriser.block_matrices(goe), featuriser.block_matrices(meld_train))
+        featuriser.weigh_terms(
+            term_weights(
+                [sparse_vstack(g, m) for g, m in zip(*blocks, strict=True)],
+                np.concatenate([goe.y, meld_train.y]),
+                np.concatenate([goe.w, meld_train.w]),
+                term_weighting,
+            )
+        )
     x = design(featuriser, goe, meld_train, domain_copy)
     n = (x.shape[1] - len(DOMAINS)) // (3 if domain_copy > 0 else 1)
     weights = training_weights(goe, meld_train, meld_share, power)
@@ -549,7 +641,7 @@ def fit(
                 n_iter=model.n_iter_,
             )
     coef, intercept, column = domain_weights(model, n, domain_copy)
-    return Fitted(featuriser, coef, intercept, column, int(model.n_iter_.max()), model, x)
+    return Fitted(featuriser, coef, intercept, column, int(model.n_iter_.max()), model, x, blocks)
 
 
 def cross_fit(
@@ -561,6 +653,7 @@ def cross_fit(
     domain_copy: float,
     cache: Path | None = None,
     power: float = CLASS_WEIGHT_POWER,
+    term_weighting: float = TERM_WEIGHTING,
 ) -> tuple[np.ndarray, list[int]]:
     """Out-of-fold conversation logits of MELD train (no offsets): for each fold, the
     same logistic regression refitted on GoEmotions train plus MELD train without that
@@ -592,7 +685,25 @@ def cross_fit(
         model = copy.deepcopy(fitted.model)
         model.set_params(warm_start=True)
         started = time.perf_counter()
-        model.fit(fitted.x[rows], y[rows], sample_weight=weights)
+        x_rows, x_held = fitted.x[rows], xm[held]
+        if term_weighting > 0:  # the weights depend on labels: the other folds' only
+            assert fitted.blocks is not None
+            goe_blocks, meld_blocks = fitted.blocks
+            fold_weights = term_weights(
+                [sparse_vstack(g, m[kept]) for g, m in zip(goe_blocks, meld_blocks, strict=True)],
+                y[rows],
+                np.concatenate([goe.w, meld_train.w[kept]]),
+                term_weighting,
+            )
+            x_rows = design_from(
+                weighted_blocks(fitted.featuriser, goe_blocks, fold_weights),
+                weighted_blocks(fitted.featuriser, [m[kept] for m in meld_blocks], fold_weights),
+                domain_copy,
+            )
+            x_held = weighted_blocks(
+                fitted.featuriser, [m[held] for m in meld_blocks], fold_weights
+            )
+        model.fit(x_rows, y[rows], sample_weight=weights)
         used = int(model.n_iter_.max())
         if len(model.classes_) != len(CANONICAL_LABELS):
             raise SystemExit(f"fold {k}: the other folds lack a label; use fewer folds")
@@ -600,9 +711,7 @@ def cross_fit(
             raise SystemExit(f"fold {k}: lbfgs did not converge in {MAX_ITER} iterations")
         iterations.append(used)
         coef, intercept, column = domain_weights(model, n, domain_copy)
-        oof[held] = (
-            stored_logits(xm[held], coef[DEFAULT_DOMAIN], intercept) + column[DEFAULT_DOMAIN]
-        )
+        oof[held] = stored_logits(x_held, coef[DEFAULT_DOMAIN], intercept) + column[DEFAULT_DOMAIN]
         if stored is not None:
             np.savez(stored, held=held, logits=oof[held], n_iter=used)
         log(
@@ -749,10 +858,20 @@ def cache_key(
         digest.update(np.asarray(corpus.w, dtype=np.float64).tobytes())
         if corpus.groups is not None:
             digest.update(np.asarray(corpus.groups, dtype=np.int64).tobytes())
-    meld_share, c, domain_copy, power = setting
-    settings = (meld_share, c, CONTEXT_SCALE, domain_copy, vector_scale, MAX_ITER, SEED)
-    if power != 1.0:  # (keeps the key of caches written before the power was a setting)
+    meld_share, c, domain_copy, power, term_weighting = setting
+    settings: tuple[Any, ...] = (
+        meld_share,
+        c,
+        CONTEXT_SCALE,
+        domain_copy,
+        vector_scale,
+        MAX_ITER,
+        SEED,
+    )
+    if power != 1.0 or term_weighting:  # (keeps the keys of caches written before these)
         settings += (power,)
+    if term_weighting:
+        settings += (("term_weighting", term_weighting),)
     digest.update(repr((settings, sklearn.__version__, np.__version__)).encode())
     return digest.hexdigest()[:16]
 
@@ -790,6 +909,7 @@ def main(argv: list[str] | None = None) -> int:
         ("--meld-share", MELD_SHARE, "MELD's total weight relative to GoEmotions'"),
         ("--domain-copy", DOMAIN_COPY, "the scale of each domain's own copy of the features"),
         ("--class-weight-power", CLASS_WEIGHT_POWER, "the power of the class balancing"),
+        ("--term-weighting", TERM_WEIGHTING, "the power of the supervised term weights (0: none)"),
     ):
         parser.add_argument(
             flag,
@@ -811,12 +931,21 @@ def main(argv: list[str] | None = None) -> int:
     vector_scale: float = args.vector_scale
     if not (vector_scale >= 0 and np.isfinite(vector_scale)):
         parser.error("--vector-scale must be a finite number >= 0")
-    setting = (args.meld_share, args.c, args.domain_copy, args.class_weight_power)
+    setting = (
+        args.meld_share,
+        args.c,
+        args.domain_copy,
+        args.class_weight_power,
+        args.term_weighting,
+    )
     if not all(np.isfinite(v) for v in setting) or min(setting[:2]) <= 0 or min(setting) < 0:
         parser.error(
-            "--c and --meld-share must be > 0, --domain-copy and --class-weight-power >= 0"
+            "--c and --meld-share must be > 0; --domain-copy, --class-weight-power and "
+            "--term-weighting >= 0"
         )
-    meld_share, c, domain_copy, power = setting
+    if args.term_weighting > 0 and vector_scale > 0:
+        parser.error("--term-weighting does not combine with --vector-scale")
+    meld_share, c, domain_copy, power, term_weighting = setting
     try:
         import scipy
         import sklearn
@@ -863,6 +992,7 @@ def main(argv: list[str] | None = None) -> int:
         vector_scale,
         cache,
         power,
+        term_weighting,
     )
     log(f"fitted in {fitted.iterations} iterations ({time.perf_counter() - started:.0f}s)")
     # Per domain: the logits its offsets and temperature are chosen on (its dev split;
@@ -884,7 +1014,7 @@ def main(argv: list[str] | None = None) -> int:
         assert meld_train.groups is not None
         folds = dialogue_folds(meld_train.groups, args.cross_fit)
         oof, fold_iterations = cross_fit(
-            fitted, goe, meld_train, folds, meld_share, domain_copy, cache, power
+            fitted, goe, meld_train, folds, meld_share, domain_copy, cache, power, term_weighting
         )
         conversation_dev = pools["conversation"]
         pools["conversation"] = (
@@ -993,6 +1123,7 @@ def main(argv: list[str] | None = None) -> int:
             "C": c,
             "context_scale": CONTEXT_SCALE,
             "domain_copy": domain_copy,
+            **({"term_weighting": term_weighting} if term_weighting else {}),
             "iterations": fitted.iterations,
             "logit_offsets": {
                 domain: dict(zip(CANONICAL_LABELS, off.round(1).tolist(), strict=True))

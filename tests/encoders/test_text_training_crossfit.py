@@ -262,3 +262,98 @@ def test_the_script_cross_fits_and_a_cached_rerun_writes_the_same_bytes(
     plain = json.loads((tmp_path / "d" / "meta.json").read_text())
     assert "cross_fitting" not in plain["training"]
     assert plain["domains"]["conversation"]["fitted_on"] == "MELD dev (dev_sent_emo.csv)"
+
+
+# --- supervised term weights (--term-weighting, a trial) -------------------------------
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 50), power=st.sampled_from([0.5, 1.0, 2.0]))
+def test_term_weights_favour_n_grams_that_tell_labels_apart(
+    script: Any, seed: int, power: float
+) -> None:
+    """Weights are positive with mean 1 per block; a column present in all rows of one
+    label and in no other weighs most; one present in every row (it says nothing about
+    the label) weighs less than the mean; the weights ignore the rows' order."""
+    from scipy import sparse
+
+    rng = np.random.default_rng(seed)
+    n = 70
+    y = np.arange(n) % K
+    presence = (rng.random((n, 6)) < 0.3).astype(float)
+    presence[:, 0] = 1.0  # everywhere
+    presence[:, 1] = (y == 2).astype(float)  # only label 2
+    w = rng.uniform(0.5, 2.0, n)
+    (weights,) = script.term_weights([sparse.csr_matrix(presence * 0.5)], y, w, power)
+    assert weights.shape == (6,) and (weights > 0).all()
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights[1] == weights.max()  # present in all of one label's rows, no other
+    assert weights[0] < 1.0  # present everywhere: below the block's mean
+    order = rng.permutation(n)
+    (shuffled,) = script.term_weights(
+        [sparse.csr_matrix(presence[order])], y[order], w[order], power
+    )
+    np.testing.assert_allclose(shuffled, weights, rtol=1e-10)
+
+
+def test_the_folds_term_weighted_features_equal_the_featurisers(script: Any) -> None:
+    """The folds' features (weighted_blocks) equal the full featuriser's once its idf
+    carries the same weights."""
+    pytest.importorskip("sklearn")
+    goe = _corpus(script, 60, 0, dialogues=False)
+    meld = _corpus(script, 63, 1, dialogues=True)
+    fitted = script.fit(goe, meld, 1.0, 0.5, 0.0, 1.0, term_weighting=1.0)
+    assert fitted.blocks is not None
+    goe_blocks, meld_blocks = fitted.blocks
+    weights = script.term_weights(
+        [script.sparse_vstack(g, m) for g, m in zip(goe_blocks, meld_blocks, strict=True)],
+        np.concatenate([goe.y, meld.y]),
+        np.concatenate([goe.w, meld.w]),
+        1.0,
+    )
+    direct = script.weighted_blocks(fitted.featuriser, meld_blocks, weights)
+    np.testing.assert_allclose(
+        direct.toarray(), fitted.featuriser.matrix(meld).toarray(), atol=1e-12
+    )
+
+
+def test_term_weighted_folds_never_read_the_held_folds_labels(script: Any) -> None:
+    """With term weights, relabelling fold 0 moves fold 0's out-of-fold logits no more
+    than the warm start's tolerance: its weights came from the other folds' rows."""
+    pytest.importorskip("sklearn")
+    goe = _corpus(script, 60, 0, dialogues=False)
+    meld = _corpus(script, 63, 1, dialogues=True)
+    folds = script.dialogue_folds(meld.groups, 3)
+    fitted = script.fit(goe, meld, 1.0, 0.5, 0.0, 1.0, term_weighting=1.0)
+    oof, _ = script.cross_fit(fitted, goe, meld, folds, 1.0, 1.0, term_weighting=1.0)
+    moved = script.Corpus(meld.texts, meld.contexts, meld.y.copy(), meld.w, meld.groups)
+    moved.y[folds == 0] = (moved.y[folds == 0] + 1) % K
+    refitted = script.fit(goe, moved, 1.0, 0.5, 0.0, 1.0, term_weighting=1.0)
+    oof_moved, _ = script.cross_fit(refitted, goe, moved, folds, 1.0, 1.0, term_weighting=1.0)
+    held = folds == 0
+    np.testing.assert_allclose(oof_moved[held], oof[held], atol=0.02)
+    assert np.abs(oof_moved[~held] - oof[~held]).max() > 0.1
+
+
+def test_the_script_with_term_weights_writes_an_artefact_the_encoder_agrees_with(
+    script: Any, tmp_path: Path
+) -> None:
+    """The encoder reads the weighted idf as the block's idf: the dev figures measured
+    through it equal those the training side computed for the same offsets."""
+    pytest.importorskip("sklearn")
+    _write_data(tmp_path / "data")
+    args = ["--data", str(tmp_path / "data"), "--cross-fit", "3", "--term-weighting", "1"]
+    assert script.main([*args, "--out", str(tmp_path / "a")]) == 0
+    meta = json.loads((tmp_path / "a" / "meta.json").read_text())
+    assert meta["training"]["term_weighting"] == 1.0
+    pooled = meta["training"]["offset_protocols"]["dev_offsets_from_train_oof_and_dev"]
+    through_encoder = meta["dev"]["meld_dev"]["calibrated"]
+    for name in ("accuracy", "macro_f1", "weighted_f1"):
+        assert through_encoder[name] == pooled[name]
+    with np.load(tmp_path / "a" / "weights.npz") as arrays:
+        plain = script.main(
+            ["--data", str(tmp_path / "data"), "--cross-fit", "0", "--out", str(tmp_path / "b")]
+        )
+        assert plain == 0
+        with np.load(tmp_path / "b" / "weights.npz") as unweighted:
+            assert not np.allclose(arrays["idf_word"], unweighted["idf_word"])
