@@ -235,15 +235,19 @@ def run_live(
     threads_left: list[str] = []
     running_since: float | None = None
 
-    def write_pending() -> bool:
-        """Write queued estimates as rows; False when the output went away."""
+    def write_pending(statuses: dict[Modality, ModalityStatus] | None = None) -> bool:
+        """Write queued estimates as rows (their notes from ``statuses``, by default the
+        latest); False when the output went away."""
         nonlocal next_row_t, rows
         while collector.estimates:
             estimate = collector.estimates.popleft()
             if writer is None or estimate.t < next_row_t:
                 continue
             row = row_from_estimate(
-                estimate, dict(collector.outputs), _notes(collector.statuses), origin=started
+                estimate,
+                dict(collector.outputs),
+                _notes(collector.statuses if statuses is None else statuses),
+                origin=started,
             )
             try:
                 writer.write(row)
@@ -297,10 +301,13 @@ def run_live(
                     next_status = now + options.status_every_s
             print(status_line(), file=err, flush=True)  # the final figures, before stopping
         finally:
+            # Estimates still queued were made while the session ran: their rows keep the
+            # notes of then, not the "stopped" states that stopping reports.
+            running_statuses = dict(collector.statuses)
             threads_left = session.stop()
             session.remove_listener(collector)
         if reason != "output closed":
-            write_pending()
+            write_pending(running_statuses)
         if signals.received is not None:
             name = signal.Signals(signals.received).name
             print(f"emoapp live: stopped by {name}", file=err, flush=True)

@@ -77,3 +77,70 @@ def test_a_stop_request_during_a_slow_start_still_ends_the_run() -> None:
     )
     assert summary.reason == "interrupted"
     assert session.stopped_at is not None
+
+
+class _StoppingSession(_SlowStartingSession):
+    """Reports a failed camera while running; on stop() its fusion thread makes one last
+    estimate, then the camera is reported stopped, before the run writes that estimate."""
+
+    def start(self) -> None:
+        from emoapp.core.messages import Modality
+        from emoapp.live.runs import ModalityStatus
+
+        super().start()
+        failed = ModalityStatus(Modality.FACE, "failed", message="no camera at index 0")
+        for listener in self.listeners:
+            listener.on_status(failed)  # type: ignore[attr-defined]
+
+    def stop(self) -> list[str]:
+        from emoapp.core.messages import FusedEstimate, Modality
+        from emoapp.live.runs import ModalityStatus
+
+        last = FusedEstimate(
+            t=0.0,
+            probs=None,
+            label=None,
+            confidence=0.0,
+            valence=None,
+            arousal=None,
+            contributions={},
+            weights={},
+            disagreement=0.0,
+            inputs={},
+            abstained=True,
+            reason="no modality has a prediction",
+        )
+        for listener in self.listeners:
+            listener.on_estimate(last)  # type: ignore[attr-defined]
+            listener.on_status(ModalityStatus(Modality.FACE, "stopped"))  # type: ignore[attr-defined]
+        return super().stop()
+
+
+class _Rows:
+    def __init__(self) -> None:
+        self.rows: list[dict] = []
+
+    def write(self, row: dict) -> None:
+        self.rows.append(row)
+
+
+def test_rows_written_after_stopping_keep_the_notes_of_when_they_were_made() -> None:
+    """An estimate still queued when the run stops is written after session.stop(); its
+    row keeps the failed camera's note instead of the 'stopped' state stopping reports
+    (seen in a CI run under load: the last row had no note for the absent camera)."""
+    from emoapp.core.messages import Modality
+
+    session = _StoppingSession(start_s=0.0)
+    stop = threading.Event()
+    stop.set()  # stop at the first tick
+    sink = _Rows()
+    run_live(
+        session,  # type: ignore[arg-type]
+        sink,
+        LiveRunOptions(status_every_s=0),
+        status_stream=io.StringIO(),
+        stop_event=stop,
+    )
+    assert sink.rows, "the queued estimate must be written"
+    notes = sink.rows[-1]["notes"]
+    assert notes.get("face", notes.get(Modality.FACE, "")).startswith("no camera at index 0")
