@@ -138,6 +138,9 @@ CROSS_FIT = 5
 # idf, unchanged. With cross-fitting, each fold's weights come from the other folds' rows
 # only (they depend on labels).
 TERM_WEIGHTING = 0.0
+# Whose rows the term weights are counted on: "both" corpora, or "conversation" (MELD
+# train only: what tells dialogue's labels apart).
+TERM_WEIGHTS_FROM = "both"
 VECTORS = "glove"
 VECTOR_POOLINGS = ("mean", "max")
 VECTOR_SCALE = 0.0
@@ -493,6 +496,29 @@ def term_weights(blocks: list[Any], y: np.ndarray, w: np.ndarray, power: float) 
     return weights
 
 
+def counted_weights(
+    blocks: tuple[list[Any], list[Any]],
+    goe: Corpus,
+    meld_train: Corpus,
+    kept: np.ndarray,
+    power: float,
+    source: str,
+) -> list[np.ndarray]:
+    """The term weights counted on GoEmotions' rows (with ``source`` "both") and MELD
+    train's rows ``kept``."""
+    goe_blocks, meld_blocks = blocks
+    if source == "conversation":
+        return term_weights(
+            [m[kept] for m in meld_blocks], meld_train.y[kept], meld_train.w[kept], power
+        )
+    return term_weights(
+        [sparse_vstack(g, m[kept]) for g, m in zip(goe_blocks, meld_blocks, strict=True)],
+        np.concatenate([goe.y, meld_train.y[kept]]),
+        np.concatenate([goe.w, meld_train.w[kept]]),
+        power,
+    )
+
+
 def weighted_blocks(featuriser: Featuriser, blocks: list[Any], weights: list[np.ndarray]):
     """The feature matrix of rows whose text blocks are ``blocks`` (as
     :meth:`Featuriser.block_matrices` gives them) with term ``weights``: what
@@ -602,6 +628,7 @@ def fit(
     cache: Path | None = None,
     power: float = CLASS_WEIGHT_POWER,
     term_weighting: float = TERM_WEIGHTING,
+    term_source: str = TERM_WEIGHTS_FROM,
 ) -> Fitted:
     from sklearn.linear_model import LogisticRegression
 
@@ -609,13 +636,9 @@ def fit(
     blocks = None
     if term_weighting > 0:
         blocks = (featuriser.block_matrices(goe), featuriser.block_matrices(meld_train))
+        every = np.arange(len(meld_train.y))
         featuriser.weigh_terms(
-            term_weights(
-                [sparse_vstack(g, m) for g, m in zip(*blocks, strict=True)],
-                np.concatenate([goe.y, meld_train.y]),
-                np.concatenate([goe.w, meld_train.w]),
-                term_weighting,
-            )
+            counted_weights(blocks, goe, meld_train, every, term_weighting, term_source)
         )
     x = design(featuriser, goe, meld_train, domain_copy)
     n = (x.shape[1] - len(DOMAINS)) // (3 if domain_copy > 0 else 1)
@@ -654,6 +677,7 @@ def cross_fit(
     cache: Path | None = None,
     power: float = CLASS_WEIGHT_POWER,
     term_weighting: float = TERM_WEIGHTING,
+    term_source: str = TERM_WEIGHTS_FROM,
 ) -> tuple[np.ndarray, list[int]]:
     """Out-of-fold conversation logits of MELD train (no offsets): for each fold, the
     same logistic regression refitted on GoEmotions train plus MELD train without that
@@ -689,11 +713,8 @@ def cross_fit(
         if term_weighting > 0:  # the weights depend on labels: the other folds' only
             assert fitted.blocks is not None
             goe_blocks, meld_blocks = fitted.blocks
-            fold_weights = term_weights(
-                [sparse_vstack(g, m[kept]) for g, m in zip(goe_blocks, meld_blocks, strict=True)],
-                y[rows],
-                np.concatenate([goe.w, meld_train.w[kept]]),
-                term_weighting,
+            fold_weights = counted_weights(
+                fitted.blocks, goe, meld_train, kept, term_weighting, term_source
             )
             x_rows = design_from(
                 weighted_blocks(fitted.featuriser, goe_blocks, fold_weights),
@@ -844,7 +865,11 @@ def offset_protocols(
 
 
 def cache_key(
-    goe: Corpus, meld_train: Corpus, vector_scale: float, setting: tuple[float, ...]
+    goe: Corpus,
+    meld_train: Corpus,
+    vector_scale: float,
+    setting: tuple[float, ...],
+    term_source: str = TERM_WEIGHTS_FROM,
 ) -> str:
     """A digest of the training rows and the settings, naming the cache's folder."""
     import hashlib
@@ -872,6 +897,8 @@ def cache_key(
         settings += (power,)
     if term_weighting:
         settings += (("term_weighting", term_weighting),)
+    if term_weighting and term_source != "both":
+        settings += (("term_weights_from", term_source),)
     digest.update(repr((settings, sklearn.__version__, np.__version__)).encode())
     return digest.hexdigest()[:16]
 
@@ -918,6 +945,13 @@ def main(argv: list[str] | None = None) -> int:
             help=f"{what} (default {default}, the shipped choice; another value is a "
             "candidate for comparison: write it to another --out)",
         )
+    parser.add_argument(
+        "--term-weights-from",
+        choices=("both", "conversation"),
+        default=TERM_WEIGHTS_FROM,
+        help="count the term weights on both corpora's rows or on MELD train's only "
+        f"(default {TERM_WEIGHTS_FROM})",
+    )
     parser.add_argument(
         "--cache",
         type=Path,
@@ -979,7 +1013,9 @@ def main(argv: list[str] | None = None) -> int:
         log(f"word vectors: {len(vectors.words)} of the training words")
     cache: Path | None = None
     if args.cache is not None:
-        cache = args.cache / cache_key(goe, meld_train, vector_scale, setting)
+        cache = args.cache / cache_key(
+            goe, meld_train, vector_scale, setting, args.term_weights_from
+        )
         cache.mkdir(parents=True, exist_ok=True)
     fitted = fit(
         goe,
@@ -993,6 +1029,7 @@ def main(argv: list[str] | None = None) -> int:
         cache,
         power,
         term_weighting,
+        args.term_weights_from,
     )
     log(f"fitted in {fitted.iterations} iterations ({time.perf_counter() - started:.0f}s)")
     # Per domain: the logits its offsets and temperature are chosen on (its dev split;
@@ -1014,7 +1051,16 @@ def main(argv: list[str] | None = None) -> int:
         assert meld_train.groups is not None
         folds = dialogue_folds(meld_train.groups, args.cross_fit)
         oof, fold_iterations = cross_fit(
-            fitted, goe, meld_train, folds, meld_share, domain_copy, cache, power, term_weighting
+            fitted,
+            goe,
+            meld_train,
+            folds,
+            meld_share,
+            domain_copy,
+            cache,
+            power,
+            term_weighting,
+            args.term_weights_from,
         )
         conversation_dev = pools["conversation"]
         pools["conversation"] = (
@@ -1123,7 +1169,11 @@ def main(argv: list[str] | None = None) -> int:
             "C": c,
             "context_scale": CONTEXT_SCALE,
             "domain_copy": domain_copy,
-            **({"term_weighting": term_weighting} if term_weighting else {}),
+            **(
+                {"term_weighting": term_weighting, "term_weights_from": args.term_weights_from}
+                if term_weighting
+                else {}
+            ),
             "iterations": fitted.iterations,
             "logit_offsets": {
                 domain: dict(zip(CANONICAL_LABELS, off.round(1).tolist(), strict=True))

@@ -357,3 +357,19 @@ def test_the_script_with_term_weights_writes_an_artefact_the_encoder_agrees_with
         assert plain == 0
         with np.load(tmp_path / "b" / "weights.npz") as unweighted:
             assert not np.allclose(arrays["idf_word"], unweighted["idf_word"])
+
+
+def test_term_weights_counted_on_conversation_ignore_the_comments_labels(script: Any) -> None:
+    pytest.importorskip("sklearn")
+    goe = _corpus(script, 60, 0, dialogues=False)
+    meld = _corpus(script, 63, 1, dialogues=True)
+    featuriser = script.Featuriser([goe, meld], 0.0)
+    blocks = (featuriser.block_matrices(goe), featuriser.block_matrices(meld))
+    every = np.arange(63)
+    mine = script.counted_weights(blocks, goe, meld, every, 1.0, "conversation")
+    shuffled = script.Corpus(goe.texts, goe.contexts, goe.y[::-1].copy(), goe.w)
+    again = script.counted_weights(blocks, shuffled, meld, every, 1.0, "conversation")
+    for a, b in zip(mine, again, strict=True):
+        np.testing.assert_array_equal(a, b)
+    both = script.counted_weights(blocks, shuffled, meld, every, 1.0, "both")
+    assert any(not np.allclose(a, b) for a, b in zip(mine, both, strict=True))
