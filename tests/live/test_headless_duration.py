@@ -93,23 +93,11 @@ class _StoppingSession(_SlowStartingSession):
             listener.on_status(failed)  # type: ignore[attr-defined]
 
     def stop(self) -> list[str]:
-        from emoapp.core.messages import FusedEstimate, Modality
+        from emoapp.core.fusion import Fuser
+        from emoapp.core.messages import Modality
         from emoapp.live.runs import ModalityStatus
 
-        last = FusedEstimate(
-            t=0.0,
-            probs=None,
-            label=None,
-            confidence=0.0,
-            valence=None,
-            arousal=None,
-            contributions={},
-            weights={},
-            disagreement=0.0,
-            inputs={},
-            abstained=True,
-            reason="no modality has a prediction",
-        )
+        last = Fuser().estimate(0.0)  # nothing to fuse: an abstained estimate
         for listener in self.listeners:
             listener.on_estimate(last)  # type: ignore[attr-defined]
             listener.on_status(ModalityStatus(Modality.FACE, "stopped"))  # type: ignore[attr-defined]
