@@ -179,7 +179,9 @@ def test_live_run_reports_every_modality(smoke):
     assert set(live["modalities"]) == {"face", "voice", "text"}
     face = live["modalities"]["face"]
     assert face["inputs"] > 0 and face["encoded"] > 0
-    assert face["inputs"] >= face["encoded"]
+    # Counted over the measured window: frames that came before it and were still in the
+    # slot or in the encoder when it began (at most one each) are encoded inside it.
+    assert face["encoded"] <= face["inputs"] + 2
     assert live["estimates"] > 0
     assert live["rss_start_mb"] > 0 and live["rss_end_mb"] > 0
     assert live["cpu_cores_used"] > 0
