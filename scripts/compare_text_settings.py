@@ -1,7 +1,7 @@
 """Compare text artefacts built with different training settings under the out-of-fold
 offsets protocol: one row per artefact folder (written by ``train_embedded_text.py
---out DIR`` with ``--c``, ``--meld-share``, ``--domain-copy`` or
-``--class-weight-power``), from the figures the training script wrote to each
+--out DIR`` with ``--c``, ``--meld-share``, ``--domain-copy``, ``--class-weight-power``
+or ``--term-weighting``), from the figures the training script wrote to each
 ``meta.json``.
 
 Columns (all from ``meta.json``):
@@ -25,24 +25,25 @@ import sys
 from pathlib import Path
 
 
-def row(folder: Path) -> dict[str, object]:
+def row(folder: Path) -> str:
+    """The table row of the artefact in ``folder``."""
     meta = json.loads((folder / "meta.json").read_text())
     training = meta["training"]
     protocols = training.get("offset_protocols")
     if not protocols:
         raise SystemExit(f"{folder}: no offset_protocols in meta.json (built with --cross-fit 0?)")
+    none, own = protocols["oof_before_offsets"], protocols["oof_own_offsets"]
     dev = protocols["dev_offsets_from_train_oof"]
-    return {
-        "folder": folder.name,
-        "C": training["C"],
-        "meld_share": training["meld_share"],
-        "domain_copy": training["domain_copy"],
-        "class_weights": training["class_weights"].rsplit("**", 1)[-1].strip(),
-        "oof_none": protocols["oof_before_offsets"],
-        "oof_own": protocols["oof_own_offsets"],
-        "dev": dev,
-        "goe_dev": meta["dev"]["goemotions_dev"]["calibrated"],
-    }
+    goe = meta["dev"]["goemotions_dev"]["calibrated"]
+    power = training["class_weights"].rsplit("**", 1)[-1].strip()
+    return (
+        f"| {folder.name} | {training['C']} | {training['meld_share']} "
+        f"| {training['domain_copy']} | {power} "
+        f"| {none['macro_f1']:.3f} / {none['weighted_f1']:.3f} "
+        f"| {own['macro_f1']:.3f} / {own['weighted_f1']:.3f} "
+        f"| {dev['macro_f1']:.3f} / {dev['weighted_f1']:.3f} / {dev['ece']:.3f} "
+        f"| {goe['macro_f1']:.3f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,18 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for folder in args.folders:
-        r = row(folder)
-        none, own, dev, goe = r["oof_none"], r["oof_own"], r["dev"], r["goe_dev"]
-        assert isinstance(none, dict) and isinstance(own, dict)
-        assert isinstance(dev, dict) and isinstance(goe, dict)
-        print(
-            f"| {r['folder']} | {r['C']} | {r['meld_share']} | {r['domain_copy']} "
-            f"| {r['class_weights']} "
-            f"| {none['macro_f1']:.3f} / {none['weighted_f1']:.3f} "
-            f"| {own['macro_f1']:.3f} / {own['weighted_f1']:.3f} "
-            f"| {dev['macro_f1']:.3f} / {dev['weighted_f1']:.3f} / {dev['ece']:.3f} "
-            f"| {goe['macro_f1']:.3f} |"
-        )
+        print(row(folder))
     return 0
 
 

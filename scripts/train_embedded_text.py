@@ -477,23 +477,34 @@ class Featuriser:
         return sparse.hstack(parts).tocsr()
 
 
+def label_counts(blocks: list[Any], y: np.ndarray, w: np.ndarray) -> list[np.ndarray]:
+    """Per text block, the weighted number of rows of each label holding each column
+    (labels x columns); counts of disjoint rows add up."""
+    k = len(CANONICAL_LABELS)
+    counts = []
+    for matrix in blocks:
+        present = (matrix > 0).astype(np.float64).tocsc()
+        counts.append(np.vstack([present.T @ (w * (y == c)) for c in range(k)]))
+    return counts
+
+
+def weights_from_counts(counts: list[np.ndarray], power: float) -> list[np.ndarray]:
+    """Per block, each column's supervised weight (see :data:`TERM_WEIGHTING`) from its
+    :func:`label_counts`."""
+    weights = []
+    for per_label in counts:
+        p = per_label + 1.0  # rows of the label holding the column (add-one)
+        q = per_label.sum(axis=0) - per_label + 1.0  # rows of the other labels
+        ratios = np.log(p / p.sum(axis=1, keepdims=True)) - np.log(q / q.sum(axis=1, keepdims=True))
+        strength = np.abs(ratios).mean(axis=0) ** power
+        weights.append(strength / strength.mean())
+    return weights
+
+
 def term_weights(blocks: list[Any], y: np.ndarray, w: np.ndarray, power: float) -> list[np.ndarray]:
     """Per text block, each column's supervised weight (see :data:`TERM_WEIGHTING`) from
     rows ``blocks`` (their presence), labels ``y`` and row weights ``w``."""
-    k = len(CANONICAL_LABELS)
-    weights = []
-    for matrix in blocks:
-        present = (matrix > 0).astype(np.float64).tocsc()
-        per_label = np.vstack([present.T @ (w * (y == c)) for c in range(k)])  # k x V
-        total = per_label.sum(axis=0)
-        ratios = []
-        for c in range(k):
-            p = per_label[c] + 1.0
-            q = total - per_label[c] + 1.0
-            ratios.append(np.log(p / p.sum()) - np.log(q / q.sum()))
-        strength = np.abs(np.array(ratios)).mean(axis=0) ** power
-        weights.append(strength / strength.mean())
-    return weights
+    return weights_from_counts(label_counts(blocks, y, w), power)
 
 
 def counted_weights(
@@ -503,20 +514,18 @@ def counted_weights(
     kept: np.ndarray,
     power: float,
     source: str,
+    goe_counts: list[np.ndarray] | None = None,
 ) -> list[np.ndarray]:
-    """The term weights counted on GoEmotions' rows (with ``source`` "both") and MELD
-    train's rows ``kept``."""
+    """The term weights counted on GoEmotions' rows (with ``source`` "both"; their
+    :func:`label_counts` may be given, as every fold shares them) and MELD train's rows
+    ``kept``."""
     goe_blocks, meld_blocks = blocks
-    if source == "conversation":
-        return term_weights(
-            [m[kept] for m in meld_blocks], meld_train.y[kept], meld_train.w[kept], power
-        )
-    return term_weights(
-        [sparse_vstack(g, m[kept]) for g, m in zip(goe_blocks, meld_blocks, strict=True)],
-        np.concatenate([goe.y, meld_train.y[kept]]),
-        np.concatenate([goe.w, meld_train.w[kept]]),
-        power,
-    )
+    counts = label_counts([m[kept] for m in meld_blocks], meld_train.y[kept], meld_train.w[kept])
+    if source == "both":
+        if goe_counts is None:
+            goe_counts = label_counts(goe_blocks, goe.y, goe.w)
+        counts = [a + b for a, b in zip(counts, goe_counts, strict=True)]
+    return weights_from_counts(counts, power)
 
 
 def weighted_blocks(featuriser: Featuriser, blocks: list[Any], weights: list[np.ndarray]):
@@ -534,12 +543,6 @@ def weighted_blocks(featuriser: Featuriser, blocks: list[Any], weights: list[np.
         for b, m, wt in zip(text_blocks, blocks, weights, strict=True)
     ]
     return sparse.hstack(parts).tocsr()
-
-
-def sparse_vstack(a: Any, b: Any) -> Any:
-    from scipy import sparse
-
-    return sparse.vstack([a, b]).tocsr()
 
 
 def with_domain(matrix: Any, domain: str) -> Any:
@@ -637,10 +640,15 @@ def fit(
     if term_weighting > 0:
         blocks = (featuriser.block_matrices(goe), featuriser.block_matrices(meld_train))
         every = np.arange(len(meld_train.y))
-        featuriser.weigh_terms(
-            counted_weights(blocks, goe, meld_train, every, term_weighting, term_source)
+        term = counted_weights(blocks, goe, meld_train, every, term_weighting, term_source)
+        featuriser.weigh_terms(term)  # what the artefact stores; the design reuses the blocks
+        x = design_from(
+            weighted_blocks(featuriser, blocks[0], term),
+            weighted_blocks(featuriser, blocks[1], term),
+            domain_copy,
         )
-    x = design(featuriser, goe, meld_train, domain_copy)
+    else:
+        x = design(featuriser, goe, meld_train, domain_copy)
     n = (x.shape[1] - len(DOMAINS)) // (3 if domain_copy > 0 else 1)
     weights = training_weights(goe, meld_train, meld_share, power)
     y = np.concatenate([goe.y, meld_train.y])
@@ -689,7 +697,11 @@ def cross_fit(
 
     n_goe = len(goe.texts)
     n = fitted.coef[DEFAULT_DOMAIN].shape[1]
-    xm = fitted.featuriser.matrix(meld_train)
+    xm = fitted.featuriser.matrix(meld_train) if term_weighting == 0 else None
+    goe_counts = None
+    if term_weighting > 0 and term_source == "both":  # the same in every fold
+        assert fitted.blocks is not None
+        goe_counts = label_counts(fitted.blocks[0], goe.y, goe.w)
     y = np.concatenate([goe.y, meld_train.y])
     oof = np.full((len(meld_train.texts), len(CANONICAL_LABELS)), np.nan)
     iterations: list[int] = []
@@ -709,21 +721,17 @@ def cross_fit(
         model = copy.deepcopy(fitted.model)
         model.set_params(warm_start=True)
         started = time.perf_counter()
-        x_rows, x_held = fitted.x[rows], xm[held]
-        if term_weighting > 0:  # the weights depend on labels: the other folds' only
+        if xm is not None:
+            x_rows, x_held = fitted.x[rows], xm[held]
+        else:  # term weights depend on labels: counted on the other folds' rows only
             assert fitted.blocks is not None
-            goe_blocks, meld_blocks = fitted.blocks
             fold_weights = counted_weights(
-                fitted.blocks, goe, meld_train, kept, term_weighting, term_source
+                fitted.blocks, goe, meld_train, kept, term_weighting, term_source, goe_counts
             )
-            x_rows = design_from(
-                weighted_blocks(fitted.featuriser, goe_blocks, fold_weights),
-                weighted_blocks(fitted.featuriser, [m[kept] for m in meld_blocks], fold_weights),
-                domain_copy,
+            xg_fold, xm_fold = (
+                weighted_blocks(fitted.featuriser, b, fold_weights) for b in fitted.blocks
             )
-            x_held = weighted_blocks(
-                fitted.featuriser, [m[held] for m in meld_blocks], fold_weights
-            )
+            x_rows, x_held = design_from(xg_fold, xm_fold[kept], domain_copy), xm_fold[held]
         model.fit(x_rows, y[rows], sample_weight=weights)
         used = int(model.n_iter_.max())
         if len(model.classes_) != len(CANONICAL_LABELS):

@@ -304,13 +304,9 @@ def test_the_folds_term_weighted_features_equal_the_featurisers(script: Any) -> 
     meld = _corpus(script, 63, 1, dialogues=True)
     fitted = script.fit(goe, meld, 1.0, 0.5, 0.0, 1.0, term_weighting=1.0)
     assert fitted.blocks is not None
-    goe_blocks, meld_blocks = fitted.blocks
-    weights = script.term_weights(
-        [script.sparse_vstack(g, m) for g, m in zip(goe_blocks, meld_blocks, strict=True)],
-        np.concatenate([goe.y, meld.y]),
-        np.concatenate([goe.w, meld.w]),
-        1.0,
-    )
+    meld_blocks = fitted.blocks[1]
+    every = np.arange(63)
+    weights = script.counted_weights(fitted.blocks, goe, meld, every, 1.0, "both")
     direct = script.weighted_blocks(fitted.featuriser, meld_blocks, weights)
     np.testing.assert_allclose(
         direct.toarray(), fitted.featuriser.matrix(meld).toarray(), atol=1e-12
