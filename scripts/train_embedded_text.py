@@ -75,6 +75,7 @@ from emoapp.encoders.embedded.text import (  # noqa: E402
     NgramTextEncoder,
     VectorBlock,
     normalise,
+    punctuation,
     vector_tokens,
     vocab_array,
     words_of,
@@ -141,6 +142,11 @@ TERM_WEIGHTING = 0.0
 # Whose rows the term weights are counted on: "both" corpora, or "conversation" (MELD
 # train only: what tells dialogue's labels apart).
 TERM_WEIGHTS_FROM = "both"
+# Punctuation (a trial; see --punctuation-scale): a dense block of three features, how
+# often the text has "!" and "?" (each count capped at 3, divided by 3) and whether it
+# has an ellipsis, at this scale (0: none). The word n-grams' token pattern drops
+# punctuation and the character n-grams dilute it.
+PUNCTUATION_SCALE = 0.0
 VECTORS = "glove"
 VECTOR_POOLINGS = ("mean", "max")
 VECTOR_SCALE = 0.0
@@ -397,6 +403,7 @@ class Featuriser:
         context_scale: float,
         vectors: WordVectors | None = None,
         vector_scale: float = 0.0,
+        punctuation_scale: float = 0.0,
     ) -> None:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
@@ -435,6 +442,11 @@ class Featuriser:
                     scale=vector_scale,
                 )
                 self.vector_blocks.append(VectorBlock(block, rows, table, 0))
+        self.punctuation_blocks = (
+            [Block("punctuation", "punctuation", (1, 1), scale=punctuation_scale)]
+            if punctuation_scale > 0
+            else []
+        )
 
     def block_matrices(self, corpus: Corpus) -> list[Any]:
         """Each text block's TF-IDF of ``corpus`` as the vectoriser gives it (L2 per
@@ -459,8 +471,8 @@ class Featuriser:
 
     @property
     def all_blocks(self) -> list[Block]:
-        """Every block in column order (n-gram blocks, then word-vector blocks)."""
-        return self.blocks + [vb.block for vb in self.vector_blocks]
+        """Every block in column order (n-gram blocks, word-vector blocks, punctuation)."""
+        return self.blocks + [vb.block for vb in self.vector_blocks] + self.punctuation_blocks
 
     def matrix(self, corpus: Corpus) -> Any:
         from scipy import sparse
@@ -473,6 +485,9 @@ class Featuriser:
         ]
         for vb in self.vector_blocks:
             dense = np.array([vb.pooled(words_of(t))[0] for t in corpus.texts])
+            parts.append(sparse.csr_matrix(dense.reshape(len(corpus.texts), -1)))
+        for block in self.punctuation_blocks:  # with the encoder's own code
+            dense = np.array([punctuation(words_of(t), block.scale)[0] for t in corpus.texts])
             parts.append(sparse.csr_matrix(dense.reshape(len(corpus.texts), -1)))
         return sparse.hstack(parts).tocsr()
 
@@ -536,7 +551,11 @@ def weighted_blocks(featuriser: Featuriser, blocks: list[Any], weights: list[np.
     from sklearn.preprocessing import normalize
 
     text_blocks = [b for b in featuriser.blocks if b.source == "text"]
-    if len(text_blocks) != len(featuriser.blocks) or featuriser.vector_blocks:
+    if (
+        len(text_blocks) != len(featuriser.blocks)
+        or featuriser.vector_blocks
+        or featuriser.punctuation_blocks
+    ):
         raise SystemExit("term weighting is implemented for the text n-gram blocks only")
     parts = [
         normalize(sparse.csr_matrix(m.multiply(wt))) * b.scale
@@ -632,10 +651,13 @@ def fit(
     power: float = CLASS_WEIGHT_POWER,
     term_weighting: float = TERM_WEIGHTING,
     term_source: str = TERM_WEIGHTS_FROM,
+    punctuation_scale: float = PUNCTUATION_SCALE,
 ) -> Fitted:
     from sklearn.linear_model import LogisticRegression
 
-    featuriser = Featuriser([goe, meld_train], context_scale, vectors, vector_scale)
+    featuriser = Featuriser(
+        [goe, meld_train], context_scale, vectors, vector_scale, punctuation_scale
+    )
     blocks = None
     if term_weighting > 0:
         blocks = (featuriser.block_matrices(goe), featuriser.block_matrices(meld_train))
@@ -878,6 +900,7 @@ def cache_key(
     vector_scale: float,
     setting: tuple[float, ...],
     term_source: str = TERM_WEIGHTS_FROM,
+    punctuation_scale: float = PUNCTUATION_SCALE,
 ) -> str:
     """A digest of the training rows and the settings, naming the cache's folder."""
     import hashlib
@@ -907,6 +930,8 @@ def cache_key(
         settings += (("term_weighting", term_weighting),)
     if term_weighting and term_source != "both":
         settings += (("term_weights_from", term_source),)
+    if punctuation_scale:
+        settings += (("punctuation_scale", punctuation_scale),)
     digest.update(repr((settings, sklearn.__version__, np.__version__)).encode())
     return digest.hexdigest()[:16]
 
@@ -929,6 +954,13 @@ def main(argv: list[str] | None = None) -> int:
         default=VECTOR_SCALE,
         help="add the GloVe mean and max blocks at this scale (0: none, the shipped "
         "choice; the exploration tried 1 and 2)",
+    )
+    parser.add_argument(
+        "--punctuation-scale",
+        type=float,
+        default=PUNCTUATION_SCALE,
+        help="add the punctuation block ('!' and '?' counts, an ellipsis) at this scale "
+        f"(default {PUNCTUATION_SCALE}; 0: none)",
     )
     parser.add_argument(
         "--cross-fit",
@@ -985,8 +1017,11 @@ def main(argv: list[str] | None = None) -> int:
             "--c and --meld-share must be > 0; --domain-copy, --class-weight-power and "
             "--term-weighting >= 0"
         )
-    if args.term_weighting > 0 and vector_scale > 0:
-        parser.error("--term-weighting does not combine with --vector-scale")
+    punctuation_scale: float = args.punctuation_scale
+    if not (punctuation_scale >= 0 and np.isfinite(punctuation_scale)):
+        parser.error("--punctuation-scale must be a finite number >= 0")
+    if args.term_weighting > 0 and (vector_scale > 0 or punctuation_scale > 0):
+        parser.error("--term-weighting does not combine with --vector-scale or --punctuation-scale")
     meld_share, c, domain_copy, power, term_weighting = setting
     try:
         import scipy
@@ -1022,7 +1057,7 @@ def main(argv: list[str] | None = None) -> int:
     cache: Path | None = None
     if args.cache is not None:
         cache = args.cache / cache_key(
-            goe, meld_train, vector_scale, setting, args.term_weights_from
+            goe, meld_train, vector_scale, setting, args.term_weights_from, punctuation_scale
         )
         cache.mkdir(parents=True, exist_ok=True)
     fitted = fit(
@@ -1038,6 +1073,7 @@ def main(argv: list[str] | None = None) -> int:
         power,
         term_weighting,
         args.term_weights_from,
+        punctuation_scale,
     )
     log(f"fitted in {fitted.iterations} iterations ({time.perf_counter() - started:.0f}s)")
     # Per domain: the logits its offsets and temperature are chosen on (its dev split;
@@ -1126,7 +1162,8 @@ def main(argv: list[str] | None = None) -> int:
         "version": VERSION,
         "labels": list(CANONICAL_LABELS),
         "blocks": [
-            b.to_meta() | ({} if b.analyzer == "vectors" else {"min_df": MIN_DF[b.name]})
+            b.to_meta()
+            | ({} if b.analyzer in ("vectors", "punctuation") else {"min_df": MIN_DF[b.name]})
             for b in blocks
         ],
         "n_features": int(fitted.coef[DEFAULT_DOMAIN].shape[1]),
@@ -1223,6 +1260,8 @@ def main(argv: list[str] | None = None) -> int:
     if fitted.featuriser.vectors is not None:
         meta["vectors"] = {VECTORS: fitted.featuriser.vectors.source}
         meta["training"]["vector_scale"] = vector_scale
+    if punctuation_scale > 0:
+        meta["training"]["punctuation_scale"] = punctuation_scale
     if CONTEXT_SCALE > 0:
         meta["context"] = {"turns": CONTEXT_TURNS}
         meta["training"]["context_turns"] = CONTEXT_TURNS

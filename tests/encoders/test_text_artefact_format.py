@@ -19,8 +19,10 @@ from emoapp.core.messages import Modality, ModalityPrediction, TextEntry
 from emoapp.core.taxonomy import CANONICAL_LABELS
 from emoapp.encoders.embedded.artefacts import write_checksums, write_npz
 from emoapp.encoders.embedded.text import (
+    PUNCTUATION_CAP,
     Block,
     NgramTextEncoder,
+    punctuation,
     vector_tokens,
     vocab_array,
     words_of,
@@ -41,6 +43,7 @@ def write_tiny(
     context: bool = True,
     domains: bool = True,
     vectors: bool = False,
+    punctuation: bool = False,
     meta_extra: Any = None,
 ) -> Path:
     """A tiny artefact: a word 1-2-gram text block, (optionally) a word context block
@@ -60,6 +63,9 @@ def write_tiny(
             Block("vec_max", "vectors", (1, 1), vectors="vec", pooling="max", scale=0.5),
         ]
         n += 2 * VECTOR_TABLE.shape[1]
+    if punctuation:
+        blocks.append(Block("punct", "punctuation", (1, 1), scale=2.0))
+        n += 3
     arrays: dict[str, np.ndarray] = {
         "coef": rng.normal(size=(K, n)).astype(np.float16),
         "coef_comments": rng.normal(size=(K, n)).astype(np.float16),
@@ -69,7 +75,7 @@ def write_tiny(
         arrays["vocab_vec"] = vocab_array(VECTOR_WORDS)
         arrays["vectors_vec"] = VECTOR_TABLE.astype(np.float16)
     for block in blocks:
-        if block.analyzer == "vectors":
+        if block.analyzer in ("vectors", "punctuation"):
             continue
         arrays[f"vocab_{block.name}"] = vocab_array(terms[block.name])
         arrays[f"idf_{block.name}"] = rng.uniform(1, 3, len(terms[block.name])).astype(np.float32)
@@ -337,3 +343,126 @@ def test_the_training_script_computes_the_vector_blocks_as_the_encoder_reads_the
                 expected[column - n_ngram] = value
         expected[4:] *= 2.0 / 0.5
         np.testing.assert_allclose(row, expected, rtol=1e-12, atol=1e-15, err_msg=text)
+
+
+# --- the punctuation block ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_punctuation(tmp_path_factory: pytest.TempPathFactory) -> NgramTextEncoder:
+    folder = tmp_path_factory.mktemp("punct") / "text"
+    return load(write_tiny(folder, vectors=True, punctuation=True))
+
+
+MARKED_WORDS = st.lists(
+    st.sampled_from(["what?!", "no!!", "so...", "well…", "happy", "?", "!?!", "ok"])
+    | st.text(alphabet="ab!?.…", min_size=1, max_size=6),
+    max_size=10,
+)
+
+
+@given(MARKED_WORDS, st.floats(0.1, 4.0))
+def test_punctuation_values_are_capped_counts_split_exactly_over_the_words(
+    words: list[str], scale: float
+) -> None:
+    values, parts = punctuation(words, scale)
+    assert parts.shape == (len(words), 3)
+    np.testing.assert_allclose(parts.sum(axis=0), values, atol=1e-12)
+    assert np.all(values >= 0) and np.all(values <= scale + 1e-12) and np.all(parts >= 0)
+    text = " ".join(words)
+    for j, mark in enumerate("!?"):
+        expected = min(text.count(mark), PUNCTUATION_CAP) / PUNCTUATION_CAP * scale
+        assert values[j] == pytest.approx(expected)
+        # A word holds a part of a mark's value only if it holds that mark.
+        assert all(parts[i, j] == 0 for i, w in enumerate(words) if mark not in w)
+    trails = any("..." in w or "…" in w for w in words)
+    assert values[2] == pytest.approx(scale if trails else 0.0)
+
+
+@given(MARKED_WORDS)
+def test_one_more_mark_never_lowers_its_value(words: list[str]) -> None:
+    before, _ = punctuation(words)
+    for j, mark in enumerate(["!", "?", "..."]):
+        after, _ = punctuation([*words, mark])
+        assert after[j] >= before[j]
+        assert np.array_equal(np.delete(after, j), np.delete(before, j))
+
+
+def test_punctuation_features_follow_the_other_blocks(
+    tiny_punctuation: NgramTextEncoder,
+) -> None:
+    first = len(TEXT_TERMS) + len(CONTEXT_TERMS) + 2 * VECTOR_TABLE.shape[1]
+    columns, values = tiny_punctuation.features("What?! So happy!!!! Really...")
+    dense = dict(zip(columns.tolist(), values.tolist(), strict=True))
+    # "!" 5 times (capped at 3), "?" once, an ellipsis; the block's scale is 2.
+    assert [dense[first + j] for j in range(3)] == pytest.approx([2.0, 2.0 / 3, 2.0])
+    columns, _ = tiny_punctuation.features("so happy")
+    assert all(c < first for c in columns)  # no mark, no punctuation columns
+    # The marks move the estimate: without them the text reads differently.
+    assert not np.allclose(
+        tiny_punctuation.probabilities("so happy!!"), tiny_punctuation.probabilities("so happy")
+    )
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    MARKED_WORDS, st.sampled_from(CANONICAL_LABELS), st.sampled_from(["conversation", "comments"])
+)
+def test_punctuation_attributions_split_the_logit_exactly(
+    tiny_punctuation: NgramTextEncoder, words: list[str], label: str, domain: str
+) -> None:
+    text = " ".join(words)
+    parts = tiny_punctuation.attributions(text, label, (), domain)
+    assert [w for w, _ in parts] == text.split()
+    z = tiny_punctuation.logits(text, (), domain) / tiny_punctuation.domain(domain).temperature
+    k = CANONICAL_LABELS.index(label)
+    total = sum(w for _, w in parts) + tiny_punctuation.attribution_bias(label, domain)
+    assert total == pytest.approx(float(z[k] - z.mean()), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda m: m["blocks"][-1].update(cap=4), "capped"),
+        (lambda m: m["blocks"][-1].update(marks=["!", "?"]), "capped"),
+        (lambda m: m["blocks"][-1].update(scale=0), "scale"),
+        (lambda m: m["blocks"][-1].update(analyzer="punctuations"), "malformed feature block"),
+    ],
+)
+def test_malformed_punctuation_blocks_are_refused(tmp_path: Path, edit: Any, message: str) -> None:
+    folder = write_tiny(tmp_path / "p", punctuation=True)
+    meta = json.loads((folder / "meta.json").read_text())
+    edit(meta)
+    (folder / "meta.json").write_text(json.dumps(meta))
+    write_checksums(folder)
+    with pytest.raises(ModelLoadError, match=message):
+        load(folder)
+
+
+def test_the_training_script_computes_the_punctuation_block_as_the_encoder_reads_it(
+    tiny_punctuation: NgramTextEncoder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("sklearn")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
+    import train_embedded_text as script
+
+    texts = ["What?! So happy!!!!", "well… ok", "xyzzy", "no... no?", ""]
+    corpus = script.Corpus(texts, [()] * len(texts), np.zeros(len(texts), int), np.ones(5))
+    train = script.Corpus(texts * 3, [()] * 15, np.zeros(15, int), np.ones(15))  # min_df
+    featuriser = script.Featuriser([train], 0.0, punctuation_scale=2.0)
+    assert featuriser.all_blocks[-1].to_meta() == tiny_punctuation_block_meta()
+    dense = featuriser.matrix(corpus).toarray()[:, -3:]
+    first = len(TEXT_TERMS) + len(CONTEXT_TERMS) + 2 * VECTOR_TABLE.shape[1]
+    for text, row in zip(texts, dense, strict=True):
+        expected = np.zeros(3)
+        for column, value in zip(*tiny_punctuation.features(text), strict=True):
+            if column >= first:
+                expected[column - first] = value
+        np.testing.assert_allclose(row, expected, rtol=1e-12, atol=1e-15, err_msg=text)
+
+
+def tiny_punctuation_block_meta() -> dict[str, Any]:
+    """The tiny artefact's punctuation block, named as the training script names it."""
+    return Block("punctuation", "punctuation", (1, 1), scale=2.0).to_meta()

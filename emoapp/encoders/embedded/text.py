@@ -72,7 +72,7 @@ WEIGHTS = "weights.npz"
 TOKEN_PATTERN = r"(?u)\b\w\w+\b"
 EMPTY_TEXT = "empty text"
 
-_ANALYZERS = ("word", "char_wb", "vectors")
+_ANALYZERS = ("word", "char_wb", "vectors", "punctuation")
 _SOURCES = ("text", "context")
 _POOLINGS = ("mean", "max")
 # Tokens a word-vector block looks up, within each lower-cased whitespace word, as GloVe
@@ -91,6 +91,35 @@ _QUOTES = str.maketrans(
         "\u2033": '"',
     }
 )
+
+
+# A punctuation block: how often the text shouts ("!") and asks ("?"), each count capped
+# at PUNCTUATION_CAP and divided by it, and whether it trails off ("..." or "…"); three
+# dense features beside the n-grams. The word analyzer's token pattern drops punctuation,
+# and a mark inside a character n-gram is diluted by the block's L2 norm.
+PUNCTUATION_MARKS = ("!", "?", "...")
+PUNCTUATION_CAP = 3
+
+
+def punctuation(words: Sequence[str], scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """A punctuation block's three values for a text given as its whitespace words, and
+    each word's part of them (rows sum to the values): a capped count is split over the
+    words in proportion to the marks they hold, the ellipsis flag equally over the words
+    that hold one. No mark: all zero."""
+    n = len(words)
+    held = np.zeros((n, 3))
+    for i, word in enumerate(words):
+        held[i] = (word.count("!"), word.count("?"), float("..." in word or "\u2026" in word))
+    totals = held.sum(axis=0)
+    values = np.array(
+        [
+            min(totals[0], PUNCTUATION_CAP) / PUNCTUATION_CAP,
+            min(totals[1], PUNCTUATION_CAP) / PUNCTUATION_CAP,
+            float(totals[2] > 0),
+        ]
+    )
+    parts = np.divide(held, totals, out=np.zeros_like(held), where=totals > 0) * values
+    return values * scale, parts * scale
 
 
 def normalise(text: str) -> str:
@@ -116,11 +145,16 @@ class Block:
     def is_vectors(self) -> bool:
         return self.analyzer == "vectors"
 
+    @property
+    def is_punctuation(self) -> bool:
+        return self.analyzer == "punctuation"
+
     @classmethod
     def from_meta(cls, raw: Mapping[str, Any]) -> Block:
         try:
             vectors = raw.get("analyzer") == "vectors"
-            ngrams = raw.get("ngram_range", [1, 1]) if vectors else raw["ngram_range"]
+            dense = vectors or raw.get("analyzer") == "punctuation"
+            ngrams = raw.get("ngram_range", [1, 1]) if dense else raw["ngram_range"]
             block = cls(
                 name=str(raw["name"]),
                 analyzer=str(raw["analyzer"]),
@@ -140,6 +174,14 @@ class Block:
             raise ModelLoadError(f"unknown block source {block.source!r} (known: {_SOURCES})")
         if not (math.isfinite(block.scale) and block.scale > 0):
             raise ModelLoadError(f"block {block.name!r}: scale must be positive")
+        if block.is_punctuation:
+            marks = raw.get("marks", list(PUNCTUATION_MARKS))
+            if list(marks) != list(PUNCTUATION_MARKS) or raw.get("cap") != PUNCTUATION_CAP:
+                raise ModelLoadError(
+                    f"block {block.name!r}: a punctuation block counts {PUNCTUATION_MARKS} "
+                    f"capped at {PUNCTUATION_CAP} (meta.json says {marks}, cap {raw.get('cap')})"
+                )
+            return block
         if block.is_vectors:
             if block.pooling not in _POOLINGS:
                 raise ModelLoadError(
@@ -160,6 +202,15 @@ class Block:
         return block
 
     def to_meta(self) -> dict[str, Any]:
+        if self.is_punctuation:
+            return {
+                "name": self.name,
+                "analyzer": "punctuation",
+                "marks": list(PUNCTUATION_MARKS),
+                "cap": PUNCTUATION_CAP,
+                "source": self.source,
+                "scale": self.scale,
+            }
         if self.is_vectors:
             return {
                 "name": self.name,
@@ -306,10 +357,15 @@ class NgramTextEncoder(EmbeddedEncoder):
         domains, default = _domains_of(meta, len(labels), folder, arrays, coef.shape)
         blocks: list[_BlockWeights] = []
         vector_blocks: list[VectorBlock] = []
+        punctuation_blocks: list[tuple[Block, int]] = []
         tables: dict[str, tuple[dict[str, int], np.ndarray]] = {}
         offset = 0
         for raw in raw_blocks:
             block = Block.from_meta(raw)
+            if block.is_punctuation:
+                punctuation_blocks.append((block, offset))
+                offset += len(PUNCTUATION_MARKS)
+                continue
             if block.is_vectors:
                 if block.vectors not in tables:
                     tables[block.vectors] = _vector_table(arrays, block.vectors, folder)
@@ -337,7 +393,11 @@ class NgramTextEncoder(EmbeddedEncoder):
                 f"match {len(labels)} labels and {offset} features"
             )
         turns = 0
-        sources = [bw.block.source for bw in blocks] + [vb.block.source for vb in vector_blocks]
+        sources = (
+            [bw.block.source for bw in blocks]
+            + [vb.block.source for vb in vector_blocks]
+            + [b.source for b, _ in punctuation_blocks]
+        )
         if "context" in sources:
             try:
                 turns = int(meta["context"]["turns"])
@@ -349,6 +409,7 @@ class NgramTextEncoder(EmbeddedEncoder):
                 raise ModelLoadError(f"{folder / 'meta.json'}: context.turns must be >= 1")
         self._blocks = blocks
         self._vector_blocks = vector_blocks
+        self._punctuation_blocks = punctuation_blocks
         self._coef_t = np.ascontiguousarray(coef.T)  # features x labels
         self._intercept = intercept
         self.domains = domains
@@ -396,7 +457,7 @@ class NgramTextEncoder(EmbeddedEncoder):
         self.load()
         sources, found = self._occurrences(text, context)
         columns, values = self._values(Counter(o.column for o in found))
-        if not self._vector_blocks:
+        if not self._vector_blocks and not self._punctuation_blocks:
             return columns, values
         col_parts, value_parts = [columns], [values]
         for vb in self._vector_blocks:
@@ -404,6 +465,11 @@ class NgramTextEncoder(EmbeddedEncoder):
             if owners:
                 col_parts.append(np.arange(vb.offset, vb.offset + len(pooled), dtype=np.int64))
                 value_parts.append(pooled)
+        for block, offset in self._punctuation_blocks:
+            marks, _ = punctuation(sources[1 if block.source == "context" else 0], block.scale)
+            held = np.flatnonzero(marks)
+            col_parts.append(offset + held.astype(np.int64))
+            value_parts.append(marks[held])
         columns, values = np.concatenate(col_parts), np.concatenate(value_parts)
         order = np.argsort(columns, kind="stable")
         return columns[order], values[order]
@@ -517,6 +583,10 @@ class NgramTextEncoder(EmbeddedEncoder):
             if owners:  # each token its part of the pooled vector
                 shares = parts @ centred[vb.offset : vb.offset + parts.shape[1]] / temperature
                 np.add.at(weights[index], owners, shares)
+        for block, offset in self._punctuation_blocks:
+            index = 1 if block.source == "context" else 0
+            _, parts = punctuation(sources[index], block.scale)  # each word its marks' part
+            weights[index] += parts @ centred[offset : offset + parts.shape[1]] / temperature
         return sources, weights
 
     def attributions(
