@@ -12,6 +12,8 @@ domain it prints, for A and B:
 - MELD dev with the offsets chosen on MELD train out-of-fold only (``meta.json``
   ``training.offset_protocols``), and the paired bootstrap of B minus A there and before
   any offsets;
+- the same on MELD dev with its punctuation removed and lower-cased (:func:`unpunctuated`:
+  what a speech recogniser without punctuation gives the text model);
 - MELD train out-of-fold, each fold's offsets chosen on the other folds' out-of-fold
   logits (nested, so no item chooses its own offsets), and the paired bootstrap of B
   minus A there and before any offsets. These bootstraps resample utterances, not
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -42,6 +45,7 @@ from train_embedded_text import (  # noqa: E402
     goemotions,
     label_tables,
     meld,
+    normalise,
     objective,
     paired_bootstrap,
 )
@@ -49,6 +53,12 @@ from train_embedded_text import (  # noqa: E402
 from emoapp.evaluation.metrics import macro_f1, weighted_f1  # noqa: E402
 
 FOLDS = 5
+
+
+def unpunctuated(text: str) -> str:
+    """``text`` as a recogniser without punctuation writes it: lower-case words, every
+    character that is neither a word character, whitespace nor an apostrophe removed."""
+    return " ".join(re.sub(r"[^\w\s']", " ", normalise(text)).lower().split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +80,22 @@ def main(argv: list[str] | None = None) -> int:
         protocols = meta["training"].get("offset_protocols")
         if protocols is None:
             raise SystemExit(f"{folder}: not written with --cross-fit")
-        cache = args.cache / cache_key(goe, train, meta["training"].get("vector_scale", 0.0))
+        training = meta["training"]
+        setting = (
+            training["meld_share"],
+            training["C"],
+            training["domain_copy"],
+            float(training["class_weights"].rsplit("** ", 1)[1]),
+            training.get("term_weighting", 0.0),
+        )
+        cache = args.cache / cache_key(
+            goe,
+            train,
+            training.get("vector_scale", 0.0),
+            setting,
+            training.get("term_weights_from", "both"),
+            training.get("punctuation_scale", 0.0),
+        )
         oof = np.full((len(train.y), 7), np.nan)
         for k in range(FOLDS):
             stored = cache / f"fold{k}of{FOLDS}.npz"
@@ -81,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         carried = protocols["dev_offsets_from_train_oof"]
         off = np.array(list(carried["offsets"].values()))
         logits = raw_logits(folder, "conversation", dev.texts)
+        bare = raw_logits(folder, "conversation", [unpunctuated(t) for t in dev.texts])
+        bare_pred = (bare + off).argmax(axis=1)
         nested = np.empty(len(train.y), dtype=np.int64)
         for k in range(FOLDS):
             held = folds == k
@@ -91,12 +118,15 @@ def main(argv: list[str] | None = None) -> int:
             + ", ".join(
                 f"{m} {carried[m]}" for m in ("accuracy", "macro_f1", "weighted_f1", "ece", "nll")
             )
+            + f"; MELD dev without punctuation, the same offsets: macro_f1 "
+            f"{macro_f1(dev.y, bare_pred):.4f}, weighted_f1 {weighted_f1(dev.y, bare_pred):.4f}"
             + f"; MELD train out-of-fold, nested offsets: macro_f1 "
             f"{macro_f1(train.y, nested):.4f}, weighted_f1 {weighted_f1(train.y, nested):.4f}"
         )
         return {
             "dev": (logits + off).argmax(axis=1),
             "dev_none": logits.argmax(axis=1),
+            "dev_bare": bare_pred,
             "oof": nested,
             "oof_none": oof.argmax(axis=1),
         }
@@ -105,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, gold, key in (
         ("MELD dev, offsets from train out-of-fold", dev.y, "dev"),
         ("MELD dev, no offsets", dev.y, "dev_none"),
+        ("MELD dev without punctuation, offsets from train out-of-fold", dev.y, "dev_bare"),
         ("MELD train out-of-fold, nested offsets", train.y, "oof"),
         ("MELD train out-of-fold, no offsets", train.y, "oof_none"),
     ):

@@ -19,7 +19,9 @@ here, and MELD's test split is not in ``../shared/data``):
   (scikit-learn ``TfidfVectorizer``, sub-linear tf, L2 per block) fitted on both training
   sets, curly quotes straightened first; and, for conversation, a *context* block: word
   unigrams of the utterance before (MELD: the previous utterance of the dialogue),
-  scaled by ``CONTEXT_SCALE``; GoEmotions rows have no context;
+  scaled by ``CONTEXT_SCALE``; GoEmotions rows have no context; and a punctuation block
+  (how often the text has "!" and "?", capped at 3, and whether it has an ellipsis),
+  scaled by ``PUNCTUATION_SCALE``;
 - domains: one indicator column per corpus (``comments`` for GoEmotions,
   ``conversation`` for MELD) so that each kind of text gets its own prior (its learnt
   bias); and, with ``DOMAIN_COPY`` > 0, one more copy of the features per domain that
@@ -91,7 +93,7 @@ from emoapp.evaluation.metrics import (  # noqa: E402
 from emoapp.registry import ModelSpec  # noqa: E402
 
 MODEL_ID = "embedded/text-conversation"
-VERSION = "2.1.0"  # 2.1: offsets and temperature of conversation cross-fitted
+VERSION = "2.2.0"  # 2.1: offsets and temperature of conversation cross-fitted; 2.2: punctuation
 SEED = 0
 
 _EKMAN_TO_CANONICAL = {
@@ -142,11 +144,13 @@ TERM_WEIGHTING = 0.0
 # Whose rows the term weights are counted on: "both" corpora, or "conversation" (MELD
 # train only: what tells dialogue's labels apart).
 TERM_WEIGHTS_FROM = "both"
-# Punctuation (a trial; see --punctuation-scale): a dense block of three features, how
-# often the text has "!" and "?" (each count capped at 3, divided by 3) and whether it
-# has an ellipsis, at this scale (0: none). The word n-grams' token pattern drops
-# punctuation and the character n-grams dilute it.
-PUNCTUATION_SCALE = 0.0
+# Punctuation (revision 2.2.0): a dense block of three features, how often the text has
+# "!" and "?" (each count capped at 3, divided by 3) and whether it has an ellipsis, at
+# this scale (0: none). The word n-grams' token pattern drops punctuation and the
+# character n-grams dilute it. The scale was chosen by out-of-fold figures on MELD train
+# (scripts/text_block_screen.py: 0.5 to 4, best at 2), then adopted by the full recipe's
+# rule on MELD dev (docs/guide/text.md, "Punctuation").
+PUNCTUATION_SCALE = 2.0
 VECTORS = "glove"
 VECTOR_POOLINGS = ("mean", "max")
 VECTOR_SCALE = 0.0

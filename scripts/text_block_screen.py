@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Trial: do pretrained static text embeddings add to the n-grams on conversation?
+"""Screen: which dense blocks beside the n-grams help on conversation?
 
-    .venv/bin/python scripts/text_static_embedding_trial.py [--data ../shared/data] [--report FILE]
+    .venv/bin/python scripts/text_block_screen.py [--data ../shared/data] [--report FILE]
 
-Needs ``pip install -e '.[train,wordllama]'``. The shipped model uses neither embedding.
+Needs ``pip install -e '.[train,wordllama]'`` (without the ``wordllama`` extra its rows
+are left out).
 
-The quick screen that decides whether an embedding earns a run of the full recipe
+The quick screen that decides whether a block earns a run of the full recipe
 (``scripts/train_embedded_text.py``, 15 to 25 minutes a run here). On the
 MELD-train-only recipe (the n-gram blocks of the shipped model, class-balanced
 logistic regression, C 0.5), each candidate block is added beside the n-grams:
@@ -16,7 +17,9 @@ logistic regression, C 0.5), each candidate block is added beside the n-grams:
   MELD dev, docs/guide/text.md);
 - ``wordllama``: WordLlama ``l2_supercat`` 256-d (the ``wordllama`` wheel ships the token
   table and the LLaMA-2 tokenizer; read from the wheel's files, nothing is downloaded):
-  the mean of the text's token vectors, L2-normalised, as WordLlama embeds a text.
+  the mean of the text's token vectors, L2-normalised, as WordLlama embeds a text;
+- ``punctuation``: the encoder's punctuation block ("!" and "?" counts capped at 3, an
+  ellipsis; ``emoapp.encoders.embedded.text.punctuation``) at scales 0.5 to 4.
 
 Protocol: MELD train's dialogues dealt to 5 folds (seed 0, as the training script
 does). Per setting, out-of-fold logits; per-label offsets chosen on them (nested: each
@@ -55,6 +58,7 @@ from train_embedded_text import (  # noqa: E402
     normalise,
     objective,
     paired_bootstrap,
+    punctuation,
     words_of,
 )
 
@@ -82,14 +86,23 @@ def glove_features(corpora: list[Corpus]) -> list[np.ndarray]:
     ]
 
 
-def wordllama_features(corpora: list[Corpus]) -> tuple[list[np.ndarray], dict[str, Any]]:
-    """WordLlama l2_supercat 256-d: mean of the token vectors, L2-normalised."""
+def punctuation_features(corpora: list[Corpus]) -> list[np.ndarray]:
+    """The punctuation block (scale 1) of every corpus's texts, with the encoder's code."""
+    return [np.array([punctuation(words_of(t))[0] for t in c.texts]) for c in corpora]
+
+
+def wordllama_features(
+    corpora: list[Corpus],
+) -> tuple[list[np.ndarray], dict[str, Any]] | None:
+    """WordLlama l2_supercat 256-d: mean of the token vectors, L2-normalised (None
+    without the wordllama package)."""
     try:
         import wordllama
         from safetensors import safe_open
         from tokenizers import Tokenizer
     except ImportError:
-        raise SystemExit("the trial needs wordllama: pip install -e '.[wordllama]'") from None
+        print("wordllama is not installed (pip install -e '.[wordllama]'): its rows are left out")
+        return None
     from importlib.metadata import version
 
     root = Path(wordllama.__file__).parent
@@ -158,14 +171,20 @@ def main(argv: list[str] | None = None) -> int:
     featuriser = Featuriser([train], 0.0)
     ngrams = [featuriser.matrix(train), featuriser.matrix(dev)]
     glove = glove_features([train, dev])
-    llama, source = wordllama_features([train, dev])
+    marks = punctuation_features([train, dev])
     settings: list[tuple[str, list[np.ndarray] | None, float]] = [
         ("n-grams alone", None, 0.0),
         ("+ GloVe mean and max, scale 1", glove, 1.0),
-        ("+ WordLlama mean, scale 1", llama, 1.0),
-        ("+ WordLlama mean, scale 2", llama, 2.0),
     ]
-    results: dict[str, Any] = {"wordllama": source, "settings": {}}
+    results: dict[str, Any] = {"settings": {}}
+    llama = wordllama_features([train, dev])
+    if llama is not None:
+        results["wordllama"] = llama[1]
+        settings += [
+            ("+ WordLlama mean, scale 1", llama[0], 1.0),
+            ("+ WordLlama mean, scale 2", llama[0], 2.0),
+        ]
+    settings += [(f"+ punctuation, scale {s:g}", marks, s) for s in (0.5, 1.0, 2.0, 3.0, 4.0)]
     base = None
     print(
         "| setting | MELD train OOF macro / weighted F1 (nested offsets) "
