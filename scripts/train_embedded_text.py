@@ -462,6 +462,24 @@ class Featuriser:
             if block.source == "text"
         ]
 
+    def punctuation_matrix(self, corpus: Corpus) -> Any:
+        """The punctuation block of ``corpus`` as :meth:`matrix` appends it (None without
+        one)."""
+        from scipy import sparse
+
+        if not self.punctuation_blocks:
+            return None
+        return sparse.hstack(
+            [
+                sparse.csr_matrix(
+                    np.array([punctuation(words_of(t), b.scale)[0] for t in corpus.texts]).reshape(
+                        len(corpus.texts), -1
+                    )
+                )
+                for b in self.punctuation_blocks
+            ]
+        ).tocsr()
+
     def weigh_terms(self, weights: list[np.ndarray]) -> None:
         """Multiply each text block's idf by its term weights (in :meth:`block_matrices`
         order)."""
@@ -490,9 +508,8 @@ class Featuriser:
         for vb in self.vector_blocks:
             dense = np.array([vb.pooled(words_of(t))[0] for t in corpus.texts])
             parts.append(sparse.csr_matrix(dense.reshape(len(corpus.texts), -1)))
-        for block in self.punctuation_blocks:  # with the encoder's own code
-            dense = np.array([punctuation(words_of(t), block.scale)[0] for t in corpus.texts])
-            parts.append(sparse.csr_matrix(dense.reshape(len(corpus.texts), -1)))
+        if self.punctuation_blocks:  # with the encoder's own code
+            parts.append(self.punctuation_matrix(corpus))
         return sparse.hstack(parts).tocsr()
 
 
@@ -547,24 +564,27 @@ def counted_weights(
     return weights_from_counts(counts, power)
 
 
-def weighted_blocks(featuriser: Featuriser, blocks: list[Any], weights: list[np.ndarray]):
+def weighted_blocks(
+    featuriser: Featuriser, blocks: list[Any], weights: list[np.ndarray], dense: Any = None
+):
     """The feature matrix of rows whose text blocks are ``blocks`` (as
-    :meth:`Featuriser.block_matrices` gives them) with term ``weights``: what
-    :meth:`Featuriser.matrix` gives once the idf carries the weights."""
+    :meth:`Featuriser.block_matrices` gives them) with term ``weights``, followed by
+    ``dense`` (the same rows' punctuation block, :meth:`Featuriser.punctuation_matrix`):
+    what :meth:`Featuriser.matrix` gives once the idf carries the weights."""
     from scipy import sparse
     from sklearn.preprocessing import normalize
 
     text_blocks = [b for b in featuriser.blocks if b.source == "text"]
-    if (
-        len(text_blocks) != len(featuriser.blocks)
-        or featuriser.vector_blocks
-        or featuriser.punctuation_blocks
-    ):
+    if len(text_blocks) != len(featuriser.blocks) or featuriser.vector_blocks:
         raise SystemExit("term weighting is implemented for the text n-gram blocks only")
+    if (dense is None) != (not featuriser.punctuation_blocks):
+        raise ValueError("the punctuation block's rows must come with the text blocks'")
     parts = [
         normalize(sparse.csr_matrix(m.multiply(wt))) * b.scale
         for b, m, wt in zip(text_blocks, blocks, weights, strict=True)
     ]
+    if dense is not None:
+        parts.append(dense)
     return sparse.hstack(parts).tocsr()
 
 
@@ -589,6 +609,8 @@ class Fitted:
     # With term weights: the unweighted text blocks of GoEmotions' and MELD train's rows
     # (each cross-fitting fold weighs them again from its own rows).
     blocks: tuple[list[Any], list[Any]] | None = None
+    # ... and their punctuation blocks (None without one), which take no term weights.
+    dense: tuple[Any, Any] | None = None
 
 
 def design(featuriser: Featuriser, goe: Corpus, meld_train: Corpus, domain_copy: float) -> Any:
@@ -662,15 +684,16 @@ def fit(
     featuriser = Featuriser(
         [goe, meld_train], context_scale, vectors, vector_scale, punctuation_scale
     )
-    blocks = None
+    blocks = dense = None
     if term_weighting > 0:
         blocks = (featuriser.block_matrices(goe), featuriser.block_matrices(meld_train))
+        dense = (featuriser.punctuation_matrix(goe), featuriser.punctuation_matrix(meld_train))
         every = np.arange(len(meld_train.y))
         term = counted_weights(blocks, goe, meld_train, every, term_weighting, term_source)
         featuriser.weigh_terms(term)  # what the artefact stores; the design reuses the blocks
         x = design_from(
-            weighted_blocks(featuriser, blocks[0], term),
-            weighted_blocks(featuriser, blocks[1], term),
+            weighted_blocks(featuriser, blocks[0], term, dense[0]),
+            weighted_blocks(featuriser, blocks[1], term, dense[1]),
             domain_copy,
         )
     else:
@@ -698,7 +721,9 @@ def fit(
                 n_iter=model.n_iter_,
             )
     coef, intercept, column = domain_weights(model, n, domain_copy)
-    return Fitted(featuriser, coef, intercept, column, int(model.n_iter_.max()), model, x, blocks)
+    return Fitted(
+        featuriser, coef, intercept, column, int(model.n_iter_.max()), model, x, blocks, dense
+    )
 
 
 def cross_fit(
@@ -755,7 +780,8 @@ def cross_fit(
                 fitted.blocks, goe, meld_train, kept, term_weighting, term_source, goe_counts
             )
             xg_fold, xm_fold = (
-                weighted_blocks(fitted.featuriser, b, fold_weights) for b in fitted.blocks
+                weighted_blocks(fitted.featuriser, b, fold_weights, d)
+                for b, d in zip(fitted.blocks, fitted.dense or (None, None), strict=True)
             )
             x_rows, x_held = design_from(xg_fold, xm_fold[kept], domain_copy), xm_fold[held]
         model.fit(x_rows, y[rows], sample_weight=weights)
@@ -1024,8 +1050,8 @@ def main(argv: list[str] | None = None) -> int:
     punctuation_scale: float = args.punctuation_scale
     if not (punctuation_scale >= 0 and np.isfinite(punctuation_scale)):
         parser.error("--punctuation-scale must be a finite number >= 0")
-    if args.term_weighting > 0 and (vector_scale > 0 or punctuation_scale > 0):
-        parser.error("--term-weighting does not combine with --vector-scale or --punctuation-scale")
+    if args.term_weighting > 0 and vector_scale > 0:
+        parser.error("--term-weighting does not combine with --vector-scale")
     meld_share, c, domain_copy, power, term_weighting = setting
     try:
         import scipy

@@ -151,8 +151,10 @@ WORDS = {
 def _corpus(script: Any, n: int, seed: int, dialogues: bool) -> Any:
     rng = np.random.default_rng(seed)
     y = np.arange(n) % K
+    marks = {2: "...", 3: "!", 6: "?!"}  # on about half of these labels' rows
     texts = [
         " ".join(rng.choice(WORDS[int(label)], 3).tolist() + rng.choice(WORDS[0], 1).tolist())
+        + (marks.get(int(label), "") if rng.random() < 0.5 else "")
         for label in y
     ]
     groups = np.arange(n) // 3 if dialogues else None
@@ -296,18 +298,25 @@ def test_term_weights_favour_n_grams_that_tell_labels_apart(
     np.testing.assert_allclose(shuffled, weights, rtol=1e-10)
 
 
-def test_the_folds_term_weighted_features_equal_the_featurisers(script: Any) -> None:
+@pytest.mark.parametrize("punctuation", [0.0, 2.0])
+def test_the_folds_term_weighted_features_equal_the_featurisers(
+    script: Any, punctuation: float
+) -> None:
     """The folds' features (weighted_blocks) equal the full featuriser's once its idf
-    carries the same weights."""
+    carries the same weights, with and without the punctuation block (which takes no
+    term weights)."""
     pytest.importorskip("sklearn")
     goe = _corpus(script, 60, 0, dialogues=False)
     meld = _corpus(script, 63, 1, dialogues=True)
-    fitted = script.fit(goe, meld, 1.0, 0.5, 0.0, 1.0, term_weighting=1.0)
-    assert fitted.blocks is not None
+    fitted = script.fit(
+        goe, meld, 1.0, 0.5, 0.0, 1.0, term_weighting=1.0, punctuation_scale=punctuation
+    )
+    assert fitted.blocks is not None and fitted.dense is not None
+    assert (fitted.dense[1] is None) == (punctuation == 0.0)
     meld_blocks = fitted.blocks[1]
     every = np.arange(63)
     weights = script.counted_weights(fitted.blocks, goe, meld, every, 1.0, "both")
-    direct = script.weighted_blocks(fitted.featuriser, meld_blocks, weights)
+    direct = script.weighted_blocks(fitted.featuriser, meld_blocks, weights, fitted.dense[1])
     np.testing.assert_allclose(
         direct.toarray(), fitted.featuriser.matrix(meld).toarray(), atol=1e-12
     )
