@@ -309,7 +309,14 @@ def test_a_word_only_the_vectors_know_still_moves_the_labels(
     ],
 )
 def test_malformed_vector_blocks_are_refused(tmp_path: Path, edit: Any, message: str) -> None:
-    folder = write_tiny(tmp_path / "v", vectors=True)
+    folder = rewritten(write_tiny(tmp_path / "v", vectors=True), edit)
+    with pytest.raises(ModelLoadError, match=message):
+        load(folder)
+
+
+def rewritten(folder: Path, edit: Any) -> Path:
+    """``folder`` after ``edit(meta, arrays)`` changed its meta.json and weights.npz (and
+    its checksums were written again, so only the edit can make it fail)."""
     meta = json.loads((folder / "meta.json").read_text())
     with np.load(folder / "weights.npz") as data:
         arrays = {name: data[name] for name in data.files}
@@ -317,8 +324,16 @@ def test_malformed_vector_blocks_are_refused(tmp_path: Path, edit: Any, message:
     (folder / "meta.json").write_text(json.dumps(meta))
     write_npz(folder / "weights.npz", arrays)
     write_checksums(folder)
-    with pytest.raises(ModelLoadError, match=message):
-        load(folder)
+    return folder
+
+
+def dense_columns(encoder: NgramTextEncoder, text: str, first: int, width: int) -> np.ndarray:
+    """The encoder's feature values of ``text`` in columns ``first`` to ``first + width``."""
+    out = np.zeros(width)
+    for column, value in zip(*encoder.features(text), strict=True):
+        if column >= first:
+            out[column - first] = value
+    return out
 
 
 def test_the_training_script_computes_the_vector_blocks_as_the_encoder_reads_them(
@@ -337,10 +352,7 @@ def test_the_training_script_computes_the_vector_blocks_as_the_encoder_reads_the
     n_ngram = len(TEXT_TERMS) + len(CONTEXT_TERMS)
     for text, row in zip(texts, dense, strict=True):
         # The tiny artefact's mean block has scale 2 as here; its max block has 0.5.
-        expected = np.zeros(8)
-        for column, value in zip(*tiny_vectors.features(text), strict=True):
-            if column >= n_ngram:
-                expected[column - n_ngram] = value
+        expected = dense_columns(tiny_vectors, text, n_ngram, 8)
         expected[4:] *= 2.0 / 0.5
         np.testing.assert_allclose(row, expected, rtol=1e-12, atol=1e-15, err_msg=text)
 
@@ -425,18 +437,19 @@ def test_punctuation_attributions_split_the_logit_exactly(
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
-        (lambda m: m["blocks"][-1].update(cap=4), "capped"),
-        (lambda m: m["blocks"][-1].update(marks=["!", "?"]), "capped"),
-        (lambda m: m["blocks"][-1].update(scale=0), "scale"),
-        (lambda m: m["blocks"][-1].update(analyzer="punctuations"), "malformed feature block"),
+        (lambda m, a: m["blocks"][-1].update(cap=4), "capped"),
+        (lambda m, a: m["blocks"][-1].update(marks=["!", "?"]), "capped"),
+        (lambda m, a: m["blocks"][-1].update(scale=0), "scale"),
+        (lambda m, a: m["blocks"][-1].update(analyzer="punctuations"), "malformed feature block"),
+        # weights for two punctuation columns, not three
+        (
+            lambda m, a: a.update(coef=a["coef"][:, :-1], coef_comments=a["coef_comments"][:, :-1]),
+            "do not match",
+        ),
     ],
 )
 def test_malformed_punctuation_blocks_are_refused(tmp_path: Path, edit: Any, message: str) -> None:
-    folder = write_tiny(tmp_path / "p", punctuation=True)
-    meta = json.loads((folder / "meta.json").read_text())
-    edit(meta)
-    (folder / "meta.json").write_text(json.dumps(meta))
-    write_checksums(folder)
+    folder = rewritten(write_tiny(tmp_path / "p", punctuation=True), edit)
     with pytest.raises(ModelLoadError, match=message):
         load(folder)
 
@@ -456,10 +469,7 @@ def test_the_training_script_computes_the_punctuation_block_as_the_encoder_reads
     dense = featuriser.matrix(corpus).toarray()[:, -3:]
     first = len(TEXT_TERMS) + len(CONTEXT_TERMS) + 2 * VECTOR_TABLE.shape[1]
     for text, row in zip(texts, dense, strict=True):
-        expected = np.zeros(3)
-        for column, value in zip(*tiny_punctuation.features(text), strict=True):
-            if column >= first:
-                expected[column - first] = value
+        expected = dense_columns(tiny_punctuation, text, first, 3)
         np.testing.assert_allclose(row, expected, rtol=1e-12, atol=1e-15, err_msg=text)
 
 
