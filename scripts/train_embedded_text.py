@@ -93,7 +93,7 @@ from emoapp.evaluation.metrics import (  # noqa: E402
 from emoapp.registry import ModelSpec  # noqa: E402
 
 MODEL_ID = "embedded/text-conversation"
-VERSION = "2.2.0"  # 2.1: offsets and temperature of conversation cross-fitted; 2.2: punctuation
+VERSION = "2.3.0"  # 2.1: conversation's offsets cross-fitted; 2.2: punctuation; 2.3: speech
 SEED = 0
 
 _EKMAN_TO_CANONICAL = {
@@ -151,6 +151,12 @@ TERM_WEIGHTS_FROM = "both"
 # (scripts/text_block_screen.py: 0.5 to 4, best at 2), then adopted by the full recipe's
 # rule on MELD dev (docs/guide/text.md, "Punctuation").
 PUNCTUATION_SCALE = 2.0
+# The speech domain (see --speech-domain): text as the embedded speech recogniser writes
+# it, lower-case words without punctuation. Its weights, prior and temperature come from
+# the same recipe fitted again on unpunctuated copies of every training and dev text,
+# with the written model's vocabularies, so the other domains stay as they are.
+SPEECH_DOMAIN = "speech"
+SPEECH_DEFAULT = True  # revision 2.3.0 (docs/guide/text.md, "Recognised speech")
 VECTORS = "glove"
 VECTOR_POOLINGS = ("mean", "max")
 VECTOR_SCALE = 0.0
@@ -239,6 +245,25 @@ def meld(folder: Path, split: str) -> Corpus:
         np.array([CANONICAL_LABELS.index(item.label) for item in items]),
         np.ones(len(items)),
         np.array([int(item.id.split("_")[0].removeprefix("dia")) for item in items]),
+    )
+
+
+def unpunctuated(text: str) -> str:
+    """``text`` as a recogniser without punctuation writes it: lower-case words, every
+    character that is neither a word character, whitespace nor an apostrophe removed."""
+    import re
+
+    return " ".join(re.sub(r"[^\w\s']", " ", normalise(text)).lower().split())
+
+
+def without_punctuation(corpus: Corpus) -> Corpus:
+    """``corpus`` with every text (and context) :func:`unpunctuated`; the same rows."""
+    return Corpus(
+        [unpunctuated(t) for t in corpus.texts],
+        [tuple(unpunctuated(c) for c in x) for x in corpus.contexts],
+        corpus.y,
+        corpus.w,
+        corpus.groups,
     )
 
 
@@ -678,12 +703,19 @@ def fit(
     term_weighting: float = TERM_WEIGHTING,
     term_source: str = TERM_WEIGHTS_FROM,
     punctuation_scale: float = PUNCTUATION_SCALE,
+    featuriser: Featuriser | None = None,
 ) -> Fitted:
+    """The logistic regression on GoEmotions + MELD train; with ``featuriser`` (already
+    fitted: the speech domain reuses the written model's vocabularies) no new one is
+    fitted."""
     from sklearn.linear_model import LogisticRegression
 
-    featuriser = Featuriser(
-        [goe, meld_train], context_scale, vectors, vector_scale, punctuation_scale
-    )
+    if featuriser is None:
+        featuriser = Featuriser(
+            [goe, meld_train], context_scale, vectors, vector_scale, punctuation_scale
+        )
+    elif term_weighting > 0:
+        raise ValueError("term weights would weigh a shared featuriser's idf twice")
     blocks = dense = None
     if term_weighting > 0:
         blocks = (featuriser.block_matrices(goe), featuriser.block_matrices(meld_train))
@@ -859,6 +891,86 @@ def paired_bootstrap(
     return out
 
 
+def speech_domain(
+    fitted: Fitted,
+    goe: Corpus,
+    meld_train: Corpus,
+    meld_dev: Corpus,
+    folds: np.ndarray | None,
+    meld_share: float,
+    c: float,
+    domain_copy: float,
+    power: float,
+    cache: Path | None,
+) -> dict[str, Any]:
+    """The speech domain: the recipe fitted again on :func:`without_punctuation` copies of
+    GoEmotions train and MELD train with the written model's featuriser (same columns),
+    its conversation weights kept as the domain's; its prior (the refit's intercept minus
+    the written one's, its conversation column, per-label offsets) and temperature chosen
+    like conversation's, on the unpunctuated copies of MELD train out-of-fold (the same
+    dialogue folds) and MELD dev. Returns the stored coefficients, bias, temperature,
+    offsets and the figures behind them."""
+    goe_u, meld_u, dev_u = (without_punctuation(x) for x in (goe, meld_train, meld_dev))
+    sub = cache / SPEECH_DOMAIN if cache is not None else None
+    if sub is not None:
+        sub.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    refit = fit(
+        goe_u,
+        meld_u,
+        meld_share,
+        c,
+        CONTEXT_SCALE,
+        domain_copy,
+        cache=sub,
+        power=power,
+        featuriser=fitted.featuriser,
+    )
+    log(f"speech domain: fitted in {refit.iterations} iterations")
+    coef = refit.coef[DEFAULT_DOMAIN]
+    shift = refit.intercept.astype(np.float64) - fitted.intercept.astype(np.float64)
+    x_dev = fitted.featuriser.matrix(dev_u)
+    dev_logits = stored_logits(x_dev, coef, refit.intercept) + refit.column[DEFAULT_DOMAIN]
+    report: dict[str, Any] = {
+        "data": "GoEmotions train and MELD train, every text lower-cased with its "
+        "punctuation removed (apostrophes kept); offsets and temperature on the same copies "
+        "of MELD train out-of-fold and MELD dev",
+        "iterations": refit.iterations,
+    }
+    pool, pool_y = dev_logits, dev_u.y
+    if folds is not None:
+        oof, fold_iterations = cross_fit(
+            refit, goe_u, meld_u, folds, meld_share, domain_copy, sub, power
+        )
+        report["fold_iterations"] = fold_iterations
+        pool, pool_y = np.vstack([oof, dev_logits]), np.concatenate([meld_u.y, dev_u.y])
+        # The honest figure: offsets and temperature from MELD train out-of-fold only.
+        carried = fit_offsets(oof, objective(DEFAULT_DOMAIN, meld_u.y))
+        probs = tempered(oof + carried, 1.0)
+        t_oof = fit_temperature(probs, np.ones_like(probs, dtype=bool), meld_u.y)
+        report["dev_unpunctuated_offsets_from_train_oof"] = figures(
+            tempered(dev_logits + carried, t_oof), dev_u.y
+        ) | {
+            "temperature": round(t_oof, 4),
+            "offsets": dict(zip(CANONICAL_LABELS, carried.round(1).tolist(), strict=True)),
+        }
+    offsets = fit_offsets(pool, objective(DEFAULT_DOMAIN, pool_y))
+    bias = np.round(shift + refit.column[DEFAULT_DOMAIN] + offsets, 4)
+    rows = stored_logits(x_dev, coef, fitted.intercept) + bias
+    if folds is not None:
+        rows = np.vstack([oof + offsets, rows])
+    probs = tempered(rows, 1.0)
+    temperature = round(fit_temperature(probs, np.ones_like(probs, dtype=bool), pool_y), 4)
+    log(f"speech domain: temperature {temperature} ({time.perf_counter() - started:.0f}s)")
+    return {
+        "coef": coef,
+        "bias": bias,
+        "temperature": temperature,
+        "offsets": offsets,
+        "report": report,
+    }
+
+
 def offset_protocols(
     oof: np.ndarray, oof_gold: np.ndarray, dev: np.ndarray, dev_gold: np.ndarray
 ) -> dict[str, Any]:
@@ -984,6 +1096,13 @@ def main(argv: list[str] | None = None) -> int:
         default=VECTOR_SCALE,
         help="add the GloVe mean and max blocks at this scale (0: none, the shipped "
         "choice; the exploration tried 1 and 2)",
+    )
+    parser.add_argument(
+        "--speech-domain",
+        action=argparse.BooleanOptionalAction,
+        default=SPEECH_DEFAULT,
+        help="add the 'speech' domain for unpunctuated, lower-case text (what the embedded "
+        f"speech recogniser writes), fitted on unpunctuated copies (default {SPEECH_DEFAULT})",
     )
     parser.add_argument(
         "--punctuation-scale",
@@ -1166,6 +1285,20 @@ def main(argv: list[str] | None = None) -> int:
             fit_temperature(probs, np.ones_like(probs, dtype=bool), gold), 4
         )
     log(f"temperatures {temperatures}")
+    speech = None
+    if args.speech_domain:
+        speech = speech_domain(
+            fitted,
+            goe,
+            meld_train,
+            dev["conversation"],
+            folds if args.cross_fit else None,
+            meld_share,
+            c,
+            domain_copy,
+            power,
+            cache,
+        )
 
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
@@ -1176,6 +1309,8 @@ def main(argv: list[str] | None = None) -> int:
         "coef_comments": fitted.coef["comments"],
         "intercept": fitted.intercept,
     }
+    if speech is not None:
+        arrays[f"coef_{SPEECH_DOMAIN}"] = speech["coef"]
     for block, vec in zip(fitted.featuriser.blocks, fitted.featuriser.vectorisers, strict=True):
         terms = [t for t, _ in sorted(vec.vocabulary_.items(), key=lambda kv: kv[1])]
         arrays[f"vocab_{block.name}"] = vocab_array(terms)
@@ -1295,6 +1430,22 @@ def main(argv: list[str] | None = None) -> int:
     if CONTEXT_SCALE > 0:
         meta["context"] = {"turns": CONTEXT_TURNS}
         meta["training"]["context_turns"] = CONTEXT_TURNS
+    if speech is not None:
+        meta["domains"][SPEECH_DOMAIN] = {
+            "bias": speech["bias"].tolist(),
+            "temperature": speech["temperature"],
+            "coef": f"coef_{SPEECH_DOMAIN}",
+            "fitted_on": (
+                "unpunctuated, lower-cased copies of GoEmotions train and MELD train "
+                "(weights) and of MELD train out-of-fold and MELD dev (offsets, temperature)"
+            ),
+        }
+        meta["training"]["speech_domain"] = speech["report"] | {
+            "logit_offsets": dict(
+                zip(CANONICAL_LABELS, speech["offsets"].round(1).tolist(), strict=True)
+            ),
+            "used_for": "text the embedded speech recogniser heard (TextEntry.domain 'speech')",
+        }
     (out / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     write_checksums(out)
 
@@ -1346,6 +1497,14 @@ def main(argv: list[str] | None = None) -> int:
             "read_as_conversation": figures(probs_of(goe_dev, "conversation"), goe_dev.y),
         },
     }
+    if speech is not None:
+        bare = without_punctuation(meld_dev)
+        meta["dev"]["meld_dev_unpunctuated"] = {
+            "items": len(bare.texts),
+            "scored_as": "MELD dev utterances lower-cased, punctuation removed",
+            "as_speech": figures(probs_of(bare, SPEECH_DOMAIN), bare.y),
+            "as_conversation": figures(probs_of(bare, "conversation"), bare.y),
+        }
     if CONTEXT_SCALE > 0:
         meta["dev"]["meld_dev"]["without_context"] = figures(
             probs_of(meld_dev, "conversation", False), meld_dev.y

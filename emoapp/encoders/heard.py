@@ -20,6 +20,14 @@ from emoapp.encoders.voice import resample
 EMBEDDED_ASR = "embedded/asr-pocketsphinx"
 """The registry id of the embedded recogniser (CMU PocketSphinx, model inside its wheel)."""
 
+SPEECH_DOMAIN = "speech"
+"""The text domain of what a recogniser without punctuation heard: lower-case words, no
+marks. The embedded text model reads it with weights fitted on such text; a text model
+without that domain reads it in its default one."""
+
+UNPUNCTUATED_RECOGNISERS = frozenset({EMBEDDED_ASR})
+"""Recognisers whose words come without punctuation (PocketSphinx); Whisper writes it."""
+
 
 ASR_RATE = 16_000
 """Both recognisers take 16 kHz mono; other rates are resampled."""
@@ -68,7 +76,8 @@ def recognizer_of(entry: TextEntry) -> str | None:
 def heard_entry(segment: HeardSegment) -> TextEntry | None:
     """The text entry for a finished segment (None when nothing was recognised): from
     its first word's start to its last word's end where the recogniser gives word
-    times, else the segment's span."""
+    times, else the segment's span. A recogniser that writes no punctuation marks its
+    text as the ``speech`` domain."""
     text = " ".join(segment.text.split())
     if not text:
         return None
@@ -76,7 +85,8 @@ def heard_entry(segment: HeardSegment) -> TextEntry | None:
     t, end = (
         (segment.words[0].t, segment.words[-1].end) if segment.words else (segment.t, segment.end)
     )
-    return TextEntry(t=t, text=text, source=HEARD_PREFIX + segment.model_id, end=end)
+    domain = SPEECH_DOMAIN if segment.model_id in UNPUNCTUATED_RECOGNISERS else None
+    return TextEntry(t=t, text=text, source=HEARD_PREFIX + segment.model_id, end=end, domain=domain)
 
 
 def to_asr_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -14,8 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from emoapp.core.messages import Modality
 from emoapp.core.taxonomy import CANONICAL_LABELS
+from emoapp.encoders.embedded.text import NgramTextEncoder
 from emoapp.evaluation.metrics import macro_f1, weighted_f1
+from emoapp.registry import ModelSpec
 
 K = len(CANONICAL_LABELS)
 
@@ -235,12 +238,9 @@ def test_the_script_cross_fits_and_a_cached_rerun_writes_the_same_bytes(
     assert script.main([*args, "--out", str(tmp_path / "a")]) == 0
     assert script.main([*args, "--out", str(tmp_path / "b")]) == 0
     (kept,) = (tmp_path / "c").iterdir()  # one folder named after the data and settings
-    assert sorted(f.name for f in kept.iterdir()) == [
-        "fold0of3.npz",
-        "fold1of3.npz",
-        "fold2of3.npz",
-        "full.npz",
-    ]
+    fits = ["fold0of3.npz", "fold1of3.npz", "fold2of3.npz", "full.npz"]
+    assert sorted(f.name for f in kept.iterdir()) == [*fits, "speech"]
+    assert sorted(f.name for f in (kept / "speech").iterdir()) == fits  # its own fits
     checksums = (tmp_path / "a" / "checksums.sha256").read_text()
     assert checksums == (tmp_path / "b" / "checksums.sha256").read_text()
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
@@ -378,3 +378,32 @@ def test_term_weights_counted_on_conversation_ignore_the_comments_labels(script:
         np.testing.assert_array_equal(a, b)
     both = script.counted_weights(blocks, shuffled, meld, every, 1.0, "both")
     assert any(not np.allclose(a, b) for a, b in zip(mine, both, strict=True))
+
+
+def test_the_speech_domain_leaves_the_other_domains_as_they_were(
+    script: Any, tmp_path: Path
+) -> None:
+    """With and without the speech domain, the written domains' arrays and meta entries
+    are the same; the speech domain's weights have the same columns and are read by the
+    encoder."""
+    pytest.importorskip("sklearn")
+    _write_data(tmp_path / "data")
+    args = ["--data", str(tmp_path / "data"), "--cross-fit", "3"]
+    assert script.main([*args, "--out", str(tmp_path / "with")]) == 0
+    assert script.main([*args, "--no-speech-domain", "--out", str(tmp_path / "without")]) == 0
+    with (
+        np.load(tmp_path / "with" / "weights.npz") as a,
+        np.load(tmp_path / "without" / "weights.npz") as b,
+    ):
+        assert set(a.files) - set(b.files) == {"coef_speech"}
+        assert all(np.array_equal(a[k], b[k]) for k in b.files)
+        assert a["coef_speech"].shape == a["coef"].shape
+    with_meta = json.loads((tmp_path / "with" / "meta.json").read_text())
+    without_meta = json.loads((tmp_path / "without" / "meta.json").read_text())
+    for domain in ("conversation", "comments"):
+        assert with_meta["domains"][domain] == without_meta["domains"][domain]
+    assert with_meta["domains"]["speech"]["coef"] == "coef_speech"
+    encoder = NgramTextEncoder(ModelSpec(Modality.TEXT, str(tmp_path / "with"), backend="embedded"))
+    encoder.load()
+    assert set(encoder.domains) == {"conversation", "comments", "speech"}
+    assert script.unpunctuated("Oh, REALLY?! I can't...") == "oh really i can't"
