@@ -280,12 +280,17 @@ def test_vector_blocks_hold_the_normalised_mean_and_max(tiny_vectors: NgramTextE
 def test_vector_block_attributions_split_the_logit_exactly(
     tiny_vectors: NgramTextEncoder, words: list[str], label: str, domain: str
 ) -> None:
-    text = " ".join(words)
-    parts = tiny_vectors.attributions(text, label, (), domain)
+    assert_exact_split(tiny_vectors, " ".join(words), label, domain)
+
+
+def assert_exact_split(encoder: NgramTextEncoder, text: str, label: str, domain: str) -> None:
+    """One weight per written word, and with the label's share of the bias they sum to
+    the label's centred, tempered logit."""
+    parts = encoder.attributions(text, label, (), domain)
     assert [w for w, _ in parts] == text.split()
-    z = tiny_vectors.logits(text, (), domain) / tiny_vectors.domain(domain).temperature
+    z = encoder.logits(text, (), domain) / encoder.domain(domain).temperature
     k = CANONICAL_LABELS.index(label)
-    total = sum(w for _, w in parts) + tiny_vectors.attribution_bias(label, domain)
+    total = sum(w for _, w in parts) + encoder.attribution_bias(label, domain)
     assert total == pytest.approx(float(z[k] - z.mean()), abs=1e-9)
 
 
@@ -425,13 +430,7 @@ def test_punctuation_features_follow_the_other_blocks(
 def test_punctuation_attributions_split_the_logit_exactly(
     tiny_punctuation: NgramTextEncoder, words: list[str], label: str, domain: str
 ) -> None:
-    text = " ".join(words)
-    parts = tiny_punctuation.attributions(text, label, (), domain)
-    assert [w for w, _ in parts] == text.split()
-    z = tiny_punctuation.logits(text, (), domain) / tiny_punctuation.domain(domain).temperature
-    k = CANONICAL_LABELS.index(label)
-    total = sum(w for _, w in parts) + tiny_punctuation.attribution_bias(label, domain)
-    assert total == pytest.approx(float(z[k] - z.mean()), abs=1e-9)
+    assert_exact_split(tiny_punctuation, " ".join(words), label, domain)
 
 
 @pytest.mark.parametrize(
