@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
@@ -48,9 +47,9 @@ from train_embedded_text import (  # noqa: E402
     goemotions,
     label_tables,
     meld,
-    normalise,
     objective,
     paired_bootstrap,
+    unpunctuated,
 )
 
 from emoapp.evaluation.metrics import macro_f1, weighted_f1  # noqa: E402
@@ -67,12 +66,6 @@ def speech_domain_logits(folder: Path, texts: list[str]) -> np.ndarray:
     encoder = NgramTextEncoder(ModelSpec(Modality.TEXT, str(folder), backend="embedded"))
     encoder.load()
     return np.array([encoder.logits(t, (), "speech") for t in texts])
-
-
-def unpunctuated(text: str) -> str:
-    """``text`` as a recogniser without punctuation writes it: lower-case words, every
-    character that is neither a word character, whitespace nor an apostrophe removed."""
-    return " ".join(re.sub(r"[^\w\s']", " ", normalise(text)).lower().split())
 
 
 def main(argv: list[str] | None = None) -> int:

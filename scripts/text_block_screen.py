@@ -26,7 +26,9 @@ does). Per setting, out-of-fold logits; per-label offsets chosen on them (nested
 fold's offsets on the other folds' logits, for the out-of-fold figure; all of them, for
 MELD dev); a model on all of MELD train scores MELD dev with the offsets from train
 out-of-fold. MELD dev chooses nothing. Paired bootstraps (1,000 resamples over
-utterances) against the n-grams alone. Reads no test split.
+utterances) against the n-grams alone. Reads no test split. (The class weights come from
+all of MELD train's label counts, held-out folds included: label shares only, the same
+in every setting.)
 """
 
 from __future__ import annotations

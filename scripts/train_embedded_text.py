@@ -157,6 +157,7 @@ PUNCTUATION_SCALE = 2.0
 # with the written model's vocabularies, so the other domains stay as they are.
 SPEECH_DOMAIN = "speech"
 SPEECH_DEFAULT = True  # revision 2.3.0 (docs/guide/text.md, "Recognised speech")
+SPEECH_RECIPE = 1  # names the speech fits' cache folder: raise it when unpunctuated() changes
 VECTORS = "glove"
 VECTOR_POOLINGS = ("mean", "max")
 VECTOR_SCALE = 0.0
@@ -910,8 +911,12 @@ def speech_domain(
     like conversation's, on the unpunctuated copies of MELD train out-of-fold (the same
     dialogue folds) and MELD dev. Returns the stored coefficients, bias, temperature,
     offsets and the figures behind them."""
+    if fitted.blocks is not None:
+        raise ValueError(
+            "the speech domain would reuse term weights counted on every fold's labels"
+        )
     goe_u, meld_u, dev_u = (without_punctuation(x) for x in (goe, meld_train, meld_dev))
-    sub = cache / SPEECH_DOMAIN if cache is not None else None
+    sub = cache / f"{SPEECH_DOMAIN}-{SPEECH_RECIPE}" if cache is not None else None
     if sub is not None:
         sub.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -1171,6 +1176,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--punctuation-scale must be a finite number >= 0")
     if args.term_weighting > 0 and vector_scale > 0:
         parser.error("--term-weighting does not combine with --vector-scale")
+    if args.term_weighting > 0 and args.speech_domain:
+        # The speech refit reuses the featuriser, whose idf then carries term weights
+        # counted on every MELD row: its folds would see the held-out folds' labels.
+        parser.error(
+            "--term-weighting does not combine with --speech-domain (add --no-speech-domain)"
+        )
     meld_share, c, domain_copy, power, term_weighting = setting
     try:
         import scipy

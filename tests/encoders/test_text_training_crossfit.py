@@ -239,8 +239,8 @@ def test_the_script_cross_fits_and_a_cached_rerun_writes_the_same_bytes(
     assert script.main([*args, "--out", str(tmp_path / "b")]) == 0
     (kept,) = (tmp_path / "c").iterdir()  # one folder named after the data and settings
     fits = ["fold0of3.npz", "fold1of3.npz", "fold2of3.npz", "full.npz"]
-    assert sorted(f.name for f in kept.iterdir()) == [*fits, "speech"]
-    assert sorted(f.name for f in (kept / "speech").iterdir()) == fits  # its own fits
+    assert sorted(f.name for f in kept.iterdir()) == [*fits, "speech-1"]
+    assert sorted(f.name for f in (kept / "speech-1").iterdir()) == fits  # its own fits
     checksums = (tmp_path / "a" / "checksums.sha256").read_text()
     assert checksums == (tmp_path / "b" / "checksums.sha256").read_text()
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
@@ -348,6 +348,9 @@ def test_the_script_with_term_weights_writes_an_artefact_the_encoder_agrees_with
     pytest.importorskip("sklearn")
     _write_data(tmp_path / "data")
     args = ["--data", str(tmp_path / "data"), "--cross-fit", "3", "--term-weighting", "1"]
+    args.append("--no-speech-domain")  # the speech refit would reuse every fold's term weights
+    with pytest.raises(SystemExit):  # so the two are refused together
+        script.main(args[:-1])
     assert script.main([*args, "--out", str(tmp_path / "a")]) == 0
     meta = json.loads((tmp_path / "a" / "meta.json").read_text())
     assert meta["training"]["term_weighting"] == 1.0

@@ -176,10 +176,11 @@ class Block:
             raise ModelLoadError(f"block {block.name!r}: scale must be positive")
         if block.is_punctuation:
             marks = raw.get("marks", list(PUNCTUATION_MARKS))
-            if list(marks) != list(PUNCTUATION_MARKS) or raw.get("cap") != PUNCTUATION_CAP:
+            cap = raw.get("cap", PUNCTUATION_CAP)
+            if list(marks) != list(PUNCTUATION_MARKS) or cap != PUNCTUATION_CAP:
                 raise ModelLoadError(
                     f"block {block.name!r}: a punctuation block counts {PUNCTUATION_MARKS} "
-                    f"capped at {PUNCTUATION_CAP} (meta.json says {marks}, cap {raw.get('cap')})"
+                    f"capped at {PUNCTUATION_CAP} (meta.json says {marks}, cap {cap})"
                 )
             return block
         if block.is_vectors:
