@@ -61,11 +61,12 @@ def speech_domain_logits(folder: Path, texts: list[str]) -> np.ndarray:
     """The speech domain's logits (its shipped prior included, before the temperature)."""
     from emoapp.core.messages import Modality
     from emoapp.encoders.embedded.text import NgramTextEncoder
+    from emoapp.encoders.heard import SPEECH_DOMAIN
     from emoapp.registry import ModelSpec
 
     encoder = NgramTextEncoder(ModelSpec(Modality.TEXT, str(folder), backend="embedded"))
     encoder.load()
-    return np.array([encoder.logits(t, (), "speech") for t in texts])
+    return np.array([encoder.logits(t, (), SPEECH_DOMAIN) for t in texts])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -82,6 +83,7 @@ from emoapp.encoders.embedded.text import (  # noqa: E402
     vocab_array,
     words_of,
 )
+from emoapp.encoders.heard import SPEECH_DOMAIN  # noqa: E402
 from emoapp.evaluation.calibration import fit_temperature  # noqa: E402
 from emoapp.evaluation.datasets import read_meld  # noqa: E402
 from emoapp.evaluation.metrics import (  # noqa: E402
@@ -155,7 +157,6 @@ PUNCTUATION_SCALE = 2.0
 # it, lower-case words without punctuation. Its weights, prior and temperature come from
 # the same recipe fitted again on unpunctuated copies of every training and dev text,
 # with the written model's vocabularies, so the other domains stay as they are.
-SPEECH_DOMAIN = "speech"
 SPEECH_DEFAULT = True  # revision 2.3.0 (docs/guide/text.md, "Recognised speech")
 SPEECH_RECIPE = 1  # names the speech fits' cache folder: raise it when unpunctuated() changes
 VECTORS = "glove"
@@ -252,8 +253,6 @@ def meld(folder: Path, split: str) -> Corpus:
 def unpunctuated(text: str) -> str:
     """``text`` as a recogniser without punctuation writes it: lower-case words, every
     character that is neither a word character, whitespace nor an apostrophe removed."""
-    import re
-
     return " ".join(re.sub(r"[^\w\s']", " ", normalise(text)).lower().split())
 
 

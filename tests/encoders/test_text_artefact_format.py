@@ -341,17 +341,31 @@ def dense_columns(encoder: NgramTextEncoder, text: str, first: int, width: int) 
     return out
 
 
-def test_the_training_script_computes_the_vector_blocks_as_the_encoder_reads_them(
-    tiny_vectors: NgramTextEncoder, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def script(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """scripts/train_embedded_text.py as a module (it needs scikit-learn)."""
     pytest.importorskip("sklearn")
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
-    import train_embedded_text as script
+    import train_embedded_text
 
+    return train_embedded_text
+
+
+def corpora(script: Any, texts: list[str]) -> tuple[Any, Any]:
+    """``texts`` as a corpus, and a training corpus of three copies of them (so that every
+    n-gram passes the blocks' minimum document frequencies)."""
+    n = len(texts)
+    corpus = script.Corpus(texts, [()] * n, np.zeros(n, int), np.ones(n))
+    train = script.Corpus(texts * 3, [()] * 3 * n, np.zeros(3 * n, int), np.ones(3 * n))
+    return corpus, train
+
+
+def test_the_training_script_computes_the_vector_blocks_as_the_encoder_reads_them(
+    tiny_vectors: NgramTextEncoder, script: Any
+) -> None:
     texts = ["It's not so happy!!", "café", "xyzzy", "don't be sad", ""]
-    corpus = script.Corpus(texts, [()] * len(texts), np.zeros(len(texts), int), np.ones(5))
+    corpus, train = corpora(script, texts)
     vectors = script.WordVectors(VECTOR_WORDS, VECTOR_TABLE.astype(np.float16), {})
-    train = script.Corpus(texts * 3, [()] * 15, np.zeros(15, int), np.ones(15))  # min_df
     featuriser = script.Featuriser([train], 0.0, vectors, 2.0)
     dense = featuriser.matrix(corpus).toarray()[:, -8:]
     n_ngram = len(TEXT_TERMS) + len(CONTEXT_TERMS)
@@ -454,15 +468,10 @@ def test_malformed_punctuation_blocks_are_refused(tmp_path: Path, edit: Any, mes
 
 
 def test_the_training_script_computes_the_punctuation_block_as_the_encoder_reads_it(
-    tiny_punctuation: NgramTextEncoder, monkeypatch: pytest.MonkeyPatch
+    tiny_punctuation: NgramTextEncoder, script: Any
 ) -> None:
-    pytest.importorskip("sklearn")
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "scripts"))
-    import train_embedded_text as script
-
     texts = ["What?! So happy!!!!", "well… ok", "xyzzy", "no... no?", ""]
-    corpus = script.Corpus(texts, [()] * len(texts), np.zeros(len(texts), int), np.ones(5))
-    train = script.Corpus(texts * 3, [()] * 15, np.zeros(15, int), np.ones(15))  # min_df
+    corpus, train = corpora(script, texts)
     featuriser = script.Featuriser([train], 0.0, punctuation_scale=2.0)
     assert featuriser.all_blocks[-1].to_meta() == tiny_punctuation_block_meta()
     dense = featuriser.matrix(corpus).toarray()[:, -3:]
